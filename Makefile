@@ -1,0 +1,70 @@
+# submitd: see README.md. `make run` and `make test` install what is missing first.
+
+CC       ?= cc
+PKGS     := libconfuse libmicrohttpd jemalloc
+BUILD    := build
+PREFIX   ?= /usr
+DESTDIR  ?=
+
+VERSION  := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog 2>/dev/null)
+COMMIT   := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CPPFLAGS += -D_GNU_SOURCE -Isrc -DSUBMITD_VERSION='"$(VERSION)"' -DSUBMITD_COMMIT='"$(COMMIT)"'
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -fno-strict-aliasing
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# Leaf modules shared by the daemon, the bench and the tests.
+LIB_SRC  := src/log.c src/proto.c src/mem.c src/buf.c src/net.c
+CORE_SRC := $(LIB_SRC) src/stats.c src/conf.c src/conn.c src/worker.c src/metrics.c src/master.c
+D_SRC    := $(CORE_SRC) src/main.c
+B_SRC    := $(LIB_SRC) $(wildcard src/bench/*.c)
+
+obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
+
+.PHONY: all deps run test unit unit-asan bats clean install format format-check
+all: $(BUILD)/submitd $(BUILD)/submit-bench
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile debian/changelog
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/submitd: $(call obj,$(D_SRC))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/submit-bench: $(call obj,$(B_SRC))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+
+# Sanitizer build: plain malloc instead of jemalloc (see docs/DESIGN.md).
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan_obj = $(patsubst src/%.c,$(BUILD)/asan/%.o,$(1))
+$(BUILD)/asan/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile debian/changelog
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC $(PKG_CFLAGS) -std=gnu11 $(WARN) $(ASAN_FLAGS) -c -o $@ $<
+
+$(BUILD)/asan/submitd: $(call asan_obj,$(D_SRC))
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd) -lm
+
+deps:
+	@tools/deps.sh
+
+run: deps
+	$(MAKE) all
+	$(BUILD)/submitd -f -c etc/submitd.conf
+
+install: all
+	install -D -m 0755 $(BUILD)/submitd $(DESTDIR)$(PREFIX)/sbin/submitd
+	install -D -m 0755 $(BUILD)/submit-bench $(DESTDIR)$(PREFIX)/bin/submit-bench
+	install -D -m 0644 etc/submitd.conf $(DESTDIR)/etc/submitd/submitd.conf
+
+format:
+	clang-format -i src/*.c src/*.h src/bench/*.c $(wildcard src/bench/*.h) test/unit/*.c test/unit/*.h
+format-check:
+	clang-format --dry-run -Werror src/*.c src/*.h src/bench/*.c $(wildcard src/bench/*.h) test/unit/*.c test/unit/*.h
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard mk/*.mk)
