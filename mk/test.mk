@@ -1,0 +1,39 @@
+# Tests: C unit tests of the leaf modules (plain and under ASan+UBSan), and
+# the bats suites that drive the real binary. `make test` runs them all and
+# ends with one "N passed, N failed" line.
+
+UNIT_SRC       := $(wildcard test/unit/test_*.c)
+UNIT_BIN       := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
+UNIT_ASAN_BIN  := $(patsubst test/unit/%.c,$(BUILD)/asan/test/%,$(UNIT_SRC))
+UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h)
+
+$(BUILD)/test/%: test/unit/%.c $(UNIT_HDR) $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(LIB_SRC)) \
+		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+
+$(BUILD)/asan/test/%: test/unit/%.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
+		-o $@ $< $(call asan_obj,$(LIB_SRC)) -lm
+
+.PHONY: unit-build unit-asan-build
+unit-build: $(UNIT_BIN)
+unit-asan-build: $(UNIT_ASAN_BIN)
+
+# Recursion: pkg-config and the wildcards are evaluated only after deps ran.
+test: deps
+	$(MAKE) all unit-build unit-asan-build
+	test/run-tests.sh
+
+unit: deps
+	$(MAKE) unit-build
+	test/run-tests.sh --unit
+
+unit-asan: deps
+	$(MAKE) unit-asan-build
+	test/run-tests.sh --asan
+
+bats: deps
+	$(MAKE) all
+	test/run-tests.sh --bats
