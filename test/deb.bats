@@ -1,0 +1,191 @@
+#!/usr/bin/env bats
+# The Debian package: build it from a clean clone of HEAD (make deb), lint it,
+# install it, run the installed daemon as the packaged config and unit say,
+# then purge it. Installs and removes a system package, so it needs root.
+
+bats_require_minimum_version 1.5.0
+load helpers/common
+
+DEB_TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+
+setup_file() {
+	[ "$(id -u)" -eq 0 ] || skip "installs a package: needs root"
+	if dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
+		skip "a submitd package is installed already; this test would replace and purge it"
+	fi
+	DEB_VERSION=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$DEB_TOP/debian/changelog")
+	DEB_ARCH=$(dpkg --print-architecture)
+	DEB_OUT=$BATS_FILE_TMPDIR/out
+	DEB_COMMIT=$(git -C "$DEB_TOP" rev-parse --short=12 HEAD)
+	# On a machine run by systemd, keep postinst from starting the service on
+	# the default port while the test runs its own instance.
+	DEB_POLICY=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		DEB_POLICY=/usr/sbin/policy-rc.d
+	fi
+	export DEB_VERSION DEB_ARCH DEB_OUT DEB_COMMIT DEB_POLICY
+}
+
+teardown_file() {
+	if [ "$(id -u)" -eq 0 ] && [ -n "${DEB_OUT:-}" ] &&
+		dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
+		dpkg --purge submitd >/dev/null 2>&1
+	fi
+	[ -z "${DEB_POLICY:-}" ] || rm -f "$DEB_POLICY"
+}
+
+teardown() {
+	sd_stop
+}
+
+deb_file() {
+	echo "$DEB_OUT/submitd_${DEB_VERSION}_$DEB_ARCH.deb"
+}
+
+# conf_set FILE NAME VALUE: replace NAME's line (the config rejects duplicates).
+conf_set() {
+	if grep -Eq "^[[:space:]]*$2[[:space:]]*=" "$1"; then
+		sed -E -i "s|^[[:space:]]*$2[[:space:]]*=.*|$2 = $3|" "$1"
+	else
+		echo "$2 = $3" >>"$1"
+	fi
+}
+
+@test "deb: make deb builds the package from a clean clone of HEAD" {
+	cd "$DEB_TOP"
+	run timeout 600 make -s deb DEB_OUTDIR="$DEB_OUT"
+	assert_success
+	[ -f "$(deb_file)" ]
+	[ -f "$DEB_OUT/submitd_${DEB_VERSION}_$DEB_ARCH.changes" ]
+	# Nothing of the package build is left in the clone's place.
+	[ ! -e "$DEB_OUT/deb" ]
+	local f
+	for f in debian/tmp debian/submitd debian/.debhelper debian/files; do
+		[ ! -e "$DEB_TOP/$f" ]
+	done
+}
+
+@test "deb: lintian reports no errors and no warnings" {
+	[ -f "$(deb_file)" ]
+	run timeout 300 lintian --fail-on error,warning "$DEB_OUT/submitd_${DEB_VERSION}_$DEB_ARCH.changes"
+	assert_success
+	refute_output --regexp '^[EW]: '
+}
+
+@test "deb: dpkg -i installs binaries, unit, man pages, conffile and the system user" {
+	run dpkg -i "$(deb_file)"
+	assert_success
+	[ -x /usr/sbin/submitd ]
+	[ -x /usr/bin/submit-bench ]
+	[ -f /lib/systemd/system/submitd.service ]
+	[ -f /usr/share/man/man8/submitd.8.gz ]
+	[ -f /usr/share/man/man5/submitd.conf.5.gz ]
+	[ -f /usr/share/man/man1/submit-bench.1.gz ]
+	[ -d /usr/share/doc/submitd/examples ]
+	run dpkg-query -W -f='${Conffiles}' submitd
+	assert_output --partial '/etc/submitd/submitd.conf '
+	getent passwd _submitd
+	getent group _submitd
+	run grep -Ex '[[:space:]]*user[[:space:]]*=.*' /etc/submitd/submitd.conf
+	assert_output 'user = "_submitd"'
+}
+
+@test "deb: the installed config passes submitd -t" {
+	run /usr/sbin/submitd -t -c /etc/submitd/submitd.conf
+	assert_success
+	assert_output 'configuration file /etc/submitd/submitd.conf test is successful'
+}
+
+@test "deb: binaries print the debian/changelog version" {
+	run /usr/sbin/submitd -v
+	assert_success
+	assert_output "submitd $DEB_VERSION (commit $DEB_COMMIT)"
+	run /usr/bin/submit-bench --version
+	assert_success
+	assert_output --partial "$DEB_VERSION"
+}
+
+@test "deb: the unit passes systemd-analyze verify with nothing on stderr" {
+	run --separate-stderr systemd-analyze verify /lib/systemd/system/submitd.service
+	assert_success
+	[ -z "$stderr" ] || {
+		echo "$stderr"
+		false
+	}
+	run systemd-analyze security --offline=true /lib/systemd/system/submitd.service
+	echo "# ${lines[-1]}" >&3
+	assert_output --regexp 'Overall exposure level for submitd.service: [0-2]\.[0-9] '
+}
+
+@test "deb: a local edit of the conffile survives reinstalling the package" {
+	echo '# local edit' >>/etc/submitd/submitd.conf
+	run dpkg -i "$(deb_file)"
+	assert_success
+	run tail -1 /etc/submitd/submitd.conf
+	assert_output '# local edit'
+}
+
+# Run the installed binary with the installed config, changed only to bind
+# free loopback ports and to keep its pid file out of /run, under the unit's
+# capability bounding set and no_new_privs (systemd is not PID 1 here).
+@test "deb: installed submitd serves a round trip with workers running as _submitd" {
+	local conf=$BATS_TEST_TMPDIR/installed.conf caps wrapper=$BATS_TEST_TMPDIR/submitd-unit
+	cp /etc/submitd/submitd.conf "$conf"
+	conf_set "$conf" listen '{"127.0.0.1:0"}'
+	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
+	conf_set "$conf" workers 2
+	conf_set "$conf" pid_file "\"$BATS_TEST_TMPDIR/submitd.pid\""
+	grep -qx 'user = "_submitd"' "$conf"
+
+	caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/submitd.service)
+	[ -n "$caps" ]
+	caps=$(echo "$caps" | tr 'A-Z' 'a-z' | sed -E 's/cap_/+/g; s/ +/,/g; s/^,//')
+	grep -qx 'NoNewPrivileges=yes' /lib/systemd/system/submitd.service
+	printf '#!/bin/sh\nexec setpriv --bounding-set=-all,%s --inh-caps=-all --no-new-privs /usr/sbin/submitd "$@"\n' \
+		"$caps" >"$wrapper"
+	chmod 755 "$wrapper"
+
+	SD_BIN=$wrapper sd_start_conf "$conf"
+	[ "$(ps -o uid= -p "$SD_PID" | tr -d ' ')" = 0 ]
+	[ "$(cat "$BATS_TEST_TMPDIR/submitd.pid")" = "$SD_PID" ]
+
+	run sd_client pipeline 200 --mixed --payload-max 64
+	assert_success
+
+	local uid w n=0
+	uid=$(id -u _submitd)
+	for w in $(sd_workers); do
+		[ "$(ps -o uid= -p "$w" | tr -d ' ')" = "$uid" ]
+		[ "$(ps -o user= -p "$w" | tr -d ' ')" = _submitd ]
+		n=$((n + 1))
+	done
+	[ "$n" -eq 2 ]
+
+	run sd_metric submitd_build_info "{version=\"$DEB_VERSION\",commit=\"$DEB_COMMIT\"}"
+	assert_output 1
+	wait_for sd_metric_is submitd_req_recv_total '' 200
+
+	local pid=$SD_PID
+	sd_stop
+	[ ! -e "/proc/$pid" ]
+}
+
+@test "deb: dpkg --purge removes binaries, unit, man pages and config" {
+	run dpkg --purge submitd
+	assert_success
+	local f
+	for f in /usr/sbin/submitd /usr/bin/submit-bench /lib/systemd/system/submitd.service \
+		/etc/systemd/system/multi-user.target.wants/submitd.service \
+		/usr/share/man/man8/submitd.8.gz /usr/share/man/man5/submitd.conf.5.gz \
+		/usr/share/man/man1/submit-bench.1.gz /usr/share/doc/submitd /etc/submitd \
+		/var/log/submitd; do
+		[ ! -e "$f" ] || {
+			echo "left after purge: $f"
+			false
+		}
+	done
+	run dpkg-query -W -f='${Status}' submitd
+	refute_output --regexp ' (installed|config-files)$'
+}
