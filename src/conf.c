@@ -1,0 +1,321 @@
+#include "conf.h"
+
+#include <confuse.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct int_opt {
+	const char *name;
+	long def, min, max;
+	size_t off;
+};
+
+#define IOPT(n, d, lo, hi) {#n, d, lo, hi, offsetof(struct conf, n)}
+static const struct int_opt int_opts[] = {
+	IOPT(max_connections, 10000, 1, 10000000),
+	IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
+	IOPT(idle_timeout, 300, 0, 86400 * 7),
+	IOPT(shutdown_timeout, 10, 0, 3600),
+	IOPT(worker_timeout, 10, 0, 3600),
+	IOPT(max_draining, 4, 1, 64),
+	IOPT(backlog, 511, 1, 65535),
+	IOPT(read_buffer_size, 16384, 1024, 16 * 1024 * 1024),
+	IOPT(max_output_buffer, 262144, 1024, 1024 * 1024 * 1024),
+	IOPT(mem_decay_ms, 1000, -1, 3600000),
+};
+#define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
+
+/* The parser is not re-entrant, so neither is this: one parse at a time. */
+static cfg_t *parse_root;
+static char *parse_err;
+static size_t parse_errlen;
+
+static void error_fn(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+	cfg_t *root = parse_root ? parse_root : cfg;
+
+	if (parse_err == NULL || parse_err[0] != '\0')
+		return; /* keep the first error: later ones tend to follow from it */
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (root->filename != NULL && root->line > 0)
+		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename, root->line, msg);
+	else
+		snprintf(parse_err, parse_errlen, "%s: %s", root->filename ? root->filename : "?",
+			 msg);
+}
+
+static const struct int_opt *find_int(const char *name)
+{
+	for (size_t i = 0; i < NINT; i++)
+		if (strcmp(int_opts[i].name, name) == 0)
+			return &int_opts[i];
+	return NULL;
+}
+
+static int validate_int(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const struct int_opt *io = find_int(opt->name);
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (io != NULL && (v < io->min || v > io->max)) {
+		cfg_error(cfg, "%s = %ld: out of range %ld..%ld", opt->name, v, io->min, io->max);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_addr_list(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct net_addr a;
+	char err[256];
+	unsigned n = cfg_opt_size(opt);
+
+	if (strcmp(opt->name, "listen") == 0 && (n == 0 || n > CONF_MAX_LISTEN)) {
+		cfg_error(cfg, "listen: between 1 and %d addresses", CONF_MAX_LISTEN);
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const char *s = cfg_opt_getnstr(opt, i);
+		if (strcmp(opt->name, "metrics_listen") == 0 && s[0] == '\0')
+			continue;
+		if (net_parse_addr(s, &a, err, sizeof(err)) == -1) {
+			cfg_error(cfg, "%s: %s", opt->name, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int validate_workers(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	char *end;
+	long v;
+
+	if (strcmp(s, "auto") == 0)
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
+	    v > CONF_MAX_WORKERS) {
+		cfg_error(cfg, "workers = \"%s\": expected auto or a number 1..%d", s,
+			  CONF_MAX_WORKERS);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (log_level_parse(s) < 0) {
+		cfg_error(cfg, "log_level = \"%s\": expected error, warn, info or debug", s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * libconfuse keeps the last of a duplicated option silently; a typo'd
+ * second line would then win unnoticed. Reject duplicates before parsing.
+ */
+static int check_duplicates(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096], seen[64][64];
+	int seen_line[64], nseen = 0, lineno = 0, in_string = 0, depth = 0;
+
+	if (f == NULL)
+		return 0; /* cfg_parse reports it */
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *p = line, name[64];
+		size_t n = 0;
+
+		lineno++;
+		if (in_string || depth > 0) {
+			/* inside a multi-line list or string: track its end only */
+			for (; *p; p++) {
+				if (*p == '"' && (p == line || p[-1] != '\\'))
+					in_string = !in_string;
+				else if (!in_string && *p == '{')
+					depth++;
+				else if (!in_string && *p == '}')
+					depth--;
+			}
+			continue;
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' || (p[n] >= '0' && p[n] <= '9'))
+			n++;
+		if (n == 0 || n >= sizeof(name))
+			continue;
+		memcpy(name, p, n);
+		name[n] = '\0';
+		p += n;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			continue;
+		for (int i = 0; i < nseen; i++) {
+			if (strcmp(seen[i], name) == 0) {
+				snprintf(err, errlen, "%s:%d: %s: duplicate option (first on line %d)",
+					 path, lineno, name, seen_line[i]);
+				fclose(f);
+				return -1;
+			}
+		}
+		if (nseen < 64) {
+			snprintf(seen[nseen], sizeof(seen[nseen]), "%s", name);
+			seen_line[nseen++] = lineno;
+		}
+		for (p++; *p && *p != '#'; p++) {
+			if (*p == '"' && p[-1] != '\\')
+				in_string = !in_string;
+			else if (!in_string && *p == '{')
+				depth++;
+			else if (!in_string && *p == '}')
+				depth--;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s ? s : "");
+	if (p == NULL)
+		fatal("strdup");
+	return p;
+}
+
+int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
+{
+	cfg_opt_t opts[NINT + 10];
+	struct conf c;
+	cfg_t *cfg;
+	size_t k = 0;
+	int r;
+
+	err[0] = '\0';
+	if (access(path, R_OK) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (check_duplicates(path, err, errlen) == -1)
+		return -1;
+
+	opts[k++] = (cfg_opt_t)CFG_STR_LIST("listen", "{\"0.0.0.0:8888\"}", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("workers", "auto", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("metrics_listen", "127.0.0.1:8889", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("user", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("pid_file", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("log_level", "info", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("log_file", "", CFGF_NONE);
+	for (size_t i = 0; i < NINT; i++)
+		opts[k++] = (cfg_opt_t)CFG_INT(int_opts[i].name, int_opts[i].def, CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_END();
+
+	cfg = cfg_init(opts, CFGF_NONE);
+	if (cfg == NULL) {
+		snprintf(err, errlen, "%s: cannot initialise the parser", path);
+		return -1;
+	}
+	cfg_set_error_function(cfg, error_fn);
+	cfg_set_validate_func(cfg, "listen", validate_addr_list);
+	cfg_set_validate_func(cfg, "metrics_listen", validate_addr_list);
+	cfg_set_validate_func(cfg, "workers", validate_workers);
+	cfg_set_validate_func(cfg, "log_level", validate_log_level);
+	for (size_t i = 0; i < NINT; i++)
+		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
+
+	parse_root = cfg;
+	parse_err = err;
+	parse_errlen = errlen;
+	r = cfg_parse(cfg, path);
+	parse_root = NULL;
+	parse_err = NULL;
+	if (r != CFG_SUCCESS) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "%s: %s", path,
+				 r == CFG_FILE_ERROR ? strerror(errno) : "parse error");
+		cfg_free(cfg);
+		return -1;
+	}
+
+	memset(&c, 0, sizeof(c));
+	c.path = xstrdup(path);
+	c.nlisten = (int)cfg_size(cfg, "listen");
+	for (int i = 0; i < c.nlisten; i++) {
+		char e[256];
+		c.listen[i] = xstrdup(cfg_getnstr(cfg, "listen", (unsigned)i));
+		if (net_parse_addr(c.listen[i], &c.listen_addr[i], e, sizeof(e)) == -1)
+			fatalx("%s: listen: %s", path, e); /* validated above */
+	}
+	const char *w = cfg_getstr(cfg, "workers");
+	c.workers_auto = strcmp(w, "auto") == 0;
+	if (c.workers_auto) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c.workers = n < 1 ? 1 : n > CONF_MAX_WORKERS ? CONF_MAX_WORKERS : (int)n;
+	} else {
+		c.workers = atoi(w);
+	}
+	c.metrics_listen = xstrdup(cfg_getstr(cfg, "metrics_listen"));
+	if (c.metrics_listen[0] != '\0') {
+		char e[256];
+		if (net_parse_addr(c.metrics_listen, &c.metrics_addr, e, sizeof(e)) == -1)
+			fatalx("%s: metrics_listen: %s", path, e);
+	}
+	c.user = xstrdup(cfg_getstr(cfg, "user"));
+	c.pid_file = xstrdup(cfg_getstr(cfg, "pid_file"));
+	c.log_file = xstrdup(cfg_getstr(cfg, "log_file"));
+	c.log_level = log_level_parse(cfg_getstr(cfg, "log_level"));
+	for (size_t i = 0; i < NINT; i++)
+		*(long *)((char *)&c + int_opts[i].off) = cfg_getint(cfg, int_opts[i].name);
+	cfg_free(cfg);
+
+	*out = c;
+	return 0;
+}
+
+void conf_free(struct conf *c)
+{
+	for (int i = 0; i < c->nlisten; i++)
+		free(c->listen[i]);
+	free(c->path);
+	free(c->metrics_listen);
+	free(c->user);
+	free(c->pid_file);
+	free(c->log_file);
+	memset(c, 0, sizeof(*c));
+}
+
+void conf_print(const struct conf *c, FILE *f)
+{
+	fprintf(f, "# effective configuration of %s\n", c->path);
+	fprintf(f, "listen = {");
+	for (int i = 0; i < c->nlisten; i++)
+		fprintf(f, "%s\"%s\"", i ? ", " : "", c->listen[i]);
+	fprintf(f, "}\n");
+	if (c->workers_auto)
+		fprintf(f, "workers = auto  # %d online CPUs\n", c->workers);
+	else
+		fprintf(f, "workers = %d\n", c->workers);
+	fprintf(f, "metrics_listen = \"%s\"\n", c->metrics_listen);
+	for (size_t i = 0; i < NINT; i++)
+		fprintf(f, "%s = %ld\n", int_opts[i].name,
+			*(const long *)((const char *)c + int_opts[i].off));
+	fprintf(f, "user = \"%s\"\n", c->user);
+	fprintf(f, "pid_file = \"%s\"\n", c->pid_file);
+	fprintf(f, "log_level = %s\n", log_level_name(c->log_level));
+	fprintf(f, "log_file = \"%s\"\n", c->log_file);
+}

@@ -1,0 +1,51 @@
+/*
+ * Configuration: the libconfuse schema, parsing and validation into a plain
+ * struct. Nothing else in the project calls libconfuse.
+ */
+#ifndef SUBMITD_CONF_H
+#define SUBMITD_CONF_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "net.h"
+
+#define CONF_DEFAULT_PATH "/etc/submitd/submitd.conf"
+#define CONF_MAX_LISTEN 16
+#define CONF_MAX_WORKERS 256
+
+struct conf {
+	char *path;
+	int nlisten;
+	char *listen[CONF_MAX_LISTEN];
+	struct net_addr listen_addr[CONF_MAX_LISTEN];
+	int workers; /* resolved: "auto" is the number of online CPUs */
+	int workers_auto;
+	char *metrics_listen; /* "" disables the endpoint */
+	struct net_addr metrics_addr;
+	long max_connections;
+	long max_frame_size;
+	long idle_timeout; /* seconds, 0 off */
+	long shutdown_timeout;
+	long worker_timeout; /* seconds, 0 off */
+	long max_draining;   /* old generations draining at once */
+	long backlog;
+	long read_buffer_size;
+	long max_output_buffer;
+	long mem_decay_ms;
+	char *user;
+	char *pid_file;
+	int log_level;
+	char *log_file;
+};
+
+/*
+ * Parse path into c (all fields owned by c). On error returns -1 and puts
+ * "file:line: message" (or "file: reason") in err; c is left untouched.
+ */
+int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
+void conf_free(struct conf *c);
+/* The effective configuration in the file's own syntax. */
+void conf_print(const struct conf *c, FILE *f);
+
+#endif

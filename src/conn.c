@@ -1,0 +1,130 @@
+#include "conn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+void conn_init(struct conn *c, int fd, uint64_t now_ms)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	c->state = CONN_ACTIVE;
+	c->last_frame_ms = now_ms;
+}
+
+void conn_set_state(struct conn *c, enum conn_state s, enum conn_reason why)
+{
+	assert(s >= CONN_ACTIVE && s <= CONN_CLOSED);
+	/* States only move forward; the first reason to leave ACTIVE is the one counted. */
+	assert(s >= c->state);
+	if (c->state == CONN_ACTIVE && s != CONN_ACTIVE)
+		c->reason = (uint8_t)why;
+	c->state = (uint8_t)s;
+}
+
+static const enum stats_counter perr_counter[] = {
+	[-PROTO_E_FRAME_TOO_SHORT] = STATS_perr_frame_too_short,
+	[-PROTO_E_FRAME_TOO_LARGE] = STATS_perr_frame_too_large,
+	[-PROTO_E_UNKNOWN_COMMAND] = STATS_perr_unknown_command,
+	[-PROTO_E_BODY_TOO_SHORT] = STATS_perr_body_too_short,
+};
+
+int conn_process(struct conn *c, const struct conn_ctx *x)
+{
+	struct proto_frame f;
+	uint64_t nsubmit = 0, nconn = 0;
+	int r, ret = 0;
+
+	while (c->state == CONN_ACTIVE) {
+		r = proto_decode(buf_head(&c->in), buf_len(&c->in), x->max_frame, &f);
+		if (r == PROTO_NEED_MORE)
+			break;
+		if (r < 0) {
+			stats_add(x->stats, perr_counter[-r], 1);
+			/* Nothing after a bad frame is trusted: drop it unread. */
+			buf_consume(&c->in, buf_len(&c->in));
+			conn_set_state(c, CONN_FLUSHING, CONN_R_PROTOCOL);
+			break;
+		}
+		if (buf_space(&c->out) < PROTO_ACK_LEN && buf_reserve(&c->out, PROTO_ACK_LEN) == -1) {
+			ret = -1;
+			break;
+		}
+		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, PROTO_RESULT_OK);
+		buf_commit(&c->out, PROTO_ACK_LEN);
+		buf_consume(&c->in, f.len);
+		if (f.cmd == PROTO_SUBMIT)
+			nsubmit++;
+		else
+			nconn++;
+	}
+	if (nsubmit) {
+		stats_add(x->stats, STATS_req_submit, nsubmit);
+		stats_add(x->stats, STATS_rsp_submit, nsubmit);
+	}
+	if (nconn) {
+		stats_add(x->stats, STATS_req_conn, nconn);
+		stats_add(x->stats, STATS_rsp_conn, nconn);
+	}
+	return ret == -1 ? -1 : (int)(nsubmit + nconn);
+}
+
+ssize_t conn_read(struct conn *c, const struct conn_ctx *x)
+{
+	struct buf *b = &c->in;
+	size_t len = buf_len(b), need = 1;
+	ssize_t n;
+
+	if (c->state == CONN_LINGERING) {
+		/* Discard: read into the stack, never into a buffer. */
+		uint8_t sink[4096];
+		n = read(c->fd, sink, sizeof(sink));
+		if (n > 0)
+			c->lingered += (uint32_t)n;
+		return n;
+	}
+	if (len >= PROTO_HDR_LEN) {
+		uint32_t want = proto_get_u32(buf_head(b));
+		if (want > len)
+			need = want - len; /* <= max_frame: bigger frames were refused */
+	}
+	if (b->data == NULL && need < x->read_size)
+		need = x->read_size;
+	if (b->rpos > 0 && len > 0 && buf_space(b) < x->read_size / 2) {
+		/* A partial frame at the end: move it to the front to read more. */
+		memmove(b->data, buf_head(b), len);
+		b->rpos = 0;
+		b->wpos = (uint32_t)len;
+	}
+	if (buf_reserve(b, need) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	n = read(c->fd, buf_tail(b), buf_space(b));
+	if (n > 0) {
+		buf_commit(b, (size_t)n);
+		stats_add(x->stats, STATS_bytes_recv, (uint64_t)n);
+	}
+	return n;
+}
+
+int conn_write(struct conn *c, const struct conn_ctx *x)
+{
+	ssize_t n;
+
+	while (buf_len(&c->out) > 0) {
+		n = write(c->fd, buf_head(&c->out), buf_len(&c->out));
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -1;
+		}
+		buf_consume(&c->out, (size_t)n);
+		stats_add(x->stats, STATS_bytes_sent, (uint64_t)n);
+		stats_batch(x->stats, ((uint64_t)n + PROTO_ACK_LEN - 1) / PROTO_ACK_LEN);
+	}
+	return 0;
+}

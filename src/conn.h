@@ -1,0 +1,87 @@
+/*
+ * One client connection: read, decode, ack, flush, close. The byte-level
+ * part (conn_process) touches no socket, so it can be driven by tests and
+ * fuzzers; the worker owns the epoll registration.
+ */
+#ifndef SUBMITD_CONN_H
+#define SUBMITD_CONN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "stats.h"
+
+enum conn_state {
+	CONN_ACTIVE,	/* reading requests and writing their acks */
+	CONN_FLUSHING,	/* reads no more: writes the acks it owes, then closes */
+	CONN_LINGERING, /* acks written and FIN sent: discards input until the peer closes */
+	CONN_CLOSED,	/* done: the worker frees it after the current loop round */
+};
+
+enum conn_reason {
+	CONN_R_CLIENT,
+	CONN_R_IDLE,
+	CONN_R_PROTOCOL,
+	CONN_R_LIMIT,
+	CONN_R_SHUTDOWN,
+	CONN_R_ERROR,
+};
+
+/* Per-worker settings and state shared by its connections. */
+struct conn_ctx {
+	uint32_t max_frame;
+	uint32_t read_size;
+	uint32_t max_output;
+	struct stats_slot *stats; /* this worker's slot */
+};
+
+struct conn {
+	int fd;
+	uint8_t state;	 /* enum conn_state: change it with conn_set_state() */
+	uint8_t reason;	 /* enum conn_reason, once state > CONN_ACTIVE */
+	uint8_t pending; /* on the worker's write list this round */
+	uint8_t eof;	 /* the peer half-closed */
+	uint32_t events; /* what epoll watches now */
+	uint64_t last_frame_ms;
+	uint64_t deadline_ms; /* lingering: when to give up on the peer's FIN */
+	uint32_t lingered;    /* bytes discarded while lingering */
+	struct buf in;
+	struct buf out;
+	struct conn *next_pending;
+};
+
+void conn_init(struct conn *c, int fd, uint64_t now_ms);
+void conn_set_state(struct conn *c, enum conn_state s, enum conn_reason why);
+
+/*
+ * Decode every complete frame in c->in and append its ack to c->out. On a
+ * protocol error the connection goes to CONN_FLUSHING (reason protocol)
+ * and the rest of the input is dropped. Returns the number of requests
+ * decoded, or -1 if the output buffer could not grow.
+ */
+int conn_process(struct conn *c, const struct conn_ctx *x);
+
+/*
+ * One read from the socket into c->in. Returns bytes read, 0 at EOF, -1
+ * with errno set (EAGAIN included).
+ */
+ssize_t conn_read(struct conn *c, const struct conn_ctx *x);
+
+/* Write as much of c->out as the socket takes. 0, or -1 with errno (not EAGAIN). */
+int conn_write(struct conn *c, const struct conn_ctx *x);
+
+/* Reading is allowed: active, and the peer reads its acks (backpressure). */
+static inline int conn_wants_read(const struct conn *c, const struct conn_ctx *x)
+{
+	return (c->state == CONN_ACTIVE && !c->eof && buf_len(&c->out) < x->max_output) ||
+	       c->state == CONN_LINGERING;
+}
+
+/* At a frame boundary with nothing owed: it can be closed without losing an ack. */
+static inline int conn_is_idle(const struct conn *c)
+{
+	return buf_len(&c->in) == 0 && buf_len(&c->out) == 0;
+}
+
+#endif

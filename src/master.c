@@ -1,0 +1,738 @@
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "net.h"
+#include "stats.h"
+#include "worker.h"
+
+#define RESPAWN_MIN_MS 100
+#define RESPAWN_MAX_MS 5000
+#define CRASH_LOOP_MS 1000 /* a worker that dies younger than this backs off */
+#define KILL_GRACE_MS 3000 /* past shutdown_timeout, before SIGKILL */
+
+struct listener {
+	char *name;
+	struct net_addr addr;
+	int fd;
+};
+
+struct child {
+	pid_t pid; /* 0: slot free */
+	int label;
+	unsigned gen;
+	int draining;
+	uint64_t started_ms;
+	uint64_t kill_at_ms; /* draining: SIGKILL after this */
+};
+
+struct respawn {
+	uint64_t at_ms; /* 0: none due */
+	uint64_t backoff_ms;
+};
+
+static struct conf conf;
+static struct listener ls[CONF_MAX_LISTEN];
+static int nls;
+static struct listener retiring_ls[CONF_MAX_LISTEN]; /* closed once the new generation serves */
+static int nretiring_ls;
+static struct stats_shm *shm;
+static struct child children[STATS_MAX_SLOTS];
+static int slot_label[STATS_MAX_SLOTS];
+static struct stats_slot retired[CONF_MAX_WORKERS];
+static struct respawn respawns[CONF_MAX_WORKERS];
+static pid_t pids[STATS_MAX_SLOTS + 1];
+static struct metrics_src msrc;
+static struct metrics *mx;
+static int sfd = -1;
+static unsigned gen;
+static int gen_ready;
+static int stopping;
+static uint64_t stop_kill_at;
+static pid_t reload_asker;
+static int pid_file_written;
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static double wall_time(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa;
+	size_t n;
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    (n = strlen(path)) >= sizeof(sa.sun_path))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, n);
+	if (path[0] == '@')
+		sa.sun_path[0] = '\0';
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) == -1)
+		log_warn("notify %s", path);
+	close(fd);
+}
+
+static void reload_answer(int ok)
+{
+	union sigval v;
+
+	if (reload_asker > 0) {
+		v.sival_int = ok ? 0 : 1;
+		sigqueue(reload_asker, SIGUSR2, v);
+		reload_asker = 0;
+	}
+}
+
+static int count_running(void)
+{
+	int n = 0;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0 && children[i].gen == gen && !children[i].draining &&
+		    STATS_LOAD(shm->slot[i].state) == STATS_SLOT_RUNNING)
+			n++;
+	return n;
+}
+
+static void refresh_src(void)
+{
+	int np = 0, gens[STATS_MAX_SLOTS], ngens = 0;
+
+	pids[np++] = getpid();
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		if (children[i].pid <= 0)
+			continue;
+		pids[np++] = children[i].pid;
+		int seen = 0;
+		for (int g = 0; g < ngens; g++)
+			seen |= gens[g] == (int)children[i].gen;
+		if (!seen)
+			gens[ngens++] = (int)children[i].gen;
+	}
+	msrc.npids = np;
+	msrc.workers_configured = conf.workers;
+	msrc.workers_running = count_running();
+	msrc.generations = ngens;
+}
+
+/* Descriptors a worker must not keep: the master's own. */
+static int master_fds(int *fds)
+{
+	int n = 0;
+
+	fds[n++] = sfd;
+	metrics_forget(mx, fds, &n);
+	for (int i = 0; i < nretiring_ls; i++)
+		fds[n++] = retiring_ls[i].fd;
+	return n;
+}
+
+/* Tell the workers which of them accept now (see fair_to_accept in worker.c). */
+static void publish_active(void)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0 && children[i].gen == gen && !children[i].draining)
+			STATS_STORE(shm->active[n++], (uint16_t)i);
+	STATS_STORE(shm->nactive, n);
+}
+
+static int free_slot(void)
+{
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid == 0 && slot_label[i] == -1)
+			return i;
+	return -1;
+}
+
+static void spawn(int label, uint64_t now)
+{
+	int s = free_slot(), fds[CONF_MAX_LISTEN], cfds[8 + CONF_MAX_LISTEN];
+	struct worker_args a;
+	pid_t pid;
+
+	respawns[label].at_ms = 0;
+	if (s == -1) {
+		log_errorx("no free statistics slot for worker %d", label);
+		respawns[label].at_ms = now + RESPAWN_MAX_MS;
+		return;
+	}
+	stats_slot_reset(&shm->slot[s]);
+	STATS_STORE(shm->slot[s].state, STATS_SLOT_STARTING);
+	for (int i = 0; i < nls; i++)
+		fds[i] = ls[i].fd;
+	a.conf = &conf;
+	a.index = label;
+	a.generation = gen;
+	a.slot = &shm->slot[s];
+	a.shm = shm;
+	a.listen_fds = fds;
+	a.nlisten = nls;
+	a.close_fds = cfds;
+	a.nclose = master_fds(cfds);
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork worker %d", label);
+		respawns[label].at_ms = now + RESPAWN_MAX_MS;
+		return;
+	}
+	if (pid == 0)
+		worker_main(&a);
+	children[s] = (struct child){pid, label, gen, 0, now, 0};
+	slot_label[s] = label;
+	publish_active();
+	log_info("worker %d started, pid %d", label, (int)pid);
+}
+
+static int current_child(int label)
+{
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0 && children[i].label == label && children[i].gen == gen &&
+		    !children[i].draining)
+			return i;
+	return -1;
+}
+
+static void drain_child(int s, int sig, uint64_t now, long timeout_s)
+{
+	struct child *ch = &children[s];
+
+	ch->draining = 1;
+	ch->kill_at_ms = now + (uint64_t)timeout_s * 1000 + KILL_GRACE_MS;
+	kill(ch->pid, sig);
+	publish_active();
+}
+
+static void reap(uint64_t now)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		int s;
+		for (s = 0; s < STATS_MAX_SLOTS; s++)
+			if (children[s].pid == pid)
+				break;
+		if (s == STATS_MAX_SLOTS)
+			continue;
+		struct child ch = children[s];
+		/* Fold before freeing the slot: totals never go down. */
+		stats_fold(&retired[ch.label], &shm->slot[s]);
+		STATS_STORE(shm->slot[s].state, STATS_SLOT_FREE);
+		children[s].pid = 0;
+		slot_label[s] = -1;
+		publish_active();
+
+		int expected = ch.draining || stopping || ch.gen != gen || ch.label >= conf.workers;
+		if (WIFSIGNALED(status)) {
+			if (expected)
+				log_info("worker %d (pid %d) killed by signal %d", ch.label, (int)pid,
+					 WTERMSIG(status));
+			else
+				log_warnx("worker %d (pid %d) killed by signal %d", ch.label, (int)pid,
+					  WTERMSIG(status));
+		} else if (expected) {
+			log_info("worker %d (pid %d) exited with status %d", ch.label, (int)pid,
+				 WEXITSTATUS(status));
+		} else {
+			log_warnx("worker %d (pid %d) exited with status %d", ch.label, (int)pid,
+				  WEXITSTATUS(status));
+		}
+		if (expected)
+			continue;
+		if (WIFSIGNALED(status))
+			msrc.restarts_signal++;
+		else
+			msrc.restarts_exit++;
+		struct respawn *r = &respawns[ch.label];
+		if (now - ch.started_ms < CRASH_LOOP_MS) {
+			r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : RESPAWN_MIN_MS;
+			if (r->backoff_ms > RESPAWN_MAX_MS)
+				r->backoff_ms = RESPAWN_MAX_MS;
+			log_warnx("worker %d died %llu ms after start: respawning in %llu ms",
+				  ch.label, (unsigned long long)(now - ch.started_ms),
+				  (unsigned long long)r->backoff_ms);
+			r->at_ms = now + r->backoff_ms;
+		} else {
+			r->backoff_ms = 0;
+			r->at_ms = now;
+		}
+	}
+}
+
+static void close_retiring_listeners(void)
+{
+	for (int i = 0; i < nretiring_ls; i++) {
+		log_info("closing listener %s", retiring_ls[i].name);
+		close(retiring_ls[i].fd);
+		free(retiring_ls[i].name);
+	}
+	nretiring_ls = 0;
+}
+
+/* The current generation serves: retire the older ones. */
+static void on_ready(uint64_t now)
+{
+	int draining_gens[STATS_MAX_SLOTS], ndg = 0;
+
+	gen_ready = 1;
+	log_info("ready: %d workers running", conf.workers);
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0 && children[i].gen != gen && !children[i].draining)
+			drain_child(i, SIGTERM, now, conf.shutdown_timeout);
+	close_retiring_listeners();
+	/* Bound the old generations still draining: stop the oldest hard. */
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		if (children[i].pid <= 0 || children[i].gen == gen)
+			continue;
+		int seen = 0;
+		for (int g = 0; g < ndg; g++)
+			seen |= draining_gens[g] == (int)children[i].gen;
+		if (!seen)
+			draining_gens[ndg++] = (int)children[i].gen;
+	}
+	while (ndg > conf.max_draining) {
+		int oldest = 0;
+		for (int g = 1; g < ndg; g++)
+			if (draining_gens[g] < draining_gens[oldest])
+				oldest = g;
+		log_warnx("more than %ld generations draining: stopping generation %d now",
+			  conf.max_draining, draining_gens[oldest]);
+		for (int i = 0; i < STATS_MAX_SLOTS; i++)
+			if (children[i].pid > 0 && (int)children[i].gen == draining_gens[oldest])
+				kill(children[i].pid, SIGKILL);
+		draining_gens[oldest] = draining_gens[--ndg];
+	}
+	notify("READY=1\nSTATUS=serving");
+	reload_answer(1);
+}
+
+static int find_listener(const struct listener *set, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(set[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Make the listener set match c: keep the sockets of addresses that stay,
+ * bind the new ones. Sockets of addresses that go are set aside and closed
+ * once the new generation serves. -1 (nothing changed) if a bind fails.
+ */
+static int apply_listeners(const struct conf *c)
+{
+	struct listener next[CONF_MAX_LISTEN];
+	int nnext = 0;
+	char err[256], name[NET_ADDRSTRLEN];
+
+	for (int i = 0; i < c->nlisten; i++) {
+		int k = find_listener(ls, nls, c->listen[i]);
+		if (k >= 0) {
+			next[nnext++] = ls[k];
+			continue;
+		}
+		int fd = net_listen(&c->listen_addr[i], (int)c->backlog, err, sizeof(err));
+		if (fd == -1) {
+			log_errorx("%s", err);
+			for (int j = 0; j < nnext; j++)
+				if (find_listener(ls, nls, next[j].name) < 0) {
+					close(next[j].fd);
+					free(next[j].name);
+				}
+			return -1;
+		}
+		next[nnext].fd = fd;
+		next[nnext].name = strdup(c->listen[i]);
+		net_sockname(fd, &next[nnext].addr);
+		net_addr_str(&next[nnext].addr, name, sizeof(name));
+		log_info("listening on %s", name);
+		nnext++;
+	}
+	for (int i = 0; i < nls; i++)
+		if (find_listener(next, nnext, ls[i].name) < 0)
+			retiring_ls[nretiring_ls++] = ls[i];
+	memcpy(ls, next, sizeof(next[0]) * (size_t)nnext);
+	nls = nnext;
+	return 0;
+}
+
+static int apply_metrics(const struct conf *old, const struct conf *c)
+{
+	char err[256], name[NET_ADDRSTRLEN];
+	struct net_addr a;
+	struct metrics *m = NULL;
+
+	if (old != NULL && strcmp(old->metrics_listen, c->metrics_listen) == 0)
+		return 0;
+	if (c->metrics_listen[0] != '\0') {
+		/* Start the new endpoint first: a failed bind keeps the old one. */
+		if ((m = metrics_start(&c->metrics_addr, &msrc, err, sizeof(err))) == NULL) {
+			log_errorx("%s", err);
+			return -1;
+		}
+		metrics_addr(m, &a);
+		net_addr_str(&a, name, sizeof(name));
+		log_info("metrics on %s", name);
+	}
+	metrics_stop(mx);
+	mx = m;
+	return 0;
+}
+
+static void reload(uint64_t now)
+{
+	struct conf next;
+	char err[512];
+
+	notify("RELOADING=1");
+	log_info("reload: reading %s", conf.path);
+	if (conf_load(conf.path, &next, err, sizeof(err)) == -1) {
+		log_errorx("%s", err);
+		goto failed;
+	}
+	if (strcmp(next.user, conf.user) != 0 || strcmp(next.pid_file, conf.pid_file) != 0)
+		log_warnx("reload: user and pid_file take effect only after a restart");
+	if (apply_metrics(&conf, &next) == -1) {
+		conf_free(&next);
+		goto failed;
+	}
+	if (apply_listeners(&next) == -1) {
+		conf_free(&next);
+		goto failed;
+	}
+	if (strcmp(next.log_file, conf.log_file) != 0 && log_init(next.log_file, next.log_level) == -1)
+		log_warn("reload: cannot open log_file %s, keeping the old one", next.log_file);
+	log_set_level(next.log_level);
+	/* Keep what a reload cannot change. */
+	free(next.user);
+	next.user = strdup(conf.user);
+	free(next.pid_file);
+	next.pid_file = strdup(conf.pid_file);
+	conf_free(&conf);
+	conf = next;
+
+	gen++;
+	gen_ready = 0;
+	for (int l = 0; l < conf.workers; l++) {
+		respawns[l].backoff_ms = 0;
+		spawn(l, now);
+	}
+	if (conf.workers > msrc.nlabels)
+		msrc.nlabels = conf.workers;
+	msrc.reload_ok = 1;
+	msrc.reload_ts = wall_time();
+	log_info("reload: configuration %s applied, generation %u starting", conf.path, gen);
+	return;
+failed:
+	msrc.reload_ok = 0;
+	msrc.reloads_failed++;
+	log_errorx("reload failed, keeping the running configuration");
+	notify("READY=1\nSTATUS=reload failed");
+	reload_answer(0);
+}
+
+static void stop(int sig, uint64_t now)
+{
+	long t = sig == SIGINT ? 0 : conf.shutdown_timeout;
+
+	if (!stopping)
+		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	stopping = sig == SIGINT ? 2 : 1;
+	notify("STOPPING=1");
+	stop_kill_at = now + (uint64_t)t * 1000 + KILL_GRACE_MS;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0)
+			drain_child(i, sig, now, t);
+}
+
+static void add_worker(int delta, uint64_t now)
+{
+	int n = conf.workers + delta;
+
+	if (n < 1 || n > CONF_MAX_WORKERS) {
+		log_warnx("workers stays %d (limits 1..%d)", conf.workers, CONF_MAX_WORKERS);
+		return;
+	}
+	conf.workers = n;
+	conf.workers_auto = 0;
+	log_info("workers: %d", n);
+	if (delta > 0) {
+		if (n > msrc.nlabels)
+			msrc.nlabels = n;
+		spawn(n - 1, now);
+	} else {
+		int s = current_child(n);
+		respawns[n].at_ms = 0;
+		if (s >= 0)
+			drain_child(s, SIGTERM, now, conf.shutdown_timeout);
+	}
+}
+
+static void forward(int sig)
+{
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0)
+			kill(children[i].pid, sig);
+}
+
+static void on_signals(uint64_t now)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			reap(now);
+			break;
+		case SIGHUP:
+			if (stopping)
+				break;
+			if (si.ssi_code == SI_QUEUE && si.ssi_int == MASTER_RELOAD_ASK)
+				reload_asker = (pid_t)si.ssi_pid;
+			reload(now);
+			break;
+		case SIGTERM:
+		case SIGQUIT:
+			stop(SIGTERM, now);
+			break;
+		case SIGINT:
+			stop(SIGINT, now);
+			break;
+		case SIGUSR1:
+			if (log_reopen() == -1)
+				log_warn("reopen %s", conf.log_file);
+			forward(SIGUSR1);
+			break;
+		case SIGTTIN:
+			if (!stopping)
+				add_worker(1, now);
+			break;
+		case SIGTTOU:
+			if (!stopping)
+				add_worker(-1, now);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t old = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_warn("setrlimit RLIMIT_NOFILE %llu", (unsigned long long)rl.rlim_max);
+			rl.rlim_cur = old;
+		}
+	}
+	/* A worker needs a few descriptors of its own besides its clients. */
+	unsigned long long per = rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0;
+	log_info("open files limit %llu: up to %llu connections per worker (max_connections %ld)",
+		 (unsigned long long)rl.rlim_cur, per, conf.max_connections);
+	if ((unsigned long long)conf.max_connections > per)
+		log_warnx("max_connections %ld exceeds what the open files limit allows (%llu)",
+			  conf.max_connections, per);
+}
+
+static int pid_file_write(void)
+{
+	char tmp[4200], buf[32];
+	FILE *f;
+
+	if (conf.pid_file[0] == '\0')
+		return 0;
+	if ((f = fopen(conf.pid_file, "r")) != NULL) {
+		long pid = 0;
+		if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && pid != getpid() &&
+		    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+			fclose(f);
+			log_errorx("another submitd is running (pid %ld, %s)", pid, conf.pid_file);
+			return -1;
+		}
+		fclose(f);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", conf.pid_file);
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1 || write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) || close(fd) == -1 ||
+	    rename(tmp, conf.pid_file) == -1) {
+		log_error("pid file %s", conf.pid_file);
+		if (fd != -1)
+			unlink(tmp);
+		return -1;
+	}
+	pid_file_written = 1;
+	return 0;
+}
+
+static void pid_file_remove(void)
+{
+	FILE *f;
+	long pid = 0;
+
+	if (!pid_file_written)
+		return;
+	if ((f = fopen(conf.pid_file, "r")) != NULL) {
+		if (fscanf(f, "%ld", &pid) == 1 && pid == getpid())
+			unlink(conf.pid_file);
+		fclose(f);
+	}
+}
+
+int master_run(struct conf *c)
+{
+	sigset_t set;
+	uint64_t now;
+
+	conf = *c;
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		slot_label[i] = -1;
+	log_set_tag(NULL);
+	raise_nofile();
+
+	/* Before anything else can fail: a second instance must not touch the first. */
+	if (pid_file_write() == -1)
+		return 1;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTTIN);
+	sigaddset(&set, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+
+	char err[256];
+	if ((shm = stats_map(err, sizeof(err))) == NULL)
+		fatalx("statistics: %s", err);
+	msrc.shm = shm;
+	msrc.slot_label = slot_label;
+	msrc.retired = retired;
+	msrc.nlabels = conf.workers;
+	msrc.reload_ok = 1;
+	msrc.start_time = wall_time();
+	msrc.pids = pids;
+
+	if (apply_listeners(&conf) == -1 || apply_metrics(NULL, &conf) == -1) {
+		pid_file_remove();
+		return 1;
+	}
+	now = mono_ms();
+	gen = 1;
+	for (int l = 0; l < conf.workers; l++)
+		spawn(l, now);
+
+	for (;;) {
+		struct pollfd pfd[2];
+		int npfd = 1, timeout = 1000;
+
+		now = mono_ms();
+		pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		if (mx != NULL) {
+			pfd[npfd++] = (struct pollfd){.fd = metrics_fd(mx), .events = POLLIN};
+			int t = metrics_timeout(mx);
+			if (t >= 0 && t < timeout)
+				timeout = t;
+		}
+		if (!gen_ready && !stopping)
+			timeout = timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
+		for (int l = 0; l < conf.workers; l++)
+			if (respawns[l].at_ms) {
+				uint64_t t = respawns[l].at_ms > now ? respawns[l].at_ms - now : 0;
+				if (t < (uint64_t)timeout)
+					timeout = (int)t;
+			}
+
+		if (poll(pfd, (nfds_t)npfd, timeout) == -1 && errno != EINTR)
+			fatal("poll");
+		now = mono_ms();
+		if (pfd[0].revents)
+			on_signals(now);
+		refresh_src();
+		if (mx != NULL)
+			metrics_run(mx);
+
+		if (stopping) {
+			int alive = 0;
+			for (int i = 0; i < STATS_MAX_SLOTS; i++)
+				alive += children[i].pid > 0;
+			if (alive == 0)
+				break;
+			if (now >= stop_kill_at) {
+				log_warnx("%d workers still running past the shutdown timeout: killing",
+					  alive);
+				forward(SIGKILL);
+				stop_kill_at = now + 60000;
+			}
+			continue;
+		}
+		for (int l = 0; l < conf.workers; l++)
+			if (respawns[l].at_ms && now >= respawns[l].at_ms && current_child(l) < 0)
+				spawn(l, now);
+		if (!gen_ready && count_running() == conf.workers)
+			on_ready(now);
+		for (int i = 0; i < STATS_MAX_SLOTS; i++)
+			if (children[i].pid > 0 && children[i].draining && now >= children[i].kill_at_ms) {
+				log_warnx("worker %d (pid %d) still draining: killing",
+					  children[i].label, (int)children[i].pid);
+				kill(children[i].pid, SIGKILL);
+				children[i].kill_at_ms = now + 60000;
+			}
+	}
+	log_info("stopped");
+	metrics_stop(mx);
+	for (int i = 0; i < nls; i++)
+		close(ls[i].fd);
+	pid_file_remove();
+	return 0;
+}

@@ -1,0 +1,372 @@
+#include "metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+struct metrics {
+	struct MHD_Daemon *d;
+	const struct metrics_src *src;
+	struct net_addr addr;
+};
+
+/* A growing output buffer; on allocation failure it stops growing and is marked bad. */
+struct out {
+	char *p;
+	size_t len, cap;
+	int bad;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		if (o->bad)
+			return;
+		va_start(ap, fmt);
+		n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			o->bad = 1;
+			return;
+		}
+		if ((size_t)n < o->cap - o->len) {
+			o->len += (size_t)n;
+			return;
+		}
+		size_t cap = o->cap * 2 + (size_t)n;
+		char *q = realloc(o->p, cap);
+		if (q == NULL) {
+			o->bad = 1;
+			return;
+		}
+		o->p = q;
+		o->cap = cap;
+	}
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Counters of one label: what retired workers left plus every live slot with it. */
+static void label_sum(const struct metrics_src *s, int label, struct stats_slot *acc,
+		      int64_t *connected, uint64_t *allocated)
+{
+	*acc = s->retired[label];
+	*connected = 0;
+	*allocated = 0;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		if (s->slot_label[i] != label)
+			continue;
+		stats_fold(acc, &s->shm->slot[i]);
+		*connected += STATS_LOAD(s->shm->slot[i].connected);
+		*allocated += STATS_LOAD(s->shm->slot[i].allocated);
+	}
+}
+
+struct proc_totals {
+	double cpu_seconds;
+	double rss_bytes;
+	double open_fds;
+};
+
+static void proc_read(pid_t pid, struct proc_totals *t)
+{
+	char path[64], buf[1024];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(buf, sizeof(buf), f) != NULL) {
+			/* Fields after the command name, which may hold spaces and ')'. */
+			char *p = strrchr(buf, ')');
+			unsigned long utime = 0, stime = 0;
+			long rss = 0;
+			if (p != NULL &&
+			    sscanf(p + 2,
+				   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
+				   "%*d %*d %*d %*u %*u %ld",
+				   &utime, &stime, &rss) == 3) {
+				t->cpu_seconds += (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+				t->rss_bytes += (double)rss * (double)sysconf(_SC_PAGESIZE);
+			}
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (d != NULL) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				t->open_fds++;
+		closedir(d);
+	}
+}
+
+char *metrics_render(const struct metrics_src *s, size_t *len)
+{
+	static const uint64_t bounds[] = STATS_BATCH_BOUNDS;
+	struct out o = {NULL, 0, 0, 0};
+	struct stats_slot *per;
+	int64_t *connected;
+	uint64_t *allocated;
+	int nl = s->nlabels;
+
+	o.cap = 16384 + (size_t)nl * 4096;
+	if ((o.p = malloc(o.cap)) == NULL)
+		return NULL;
+	per = calloc((size_t)(nl ? nl : 1), sizeof(*per));
+	connected = calloc((size_t)(nl ? nl : 1), sizeof(*connected));
+	allocated = calloc((size_t)(nl ? nl : 1), sizeof(*allocated));
+	if (per == NULL || connected == NULL || allocated == NULL) {
+		free(per);
+		free(connected);
+		free(allocated);
+		free(o.p);
+		return NULL;
+	}
+	for (int l = 0; l < nl; l++)
+		label_sum(s, l, &per[l], &connected[l], &allocated[l]);
+
+	family(&o, "submitd_client_connected", "gauge", "Open client connections.");
+	for (int l = 0; l < nl; l++)
+		outf(&o, "submitd_client_connected{worker=\"%d\"} %lld\n", l, (long long)connected[l]);
+
+	const char *last = "";
+#define X(f, fam, lab, help)                                                                       \
+	if (strcmp(last, fam) != 0) {                                                              \
+		family(&o, "submitd_" fam, "counter", help);                                      \
+		last = fam;                                                                        \
+	}                                                                                          \
+	for (int l = 0; l < nl; l++)                                                               \
+		outf(&o, "submitd_" fam "{worker=\"%d\"%s%s} %llu\n", l, lab[0] ? "," : "", lab,  \
+		     (unsigned long long)per[l].c[STATS_##f]);
+	STATS_COUNTERS(X)
+#undef X
+
+	struct stats_slot all;
+	memset(&all, 0, sizeof(all));
+	for (int l = 0; l < nl; l++) {
+		for (int b = 0; b < STATS_NBATCH; b++)
+			all.batch[b] += per[l].batch[b];
+		all.batch_sum += per[l].batch_sum;
+	}
+	family(&o, "submitd_write_batch_size", "histogram", "Acks written per write call.");
+	uint64_t cum = 0;
+	for (int b = 0; b < STATS_NBATCH; b++) {
+		cum += all.batch[b];
+		if (b < STATS_NBATCH - 1)
+			outf(&o, "submitd_write_batch_size_bucket{le=\"%llu\"} %llu\n",
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+		else
+			outf(&o, "submitd_write_batch_size_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(&o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
+	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
+
+	family(&o, "submitd_worker_allocated_bytes", "gauge",
+	       "Bytes allocated from the workers' memory arenas.");
+	for (int l = 0; l < nl; l++)
+		outf(&o, "submitd_worker_allocated_bytes{worker=\"%d\"} %llu\n", l,
+		     (unsigned long long)allocated[l]);
+
+	family(&o, "submitd_workers", "gauge", "Worker processes, configured and running.");
+	outf(&o, "submitd_workers{state=\"configured\"} %d\n", s->workers_configured);
+	outf(&o, "submitd_workers{state=\"running\"} %d\n", s->workers_running);
+	family(&o, "submitd_generations", "gauge",
+	       "Worker generations alive: the current one and those still draining.");
+	outf(&o, "submitd_generations %d\n", s->generations);
+	family(&o, "submitd_worker_restarts_total", "counter",
+	       "Workers replaced after an unexpected exit, by how they ended.");
+	outf(&o, "submitd_worker_restarts_total{reason=\"exit\"} %llu\n",
+	     (unsigned long long)s->restarts_exit);
+	outf(&o, "submitd_worker_restarts_total{reason=\"signal\"} %llu\n",
+	     (unsigned long long)s->restarts_signal);
+	family(&o, "submitd_config_last_reload_successful", "gauge",
+	       "Whether the last configuration reload attempt was successful.");
+	outf(&o, "submitd_config_last_reload_successful %d\n", s->reload_ok);
+	family(&o, "submitd_config_last_reload_success_timestamp_seconds", "gauge",
+	       "Timestamp of the last successful configuration reload.");
+	outf(&o, "submitd_config_last_reload_success_timestamp_seconds %.3f\n", s->reload_ts);
+	family(&o, "submitd_build_info", "gauge", "Version and commit of the running build.");
+	outf(&o, "submitd_build_info{version=\"%s\",commit=\"%s\"} 1\n", SUBMITD_VERSION,
+	     SUBMITD_COMMIT);
+
+	struct proc_totals pt = {0, 0, 0};
+	for (int i = 0; i < s->npids; i++)
+		proc_read(s->pids[i], &pt);
+	family(&o, "process_start_time_seconds", "gauge",
+	       "Start time of the master since the epoch in seconds.");
+	outf(&o, "process_start_time_seconds %.3f\n", s->start_time);
+	family(&o, "process_cpu_seconds_total", "counter",
+	       "User and system CPU time of the master and the running workers, in seconds.");
+	outf(&o, "process_cpu_seconds_total %.2f\n", pt.cpu_seconds);
+	family(&o, "process_resident_memory_bytes", "gauge",
+	       "Resident memory of the master and the workers, in bytes.");
+	outf(&o, "process_resident_memory_bytes %.0f\n", pt.rss_bytes);
+	family(&o, "process_open_fds", "gauge",
+	       "Open file descriptors of the master and the workers.");
+	outf(&o, "process_open_fds %.0f\n", pt.open_fds);
+
+	free(per);
+	free(connected);
+	free(allocated);
+	if (o.bad) {
+		free(o.p);
+		return NULL;
+	}
+	*len = o.len;
+	return o.p;
+}
+
+static enum MHD_Result respond(struct MHD_Connection *mc, unsigned code, const char *type,
+			       char *body, size_t len, int must_free)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(len, body,
+					    must_free ? MHD_RESPMEM_MUST_FREE
+						      : MHD_RESPMEM_PERSISTENT);
+	if (r == NULL) {
+		if (must_free)
+			free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(mc, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **state)
+{
+	struct metrics *m = cls;
+	static char not_found[] = "not found: try /metrics\n";
+	static char not_allowed[] = "method not allowed\n";
+	static char unavailable[] = "out of memory\n";
+	size_t len;
+	char *body;
+
+	(void)version;
+	(void)upload;
+	(void)upload_size;
+	(void)state;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return respond(mc, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", not_allowed,
+			       sizeof(not_allowed) - 1, 0);
+	if (strcmp(url, "/metrics") != 0)
+		return respond(mc, MHD_HTTP_NOT_FOUND, "text/plain", not_found,
+			       sizeof(not_found) - 1, 0);
+	if ((body = metrics_render(m->src, &len)) == NULL)
+		return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", unavailable,
+			       sizeof(unavailable) - 1, 0);
+	return respond(mc, MHD_HTTP_OK, CONTENT_TYPE, body, len, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	(void)fmt;
+	(void)ap;
+	/* libmicrohttpd's own messages (a client that went away...) are not ours to log. */
+}
+
+struct metrics *metrics_start(const struct net_addr *a, const struct metrics_src *src, char *err,
+			      size_t errlen)
+{
+	struct metrics *m = calloc(1, sizeof(*m));
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	char name[NET_ADDRSTRLEN];
+	const union MHD_DaemonInfo *info;
+
+	if (m == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	m->src = src;
+	if (a->ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	net_addr_str(a, name, sizeof(name));
+	errno = 0;
+	m->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, &a->ss,
+				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)16,
+				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)64,
+				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (m->d == NULL) {
+		snprintf(err, errlen, "metrics endpoint on %s: %s", name,
+			 errno ? strerror(errno) : "cannot start");
+		free(m);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_LISTEN_FD);
+	if (info == NULL || net_sockname(info->listen_fd, &m->addr) == -1)
+		m->addr = *a;
+	return m;
+}
+
+void metrics_addr(const struct metrics *m, struct net_addr *a)
+{
+	*a = m->addr;
+}
+
+int metrics_fd(const struct metrics *m)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD);
+	return info ? info->epoll_fd : -1;
+}
+
+int metrics_timeout(const struct metrics *m)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+
+	if (MHD_get_timeout(m->d, &t) != MHD_YES)
+		return -1;
+	return t > 60000 ? 60000 : (int)t;
+}
+
+void metrics_run(struct metrics *m)
+{
+	MHD_run(m->d);
+}
+
+void metrics_stop(struct metrics *m)
+{
+	if (m == NULL)
+		return;
+	MHD_stop_daemon(m->d);
+	free(m);
+}
+
+void metrics_forget(struct metrics *m, int *fds, int *nfds)
+{
+	const union MHD_DaemonInfo *info;
+
+	if (m == NULL)
+		return;
+	if ((info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_LISTEN_FD)) != NULL)
+		fds[(*nfds)++] = info->listen_fd;
+	if ((info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
+		fds[(*nfds)++] = info->epoll_fd;
+}

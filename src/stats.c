@@ -1,0 +1,48 @@
+#include "stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define STATS_MAGIC 0x7375626d69746473ULL /* "submitds" */
+
+struct stats_shm *stats_map(char *err, size_t errlen)
+{
+	size_t len = sizeof(struct stats_shm) + STATS_MAX_SLOTS * sizeof(struct stats_slot);
+	struct stats_shm *shm;
+
+	shm = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shm == MAP_FAILED) {
+		snprintf(err, errlen, "mmap %zu bytes: %s", len, strerror(errno));
+		return NULL;
+	}
+	shm->magic = STATS_MAGIC;
+	shm->nslots = STATS_MAX_SLOTS;
+	return shm;
+}
+
+void stats_batch(struct stats_slot *s, uint64_t acks)
+{
+	static const uint64_t bounds[] = STATS_BATCH_BOUNDS;
+	size_t i = 0;
+
+	while (i < sizeof(bounds) / sizeof(bounds[0]) && acks > bounds[i])
+		i++;
+	STATS_ADD(s->batch[i], 1);
+	STATS_ADD(s->batch_sum, acks);
+}
+
+void stats_slot_reset(struct stats_slot *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+void stats_fold(struct stats_slot *acc, const struct stats_slot *s)
+{
+	for (int i = 0; i < STATS_NCOUNTERS; i++)
+		acc->c[i] += STATS_LOAD(s->c[i]);
+	for (int i = 0; i < STATS_NBATCH; i++)
+		acc->batch[i] += STATS_LOAD(s->batch[i]);
+	acc->batch_sum += STATS_LOAD(s->batch_sum);
+}

@@ -1,0 +1,105 @@
+/*
+ * Shared-memory statistics. The master maps one segment before forking:
+ * a header and a pool of cache-line-aligned slots. Each worker writes only
+ * its own slot, without locks; the master only reads them, and folds a
+ * slot's counters into its own totals when the worker is gone, so no
+ * counter ever goes down.
+ */
+#ifndef SUBMITD_STATS_H
+#define SUBMITD_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Every worker counter, defined once: field, metric family (without the
+ * submitd_ prefix), extra labels, help text of the family.
+ */
+#define STATS_COUNTERS(X)                                                                          \
+	X(req_submit, "req_recv_total", "cmd=\"submit\"", "Requests received, by command.")         \
+	X(req_conn, "req_recv_total", "cmd=\"conn\"", "")                                           \
+	X(rsp_submit, "rsp_send_total", "cmd=\"submit\"", "Acks sent, by command.")                 \
+	X(rsp_conn, "rsp_send_total", "cmd=\"conn\"", "")                                           \
+	X(accepted, "connections_accepted_total", "", "Client connections accepted.")               \
+	X(closed_client, "connections_closed_total", "reason=\"client\"",                           \
+	  "Client connections closed, by reason.")                                                  \
+	X(closed_idle, "connections_closed_total", "reason=\"idle\"", "")                           \
+	X(closed_protocol, "connections_closed_total", "reason=\"protocol\"", "")                   \
+	X(closed_limit, "connections_closed_total", "reason=\"limit\"", "")                         \
+	X(closed_shutdown, "connections_closed_total", "reason=\"shutdown\"", "")                   \
+	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                         \
+	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",               \
+	  "Protocol errors, by reason; each closes its connection.")                                \
+	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")          \
+	X(perr_unknown_command, "protocol_errors_total", "reason=\"unknown_command\"", "")          \
+	X(perr_body_too_short, "protocol_errors_total", "reason=\"body_too_short\"", "")            \
+	X(bytes_recv, "received_bytes_total", "", "Bytes read from clients.")                       \
+	X(bytes_sent, "sent_bytes_total", "", "Bytes written to clients.")                          \
+	X(accept_errors, "accept_errors_total", "",                                                 \
+	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")
+
+enum stats_counter {
+#define STATS_ENUM(f, fam, lab, help) STATS_##f,
+	STATS_COUNTERS(STATS_ENUM)
+#undef STATS_ENUM
+	STATS_NCOUNTERS
+};
+
+/* Buckets of the write batch histogram (acks per write call); +Inf last. */
+#define STATS_BATCH_BOUNDS {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
+#define STATS_NBATCH 13
+
+#define STATS_MAX_SLOTS 1024
+
+enum stats_slot_state {
+	STATS_SLOT_FREE = 0,
+	STATS_SLOT_STARTING, /* forked, not yet in its loop */
+	STATS_SLOT_RUNNING,  /* serving */
+	STATS_SLOT_DRAINING, /* not accepting, finishing its connections */
+};
+
+struct stats_slot {
+	uint64_t c[STATS_NCOUNTERS];
+	uint64_t batch[STATS_NBATCH];
+	uint64_t batch_sum; /* acks written; batch count is the sum of batch[] */
+	int64_t connected;
+	uint64_t allocated;    /* bytes in the worker's arena */
+	uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms, stamped every loop round */
+	uint32_t state;	       /* enum stats_slot_state, written by the worker */
+	uint32_t hang;	       /* test builds: ask the worker to hang */
+} __attribute__((aligned(64)));
+
+struct stats_shm {
+	uint64_t magic;
+	uint32_t nslots;
+	/*
+	 * Written by the master: the slots of the workers that accept now.
+	 * Workers read it to balance accepts (worker.c); a stale read only
+	 * skews one decision.
+	 */
+	uint32_t nactive;
+	uint16_t active[STATS_MAX_SLOTS];
+	struct stats_slot slot[];
+};
+
+/* Map the segment (MAP_SHARED|MAP_ANONYMOUS): call in the master before forking. */
+struct stats_shm *stats_map(char *err, size_t errlen);
+
+/* Relaxed single-writer updates: plain loads and stores, no lock prefix. */
+#define STATS_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STATS_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define STATS_ADD(x, n) STATS_STORE(x, STATS_LOAD(x) + (n))
+
+static inline void stats_add(struct stats_slot *s, enum stats_counter c, uint64_t n)
+{
+	STATS_ADD(s->c[c], n);
+}
+
+void stats_batch(struct stats_slot *s, uint64_t acks);
+
+/* Reset a slot for a new worker (master, before fork). */
+void stats_slot_reset(struct stats_slot *s);
+/* Add a slot's counters (not gauges) into an accumulator. */
+void stats_fold(struct stats_slot *acc, const struct stats_slot *s);
+
+#endif

@@ -1,0 +1,530 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "mem.h"
+
+#define MAX_EVENTS 256
+/* Connections taken per wake-up before the worker lets the others have a turn. */
+#define ACCEPT_BATCH 8
+#define ACCEPT_PAUSE_MS 100  /* after EMFILE and the like */
+#define ACCEPT_DEFER_MS 5    /* after leaving a connection to a less loaded worker */
+#define PEER_STALE_MS 3000   /* a worker silent this long is not waited for */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (256 * 1024)
+#define EXIT_GRACE_MS 1000
+
+static const struct conf *cf;
+static struct conn_ctx ctx;
+static struct stats_slot *slot;
+static const struct stats_shm *shm;
+static int ep = -1, sfd = -1;
+static int listen_fds[CONF_MAX_LISTEN];
+static int nlisten;
+static struct conn **conns; /* indexed by fd */
+static size_t conns_cap;
+static long nconns;
+static struct conn *pending;   /* to flush at the end of this round */
+static struct conn *dead;      /* to free at the end of this round */
+static uint64_t now;	       /* ms, CLOCK_MONOTONIC, once per round */
+static int draining, stopping; /* SIGTERM, SIGINT */
+static uint64_t drain_deadline, hard_deadline;
+static int accept_paused;
+static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
+
+/* epoll data for non-connection descriptors: addresses inside tags[] */
+static char tags[CONF_MAX_LISTEN + 1];
+#define TAG_SIGNAL (&tags[CONF_MAX_LISTEN])
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void mark_pending(struct conn *c)
+{
+	if (!c->pending) {
+		c->pending = 1;
+		c->next_pending = pending;
+		pending = c;
+	}
+}
+
+static const enum stats_counter close_counter[] = {
+	[CONN_R_CLIENT] = STATS_closed_client,	   [CONN_R_IDLE] = STATS_closed_idle,
+	[CONN_R_PROTOCOL] = STATS_closed_protocol, [CONN_R_LIMIT] = STATS_closed_limit,
+	[CONN_R_SHUTDOWN] = STATS_closed_shutdown, [CONN_R_ERROR] = STATS_closed_error,
+};
+
+/* Close now; the memory goes after the round, as events may still name it. */
+static void finish(struct conn *c, enum conn_reason why)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	conn_set_state(c, CONN_CLOSED, why);
+	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	conns[c->fd] = NULL;
+	buf_free(&c->in);
+	buf_free(&c->out);
+	stats_add(slot, close_counter[c->reason], 1);
+	nconns--;
+	STATS_STORE(slot->connected, nconns);
+	c->next_pending = dead;
+	dead = c;
+}
+
+static void update_events(struct conn *c)
+{
+	struct epoll_event ev;
+	uint32_t want = 0;
+
+	if (conn_wants_read(c, &ctx))
+		want |= EPOLLIN;
+	if (buf_len(&c->out) > 0)
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	ev.events = want;
+	ev.data.ptr = c;
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == -1) {
+		log_warn("%s: epoll_ctl fd %d", __func__, c->fd);
+		finish(c, CONN_R_ERROR);
+		return;
+	}
+	c->events = want;
+}
+
+/* Send FIN after the last ack, then wait for the peer's: closing with unread input would reset. */
+static void linger(struct conn *c, enum conn_reason why)
+{
+	conn_set_state(c, CONN_LINGERING, why);
+	if (c->eof || stopping || shutdown(c->fd, SHUT_WR) == -1) {
+		finish(c, c->reason);
+		return;
+	}
+	buf_free(&c->in);
+	c->deadline_ms = now + LINGER_MS;
+}
+
+static void on_readable(struct conn *c)
+{
+	ssize_t n = conn_read(c, &ctx);
+
+	if (c->state == CONN_LINGERING) {
+		if (n == 0 || (n == -1 && errno != EAGAIN) || c->lingered > LINGER_MAX_BYTES)
+			finish(c, c->reason);
+		return;
+	}
+	if (n > 0) {
+		int r = conn_process(c, &ctx);
+		if (r > 0)
+			c->last_frame_ms = now;
+		else if (r == -1) {
+			log_warnx("fd %d: out of memory for acks, closing", c->fd);
+			finish(c, CONN_R_ERROR);
+			return;
+		}
+	} else if (n == 0) {
+		/* Half-close: the acks for everything complete still go out. */
+		c->eof = 1;
+		conn_set_state(c, CONN_FLUSHING, CONN_R_CLIENT);
+	} else if (errno == ENOMEM) {
+		log_warnx("fd %d: out of memory for input, closing", c->fd);
+		finish(c, CONN_R_ERROR);
+		return;
+	} else if (errno != EAGAIN && errno != EINTR) {
+		finish(c, errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
+		return;
+	}
+	mark_pending(c);
+}
+
+/* End of round for one connection: write, advance the state, re-arm epoll. */
+static void settle(struct conn *c)
+{
+	if (buf_len(&c->out) > 0 && conn_write(c, &ctx) == -1) {
+		finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
+		return;
+	}
+	if (c->state == CONN_FLUSHING && buf_len(&c->out) == 0) {
+		linger(c, c->reason);
+		if (c->state == CONN_CLOSED)
+			return;
+	}
+	if (draining && c->state == CONN_ACTIVE && conn_is_idle(c)) {
+		linger(c, CONN_R_SHUTDOWN);
+		if (c->state == CONN_CLOSED)
+			return;
+	}
+	buf_release(&c->in);
+	buf_release(&c->out);
+	update_events(c);
+}
+
+static void flush_pending(void)
+{
+	while (pending != NULL) {
+		struct conn *c = pending;
+		pending = c->next_pending;
+		c->pending = 0;
+		if (c->state != CONN_CLOSED)
+			settle(c);
+	}
+	while (dead != NULL) {
+		struct conn *c = dead;
+		dead = c->next_pending;
+		mem_free(c, sizeof(*c));
+	}
+}
+
+static void listen_register(int on)
+{
+	struct epoll_event ev;
+
+	for (int i = 0; i < nlisten; i++) {
+		if (listen_fds[i] == -1)
+			continue;
+		if (!on) {
+			epoll_ctl(ep, EPOLL_CTL_DEL, listen_fds[i], NULL);
+			continue;
+		}
+		ev.events = EPOLLIN;
+		ev.data.ptr = &tags[i];
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, listen_fds[i], &ev) == -1 && errno != EEXIST)
+			fatal("epoll_ctl listen fd %d", listen_fds[i]);
+	}
+}
+
+/*
+ * Balance: take a connection only if no other accepting worker that is
+ * alive holds clearly fewer. Every worker watches the listening sockets
+ * (level-triggered, no EPOLLEXCLUSIVE), so the least loaded one is always
+ * woken for a pending connection and none is stranded.
+ */
+static int fair_to_accept(void)
+{
+	int64_t min = INT64_MAX;
+	uint32_t n = STATS_LOAD(shm->nactive);
+
+	if (n > STATS_MAX_SLOTS)
+		n = STATS_MAX_SLOTS;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct stats_slot *s = &shm->slot[STATS_LOAD(shm->active[i]) % STATS_MAX_SLOTS];
+		if (s == slot || STATS_LOAD(s->state) != STATS_SLOT_RUNNING ||
+		    now > STATS_LOAD(s->heartbeat_ms) + PEER_STALE_MS)
+			continue;
+		int64_t c = STATS_LOAD(s->connected);
+		if (c < min)
+			min = c;
+	}
+	return min == INT64_MAX || nconns <= min + 1 + min / 16;
+}
+
+static void on_accept(int li)
+{
+	int lfd = listen_fds[li];
+	struct epoll_event ev;
+	int one = 1;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		if (!fair_to_accept()) {
+			listen_register(0);
+			accept_paused = 1;
+			accept_resume_ms = now + ACCEPT_DEFER_MS;
+			return;
+		}
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
+				continue;
+			stats_add(slot, STATS_accept_errors, 1);
+			if (now - last_accept_log >= 1000) {
+				log_warn("accept on %d (pausing accept for %d ms)", lfd, ACCEPT_PAUSE_MS);
+				last_accept_log = now;
+			}
+			/* EMFILE and friends: stop polling the listeners, or the loop spins. */
+			listen_register(0);
+			accept_paused = 1;
+			accept_resume_ms = now + ACCEPT_PAUSE_MS;
+			return;
+		}
+		stats_add(slot, STATS_accepted, 1);
+		if (nconns >= cf->max_connections || (size_t)fd >= conns_cap) {
+			close(fd);
+			stats_add(slot, STATS_closed_limit, 1);
+			if (now - last_limit_log >= 1000) {
+				log_warnx("max_connections (%ld) reached, refusing connections",
+					  cf->max_connections);
+				last_limit_log = now;
+			}
+			continue;
+		}
+		struct conn *c = mem_alloc(sizeof(*c));
+		if (c == NULL) {
+			close(fd);
+			stats_add(slot, STATS_closed_error, 1);
+			continue;
+		}
+		conn_init(c, fd, now);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		ev.events = EPOLLIN;
+		ev.data.ptr = c;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+			log_warn("epoll_ctl add fd %d", fd);
+			close(fd);
+			mem_free(c, sizeof(*c));
+			stats_add(slot, STATS_closed_error, 1);
+			continue;
+		}
+		c->events = EPOLLIN;
+		conns[fd] = c;
+		nconns++;
+		STATS_STORE(slot->connected, nconns);
+	}
+}
+
+static void start_drain(int fast)
+{
+	if (!draining) {
+		draining = 1;
+		drain_deadline = now + (uint64_t)cf->shutdown_timeout * 1000;
+		hard_deadline = drain_deadline + LINGER_MS + EXIT_GRACE_MS;
+		STATS_STORE(slot->state, STATS_SLOT_DRAINING);
+		listen_register(0);
+		for (int i = 0; i < nlisten; i++) {
+			close(listen_fds[i]);
+			listen_fds[i] = -1;
+		}
+		accept_paused = 0;
+		log_info("draining %ld connections (at most %ld s)", nconns, cf->shutdown_timeout);
+	}
+	if (fast)
+		stopping = 1;
+	for (size_t fd = 0; fd < conns_cap; fd++) {
+		struct conn *c = conns[fd];
+		if (c == NULL)
+			continue;
+		if (stopping && c->state == CONN_ACTIVE)
+			conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
+		mark_pending(c);
+	}
+}
+
+static void on_signal(void)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGQUIT:
+			start_drain(0);
+			break;
+		case SIGINT:
+			start_drain(1);
+			break;
+		case SIGUSR1:
+			if (log_reopen() == -1)
+				log_warn("reopen %s", cf->log_file);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Once a second (and at the drain deadline): timeouts and memory figures. */
+static void tick(void)
+{
+	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
+	int past_deadline = draining && now >= drain_deadline;
+
+	for (size_t fd = 0; fd < conns_cap; fd++) {
+		struct conn *c = conns[fd];
+		if (c == NULL)
+			continue;
+		if (c->state == CONN_LINGERING && now >= c->deadline_ms) {
+			finish(c, c->reason);
+		} else if (c->state == CONN_ACTIVE) {
+			if (past_deadline)
+				conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
+			else if (idle_ms && now - c->last_frame_ms >= idle_ms)
+				conn_set_state(c, CONN_FLUSHING, CONN_R_IDLE);
+			else
+				continue;
+			mark_pending(c);
+		}
+	}
+	STATS_STORE(slot->allocated, mem_allocated());
+}
+
+static void drop_privileges(void)
+{
+	struct passwd *pw;
+
+	if (cf->user[0] == '\0' || geteuid() != 0)
+		return;
+	if ((pw = getpwnam(cf->user)) == NULL)
+		fatalx("user \"%s\" not found", cf->user);
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		fatal("cannot switch to user %s", cf->user);
+	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1)
+		fatalx("privileges of user %s not dropped", cf->user);
+}
+
+static void setup(const struct worker_args *a)
+{
+	struct epoll_event ev;
+	struct rlimit rl;
+	char tag[32], err[256];
+	sigset_t set;
+
+	cf = a->conf;
+	slot = a->slot;
+	shm = a->shm;
+	snprintf(tag, sizeof(tag), "worker %d", a->index);
+	log_set_tag(tag);
+	for (int i = 0; i < a->nclose; i++)
+		if (a->close_fds[i] >= 0)
+			close(a->close_fds[i]);
+	/* The master's death must not leave workers serving without supervision. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTTIN);
+	sigaddset(&set, SIGTTOU);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	if (getppid() == 1)
+		exit(0); /* the master died before PR_SET_PDEATHSIG took */
+
+	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
+		fatalx("memory arena: %s", err);
+	buf_pool_init((size_t)cf->read_buffer_size, 64);
+	ctx.max_frame = (uint32_t)cf->max_frame_size;
+	ctx.read_size = (uint32_t)cf->read_buffer_size;
+	ctx.max_output = (uint32_t)cf->max_output_buffer;
+	ctx.stats = slot;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		fatal("getrlimit");
+	conns_cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 16 * 1024 * 1024
+			    ? 16 * 1024 * 1024
+			    : (size_t)rl.rlim_cur;
+	if ((conns = mem_alloc(conns_cap * sizeof(*conns))) == NULL)
+		fatalx("out of memory for %zu connection slots", conns_cap);
+	memset(conns, 0, conns_cap * sizeof(*conns));
+
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	ev.events = EPOLLIN;
+	ev.data.ptr = TAG_SIGNAL;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) == -1)
+		fatal("epoll_ctl signalfd");
+	nlisten = a->nlisten;
+	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
+	drop_privileges();
+	listen_register(1);
+	now = mono_ms();
+	STATS_STORE(slot->heartbeat_ms, now);
+	STATS_STORE(slot->allocated, mem_allocated());
+	STATS_STORE(slot->state, STATS_SLOT_RUNNING);
+}
+
+void worker_main(const struct worker_args *a)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t next_tick;
+
+	setup(a);
+	next_tick = now + 1000;
+	for (;;) {
+		int timeout = (int)(next_tick > now ? next_tick - now : 0);
+		if (accept_paused && accept_resume_ms - now < (uint64_t)timeout)
+			timeout = (int)(accept_resume_ms > now ? accept_resume_ms - now : 0);
+		if (draining && drain_deadline > now && drain_deadline - now < (uint64_t)timeout)
+			timeout = (int)(drain_deadline - now);
+
+		int n = epoll_wait(ep, evs, MAX_EVENTS, timeout);
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		now = mono_ms();
+		STATS_STORE(slot->heartbeat_ms, now);
+
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+			uint32_t e = evs[i].events;
+			if (p == TAG_SIGNAL) {
+				on_signal();
+				continue;
+			}
+			if ((char *)p >= tags && (char *)p < tags + CONF_MAX_LISTEN) {
+				if (!draining && !accept_paused)
+					on_accept((int)((char *)p - tags));
+				continue;
+			}
+			struct conn *c = p;
+			if (c->state == CONN_CLOSED)
+				continue;
+			if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_wants_read(c, &ctx))
+				on_readable(c);
+			else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
+				finish(c, CONN_R_CLIENT);
+			else if (e & EPOLLOUT)
+				mark_pending(c);
+		}
+		flush_pending();
+
+		if (accept_paused && now >= accept_resume_ms && !draining) {
+			accept_paused = 0;
+			listen_register(1);
+		}
+		if (now >= next_tick || (draining && now >= drain_deadline)) {
+			tick();
+			flush_pending();
+			next_tick = now + 1000;
+		}
+		if (draining && (nconns == 0 || stopping || now >= hard_deadline))
+			break;
+	}
+	if (nconns > 0)
+		log_warnx("closing %ld connections at the drain deadline", nconns);
+	for (size_t fd = 0; fd < conns_cap; fd++)
+		if (conns[fd] != NULL)
+			finish(conns[fd], CONN_R_SHUTDOWN);
+	flush_pending();
+	STATS_STORE(slot->allocated, mem_allocated());
+	log_info("exiting");
+	exit(0);
+}

@@ -1,0 +1,23 @@
+/* A worker process: the epoll loop over its connections, accept, timeouts, drain. */
+#ifndef SUBMITD_WORKER_H
+#define SUBMITD_WORKER_H
+
+#include "conf.h"
+#include "stats.h"
+
+struct worker_args {
+	const struct conf *conf;
+	int index;		  /* the worker label, 0..workers-1 */
+	unsigned generation;	  /* for log lines */
+	struct stats_slot *slot;  /* this worker's, in shared memory */
+	const struct stats_shm *shm; /* for the other workers' load */
+	const int *listen_fds;	  /* shared with the master and the other workers */
+	int nlisten;
+	const int *close_fds;	  /* the master's descriptors, closed at start */
+	int nclose;
+};
+
+/* Runs in the forked child; never returns. Exit status 0 after a clean stop. */
+void worker_main(const struct worker_args *a) __attribute__((noreturn));
+
+#endif
