@@ -1,0 +1,307 @@
+#!/usr/bin/env bats
+# The monitoring kit against the real thing: submitd under load, Debian's
+# Prometheus scraping it (and node_exporter) with contrib/prometheus/ at a
+# 1 s interval, and every expression of the Grafana dashboard and of the
+# recording rules evaluated through Prometheus' HTTP API. The expressions
+# are read out of contrib/, so what is tested is what operators run.
+
+load helpers/common
+
+LOAD_SECONDS=${PROM_TEST_LOAD_SECONDS:-25}
+DASH=contrib/grafana/dashboards/submitd.json
+
+# bats 1.8 cannot skip from setup_file: it records why, and setup skips.
+setup_file() {
+	cd "$BATS_TEST_DIRNAME/.." || return 1
+	export PROM_SKIP=
+	if ! command -v prometheus >/dev/null; then
+		PROM_SKIP="prometheus not installed (Debian package prometheus)"
+	elif ! NODE_EXPORTER=$(command -v prometheus-node-exporter || command -v node_exporter); then
+		PROM_SKIP="node_exporter not installed (Debian package prometheus-node-exporter)"
+	elif [ ! -x "$SD_BIN" ]; then
+		PROM_SKIP="$SD_BIN not built"
+	fi
+	[ -z "$PROM_SKIP" ] || return 0
+
+	# The helpers keep the daemon's files in the test's temporary directory;
+	# here one daemon serves the whole file.
+	export BATS_TEST_TMPDIR=$BATS_FILE_TMPDIR
+	local dir=$BATS_FILE_TMPDIR
+	sd_start 'workers = 2'
+
+	NODE_PORT=$(free_port)
+	timeout 300 "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NODE_PORT" \
+		--collector.disable-defaults --collector.cpu --collector.meminfo --collector.uname \
+		>"$dir/node.log" 2>&1 3>&- 4>&- &
+	NODE_PID=$!
+
+	# contrib's configuration with the real ports and a 1 s interval; the
+	# rules file is contrib's own, unchanged.
+	cp contrib/prometheus/submitd.rules.yml "$dir/"
+	sed -e 's/^\(  *\)scrape_interval: 5s$/\1scrape_interval: 1s/' \
+		-e 's/^\(  *\)scrape_timeout: 4s$/\1scrape_timeout: 1s/' \
+		-e 's/^\(  *\)evaluation_interval: 5s$/\1evaluation_interval: 1s/' \
+		-e "s/127\\.0\\.0\\.1:8889/127.0.0.1:$SD_METRICS_PORT/" \
+		-e "s/127\\.0\\.0\\.1:9100/127.0.0.1:$NODE_PORT/" \
+		contrib/prometheus/prometheus.yml >"$dir/prometheus.yml"
+	[ "$(grep -cE "scrape_interval: 1s|scrape_timeout: 1s|evaluation_interval: 1s|:$SD_METRICS_PORT\"|:$NODE_PORT\"" "$dir/prometheus.yml")" -eq 5 ] || {
+		echo "contrib/prometheus/prometheus.yml changed shape; adapt the test" >&2
+		return 1
+	}
+	promtool check config "$dir/prometheus.yml" >&2 || return 1
+
+	PROM_PORT=$(free_port)
+	PROM="http://127.0.0.1:$PROM_PORT"
+	timeout 300 prometheus --config.file="$dir/prometheus.yml" \
+		--storage.tsdb.path="$dir/tsdb" --web.listen-address="127.0.0.1:$PROM_PORT" \
+		--log.level=warn >"$dir/prometheus.log" 2>&1 3>&- 4>&- &
+	PROM_PID=$!
+	export NODE_PORT NODE_PID PROM_PORT PROM PROM_PID
+	wait_for -t 20 curl -sf --max-time 1 "$PROM/-/ready" || { cat "$dir/prometheus.log" >&2; return 1; }
+	wait_for -t 20 targets_up 2 || { curl -s "$PROM/api/v1/targets" >&2; return 1; }
+
+	# One of each protocol error, so those panels show data and the reason
+	# labels can be checked.
+	local k
+	for k in short large unknown body; do
+		sd_client bad "$k" >&2 || return 1
+	done
+
+	local before t0 t1
+	before=$(sd_metric submitd_req_recv_total)
+	t0=$EPOCHREALTIME
+	run_load "$LOAD_SECONDS" >"$dir/load.out" || { cat "$dir/load.out" >&2; return 1; }
+	t1=$EPOCHREALTIME
+	LOAD_START=$t0 LOAD_END=$t1
+	LOAD_REQUESTS=$(sed -n 's/^requests \([0-9]*\)$/\1/p' "$dir/load.out")
+	LOAD_COUNTED=$(($(printf '%.0f' "$(sd_metric submitd_req_recv_total)") - $(printf '%.0f' "$before")))
+	export LOAD_START LOAD_END LOAD_REQUESTS LOAD_COUNTED
+	# Every expression is evaluated at one instant inside the load.
+	EVAL_TIME=$(awk -v t="$t1" 'BEGIN { printf "%.3f", t - 1 }')
+	export EVAL_TIME
+	echo "load: $LOAD_REQUESTS requests in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s; submitd counted $LOAD_COUNTED" >&2
+}
+
+setup() {
+	[ -z "$PROM_SKIP" ] || skip "$PROM_SKIP"
+	cd "$BATS_TEST_DIRNAME/.." || return 1
+}
+
+teardown_file() {
+	[ -n "${PROM_PID:-}" ] && kill -TERM "$PROM_PID" 2>/dev/null
+	[ -n "${NODE_PID:-}" ] && kill -TERM "$NODE_PID" 2>/dev/null
+	sd_stop
+	local p
+	for p in ${PROM_PID:-} ${NODE_PID:-}; do
+		wait_for -t 10 _sd_all_gone "$p" || kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	return 0
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# targets_up N: N targets, all healthy.
+targets_up() {
+	local n
+	n=$(curl -sf --max-time 2 "$PROM/api/v1/targets" | jq '[.data.activeTargets[] | select(.health == "up")] | length')
+	[ "$n" = "$1" ]
+}
+
+# query EXPR [TIME]: the JSON answer of an instant query.
+query() {
+	curl -sf --max-time 10 "$PROM/api/v1/query" --data-urlencode "query=$1" \
+		${2:+--data-urlencode "time=$2"}
+}
+
+# run_load SECONDS: drive submitd; print "requests N" (requests acked).
+run_load() {
+	local bench=$SD_ROOT/build/submit-bench
+	if [ -x "$bench" ]; then
+		bench_load "$bench" "$1"
+	else
+		python_load "$1"
+	fi
+}
+
+bench_load() {
+	local out
+	out=$(timeout $(($2 + 30)) "$1" -c 8 -d "$2" "127.0.0.1:$SD_PORT" 2>&1) || { echo "$out"; return 1; }
+	echo "$out"
+	echo "$out" | awk '/^requests / { n = $2 } END { if (n == "") exit 1; print "requests " n }'
+}
+
+python_load() {
+	timeout $(($1 + 30)) python3 - "$SD_PORT" "$1" <<-'PY'
+		import socket, struct, sys, threading, time
+		port, secs = int(sys.argv[1]), float(sys.argv[2])
+		batch, conns = 64, 4
+		frame = lambda i, c: struct.pack(">IB", 13, c) + b"%08d" % i
+		data = b"".join(frame(i, 0x01 if i % 16 == 0 else 0x02) for i in range(batch))
+		counts = [0] * conns
+		deadline = time.monotonic() + secs
+		def run(k):
+		    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+		    while time.monotonic() < deadline:
+		        s.sendall(data)
+		        want = batch * 14
+		        while want:
+		            got = s.recv(want)
+		            if not got:
+		                raise SystemExit("closed by server")
+		            want -= len(got)
+		        counts[k] += batch
+		    s.close()
+		ts = [threading.Thread(target=run, args=(k,)) for k in range(conns)]
+		for t in ts: t.start()
+		for t in ts: t.join()
+		print("requests %d" % sum(counts))
+	PY
+}
+
+# Dashboard expressions with Grafana's variables set the way Grafana would
+# for this Prometheus: $__rate_interval = 4 scrape intervals, the template
+# variables to what their label_values() queries return.
+dashboard_exprs() {
+	local ri=${1:-4s} job inst node
+	job=$(label_values job submitd_build_info | paste -sd '|')
+	inst=$(label_values instance submitd_build_info | paste -sd '|')
+	node=$(label_values instance node_uname_info | paste -sd '|')
+	jq -r '[.. | objects | select(has("expr")) | .expr] | .[]' "$DASH" |
+		sed -e "s/\\\${\\{0,1\\}__rate_interval}\\{0,1\\}/$ri/g" \
+			-e "s/\\\${\\{0,1\\}job}\\{0,1\\}/$job/g" \
+			-e "s/\\\${\\{0,1\\}instance}\\{0,1\\}/$inst/g" \
+			-e "s/\\\${\\{0,1\\}node}\\{0,1\\}/$node/g"
+}
+
+# label_values LABEL METRIC: what Grafana's label_values(METRIC, LABEL) lists.
+label_values() {
+	curl -sf --max-time 5 "$PROM/api/v1/label/$1/values" --data-urlencode "match[]=$2" -G |
+		jq -r '.data[]'
+}
+
+@test "prometheus: both targets are scraped and up" {
+	run query 'up'
+	assert_success
+	run jq -r '.data.result[] | "\(.metric.job) \(.value[1])"' <<<"$output"
+	assert_line "submitd 1"
+	assert_line "node 1"
+}
+
+@test "prometheus: the dashboard's variable queries find this submitd and host" {
+	run label_values job submitd_build_info
+	assert_output "submitd"
+	run label_values instance submitd_build_info
+	assert_output "127.0.0.1:$SD_METRICS_PORT"
+	run label_values instance node_uname_info
+	assert_output "127.0.0.1:$NODE_PORT"
+}
+
+@test "prometheus: every dashboard expression returns data under load" {
+	local e n=0 empty=()
+	while IFS= read -r e; do
+		n=$((n + 1))
+		[[ $e != *'$'* ]] || fail "unsubstituted variable in: $e"
+		run query "$e" "$EVAL_TIME"
+		assert_success
+		[ "$(jq -r .status <<<"$output")" = success ] || fail "$e: $output"
+		[ "$(jq '.data.result | length' <<<"$output")" -gt 0 ] || empty+=("$e")
+	done < <(dashboard_exprs)
+	[ "$n" -ge 30 ]
+	[ ${#empty[@]} -eq 0 ] || fail "$(printf 'no data: %s\n' "${empty[@]}")"
+}
+
+@test "prometheus: the traffic panels show the load, with a series per worker" {
+	local e
+	# One series per worker slot; how the kernel spreads the connections
+	# decides which of them carry load, together they carry all of it.
+	e=$(dashboard_exprs | grep -m1 '^sum by (worker) (rate(submitd_req_recv_total')
+	run query "$e" "$EVAL_TIME"
+	run jq -r '[.data.result[].metric.worker] | sort | join(" ")' <<<"$output"
+	assert_output "0 1"
+	e=$(dashboard_exprs | grep -m1 '^sum(rate(submitd_req_recv_total')
+	run query "$e" "$EVAL_TIME"
+	run jq -r '.data.result[0].value[1] | tonumber > 0' <<<"$output"
+	assert_output true
+	e=$(dashboard_exprs | grep -m1 '^sum(rate(submitd_rsp_send_total')
+	run query "$e" "$EVAL_TIME"
+	run jq -r '.data.result[0].value[1] | tonumber > 0' <<<"$output"
+	assert_output true
+	e=$(dashboard_exprs | grep -m1 '^sum(rate(submitd_received_bytes_total')
+	run query "$e" "$EVAL_TIME"
+	run jq -r '.data.result[0].value[1] | tonumber > 0' <<<"$output"
+	assert_output true
+}
+
+@test "prometheus: every recording rule returns data and every rule evaluates cleanly" {
+	local r empty=()
+	run curl -sf --max-time 5 "$PROM/api/v1/rules"
+	assert_success
+	local rules=$output
+	# Every rule of contrib's file is loaded, and none has an evaluation error.
+	run jq -r '[.data.groups[].rules[]] | length' <<<"$rules"
+	assert_output "$(grep -cE '^ *- (record|alert):' contrib/prometheus/submitd.rules.yml)"
+	run jq -r '.data.groups[].rules[] | select(.health != "ok") | "\(.name): \(.lastError)"' <<<"$rules"
+	assert_output ""
+	for r in $(jq -r '.data.groups[].rules[] | select(.type == "recording") | .name' <<<"$rules"); do
+		run query "$r" "$EVAL_TIME"
+		assert_success
+		[ "$(jq '.data.result | length' <<<"$output")" -gt 0 ] || empty+=("$r")
+	done
+	[ ${#empty[@]} -eq 0 ] || fail "no data: ${empty[*]}"
+}
+
+@test "prometheus: a healthy submitd raises no alert but the protocol error one" {
+	run curl -sf --max-time 5 "$PROM/api/v1/rules?type=alert"
+	assert_success
+	run jq -r '.data.groups[].rules[] | select(.state != "inactive" and .name != "SubmitdProtocolErrorsRising") | .name' <<<"$output"
+	assert_output ""
+}
+
+@test "prometheus: protocol errors are counted once per reason" {
+	run query 'sum by (reason) (submitd_protocol_errors_total)'
+	run jq -r '.data.result[] | "\(.metric.reason) \(.value[1])"' <<<"$output"
+	assert_line "frame_too_short 1"
+	assert_line "frame_too_large 1"
+	assert_line "unknown_command 1"
+	assert_line "body_too_short 1"
+	run query 'sum(submitd_connections_closed_total{reason="protocol"})'
+	run jq -r '.data.result[0].value[1]' <<<"$output"
+	assert_output 4
+}
+
+@test "prometheus: its request rate agrees with the load generator's count within 20%" {
+	[ -n "$LOAD_REQUESTS" ] && [ "$LOAD_REQUESTS" -gt 0 ]
+	# The dashboard's own request rate, over a window that lies inside the load.
+	local win e got want
+	win=$(awk -v a="$LOAD_START" -v b="$EVAL_TIME" 'BEGIN { printf "%d", b - a - 2 }')
+	[ "$win" -ge 10 ]
+	e=$(dashboard_exprs "${win}s" | grep -m1 '^sum(rate(submitd_req_recv_total{[^}]*}\['"$win"'s\]))$')
+	[ -n "$e" ]
+	run query "$e" "$EVAL_TIME"
+	assert_success
+	got=$(jq -r '.data.result[0].value[1]' <<<"$output")
+	want=$(awk -v n="$LOAD_REQUESTS" -v a="$LOAD_START" -v b="$LOAD_END" 'BEGIN { printf "%.1f", n / (b - a) }')
+	echo "prometheus: $got req/s over ${win}s; load generator: $want req/s" >&3
+	awk -v g="$got" -v w="$want" 'BEGIN { exit !(g >= 0.8 * w && g <= 1.2 * w) }' ||
+		fail "prometheus $got req/s, load generator $want req/s"
+}
+
+@test "prometheus: the last scrape matches /metrics and the load generator's count" {
+	# After the load the counters stand still; wait for a scrape of the final value.
+	local direct
+	direct=$(sd_metric submitd_req_recv_total)
+	wait_for -t 10 prom_equals 'sum(submitd_req_recv_total)' "$direct"
+	# submitd counted what the load generator had acked, give or take the
+	# requests in flight when it stopped.
+	awk -v c="$LOAD_COUNTED" -v n="$LOAD_REQUESTS" 'BEGIN { exit !(c >= n && c <= n * 1.01 + 1000) }' ||
+		fail "submitd counted $LOAD_COUNTED requests, load generator $LOAD_REQUESTS"
+}
+
+prom_equals() {
+	local v
+	v=$(query "$1" | jq -r '.data.result[0].value[1]')
+	awk -v a="$v" -v b="$2" 'BEGIN { exit !(a + 0 == b + 0) }'
+}
