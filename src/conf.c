@@ -16,25 +16,162 @@ struct int_opt {
 	size_t off;
 };
 
-#define IOPT(n, d, lo, hi) {#n, d, lo, hi, offsetof(struct conf, n)}
+#define IOPT(n, d, lo, hi)                                                                         \
+	{                                                                                          \
+#n, d, lo, hi, offsetof(struct conf, n)                                            \
+	}
 static const struct int_opt int_opts[] = {
-	IOPT(max_connections, 10000, 1, 10000000),
-	IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
-	IOPT(idle_timeout, 300, 0, 86400 * 7),
-	IOPT(shutdown_timeout, 10, 0, 3600),
-	IOPT(worker_timeout, 10, 0, 3600),
-	IOPT(max_draining, 4, 1, 64),
-	IOPT(backlog, 511, 1, 65535),
-	IOPT(read_buffer_size, 16384, 1024, 16 * 1024 * 1024),
-	IOPT(max_output_buffer, 262144, 1024, 1024 * 1024 * 1024),
-	IOPT(mem_decay_ms, 1000, -1, 3600000),
+    IOPT(max_connections, 10000, 1, 10000000),
+    IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
+    IOPT(idle_timeout, 300, 0, 86400 * 7),
+    IOPT(shutdown_timeout, 10, 0, 3600),
+    IOPT(worker_timeout, 10, 0, 3600),
+    IOPT(max_draining, 4, 1, 64),
+    IOPT(backlog, 511, 1, 65535),
+    IOPT(read_buffer_size, 16384, 1024, 16 * 1024 * 1024),
+    IOPT(max_output_buffer, 262144, 1024, 1024 * 1024 * 1024),
+    IOPT(mem_decay_ms, 1000, -1, 3600000),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 
 /* The parser is not re-entrant, so neither is this: one parse at a time. */
 static cfg_t *parse_root;
+static const char *err_option; /* set by validators: the line is that option's */
 static char *parse_err;
 static size_t parse_errlen;
+
+/*
+ * Call fn for each "name =" that starts an option line, with its line
+ * number, skipping comments, strings and the inside of lists. Stops when
+ * fn returns non-zero and returns that value.
+ */
+static int scan_options(const char *path, int (*fn)(const char *name, int line, void *arg),
+			void *arg)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int lineno = 0, in_string = 0, depth = 0, r = 0;
+
+	if (f == NULL)
+		return 0; /* cfg_parse reports it */
+	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+		char *p = line, name[64];
+		size_t n = 0;
+
+		lineno++;
+		if (!in_string && depth == 0) {
+			while (*p == ' ' || *p == '\t')
+				p++;
+			while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' ||
+			       (p[n] >= '0' && p[n] <= '9'))
+				n++;
+			if (n > 0 && n < sizeof(name)) {
+				char *q = p + n;
+				while (*q == ' ' || *q == '\t')
+					q++;
+				if (*q == '=' || (q[0] == '+' && q[1] == '=')) {
+					memcpy(name, p, n);
+					name[n] = '\0';
+					if ((r = fn(name, lineno, arg)) != 0)
+						break;
+					p = q + 1;
+				}
+			}
+		}
+		/* Track strings and lists that run over several lines. */
+		for (; *p; p++) {
+			if (*p == '"' && (p == line || p[-1] != '\\'))
+				in_string = !in_string;
+			else if (!in_string && *p == '#')
+				break;
+			else if (!in_string && *p == '{')
+				depth++;
+			else if (!in_string && *p == '}')
+				depth--;
+		}
+	}
+	fclose(f);
+	return r;
+}
+
+struct dup_state {
+	char seen[64][64];
+	int seen_line[64];
+	int nseen;
+	const char *path;
+	char *err;
+	size_t errlen;
+};
+
+static int dup_check(const char *name, int line, void *arg)
+{
+	struct dup_state *d = arg;
+
+	for (int i = 0; i < d->nseen; i++) {
+		if (strcmp(d->seen[i], name) == 0) {
+			snprintf(d->err, d->errlen,
+				 "%s:%d: %s: duplicate option (first on line %d)", d->path, line,
+				 name, d->seen_line[i]);
+			return -1;
+		}
+	}
+	if (d->nseen < 64) {
+		snprintf(d->seen[d->nseen], sizeof(d->seen[0]), "%s", name);
+		d->seen_line[d->nseen++] = line;
+	}
+	return 0;
+}
+
+struct find_state {
+	const char *name;
+	int line;
+};
+
+static int find_check(const char *name, int line, void *arg)
+{
+	struct find_state *fs = arg;
+
+	if (strcmp(fs->name, name) != 0)
+		return 0;
+	fs->line = line;
+	return 1;
+}
+
+/*
+ * libconfuse 3.3 counts the newline that ends a comment twice, so its line
+ * numbers drift by one per comment line. Walk the file the same way to
+ * find the line a person would count.
+ */
+static int real_line(const char *path, int lexline)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	int real = 0, lex = 1, in_block = 0;
+
+	if (f == NULL)
+		return lexline;
+	while (lex <= lexline && fgets(line, sizeof(line), f) != NULL) {
+		int comment = in_block, in_str = 0;
+		for (char *p = line; *p; p++) {
+			if (in_block) {
+				if (p[0] == '*' && p[1] == '/')
+					in_block = 0, p++;
+			} else if (*p == '"' && (p == line || p[-1] != '\\')) {
+				in_str = !in_str;
+			} else if (!in_str && (*p == '#' || (p[0] == '/' && p[1] == '/'))) {
+				comment = 1;
+				break;
+			} else if (!in_str && p[0] == '/' && p[1] == '*') {
+				in_block = comment = 1;
+				p++;
+			}
+		}
+		real++;
+		lex += comment ? 2 : 1;
+	}
+	fclose(f);
+	return real > 0 ? real : lexline;
+}
 
 static void error_fn(cfg_t *cfg, const char *fmt, va_list ap)
 {
@@ -44,11 +181,36 @@ static void error_fn(cfg_t *cfg, const char *fmt, va_list ap)
 	if (parse_err == NULL || parse_err[0] != '\0')
 		return; /* keep the first error: later ones tend to follow from it */
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (root->filename != NULL && root->line > 0)
-		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename, root->line, msg);
+	if (root->filename != NULL && err_option != NULL) {
+		/*
+		 * Validators run after the parser has looked ahead to the next
+		 * option; duplicates are refused, so the option's own line is unique.
+		 */
+		struct find_state fs = {err_option, 0};
+		scan_options(root->filename, find_check, &fs);
+		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename,
+			 fs.line ? fs.line : real_line(root->filename, root->line), msg);
+	} else if (root->filename != NULL && root->line > 0)
+		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename,
+			 real_line(root->filename, root->line), msg);
 	else
 		snprintf(parse_err, parse_errlen, "%s: %s", root->filename ? root->filename : "?",
 			 msg);
+}
+
+static void opt_error(cfg_t *cfg, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void opt_error(cfg_t *cfg, const char *name, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	err_option = name;
+	cfg_error(cfg, "%s", msg);
+	err_option = NULL;
 }
 
 static const struct int_opt *find_int(const char *name)
@@ -65,7 +227,8 @@ static int validate_int(cfg_t *cfg, cfg_opt_t *opt)
 	long v = cfg_opt_getnint(opt, 0);
 
 	if (io != NULL && (v < io->min || v > io->max)) {
-		cfg_error(cfg, "%s = %ld: out of range %ld..%ld", opt->name, v, io->min, io->max);
+		opt_error(cfg, opt->name, "%s = %ld: out of range %ld..%ld", opt->name, v, io->min,
+			  io->max);
 		return -1;
 	}
 	return 0;
@@ -78,7 +241,7 @@ static int validate_addr_list(cfg_t *cfg, cfg_opt_t *opt)
 	unsigned n = cfg_opt_size(opt);
 
 	if (strcmp(opt->name, "listen") == 0 && (n == 0 || n > CONF_MAX_LISTEN)) {
-		cfg_error(cfg, "listen: between 1 and %d addresses", CONF_MAX_LISTEN);
+		opt_error(cfg, opt->name, "listen: between 1 and %d addresses", CONF_MAX_LISTEN);
 		return -1;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -86,7 +249,7 @@ static int validate_addr_list(cfg_t *cfg, cfg_opt_t *opt)
 		if (strcmp(opt->name, "metrics_listen") == 0 && s[0] == '\0')
 			continue;
 		if (net_parse_addr(s, &a, err, sizeof(err)) == -1) {
-			cfg_error(cfg, "%s: %s", opt->name, err);
+			opt_error(cfg, opt->name, "%s: %s", opt->name, err);
 			return -1;
 		}
 	}
@@ -105,7 +268,7 @@ static int validate_workers(cfg_t *cfg, cfg_opt_t *opt)
 	v = strtol(s, &end, 10);
 	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
 	    v > CONF_MAX_WORKERS) {
-		cfg_error(cfg, "workers = \"%s\": expected auto or a number 1..%d", s,
+		opt_error(cfg, opt->name, "workers = \"%s\": expected auto or a number 1..%d", s,
 			  CONF_MAX_WORKERS);
 		return -1;
 	}
@@ -117,7 +280,8 @@ static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
 	const char *s = cfg_opt_getnstr(opt, 0);
 
 	if (log_level_parse(s) < 0) {
-		cfg_error(cfg, "log_level = \"%s\": expected error, warn, info or debug", s);
+		opt_error(cfg, opt->name, "log_level = \"%s\": expected error, warn, info or debug",
+			  s);
 		return -1;
 	}
 	return 0;
@@ -129,65 +293,13 @@ static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
  */
 static int check_duplicates(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096], seen[64][64];
-	int seen_line[64], nseen = 0, lineno = 0, in_string = 0, depth = 0;
+	struct dup_state d;
 
-	if (f == NULL)
-		return 0; /* cfg_parse reports it */
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char *p = line, name[64];
-		size_t n = 0;
-
-		lineno++;
-		if (in_string || depth > 0) {
-			/* inside a multi-line list or string: track its end only */
-			for (; *p; p++) {
-				if (*p == '"' && (p == line || p[-1] != '\\'))
-					in_string = !in_string;
-				else if (!in_string && *p == '{')
-					depth++;
-				else if (!in_string && *p == '}')
-					depth--;
-			}
-			continue;
-		}
-		while (*p == ' ' || *p == '\t')
-			p++;
-		while ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' || (p[n] >= '0' && p[n] <= '9'))
-			n++;
-		if (n == 0 || n >= sizeof(name))
-			continue;
-		memcpy(name, p, n);
-		name[n] = '\0';
-		p += n;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p != '=')
-			continue;
-		for (int i = 0; i < nseen; i++) {
-			if (strcmp(seen[i], name) == 0) {
-				snprintf(err, errlen, "%s:%d: %s: duplicate option (first on line %d)",
-					 path, lineno, name, seen_line[i]);
-				fclose(f);
-				return -1;
-			}
-		}
-		if (nseen < 64) {
-			snprintf(seen[nseen], sizeof(seen[nseen]), "%s", name);
-			seen_line[nseen++] = lineno;
-		}
-		for (p++; *p && *p != '#'; p++) {
-			if (*p == '"' && p[-1] != '\\')
-				in_string = !in_string;
-			else if (!in_string && *p == '{')
-				depth++;
-			else if (!in_string && *p == '}')
-				depth--;
-		}
-	}
-	fclose(f);
-	return 0;
+	d.nseen = 0;
+	d.path = path;
+	d.err = err;
+	d.errlen = errlen;
+	return scan_options(path, dup_check, &d);
 }
 
 static char *xstrdup(const char *s)

@@ -11,8 +11,8 @@
 #include "net.h"
 
 #define CONF_DEFAULT_PATH "/etc/submitd/submitd.conf"
-#define CONF_MAX_LISTEN 16
-#define CONF_MAX_WORKERS 256
+#define CONF_MAX_LISTEN	  16
+#define CONF_MAX_WORKERS  256
 
 struct conf {
 	char *path;

@@ -26,10 +26,10 @@ void conn_set_state(struct conn *c, enum conn_state s, enum conn_reason why)
 }
 
 static const enum stats_counter perr_counter[] = {
-	[-PROTO_E_FRAME_TOO_SHORT] = STATS_perr_frame_too_short,
-	[-PROTO_E_FRAME_TOO_LARGE] = STATS_perr_frame_too_large,
-	[-PROTO_E_UNKNOWN_COMMAND] = STATS_perr_unknown_command,
-	[-PROTO_E_BODY_TOO_SHORT] = STATS_perr_body_too_short,
+    [-PROTO_E_FRAME_TOO_SHORT] = STATS_perr_frame_too_short,
+    [-PROTO_E_FRAME_TOO_LARGE] = STATS_perr_frame_too_large,
+    [-PROTO_E_UNKNOWN_COMMAND] = STATS_perr_unknown_command,
+    [-PROTO_E_BODY_TOO_SHORT] = STATS_perr_body_too_short,
 };
 
 int conn_process(struct conn *c, const struct conn_ctx *x)
@@ -49,7 +49,8 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 			conn_set_state(c, CONN_FLUSHING, CONN_R_PROTOCOL);
 			break;
 		}
-		if (buf_space(&c->out) < PROTO_ACK_LEN && buf_reserve(&c->out, PROTO_ACK_LEN) == -1) {
+		if (buf_space(&c->out) < PROTO_ACK_LEN &&
+		    buf_reserve(&c->out, PROTO_ACK_LEN) == -1) {
 			ret = -1;
 			break;
 		}

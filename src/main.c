@@ -86,7 +86,8 @@ static int send_signal(const struct conf *c, const char *what)
 			printf("reload: new configuration serving\n");
 			return 0;
 		}
-		fprintf(stderr, "reload failed, the old configuration keeps serving (see the log)\n");
+		fprintf(stderr,
+			"reload failed, the old configuration keeps serving (see the log)\n");
 		return 1;
 	}
 }
@@ -112,10 +113,10 @@ static void daemonize(void)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-		{"dump", no_argument, NULL, 'T'},	  {"foreground", no_argument, NULL, 'f'},
-		{"signal", required_argument, NULL, 's'}, {"version", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+	    {"dump", no_argument, NULL, 'T'},	      {"foreground", no_argument, NULL, 'f'},
+	    {"signal", required_argument, NULL, 's'}, {"version", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
 	};
 	const char *path = CONF_DEFAULT_PATH, *sig = NULL;
 	int test = 0, dump = 0, fg = 0, ch;

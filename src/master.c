@@ -23,8 +23,8 @@
 
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 5000
-#define CRASH_LOOP_MS 1000 /* a worker that dies younger than this backs off */
-#define KILL_GRACE_MS 3000 /* past shutdown_timeout, before SIGKILL */
+#define CRASH_LOOP_MS  1000 /* a worker that dies younger than this backs off */
+#define KILL_GRACE_MS  3000 /* past shutdown_timeout, before SIGKILL */
 
 struct listener {
 	char *name;
@@ -262,11 +262,11 @@ static void reap(uint64_t now)
 		int expected = ch.draining || stopping || ch.gen != gen || ch.label >= conf.workers;
 		if (WIFSIGNALED(status)) {
 			if (expected)
-				log_info("worker %d (pid %d) killed by signal %d", ch.label, (int)pid,
-					 WTERMSIG(status));
+				log_info("worker %d (pid %d) killed by signal %d", ch.label,
+					 (int)pid, WTERMSIG(status));
 			else
-				log_warnx("worker %d (pid %d) killed by signal %d", ch.label, (int)pid,
-					  WTERMSIG(status));
+				log_warnx("worker %d (pid %d) killed by signal %d", ch.label,
+					  (int)pid, WTERMSIG(status));
 		} else if (expected) {
 			log_info("worker %d (pid %d) exited with status %d", ch.label, (int)pid,
 				 WEXITSTATUS(status));
@@ -437,7 +437,8 @@ static void reload(uint64_t now)
 		conf_free(&next);
 		goto failed;
 	}
-	if (strcmp(next.log_file, conf.log_file) != 0 && log_init(next.log_file, next.log_level) == -1)
+	if (strcmp(next.log_file, conf.log_file) != 0 &&
+	    log_init(next.log_file, next.log_level) == -1)
 		log_warn("reload: cannot open log_file %s, keeping the old one", next.log_file);
 	log_set_level(next.log_level);
 	/* Keep what a reload cannot change. */
@@ -685,7 +686,8 @@ int master_run(struct conf *c)
 				timeout = t;
 		}
 		if (!gen_ready && !stopping)
-			timeout = timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
+			timeout =
+			    timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
 		for (int l = 0; l < conf.workers; l++)
 			if (respawns[l].at_ms) {
 				uint64_t t = respawns[l].at_ms > now ? respawns[l].at_ms - now : 0;
@@ -709,8 +711,9 @@ int master_run(struct conf *c)
 			if (alive == 0)
 				break;
 			if (now >= stop_kill_at) {
-				log_warnx("%d workers still running past the shutdown timeout: killing",
-					  alive);
+				log_warnx(
+				    "%d workers still running past the shutdown timeout: killing",
+				    alive);
 				forward(SIGKILL);
 				stop_kill_at = now + 60000;
 			}
@@ -722,7 +725,8 @@ int master_run(struct conf *c)
 		if (!gen_ready && count_running() == conf.workers)
 			on_ready(now);
 		for (int i = 0; i < STATS_MAX_SLOTS; i++)
-			if (children[i].pid > 0 && children[i].draining && now >= children[i].kill_at_ms) {
+			if (children[i].pid > 0 && children[i].draining &&
+			    now >= children[i].kill_at_ms) {
 				log_warnx("worker %d (pid %d) still draining: killing",
 					  children[i].label, (int)children[i].pid);
 				kill(children[i].pid, SIGKILL);

@@ -95,11 +95,13 @@ static void proc_read(pid_t pid, struct proc_totals *t)
 			unsigned long utime = 0, stime = 0;
 			long rss = 0;
 			if (p != NULL &&
-			    sscanf(p + 2,
-				   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
-				   "%*d %*d %*d %*u %*u %ld",
-				   &utime, &stime, &rss) == 3) {
-				t->cpu_seconds += (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+			    sscanf(
+				p + 2,
+				"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
+				"%*d %*d %*d %*u %*u %ld",
+				&utime, &stime, &rss) == 3) {
+				t->cpu_seconds +=
+				    (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 				t->rss_bytes += (double)rss * (double)sysconf(_SC_PAGESIZE);
 			}
 		}
@@ -143,16 +145,17 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 
 	family(&o, "submitd_client_connected", "gauge", "Open client connections.");
 	for (int l = 0; l < nl; l++)
-		outf(&o, "submitd_client_connected{worker=\"%d\"} %lld\n", l, (long long)connected[l]);
+		outf(&o, "submitd_client_connected{worker=\"%d\"} %lld\n", l,
+		     (long long)connected[l]);
 
 	const char *last = "";
 #define X(f, fam, lab, help)                                                                       \
 	if (strcmp(last, fam) != 0) {                                                              \
-		family(&o, "submitd_" fam, "counter", help);                                      \
+		family(&o, "submitd_" fam, "counter", help);                                       \
 		last = fam;                                                                        \
 	}                                                                                          \
 	for (int l = 0; l < nl; l++)                                                               \
-		outf(&o, "submitd_" fam "{worker=\"%d\"%s%s} %llu\n", l, lab[0] ? "," : "", lab,  \
+		outf(&o, "submitd_" fam "{worker=\"%d\"%s%s} %llu\n", l, lab[0] ? "," : "", lab,   \
 		     (unsigned long long)per[l].c[STATS_##f]);
 	STATS_COUNTERS(X)
 #undef X
@@ -239,9 +242,8 @@ static enum MHD_Result respond(struct MHD_Connection *mc, unsigned code, const c
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
-	r = MHD_create_response_from_buffer(len, body,
-					    must_free ? MHD_RESPMEM_MUST_FREE
-						      : MHD_RESPMEM_PERSISTENT);
+	r = MHD_create_response_from_buffer(
+	    len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (r == NULL) {
 		if (must_free)
 			free(body);

@@ -34,7 +34,8 @@ int net_parse_addr(const char *s, struct net_addr *a, char *err, size_t errlen)
 			return -1;
 		}
 		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
-			snprintf(err, errlen, "\"%s\": an IPv6 address needs brackets: [addr]:port", s);
+			snprintf(err, errlen, "\"%s\": an IPv6 address needs brackets: [addr]:port",
+				 s);
 			return -1;
 		}
 		h = s;

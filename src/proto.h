@@ -8,11 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_HDR_LEN 4
-#define PROTO_ID_LEN 8
-#define PROTO_MIN_FRAME 5				      /* header + command byte */
-#define PROTO_MIN_REQUEST (PROTO_MIN_FRAME + PROTO_ID_LEN) /* 13 */
-#define PROTO_ACK_LEN (PROTO_MIN_FRAME + PROTO_ID_LEN + 1) /* 14 */
+#define PROTO_HDR_LEN	  4
+#define PROTO_ID_LEN	  8
+#define PROTO_MIN_FRAME	  5				       /* header + command byte */
+#define PROTO_MIN_REQUEST (PROTO_MIN_FRAME + PROTO_ID_LEN)     /* 13 */
+#define PROTO_ACK_LEN	  (PROTO_MIN_FRAME + PROTO_ID_LEN + 1) /* 14 */
 
 enum proto_cmd {
 	PROTO_CONN = 0x01,
@@ -27,7 +27,7 @@ enum proto_result {
 };
 
 /* Return values of the decoders: a frame, "not yet", or an error. */
-#define PROTO_OK 0
+#define PROTO_OK	0
 #define PROTO_NEED_MORE 1
 enum proto_error {
 	PROTO_E_FRAME_TOO_SHORT = -1,

@@ -16,37 +16,40 @@
  * submitd_ prefix), extra labels, help text of the family.
  */
 #define STATS_COUNTERS(X)                                                                          \
-	X(req_submit, "req_recv_total", "cmd=\"submit\"", "Requests received, by command.")         \
-	X(req_conn, "req_recv_total", "cmd=\"conn\"", "")                                           \
-	X(rsp_submit, "rsp_send_total", "cmd=\"submit\"", "Acks sent, by command.")                 \
-	X(rsp_conn, "rsp_send_total", "cmd=\"conn\"", "")                                           \
-	X(accepted, "connections_accepted_total", "", "Client connections accepted.")               \
-	X(closed_client, "connections_closed_total", "reason=\"client\"",                           \
-	  "Client connections closed, by reason.")                                                  \
-	X(closed_idle, "connections_closed_total", "reason=\"idle\"", "")                           \
-	X(closed_protocol, "connections_closed_total", "reason=\"protocol\"", "")                   \
-	X(closed_limit, "connections_closed_total", "reason=\"limit\"", "")                         \
-	X(closed_shutdown, "connections_closed_total", "reason=\"shutdown\"", "")                   \
-	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                         \
-	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",               \
-	  "Protocol errors, by reason; each closes its connection.")                                \
-	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")          \
-	X(perr_unknown_command, "protocol_errors_total", "reason=\"unknown_command\"", "")          \
-	X(perr_body_too_short, "protocol_errors_total", "reason=\"body_too_short\"", "")            \
-	X(bytes_recv, "received_bytes_total", "", "Bytes read from clients.")                       \
-	X(bytes_sent, "sent_bytes_total", "", "Bytes written to clients.")                          \
-	X(accept_errors, "accept_errors_total", "",                                                 \
+	X(req_submit, "req_recv_total", "cmd=\"submit\"", "Requests received, by command.")        \
+	X(req_conn, "req_recv_total", "cmd=\"conn\"", "")                                          \
+	X(rsp_submit, "rsp_send_total", "cmd=\"submit\"", "Acks sent, by command.")                \
+	X(rsp_conn, "rsp_send_total", "cmd=\"conn\"", "")                                          \
+	X(accepted, "connections_accepted_total", "", "Client connections accepted.")              \
+	X(closed_client, "connections_closed_total", "reason=\"client\"",                          \
+	  "Client connections closed, by reason.")                                                 \
+	X(closed_idle, "connections_closed_total", "reason=\"idle\"", "")                          \
+	X(closed_protocol, "connections_closed_total", "reason=\"protocol\"", "")                  \
+	X(closed_limit, "connections_closed_total", "reason=\"limit\"", "")                        \
+	X(closed_shutdown, "connections_closed_total", "reason=\"shutdown\"", "")                  \
+	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                        \
+	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
+	  "Protocol errors, by reason; each closes its connection.")                               \
+	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \
+	X(perr_unknown_command, "protocol_errors_total", "reason=\"unknown_command\"", "")         \
+	X(perr_body_too_short, "protocol_errors_total", "reason=\"body_too_short\"", "")           \
+	X(bytes_recv, "received_bytes_total", "", "Bytes read from clients.")                      \
+	X(bytes_sent, "sent_bytes_total", "", "Bytes written to clients.")                         \
+	X(accept_errors, "accept_errors_total", "",                                                \
 	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")
 
 enum stats_counter {
 #define STATS_ENUM(f, fam, lab, help) STATS_##f,
 	STATS_COUNTERS(STATS_ENUM)
 #undef STATS_ENUM
-	STATS_NCOUNTERS
+	    STATS_NCOUNTERS
 };
 
 /* Buckets of the write batch histogram (acks per write call); +Inf last. */
-#define STATS_BATCH_BOUNDS {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
+#define STATS_BATCH_BOUNDS                                                                         \
+	{                                                                                          \
+		1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096                                  \
+	}
 #define STATS_NBATCH 13
 
 #define STATS_MAX_SLOTS 1024
@@ -86,9 +89,9 @@ struct stats_shm {
 struct stats_shm *stats_map(char *err, size_t errlen);
 
 /* Relaxed single-writer updates: plain loads and stores, no lock prefix. */
-#define STATS_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STATS_LOAD(x)	  __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STATS_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-#define STATS_ADD(x, n) STATS_STORE(x, STATS_LOAD(x) + (n))
+#define STATS_ADD(x, n)	  STATS_STORE(x, STATS_LOAD(x) + (n))
 
 static inline void stats_add(struct stats_slot *s, enum stats_counter c, uint64_t n)
 {

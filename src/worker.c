@@ -23,13 +23,13 @@
 
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
-#define ACCEPT_BATCH 8
-#define ACCEPT_PAUSE_MS 100  /* after EMFILE and the like */
-#define ACCEPT_DEFER_MS 5    /* after leaving a connection to a less loaded worker */
-#define PEER_STALE_MS 3000   /* a worker silent this long is not waited for */
-#define LINGER_MS 2000
+#define ACCEPT_BATCH	 8
+#define ACCEPT_PAUSE_MS	 100  /* after EMFILE and the like */
+#define ACCEPT_DEFER_MS	 5    /* after leaving a connection to a less loaded worker */
+#define PEER_STALE_MS	 3000 /* a worker silent this long is not waited for */
+#define LINGER_MS	 2000
 #define LINGER_MAX_BYTES (256 * 1024)
-#define EXIT_GRACE_MS 1000
+#define EXIT_GRACE_MS	 1000
 
 static const struct conf *cf;
 static struct conn_ctx ctx;
@@ -70,9 +70,9 @@ static void mark_pending(struct conn *c)
 }
 
 static const enum stats_counter close_counter[] = {
-	[CONN_R_CLIENT] = STATS_closed_client,	   [CONN_R_IDLE] = STATS_closed_idle,
-	[CONN_R_PROTOCOL] = STATS_closed_protocol, [CONN_R_LIMIT] = STATS_closed_limit,
-	[CONN_R_SHUTDOWN] = STATS_closed_shutdown, [CONN_R_ERROR] = STATS_closed_error,
+    [CONN_R_CLIENT] = STATS_closed_client,     [CONN_R_IDLE] = STATS_closed_idle,
+    [CONN_R_PROTOCOL] = STATS_closed_protocol, [CONN_R_LIMIT] = STATS_closed_limit,
+    [CONN_R_SHUTDOWN] = STATS_closed_shutdown, [CONN_R_ERROR] = STATS_closed_error,
 };
 
 /* Close now; the memory goes after the round, as events may still name it. */
@@ -229,7 +229,8 @@ static int fair_to_accept(void)
 	if (n > STATS_MAX_SLOTS)
 		n = STATS_MAX_SLOTS;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct stats_slot *s = &shm->slot[STATS_LOAD(shm->active[i]) % STATS_MAX_SLOTS];
+		const struct stats_slot *s =
+		    &shm->slot[STATS_LOAD(shm->active[i]) % STATS_MAX_SLOTS];
 		if (s == slot || STATS_LOAD(s->state) != STATS_SLOT_RUNNING ||
 		    now > STATS_LOAD(s->heartbeat_ms) + PEER_STALE_MS)
 			continue;
@@ -261,7 +262,8 @@ static void on_accept(int li)
 				continue;
 			stats_add(slot, STATS_accept_errors, 1);
 			if (now - last_accept_log >= 1000) {
-				log_warn("accept on %d (pausing accept for %d ms)", lfd, ACCEPT_PAUSE_MS);
+				log_warn("accept on %d (pausing accept for %d ms)", lfd,
+					 ACCEPT_PAUSE_MS);
 				last_accept_log = now;
 			}
 			/* EMFILE and friends: stop polling the listeners, or the loop spins. */
@@ -440,8 +442,8 @@ static void setup(const struct worker_args *a)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		fatal("getrlimit");
 	conns_cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 16 * 1024 * 1024
-			    ? 16 * 1024 * 1024
-			    : (size_t)rl.rlim_cur;
+			? 16 * 1024 * 1024
+			: (size_t)rl.rlim_cur;
 	if ((conns = mem_alloc(conns_cap * sizeof(*conns))) == NULL)
 		fatalx("out of memory for %zu connection slots", conns_cap);
 	memset(conns, 0, conns_cap * sizeof(*conns));

@@ -7,13 +7,13 @@
 
 struct worker_args {
 	const struct conf *conf;
-	int index;		  /* the worker label, 0..workers-1 */
-	unsigned generation;	  /* for log lines */
-	struct stats_slot *slot;  /* this worker's, in shared memory */
+	int index;		     /* the worker label, 0..workers-1 */
+	unsigned generation;	     /* for log lines */
+	struct stats_slot *slot;     /* this worker's, in shared memory */
 	const struct stats_shm *shm; /* for the other workers' load */
-	const int *listen_fds;	  /* shared with the master and the other workers */
+	const int *listen_fds;	     /* shared with the master and the other workers */
 	int nlisten;
-	const int *close_fds;	  /* the master's descriptors, closed at start */
+	const int *close_fds; /* the master's descriptors, closed at start */
 	int nclose;
 };
 
