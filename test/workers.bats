@@ -85,6 +85,7 @@ spread_trial() {
 	local pids rc=0
 	pids=$(sd_workers)
 	kill -TERM "$SD_PID"
+	wait_for -t 15 _sd_all_gone "$SD_JOB"
 	wait "$SD_JOB" || rc=$?
 	SD_JOB=
 	assert_equal "$rc" 0
@@ -102,6 +103,7 @@ spread_trial() {
 	local pids rc=0 start=$SECONDS
 	pids=$(sd_workers)
 	kill -TERM "$SD_PID"
+	wait_for -t 15 _sd_all_gone "$SD_JOB"
 	wait "$SD_JOB" || rc=$?
 	SD_JOB=
 	assert_equal "$rc" 0

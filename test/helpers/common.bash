@@ -1,6 +1,7 @@
 # Shared by the bats suites: start submitd on free ports, stop it, read its
 # metrics, poll for conditions. Load with `load helpers/common`.
 
+bats_require_minimum_version 1.5.0
 bats_load_library bats-support
 bats_load_library bats-assert
 
@@ -49,7 +50,6 @@ sd_config() {
 		over[$k]=1
 	done
 	{
-		echo "# written by test/helpers/common.bash"
 		[ -n "${over[listen]:-}" ] || echo 'listen = {"127.0.0.1:0"}'
 		[ -n "${over[metrics_listen]:-}" ] || echo 'metrics_listen = "127.0.0.1:0"'
 		[ -n "${over[workers]:-}" ] || echo 'workers = 2'
