@@ -24,10 +24,14 @@ B_SRC    := $(LIB_SRC) $(wildcard src/bench/*.c)
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
+# Rewritten only when the commit changes, so the version strings stay true.
+STAMP := $(BUILD)/.version
+$(shell mkdir -p $(BUILD); echo '$(VERSION) $(COMMIT)' | cmp -s - $(STAMP) || echo '$(VERSION) $(COMMIT)' >$(STAMP))
+
 .PHONY: all deps run test unit unit-asan bats clean install format format-check
 all: $(BUILD)/submitd $(BUILD)/submit-bench
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile debian/changelog
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
 
@@ -40,12 +44,20 @@ $(BUILD)/submit-bench: $(call obj,$(B_SRC))
 # Sanitizer build: plain malloc instead of jemalloc (see docs/DESIGN.md).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan_obj = $(patsubst src/%.c,$(BUILD)/asan/%.o,$(1))
-$(BUILD)/asan/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile debian/changelog
+$(BUILD)/asan/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC $(PKG_CFLAGS) -std=gnu11 $(WARN) $(ASAN_FLAGS) -c -o $@ $<
 
 $(BUILD)/asan/submitd: $(call asan_obj,$(D_SRC))
 	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd) -lm
+
+# Test build: the daemon with hooks that only tests use (a worker that hangs on SIGUSR2).
+$(BUILD)/hooks/%.o: src/%.c $(wildcard src/*.h) Makefile $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_TEST_HOOKS $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/submitd-hooks: $(patsubst src/%.c,$(BUILD)/hooks/%.o,$(D_SRC))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 deps:
 	@tools/deps.sh

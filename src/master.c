@@ -39,6 +39,7 @@ struct child {
 	int draining;
 	uint64_t started_ms;
 	uint64_t kill_at_ms; /* draining: SIGKILL after this */
+	int hung;	     /* killed by the watchdog */
 };
 
 struct respawn {
@@ -214,7 +215,7 @@ static void spawn(int label, uint64_t now)
 	}
 	if (pid == 0)
 		worker_main(&a);
-	children[s] = (struct child){pid, label, gen, 0, now, 0};
+	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
 	slot_label[s] = label;
 	publish_active();
 	log_info("worker %d started, pid %d", label, (int)pid);
@@ -341,6 +342,29 @@ static void on_ready(uint64_t now)
 	}
 	notify("READY=1\nSTATUS=serving");
 	reload_answer(1);
+}
+
+/* A worker whose loop stopped stamping its heartbeat is killed; reap() replaces it. */
+static void watchdog(uint64_t now)
+{
+	uint64_t limit = (uint64_t)conf.worker_timeout * 1000;
+
+	if (limit == 0)
+		return;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		struct child *ch = &children[i];
+		if (ch->pid <= 0 || ch->hung)
+			continue;
+		uint64_t hb = STATS_LOAD(shm->slot[i].heartbeat_ms);
+		if (STATS_LOAD(shm->slot[i].state) == STATS_SLOT_STARTING)
+			hb = ch->started_ms;
+		if (now > hb + limit) {
+			log_errorx("worker %d (pid %d) unresponsive for %llu ms: killing it",
+				   ch->label, (int)ch->pid, (unsigned long long)(now - hb));
+			kill(ch->pid, SIGKILL);
+			ch->hung = 1;
+		}
+	}
 }
 
 static int find_listener(const struct listener *set, int n, const char *name)
@@ -724,6 +748,7 @@ int master_run(struct conf *c)
 				spawn(l, now);
 		if (!gen_ready && count_running() == conf.workers)
 			on_ready(now);
+		watchdog(now);
 		for (int i = 0; i < STATS_MAX_SLOTS; i++)
 			if (children[i].pid > 0 && children[i].draining &&
 			    now >= children[i].kill_at_ms) {

@@ -351,6 +351,13 @@ static void on_signal(void)
 			if (log_reopen() == -1)
 				log_warn("reopen %s", cf->log_file);
 			break;
+#ifdef SUBMITD_TEST_HOOKS
+		case SIGUSR2:
+			/* Test builds only: a worker stuck in a loop, for the watchdog test. */
+			log_warnx("test hook: hanging");
+			for (;;)
+				pause();
+#endif
 		default:
 			break;
 		}
@@ -420,6 +427,9 @@ static void setup(const struct worker_args *a)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGUSR1);
+#ifdef SUBMITD_TEST_HOOKS
+	sigaddset(&set, SIGUSR2);
+#endif
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTTIN);
 	sigaddset(&set, SIGTTOU);
