@@ -35,7 +35,7 @@ static inline int ok(int cond, const char *fmt, ...)
 }
 
 static inline int is_int(long long got, long long want, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static inline int is_int(long long got, long long want, const char *fmt, ...)
 {
 	va_list ap;

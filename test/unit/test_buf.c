@@ -30,7 +30,8 @@ static void test_lazy(size_t base)
 {
 	struct buf b = {0};
 
-	ok(b.data == NULL && buf_len(&b) == 0 && buf_space(&b) == 0, "a zeroed buf holds no memory");
+	ok(b.data == NULL && buf_len(&b) == 0 && buf_space(&b) == 0,
+	   "a zeroed buf holds no memory");
 	buf_release(&b);
 	buf_free(&b);
 	ok(b.data == NULL, "release and free of an empty buf are no-ops");
@@ -146,14 +147,16 @@ static void test_release_returns(size_t base)
 	is_int((long long)mem_allocated(), (long long)(base + 4 * CHUNK),
 	       "after release the pool keeps 4 chunks, frees the rest");
 	buf_pool_trim();
-	is_int((long long)mem_allocated(), (long long)base, "trim: allocation back to its start value");
+	is_int((long long)mem_allocated(), (long long)base,
+	       "trim: allocation back to its start value");
 
 	/* buf_free of a non-empty buf also returns its memory. */
 	struct buf b = {0};
 	if (buf_append(&b, src, sizeof(src)) == 0)
 		buf_free(&b);
 	buf_pool_trim();
-	is_int((long long)mem_allocated(), (long long)base, "buf_free of a full buf returns it all");
+	is_int((long long)mem_allocated(), (long long)base,
+	       "buf_free of a full buf returns it all");
 }
 
 /* A busy steady state, as in a worker loop: no allocation per round. */
@@ -181,7 +184,8 @@ static void test_steady(size_t base)
 	after = mem_allocated();
 	ok(!failed, "steady loop: %zu rounds of append/consume/release", rounds);
 	is_int((long long)after, (long long)warm, "steady loop: allocation flat after warm-up");
-	is_int((long long)(warm - base), 4 * CHUNK, "steady loop: the pool holds just the 4 chunks in use");
+	is_int((long long)(warm - base), 4 * CHUNK,
+	       "steady loop: the pool holds just the 4 chunks in use");
 
 	/* Interleaved: some buffers stay busy while others cycle. */
 	struct buf keep = {0};
@@ -214,7 +218,8 @@ int main(void)
 		return done_testing();
 	}
 	buf_pool_init(CHUNK, 4);
-	is_int((long long)buf_pool_chunk(), CHUNK, "pool chunk size set (%s backend)", mem_backend());
+	is_int((long long)buf_pool_chunk(), CHUNK, "pool chunk size set (%s backend)",
+	       mem_backend());
 	base = mem_allocated();
 
 	test_lazy(base);
@@ -222,10 +227,12 @@ int main(void)
 	test_compact();
 	test_grow(base);
 	buf_pool_trim();
-	is_int((long long)mem_allocated(), (long long)base, "all released: back to the start value");
+	is_int((long long)mem_allocated(), (long long)base,
+	       "all released: back to the start value");
 	test_release_returns(base);
 	base = mem_allocated();
 	test_steady(base);
-	is_int((long long)mem_allocated(), (long long)base, "end: allocation back to its start value");
+	is_int((long long)mem_allocated(), (long long)base,
+	       "end: allocation back to its start value");
 	return done_testing();
 }

@@ -46,12 +46,14 @@ static void test_split(void)
 			int r;
 
 			fill_payload(payload, plen, (unsigned)s);
-			len = proto_encode_request(frame, sizeof(frame), cmds[c], id_a, payload, plen);
+			len = proto_encode_request(frame, sizeof(frame), cmds[c], id_a, payload,
+						   plen);
 			is_int((long long)len, (long long)(PROTO_MIN_REQUEST + plen),
 			       "%s payload %zu: encoded length", cmd_name(cmds[c]), plen);
 			for (size_t k = 0; k < len; k++) {
 				memset(&f, 0, sizeof(f));
-				if (proto_decode(frame, k, MAX_FRAME, &f) != PROTO_NEED_MORE && bad++ == 0)
+				if (proto_decode(frame, k, MAX_FRAME, &f) != PROTO_NEED_MORE &&
+				    bad++ == 0)
 					first_bad = k;
 			}
 			ok(bad == 0, "%s payload %zu: all %zu prefixes need more (first bad: %zu)",
@@ -59,10 +61,11 @@ static void test_split(void)
 
 			memset(&f, 0, sizeof(f));
 			r = proto_decode(frame, len, MAX_FRAME, &f);
-			is_int(r, PROTO_OK, "%s payload %zu: full frame decodes", cmd_name(cmds[c]), plen);
+			is_int(r, PROTO_OK, "%s payload %zu: full frame decodes", cmd_name(cmds[c]),
+			       plen);
 			ok(f.len == len && f.cmd == cmds[c] && f.id == frame + 5 &&
-				   memcmp(f.id, id_a, PROTO_ID_LEN) == 0 && f.payload == frame + 13 &&
-				   f.payload_len == plen && memcmp(f.payload, payload, plen) == 0,
+			       memcmp(f.id, id_a, PROTO_ID_LEN) == 0 && f.payload == frame + 13 &&
+			       f.payload_len == plen && memcmp(f.payload, payload, plen) == 0,
 			   "%s payload %zu: len, cmd, id and payload", cmd_name(cmds[c]), plen);
 
 			/* The start of the next frame must not change anything. */
@@ -71,7 +74,8 @@ static void test_split(void)
 			memset(&f, 0, sizeof(f));
 			r = proto_decode(frame, len + 2, MAX_FRAME, &f);
 			ok(r == PROTO_OK && f.len == len && f.payload_len == plen,
-			   "%s payload %zu: trailing bytes are left alone", cmd_name(cmds[c]), plen);
+			   "%s payload %zu: trailing bytes are left alone", cmd_name(cmds[c]),
+			   plen);
 		}
 	}
 }
@@ -136,56 +140,72 @@ static void test_errors(void)
 
 	/* total_len 0..4: from the header alone. */
 	for (uint8_t l = 0; l <= 4; l++)
-		cases[nc++] = (struct err_case){"total_len < 5", {0, 0, 0, l}, 4, MAX_FRAME,
-						PROTO_E_FRAME_TOO_SHORT};
+		cases[nc++] = (struct err_case){
+		    "total_len < 5", {0, 0, 0, l}, 4, MAX_FRAME, PROTO_E_FRAME_TOO_SHORT};
 	/* Too large: from the header alone, never waiting for the body. */
-	cases[nc++] = (struct err_case){"total_len max+1", {0x00, 0x01, 0x00, 0x01}, 4, MAX_FRAME,
+	cases[nc++] = (struct err_case){
+	    "total_len max+1", {0x00, 0x01, 0x00, 0x01}, 4, MAX_FRAME, PROTO_E_FRAME_TOO_LARGE};
+	cases[nc++] = (struct err_case){"total_len 0x7fffffff",
+					{0x7f, 0xff, 0xff, 0xff},
+					4,
+					MAX_FRAME,
 					PROTO_E_FRAME_TOO_LARGE};
-	cases[nc++] = (struct err_case){"total_len 0x7fffffff", {0x7f, 0xff, 0xff, 0xff}, 4,
-					MAX_FRAME, PROTO_E_FRAME_TOO_LARGE};
-	cases[nc++] = (struct err_case){"total_len 0xffffffff", {0xff, 0xff, 0xff, 0xff}, 4,
-					MAX_FRAME, PROTO_E_FRAME_TOO_LARGE};
-	cases[nc++] = (struct err_case){"total_len 101, max 100", {0, 0, 0, 101}, 4, 100,
+	cases[nc++] = (struct err_case){"total_len 0xffffffff",
+					{0xff, 0xff, 0xff, 0xff},
+					4,
+					MAX_FRAME,
 					PROTO_E_FRAME_TOO_LARGE};
+	cases[nc++] = (struct err_case){
+	    "total_len 101, max 100", {0, 0, 0, 101}, 4, 100, PROTO_E_FRAME_TOO_LARGE};
 	/* Unknown commands: from the fifth byte. */
 	static const uint8_t bad_cmds[] = {0x00, 0x03, 0x80, 0x81, 0xff};
 	for (size_t i = 0; i < sizeof(bad_cmds); i++)
-		cases[nc++] = (struct err_case){"unknown command", {0, 0, 0, 13, bad_cmds[i]}, 5,
-						MAX_FRAME, PROTO_E_UNKNOWN_COMMAND};
+		cases[nc++] = (struct err_case){"unknown command",
+						{0, 0, 0, 13, bad_cmds[i]},
+						5,
+						MAX_FRAME,
+						PROTO_E_UNKNOWN_COMMAND};
 	/* total_len 5..12 with a valid command: no room for the id. */
 	for (uint8_t l = 5; l <= 12; l++) {
-		cases[nc++] = (struct err_case){"conn body < 8", {0, 0, 0, l, PROTO_CONN}, 5,
-						MAX_FRAME, PROTO_E_BODY_TOO_SHORT};
-		cases[nc++] = (struct err_case){"submit body < 8", {0, 0, 0, l, PROTO_SUBMIT}, 5,
-						MAX_FRAME, PROTO_E_BODY_TOO_SHORT};
+		cases[nc++] = (struct err_case){"conn body < 8",
+						{0, 0, 0, l, PROTO_CONN},
+						5,
+						MAX_FRAME,
+						PROTO_E_BODY_TOO_SHORT};
+		cases[nc++] = (struct err_case){"submit body < 8",
+						{0, 0, 0, l, PROTO_SUBMIT},
+						5,
+						MAX_FRAME,
+						PROTO_E_BODY_TOO_SHORT};
 	}
 	/* Fewer than 4 bytes is never an error, whatever they are. */
 	for (size_t k = 0; k < 4; k++)
-		cases[nc++] = (struct err_case){"short header", {0xff, 0xff, 0xff, 0xff}, k, MAX_FRAME,
-						PROTO_NEED_MORE};
+		cases[nc++] = (struct err_case){
+		    "short header", {0xff, 0xff, 0xff, 0xff}, k, MAX_FRAME, PROTO_NEED_MORE};
 	/* A good length waits for the command byte. */
-	cases[nc++] = (struct err_case){"header only", {0, 0, 0, 13}, 4, MAX_FRAME,
-					PROTO_NEED_MORE};
+	cases[nc++] =
+	    (struct err_case){"header only", {0, 0, 0, 13}, 4, MAX_FRAME, PROTO_NEED_MORE};
 
 	for (size_t i = 0; i < nc; i++) {
 		struct err_case *c = &cases[i];
 		is_int(proto_decode(c->bytes, c->n, c->max, &f), c->want,
 		       "error table: %s (%02x %02x %02x %02x %02x, n=%zu, max=%u)", c->name,
-		       c->bytes[0], c->bytes[1], c->bytes[2], c->bytes[3], c->bytes[4], c->n, c->max);
+		       c->bytes[0], c->bytes[1], c->bytes[2], c->bytes[3], c->bytes[4], c->n,
+		       c->max);
 	}
 
 	static const struct {
 		int err;
 		const char *name;
 	} names[] = {
-		{PROTO_E_FRAME_TOO_SHORT, "frame_too_short"},
-		{PROTO_E_FRAME_TOO_LARGE, "frame_too_large"},
-		{PROTO_E_UNKNOWN_COMMAND, "unknown_command"},
-		{PROTO_E_BODY_TOO_SHORT, "body_too_short"},
+	    {PROTO_E_FRAME_TOO_SHORT, "frame_too_short"},
+	    {PROTO_E_FRAME_TOO_LARGE, "frame_too_large"},
+	    {PROTO_E_UNKNOWN_COMMAND, "unknown_command"},
+	    {PROTO_E_BODY_TOO_SHORT, "body_too_short"},
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		ok(strcmp(proto_strerror(names[i].err), names[i].name) == 0, "proto_strerror(%d) is %s",
-		   names[i].err, names[i].name);
+		ok(strcmp(proto_strerror(names[i].err), names[i].name) == 0,
+		   "proto_strerror(%d) is %s", names[i].err, names[i].name);
 	is_int(PROTO_NERRORS, 4, "four request error reasons");
 }
 
@@ -221,17 +241,26 @@ static void test_encode_ack(void)
 		uint8_t result;
 		uint8_t want[PROTO_ACK_LEN];
 	} cases[] = {
-		{PROTO_SUBMITACK, id_a, 0, {0, 0, 0, 14, 0x81, '0', '0', '0', '0', '0', '0', '4', '2', 0}},
-		{PROTO_CONNACK, id_a, 0, {0, 0, 0, 14, 0x80, '0', '0', '0', '0', '0', '0', '4', '2', 0}},
-		{PROTO_SUBMITACK, id_b, 1,
-		 {0, 0, 0, 14, 0x81, 0x00, 0xff, 0x01, 0xfe, 0x80, 0x7f, 0x00, 0x00, 1}},
+	    {PROTO_SUBMITACK,
+	     id_a,
+	     0,
+	     {0, 0, 0, 14, 0x81, '0', '0', '0', '0', '0', '0', '4', '2', 0}},
+	    {PROTO_CONNACK,
+	     id_a,
+	     0,
+	     {0, 0, 0, 14, 0x80, '0', '0', '0', '0', '0', '0', '4', '2', 0}},
+	    {PROTO_SUBMITACK,
+	     id_b,
+	     1,
+	     {0, 0, 0, 14, 0x81, 0x00, 0xff, 0x01, 0xfe, 0x80, 0x7f, 0x00, 0x00, 1}},
 	};
 	uint8_t out[PROTO_ACK_LEN + 2];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(out, 0xaa, sizeof(out));
 		proto_encode_ack(out, cases[i].cmd, cases[i].id, cases[i].result);
-		ok(memcmp(out, cases[i].want, PROTO_ACK_LEN) == 0, "encode_ack case %zu: exact bytes", i);
+		ok(memcmp(out, cases[i].want, PROTO_ACK_LEN) == 0,
+		   "encode_ack case %zu: exact bytes", i);
 		ok(out[PROTO_ACK_LEN] == 0xaa && out[PROTO_ACK_LEN + 1] == 0xaa,
 		   "encode_ack case %zu: writes exactly 14 bytes", i);
 	}
@@ -247,20 +276,20 @@ static void test_decode_ack(void)
 		size_t n;
 		int want;
 	} cases[] = {
-		{"submitack ok", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8, 0}, 14, PROTO_OK},
-		{"connack ok", {0, 0, 0, 14, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 0}, 14, PROTO_OK},
-		{"submitack refused", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8, 1}, 14, PROTO_OK},
-		{"total_len 13", {0, 0, 0, 13, 0x81}, 4, PROTO_E_BAD_ACK},
-		{"total_len 15", {0, 0, 0, 15, 0x81}, 4, PROTO_E_BAD_ACK},
-		{"total_len 0", {0, 0, 0, 0}, 4, PROTO_E_BAD_ACK},
-		{"total_len huge", {0x7f, 0xff, 0xff, 0xff}, 4, PROTO_E_BAD_ACK},
-		{"request cmd 0x01", {0, 0, 0, 14, 0x01}, 5, PROTO_E_BAD_ACK},
-		{"request cmd 0x02", {0, 0, 0, 14, 0x02}, 5, PROTO_E_BAD_ACK},
-		{"go comment's 0x82", {0, 0, 0, 14, 0x82}, 5, PROTO_E_BAD_ACK},
-		{"empty", {0}, 0, PROTO_NEED_MORE},
-		{"3 bytes", {0, 0, 0}, 3, PROTO_NEED_MORE},
-		{"header only", {0, 0, 0, 14}, 4, PROTO_NEED_MORE},
-		{"13 bytes", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8}, 13, PROTO_NEED_MORE},
+	    {"submitack ok", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8, 0}, 14, PROTO_OK},
+	    {"connack ok", {0, 0, 0, 14, 0x80, 1, 2, 3, 4, 5, 6, 7, 8, 0}, 14, PROTO_OK},
+	    {"submitack refused", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8, 1}, 14, PROTO_OK},
+	    {"total_len 13", {0, 0, 0, 13, 0x81}, 4, PROTO_E_BAD_ACK},
+	    {"total_len 15", {0, 0, 0, 15, 0x81}, 4, PROTO_E_BAD_ACK},
+	    {"total_len 0", {0, 0, 0, 0}, 4, PROTO_E_BAD_ACK},
+	    {"total_len huge", {0x7f, 0xff, 0xff, 0xff}, 4, PROTO_E_BAD_ACK},
+	    {"request cmd 0x01", {0, 0, 0, 14, 0x01}, 5, PROTO_E_BAD_ACK},
+	    {"request cmd 0x02", {0, 0, 0, 14, 0x02}, 5, PROTO_E_BAD_ACK},
+	    {"go comment's 0x82", {0, 0, 0, 14, 0x82}, 5, PROTO_E_BAD_ACK},
+	    {"empty", {0}, 0, PROTO_NEED_MORE},
+	    {"3 bytes", {0, 0, 0}, 3, PROTO_NEED_MORE},
+	    {"header only", {0, 0, 0, 14}, 4, PROTO_NEED_MORE},
+	    {"13 bytes", {0, 0, 0, 14, 0x81, 1, 2, 3, 4, 5, 6, 7, 8}, 13, PROTO_NEED_MORE},
 	};
 	struct proto_frame f;
 
@@ -269,8 +298,8 @@ static void test_decode_ack(void)
 		int r = proto_decode_ack(cases[i].bytes, cases[i].n, &f);
 		is_int(r, cases[i].want, "decode_ack: %s", cases[i].name);
 		if (cases[i].want == PROTO_OK)
-			ok(f.len == 14 && f.cmd == cases[i].bytes[4] && f.id == cases[i].bytes + 5 &&
-				   f.result == cases[i].bytes[13],
+			ok(f.len == 14 && f.cmd == cases[i].bytes[4] &&
+			       f.id == cases[i].bytes + 5 && f.result == cases[i].bytes[13],
 			   "decode_ack: %s: fields", cases[i].name);
 	}
 
@@ -279,7 +308,7 @@ static void test_decode_ack(void)
 	proto_encode_ack(ack, PROTO_CONNACK, id_b, 1);
 	memset(&f, 0, sizeof(f));
 	ok(proto_decode_ack(ack, sizeof(ack), &f) == PROTO_OK && f.cmd == PROTO_CONNACK &&
-		   memcmp(f.id, id_b, PROTO_ID_LEN) == 0 && f.result == 1,
+	       memcmp(f.id, id_b, PROTO_ID_LEN) == 0 && f.result == 1,
 	   "decode_ack(encode_ack) round trip");
 }
 
@@ -293,7 +322,8 @@ static void test_round_trip(void)
 	for (size_t plen = 0; plen <= 3000; plen += 37) {
 		for (int c = 0; c < 2; c++) {
 			uint8_t cmd = c ? PROTO_SUBMIT : PROTO_CONN;
-			size_t len = proto_encode_request(frame, sizeof(frame), cmd, id_b, payload, plen);
+			size_t len =
+			    proto_encode_request(frame, sizeof(frame), cmd, id_b, payload, plen);
 
 			total++;
 			if (len != PROTO_MIN_REQUEST + plen || proto_get_u32(frame) != len ||
