@@ -59,6 +59,14 @@ $(BUILD)/hooks/%.o: src/%.c $(wildcard src/*.h) Makefile $(STAMP)
 $(BUILD)/submitd-hooks: $(patsubst src/%.c,$(BUILD)/hooks/%.o,$(D_SRC))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
+# Counting compiled out: `make bench` compares it with the real build.
+$(BUILD)/nostats/%.o: src/%.c $(wildcard src/*.h) Makefile $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_NO_STATS $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/submitd-nostats: $(patsubst src/%.c,$(BUILD)/nostats/%.o,$(D_SRC))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
 deps:
 	@tools/deps.sh
 
