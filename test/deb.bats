@@ -172,6 +172,66 @@ conf_set() {
 	[ ! -e "/proc/$pid" ]
 }
 
+# syscall_set FILTER...: the system calls that systemd's filter groups and
+# names expand to, one per line.
+syscall_set() {
+	local x
+	for x in "$@"; do
+		case $x in
+		@*) systemd-analyze syscall-filter "$x" | awk 'NR > 1 && $1 !~ /^#/ { print $1 }' |
+			while read -r y; do syscall_set "$y"; done ;;
+		*) echo "$x" ;;
+		esac
+	done
+}
+
+# The unit's SystemCallFilter= cannot be applied without systemd as PID 1:
+# trace the installed daemon through start, traffic, metrics, log reopen,
+# reload and stop, and check every system call it made against the filter.
+@test "deb: the daemon makes only system calls the unit's SystemCallFilter allows" {
+	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
+	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
+	local unit=/lib/systemd/system/submitd.service allow=() deny=() l pid job port mport
+	cp /etc/submitd/submitd.conf "$conf"
+	conf_set "$conf" listen '{"127.0.0.1:0"}'
+	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
+	conf_set "$conf" workers 2
+	conf_set "$conf" pid_file "\"$BATS_TEST_TMPDIR/submitd.pid\""
+	while read -r l; do
+		case $l in
+		'~'*) deny+=(${l#\~}) ;;
+		*) allow+=($l) ;;
+		esac
+	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
+	[ ${#allow[@]} -gt 0 ]
+
+	timeout 60 strace -f -qq -o "$trace" /usr/sbin/submitd -f -c "$conf" >"$log" 2>&1 3>&- 4>&- &
+	job=$!
+	wait_for -t 10 grep -q 'ready: ' "$log"
+	pid=$(cat "$BATS_TEST_TMPDIR/submitd.pid")
+	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	mport=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	run $SD_CLIENT --port "$port" pipeline 200 --mixed --payload-max 64
+	assert_success
+	curl -sf --max-time 5 "http://127.0.0.1:$mport/metrics" >/dev/null
+	kill -USR1 "$pid"
+	kill -HUP "$pid"
+	wait_for -t 10 sh -c "[ \$(grep -c 'ready: ' '$log') -ge 2 ]"
+	run $SD_CLIENT --port "$port" pipeline 20
+	assert_success
+	kill -TERM "$pid"
+	wait_for -t 20 _sd_all_gone "$pid"
+	wait "$job"
+
+	local used bad
+	used=$(awk '{ s = ($2 ~ /^[0-9]/) ? $3 : $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' \
+		"$trace" | sort -u)
+	[ "$(echo "$used" | wc -l)" -gt 20 ]
+	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
+	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))
+	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
+}
+
 @test "deb: dpkg --purge removes binaries, unit, man pages and config" {
 	run dpkg --purge submitd
 	assert_success
