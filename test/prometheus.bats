@@ -313,3 +313,33 @@ prom_equals() {
 	v=$(query "$1" | jq -r '.data.result[0].value[1]')
 	awk -v a="$v" -v b="$2" 'BEGIN { exit !(a + 0 == b + 0) }'
 }
+
+# Last: it changes the daemon's state. The counters must stay monotonic
+# through a worker's death (docs/METRICS.md), or rate() on the dashboard
+# would show a spurious burst.
+@test "prometheus: kill -9 of a worker resets no counter and raises SubmitdWorkerRestarts" {
+	local w fam bad=()
+	w=$(sd_workers | head -1)
+	[ -n "$w" ]
+	kill -KILL "$w"
+	wait_for -t 10 sd_metric_is submitd_worker_restarts_total '{reason="signal"}' 1
+	wait_for -t 10 sd_metric_is submitd_workers '{state="running"}' 2
+	wait_for -t 10 prom_equals 'sum(submitd_worker_restarts_total{reason="signal"})' 1
+	# A scrape after the respawn, so the replacement's counters are in.
+	wait_for -t 10 prom_equals 'sum(submitd_workers{state="running"})' 2
+	local families
+	families=$(curl -sf --max-time 5 "$PROM/api/v1/label/__name__/values" | jq -r '.data[]' |
+		grep -E '^(submitd_.*_total|process_cpu_seconds_total|submitd_write_batch_size_(bucket|sum|count))$')
+	[ "$(wc -l <<<"$families")" -ge 10 ]
+	for fam in $families; do
+		run query "sum(resets(${fam}[5m]))"
+		[ "$(jq -r '.data.result[0].value[1]' <<<"$output")" = 0 ] || bad+=("$fam")
+	done
+	[ ${#bad[@]} -eq 0 ] || fail "counters that went down: ${bad[*]}"
+	wait_for -t 10 alert_firing SubmitdWorkerRestarts
+}
+
+alert_firing() {
+	curl -sf --max-time 5 "$PROM/api/v1/alerts" |
+		jq -e --arg a "$1" 'any(.data.alerts[]; .labels.alertname == $a and .state == "firing")'
+}
