@@ -82,7 +82,8 @@ struct proc_totals {
 	double open_fds;
 };
 
-static void proc_read(pid_t pid, struct proc_totals *t)
+/* with_children: add the CPU time of reaped children, so the total survives workers that exit. */
+static void proc_read(pid_t pid, int with_children, struct proc_totals *t)
 {
 	char path[64], buf[1024];
 	FILE *f;
