@@ -686,6 +686,7 @@ int master_run(struct conf *c)
 	msrc.nlabels = conf.workers;
 	msrc.reload_ok = 1;
 	msrc.start_time = wall_time();
+	msrc.reload_ts = msrc.start_time; /* as Prometheus does: the first load counts */
 	msrc.pids = pids;
 
 	if (apply_listeners(&conf) == -1 || apply_metrics(NULL, &conf) == -1) {

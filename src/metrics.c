@@ -94,15 +94,16 @@ static void proc_read(pid_t pid, int with_children, struct proc_totals *t)
 			/* Fields after the command name, which may hold spaces and ')'. */
 			char *p = strrchr(buf, ')');
 			unsigned long utime = 0, stime = 0;
-			long rss = 0;
+			long cutime = 0, cstime = 0, rss = 0;
 			if (p != NULL &&
-			    sscanf(
-				p + 2,
-				"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d "
-				"%*d %*d %*d %*u %*u %ld",
-				&utime, &stime, &rss) == 3) {
-				t->cpu_seconds +=
-				    (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+			    sscanf(p + 2,
+				   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld %*d "
+				   "%*d %*d %*d %*u %*u %ld",
+				   &utime, &stime, &cutime, &cstime, &rss) == 5) {
+				double ticks = (double)(utime + stime);
+				if (with_children)
+					ticks += (double)(cutime + cstime);
+				t->cpu_seconds += ticks / (double)sysconf(_SC_CLK_TCK);
 				t->rss_bytes += (double)rss * (double)sysconf(_SC_PAGESIZE);
 			}
 		}
@@ -212,12 +213,12 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 
 	struct proc_totals pt = {0, 0, 0};
 	for (int i = 0; i < s->npids; i++)
-		proc_read(s->pids[i], &pt);
+		proc_read(s->pids[i], i == 0, &pt);
 	family(&o, "process_start_time_seconds", "gauge",
 	       "Start time of the master since the epoch in seconds.");
 	outf(&o, "process_start_time_seconds %.3f\n", s->start_time);
 	family(&o, "process_cpu_seconds_total", "counter",
-	       "User and system CPU time of the master and the running workers, in seconds.");
+	       "CPU time of the master and its workers, running and exited, in seconds.");
 	outf(&o, "process_cpu_seconds_total %.2f\n", pt.cpu_seconds);
 	family(&o, "process_resident_memory_bytes", "gauge",
 	       "Resident memory of the master and the workers, in bytes.");

@@ -3,7 +3,8 @@
 # Does nothing when all are present. Uses apt-get (as root, or through sudo).
 set -eu
 pkgs="build-essential pkg-config libconfuse-dev libmicrohttpd-dev libjemalloc-dev
-      bats bats-support bats-assert jq python3 curl procps iproute2 prometheus clang valgrind
+      bats bats-support bats-assert jq python3 python3-yaml curl procps iproute2 bc
+      prometheus prometheus-node-exporter clang valgrind
       linux-perf"
 missing=""
 for p in $pkgs; do
