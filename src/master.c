@@ -130,12 +130,15 @@ static int count_running(void)
 static void refresh_src(void)
 {
 	int np = 0, gens[STATS_MAX_SLOTS], ngens = 0;
+	int64_t draining = 0;
 
 	pids[np++] = getpid();
 	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
 		if (children[i].pid <= 0)
 			continue;
 		pids[np++] = children[i].pid;
+		if (children[i].draining)
+			draining += STATS_LOAD(shm->slot[i].connected);
 		int seen = 0;
 		for (int g = 0; g < ngens; g++)
 			seen |= gens[g] == (int)children[i].gen;
@@ -146,6 +149,7 @@ static void refresh_src(void)
 	msrc.workers_configured = conf.workers;
 	msrc.workers_running = count_running();
 	msrc.generations = ngens;
+	msrc.draining_connections = draining;
 }
 
 /* Descriptors a worker must not keep: the master's own. */

@@ -195,6 +195,9 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	family(&o, "submitd_generations", "gauge",
 	       "Worker generations alive: the current one and those still draining.");
 	outf(&o, "submitd_generations %d\n", s->generations);
+	family(&o, "submitd_draining_connections", "gauge",
+	       "Client connections still open in draining workers.");
+	outf(&o, "submitd_draining_connections %lld\n", (long long)s->draining_connections);
 	family(&o, "submitd_worker_restarts_total", "counter",
 	       "Workers replaced after an unexpected exit, by how they ended.");
 	outf(&o, "submitd_worker_restarts_total{reason=\"exit\"} %llu\n",

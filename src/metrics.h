@@ -21,7 +21,8 @@ struct metrics_src {
 	int nlabels;			  /* labels 0..nlabels-1 have existed */
 	int workers_configured;
 	int workers_running;
-	int generations; /* running generation plus those draining */
+	int generations;	      /* running generation plus those draining */
+	int64_t draining_connections; /* client connections still held by draining workers */
 	uint64_t restarts_exit;
 	uint64_t restarts_signal;
 	uint64_t reloads_failed;
