@@ -39,6 +39,8 @@ static cfg_t *parse_root;
 static const char *err_option; /* set by validators: the line is that option's */
 static char *parse_err;
 static size_t parse_errlen;
+/* Set by scan_options: where a string or list left open at the end of the file began. */
+static int open_string_line, open_list_line;
 
 /*
  * Call fn for each "name =" that starts an option line, with its line
@@ -52,6 +54,7 @@ static int scan_options(const char *path, int (*fn)(const char *name, int line, 
 	char line[4096];
 	int lineno = 0, in_string = 0, depth = 0, r = 0;
 
+	open_string_line = open_list_line = 0;
 	if (f == NULL)
 		return 0; /* cfg_parse reports it */
 	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
@@ -80,17 +83,25 @@ static int scan_options(const char *path, int (*fn)(const char *name, int line, 
 		}
 		/* Track strings and lists that run over several lines. */
 		for (; *p; p++) {
-			if (*p == '"' && (p == line || p[-1] != '\\'))
+			if (*p == '"' && (p == line || p[-1] != '\\')) {
 				in_string = !in_string;
-			else if (!in_string && *p == '#')
+				if (in_string)
+					open_string_line = lineno;
+			} else if (!in_string && *p == '#') {
 				break;
-			else if (!in_string && *p == '{')
-				depth++;
-			else if (!in_string && *p == '}')
+			} else if (!in_string && *p == '{') {
+				if (depth++ == 0)
+					open_list_line = lineno;
+			} else if (!in_string && *p == '}') {
 				depth--;
+			}
 		}
 	}
 	fclose(f);
+	if (!in_string)
+		open_string_line = 0;
+	if (depth <= 0)
+		open_list_line = 0;
 	return r;
 }
 
@@ -299,7 +310,18 @@ static int check_duplicates(const char *path, char *err, size_t errlen)
 	d.path = path;
 	d.err = err;
 	d.errlen = errlen;
-	return scan_options(path, dup_check, &d);
+	if (scan_options(path, dup_check, &d) != 0)
+		return -1;
+	/* libconfuse would only say "premature end of file" at the last line. */
+	if (open_string_line) {
+		snprintf(err, errlen, "%s:%d: unterminated string", path, open_string_line);
+		return -1;
+	}
+	if (open_list_line) {
+		snprintf(err, errlen, "%s:%d: unterminated list: missing }", path, open_list_line);
+		return -1;
+	}
+	return 0;
 }
 
 static char *xstrdup(const char *s)
@@ -367,6 +389,15 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	memset(&c, 0, sizeof(c));
 	c.path = xstrdup(path);
 	c.nlisten = (int)cfg_size(cfg, "listen");
+	if (c.nlisten == 0) {
+		/* An empty list never reaches the validator. */
+		struct find_state fs = {"listen", 0};
+		scan_options(path, find_check, &fs);
+		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path, fs.line);
+		free(c.path);
+		cfg_free(cfg);
+		return -1;
+	}
 	for (int i = 0; i < c.nlisten; i++) {
 		char e[256];
 		c.listen[i] = xstrdup(cfg_getnstr(cfg, "listen", (unsigned)i));

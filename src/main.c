@@ -139,6 +139,12 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			sig = optarg;
+			if (strcmp(sig, "reload") != 0 && strcmp(sig, "stop") != 0 &&
+			    strcmp(sig, "quit") != 0) {
+				fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n", sig);
+				usage(stderr);
+				return 2;
+			}
 			break;
 		case 'v':
 			printf("submitd %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
