@@ -310,18 +310,18 @@ static int check_duplicates(const char *path, char *err, size_t errlen)
 	d.path = path;
 	d.err = err;
 	d.errlen = errlen;
-	if (scan_options(path, dup_check, &d) != 0)
-		return -1;
-	/* libconfuse would only say "premature end of file" at the last line. */
-	if (open_string_line) {
+	return scan_options(path, dup_check, &d) != 0 ? -1 : 0;
+}
+
+/* libconfuse says "premature end of file" at the last line: name where it began. */
+static void explain_eof(const char *path, char *err, size_t errlen)
+{
+	if (strstr(err, "premature end of file") == NULL)
+		return;
+	if (open_string_line)
 		snprintf(err, errlen, "%s:%d: unterminated string", path, open_string_line);
-		return -1;
-	}
-	if (open_list_line) {
+	else if (open_list_line)
 		snprintf(err, errlen, "%s:%d: unterminated list: missing }", path, open_list_line);
-		return -1;
-	}
-	return 0;
 }
 
 static char *xstrdup(const char *s)
@@ -382,6 +382,7 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 		if (err[0] == '\0')
 			snprintf(err, errlen, "%s: %s", path,
 				 r == CFG_FILE_ERROR ? strerror(errno) : "parse error");
+		explain_eof(path, err, errlen);
 		cfg_free(cfg);
 		return -1;
 	}
