@@ -37,3 +37,15 @@ unit-asan: deps
 bats: deps
 	$(MAKE) all
 	test/run-tests.sh --bats
+
+# The metrics renderer needs the stats module and libmicrohttpd besides the leaf modules.
+METRICS_TEST_SRC := $(LIB_SRC) src/stats.c src/metrics.c
+$(BUILD)/test/test_metrics: test/unit/test_metrics.c $(UNIT_HDR) $(call obj,$(METRICS_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(METRICS_TEST_SRC)) \
+		$(PKG_LIBS) -lm
+
+$(BUILD)/asan/test/test_metrics: test/unit/test_metrics.c $(UNIT_HDR) $(call asan_obj,$(METRICS_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
+		-o $@ $< $(call asan_obj,$(METRICS_TEST_SRC)) $(shell pkg-config --libs libmicrohttpd) -lm

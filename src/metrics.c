@@ -61,18 +61,19 @@ static void family(struct out *o, const char *name, const char *type, const char
 }
 
 /* Counters of one label: what retired workers left plus every live slot with it. */
-static void label_sum(const struct metrics_src *s, int label, struct stats_slot *acc,
-		      int64_t *connected, uint64_t *allocated)
+/* Per label: what retired workers left plus every live slot with that label, in one pass. */
+static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *per,
+		       int64_t *connected, uint64_t *allocated)
 {
-	*acc = s->retired[label];
-	*connected = 0;
-	*allocated = 0;
+	for (int l = 0; l < nl; l++)
+		per[l] = s->retired[l];
 	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
-		if (s->slot_label[i] != label)
+		int l = s->slot_label[i];
+		if (l < 0 || l >= nl)
 			continue;
-		stats_fold(acc, &s->shm->slot[i]);
-		*connected += STATS_LOAD(s->shm->slot[i].connected);
-		*allocated += STATS_LOAD(s->shm->slot[i].allocated);
+		stats_fold(&per[l], &s->shm->slot[i]);
+		connected[l] += STATS_LOAD(s->shm->slot[i].connected);
+		allocated[l] += STATS_LOAD(s->shm->slot[i].allocated);
 	}
 }
 
@@ -142,8 +143,7 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 		free(o.p);
 		return NULL;
 	}
-	for (int l = 0; l < nl; l++)
-		label_sum(s, l, &per[l], &connected[l], &allocated[l]);
+	label_sums(s, nl, per, connected, allocated);
 
 	family(&o, "submitd_client_connected", "gauge", "Open client connections.");
 	for (int l = 0; l < nl; l++)
