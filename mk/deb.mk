@@ -19,3 +19,10 @@ man-lint:
 		LC_ALL=C.UTF-8 groff -ww -z -man -Tutf8 $$m 2>&1 | tee /dev/stderr | \
 			(! grep -q .) || exit 1; \
 	done
+
+# The packaged service under a real systemd, in a systemd-nspawn container
+# (needs debootstrap and systemd-container; the first run builds a cached
+# Debian 12 base under /var/tmp).
+.PHONY: deb-systemd-test
+deb-systemd-test: deb
+	debian/tests/nspawn-run $(DEB_OUTDIR)/submitd_$(VERSION)_$(DEB_ARCH).deb

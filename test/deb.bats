@@ -232,6 +232,14 @@ syscall_set() {
 	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
 }
 
+# systemd is not PID 1 here: boot a Debian 12 container with systemd and run
+# debian/tests/service there (the first run caches a debootstrap base).
+@test "deb: the unit starts, notifies, reloads and stops under systemd (nspawn)" {
+	run timeout 600 "$DEB_TOP/debian/tests/nspawn-run" "$(deb_file)"
+	assert_success
+	assert_output --partial 'PASS: submitd.service'
+}
+
 @test "deb: dpkg --purge removes binaries, unit, man pages and config" {
 	run dpkg --purge submitd
 	assert_success
