@@ -212,3 +212,87 @@ sd_metric_is() {
 sd_client() {
 	$SD_CLIENT --port "${SD_PORT:?}" "$@"
 }
+
+# --- Load and sampling, for the lifecycle suites ---
+
+SD_BENCH=${SD_BENCH:-$SD_ROOT/build/submit-bench}
+
+# sd_bench OUT ARGS...: submit-bench against SD_PORT in the background, its
+# JSON line in OUT and its error lines in OUT.err; pid in SD_BENCH_PID.
+sd_bench() {
+	local out=$1
+	shift
+	"$SD_BENCH" --json "$@" "127.0.0.1:${SD_PORT:?}" >"$out" 2>"$out.err" </dev/null 3>&- 4>&- &
+	SD_BENCH_PID=$!
+	SD_BG_PIDS+=("$SD_BENCH_PID")
+}
+
+# sd_bench_wait PID OUT [SECONDS]: wait (bounded) for a bench to end; its
+# JSON line in SD_BENCH_JSON. Its first error lines go to stderr.
+sd_bench_wait() {
+	local pid=$1 out=$2 limit=${3:-60}
+	SD_BENCH_JSON=
+	wait_for -t "$limit" _sd_all_gone "$pid" || {
+		echo "sd_bench_wait: bench $pid still running after ${limit}s" >&2
+		return 1
+	}
+	wait "$pid" 2>/dev/null || true
+	SD_BENCH_JSON=$(tail -1 "$out")
+	echo "bench: $SD_BENCH_JSON" >&2
+	head -5 "$out.err" >&2
+	[ -n "$SD_BENCH_JSON" ]
+}
+
+# sd_bench_field NAME: a field of the last sd_bench_wait's JSON line.
+sd_bench_field() {
+	jq -r ".$1" <<<"$SD_BENCH_JSON"
+}
+
+# sd_sample_metrics DIR [INTERVAL]: scrape /metrics into DIR/NNNNN every
+# INTERVAL seconds (0.2) in the background until sd_kill_spawned.
+sd_sample_metrics() {
+	local dir=$1 every=${2:-0.2}
+	mkdir -p "$dir"
+	(
+		trap 'exit 0' TERM
+		i=0
+		while :; do
+			curl -sf --max-time 2 "http://127.0.0.1:$SD_METRICS_PORT/metrics" \
+				>"$dir/$(printf %06d $i)" 2>/dev/null || rm -f "$dir/$(printf %06d $i)"
+			i=$((i + 1))
+			sleep "$every"
+		done
+	) </dev/null >/dev/null 2>&1 3>&- 4>&- &
+	SD_BG_PIDS+=("$!")
+}
+
+# sd_check_monotonic DIR: every counter sample (*_total, histogram _bucket,
+# _sum, _count) never goes down from one scrape to the next, per series.
+# Prints the number of scrapes and series checked; fails naming the first drop.
+sd_check_monotonic() {
+	python3 - "$1" <<'PY'
+import os, sys
+d = sys.argv[1]
+last, bad, n = {}, [], 0
+for f in sorted(os.listdir(d)):
+    text = open(os.path.join(d, f)).read()
+    if not text.endswith("\n"):
+        continue  # a scrape cut short
+    n += 1
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        series, value = line.rsplit(" ", 1)
+        name = series.split("{", 1)[0]
+        if not name.endswith(("_total", "_bucket", "_sum", "_count")):
+            continue
+        v = float(value)
+        if series in last and v < last[series][0]:
+            bad.append("%s: %s in scrape %s, %s in scrape %s" % (series, last[series][0], last[series][1], v, f))
+        last[series] = (v, f)
+print("%d scrapes, %d counter series" % (n, len(last)))
+for b in bad[:10]:
+    print("went down:", b)
+sys.exit(1 if bad or n < 2 else 0)
+PY
+}

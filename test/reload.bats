@@ -1,0 +1,226 @@
+#!/usr/bin/env bats
+# Reload under load: generations, listen and worker changes, a bad config,
+# `submitd -s reload`. Load comes from submit-bench --reconnect, which
+# reconnects after a close between two acks and counts as an error anything
+# else: a refused connect, a reset, a wrong or half ack.
+
+load helpers/common
+
+teardown() {
+	sd_stop
+}
+
+@test "20 SIGHUPs 0.5 s apart under load: no client error, counters monotonic, every request acked" {
+	sd_start 'workers = 2' 'shutdown_timeout = 5'
+	sd_sample_metrics "$BATS_TEST_TMPDIR/scrapes"
+	local out=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$out" -c 50 --reconnect -d 12
+	local bench=$SD_BENCH_PID i
+	# Load is flowing before the first reload.
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	for i in $(seq 1 20); do
+		kill -HUP "$SD_PID"
+		sleep 0.5
+	done
+	sd_bench_wait "$bench" "$out" 40
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+	assert_equal "$(sd_bench_field unacked)" 0
+	[ "$(sd_bench_field acked)" -gt 0 ]
+	# Every reload drained an old generation: the clients saw closes and came back.
+	echo "reconnects $(sd_bench_field reconnects), lost $(sd_bench_field lost)"
+	[ "$(sd_bench_field reconnects)" -gt 0 ]
+	run sd_log_count "reload: configuration $SD_CONF applied"
+	assert_output 20
+	# The last generation serves alone once the old ones drained.
+	wait_for -t 20 sd_metric_is submitd_generations '' 1
+	wait_for sd_metric_is submitd_draining_connections '' 0
+	sd_kill_spawned
+	run sd_check_monotonic "$BATS_TEST_TMPDIR/scrapes"
+	echo "$output"
+	assert_success
+	local recv sent
+	recv=$(sd_metric submitd_req_recv_total)
+	sent=$(sd_metric submitd_rsp_send_total)
+	echo "req_recv_total $recv, rsp_send_total $sent, bench acked $(sd_bench_field acked)"
+	assert_equal "$recv" "$sent"
+	# The server acked exactly what the clients saw acked: nothing read was dropped.
+	assert_equal "$recv" "$(sd_bench_field acked)"
+}
+
+# free_port: a port nothing listens on now (the kernel's pick, released).
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# running_workers N: the master has N children and all of them serve.
+running_workers() {
+	[ "$(sd_workers | wc -l)" -eq "$1" ] && sd_metric_is submitd_workers '{state="running"}' "$1" &&
+		sd_metric_is submitd_workers '{state="configured"}' "$1" &&
+		sd_metric_is submitd_generations '' 1
+}
+
+@test "reload changes workers 2 -> 4 -> 1 under load: no client error" {
+	sd_start 'workers = 2'
+	local out=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$out" -c 50 --reconnect -d 8
+	local bench=$SD_BENCH_PID
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	sed -i 's/^workers = 2$/workers = 4/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 15 running_workers 4
+	# The clients came back and spread over the new generation.
+	wait_for -t 10 eval '[ "$(sd_metric submitd_client_connected "{worker=\"3\"}")" -gt 0 ]'
+	sed -i 's/^workers = 4$/workers = 1/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 15 running_workers 1
+	wait_for -t 10 eval '[ "$(sd_metric submitd_client_connected "{worker=\"0\"}")" -ge 50 ]'
+	sd_bench_wait "$bench" "$out" 40
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+	assert_equal "$(sd_bench_field open_at_end)" 50
+	run sd_log_count "ready: 4 workers running"
+	assert_output 1
+	run sd_log_count "ready: 1 workers running"
+	assert_output 1
+	assert_equal "$(sd_metric submitd_req_recv_total)" "$(sd_bench_field acked)"
+}
+
+# probe PORT...: every 10 ms, one request and its ack on each port, until
+# killed; a line "MS PORT ok|fail" per try (MS: monotonic milliseconds).
+probe() {
+	python3 - "$@" <<'PY'
+import socket, struct, sys, time
+ports = [int(p) for p in sys.argv[1:]]
+req = struct.pack(">IB", 13, 2) + b"00000001"
+want = struct.pack(">IB", 14, 0x81) + b"00000001" + b"\0"
+while True:
+    for p in ports:
+        t = time.monotonic()
+        ok = "fail"
+        try:
+            s = socket.create_connection(("127.0.0.1", p), timeout=1)
+            s.sendall(req)
+            got = b""
+            while len(got) < 14:
+                chunk = s.recv(14 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+            ok = "ok" if got == want else "fail"
+            s.close()
+        except OSError:
+            pass
+        print("%d %d %s" % (t * 1000, p, ok), flush=True)
+    time.sleep(0.01)
+PY
+}
+
+@test "reload moves the listen port: the old port stops accepting only after the new one accepts" {
+	local old new
+	old=$(free_port)
+	sd_start "listen = {\"127.0.0.1:$old\"}"
+	assert_equal "$SD_PORT" "$old"
+	new=$(free_port)
+	[ "$new" != "$old" ]
+	local log=$BATS_TEST_TMPDIR/probe.log
+	sd_spawn "$log" probe "$old" "$new"
+	wait_for grep -q "$old ok" "$log"
+	sed -i "s/127\.0\.0\.1:$old/127.0.0.1:$new/" "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 15 running_workers 2
+	wait_for sd_log_count "closing listener 127.0.0.1:$old"
+	# Both ports seen by the probe after the switch.
+	wait_for -t 10 eval "awk '\$2 == $new && \$3 == \"ok\"' '$log' | grep -q . && [ \$(awk '\$2 == $old && \$3 == \"fail\"' '$log' | wc -l) -ge 3 ]"
+	sd_kill_spawned
+	local first_new_ok first_old_fail last_old_ok
+	first_new_ok=$(awk -v p="$new" '$2 == p && $3 == "ok" { print $1; exit }' "$log")
+	first_old_fail=$(awk -v p="$old" '$2 == p && $3 == "fail" { print $1; exit }' "$log")
+	last_old_ok=$(awk -v p="$old" '$2 == p && $3 == "ok" { t = $1 } END { print t }' "$log")
+	echo "new port first ok at $first_new_ok, old port first failure at $first_old_fail, last ok at $last_old_ok"
+	[ "$first_new_ok" -lt "$first_old_fail" ]
+	# Once closed, the old port stays closed.
+	[ "$last_old_ok" -lt "$first_old_fail" ]
+	# The new port keeps answering.
+	run awk -v p="$new" -v t="$first_new_ok" '$2 == p && $1 > t && $3 == "fail"' "$log"
+	assert_output ""
+	SD_PORT=$new
+	run sd_client roundtrip
+	assert_success
+}
+
+@test "bad config on SIGHUP under load: serving goes on, gauge 0, FILE:LINE logged; a good reload sets it back to 1" {
+	sd_start 'workers = 2'
+	local out=$BATS_TEST_TMPDIR/bench.json workers line
+	sd_bench "$out" -c 50 --reconnect -d 6
+	local bench=$SD_BENCH_PID
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	workers=$(sd_workers | tr '\n' ' ')
+	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
+	printf 'idle_timeout = 30\nworkers = -3\n' >>"$SD_CONF"
+	line=$(wc -l <"$SD_CONF")
+	kill -HUP "$SD_PID"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	wait_for sd_log_count "reload failed, keeping the running configuration"
+	run sd_log_count "$SD_CONF:$line: "
+	assert_output 1
+	# The same workers go on serving the same clients.
+	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
+	run sd_metric submitd_generations
+	assert_output 1
+	local before
+	before=$(sd_metric submitd_req_recv_total)
+	wait_for eval '[ "$(sd_metric submitd_req_recv_total)" -gt "$before" ]'
+	# A good file again: applied, gauge back to 1.
+	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload: configuration $SD_CONF applied"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	wait_for -t 15 running_workers 2
+	sd_bench_wait "$bench" "$out" 40
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+	# The bad reload closed nothing: only the good one made clients reconnect.
+	[ "$(sd_bench_field reconnects)" -le 50 ]
+}
+
+@test "submitd -s reload waits for the result: exit 0 when applied, 1 when the file is bad" {
+	local pidf=$BATS_TEST_TMPDIR/submitd.pid
+	sd_start "pid_file = \"$pidf\"" 'workers = 2'
+	local out=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$out" -c 50 --reconnect -d 6
+	local bench=$SD_BENCH_PID
+	sed -i 's/^workers = 2$/workers = 3/' "$SD_CONF"
+	run --separate-stderr timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_success
+	assert_output --partial "new configuration serving"
+	# When it returns, the new generation serves.
+	run sd_metric submitd_workers '{state="running"}'
+	assert_output 3
+	run sd_log_count "ready: 3 workers running"
+	assert_output 1
+	# A file the checker rejects: exit 1 before anything is signalled.
+	echo 'max_frame_size = 1' >>"$SD_CONF"
+	run --separate-stderr timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_failure
+	assert_equal "$(sd_metric submitd_config_last_reload_successful)" 1
+	# A file only the master can find bad (its new port is taken): exit 1 from its answer.
+	sed -i '$d' "$SD_CONF"
+	sd_spawn "$BATS_TEST_TMPDIR/busy.port" python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(60)'
+	wait_for test -s "$BATS_TEST_TMPDIR/busy.port"
+	local busy
+	busy=$(cat "$BATS_TEST_TMPDIR/busy.port")
+	sed -i "s/^listen = .*/listen = {\"127.0.0.1:0\", \"127.0.0.1:$busy\"}/" "$SD_CONF"
+	run --separate-stderr timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_failure
+	[[ $stderr == *"reload failed"* ]]
+	assert_equal "$(sd_metric submitd_config_last_reload_successful)" 0
+	run sd_metric submitd_workers '{state="running"}'
+	assert_output 3
+	sd_bench_wait "$bench" "$out" 40
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+}
