@@ -763,7 +763,14 @@ int master_run(struct conf *c)
 				children[i].kill_at_ms = now + 60000;
 			}
 	}
-	log_info("stopped");
+	/* Every worker is folded by now: the totals are final, and /metrics is gone. */
+	uint64_t req = 0, rsp = 0;
+	for (int l = 0; l < msrc.nlabels; l++) {
+		req += retired[l].c[STATS_req_submit] + retired[l].c[STATS_req_conn];
+		rsp += retired[l].c[STATS_rsp_submit] + retired[l].c[STATS_rsp_conn];
+	}
+	log_info("stopped: %llu requests received, %llu acks sent", (unsigned long long)req,
+		 (unsigned long long)rsp);
 	metrics_stop(mx);
 	for (int i = 0; i < nls; i++)
 		close(ls[i].fd);
