@@ -84,6 +84,7 @@ conf_set() {
 	[ -f /usr/share/man/man5/submitd.conf.5.gz ]
 	[ -f /usr/share/man/man1/submit-bench.1.gz ]
 	[ -d /usr/share/doc/submitd/examples ]
+	[ -d /run/submitd ]
 	run dpkg-query -W -f='${Conffiles}' submitd
 	assert_output --partial '/etc/submitd/submitd.conf '
 	getent passwd _submitd
@@ -128,16 +129,16 @@ conf_set() {
 }
 
 # Run the installed binary with the installed config, changed only to bind
-# free loopback ports and to keep its pid file out of /run, under the unit's
-# capability bounding set and no_new_privs (systemd is not PID 1 here).
+# free loopback ports, under the unit's capability bounding set and
+# no_new_privs (the unit itself runs in the nspawn test below).
 @test "deb: installed submitd serves a round trip with workers running as _submitd" {
 	local conf=$BATS_TEST_TMPDIR/installed.conf caps wrapper=$BATS_TEST_TMPDIR/submitd-unit
 	cp /etc/submitd/submitd.conf "$conf"
 	conf_set "$conf" listen '{"127.0.0.1:0"}'
 	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
 	conf_set "$conf" workers 2
-	conf_set "$conf" pid_file "\"$BATS_TEST_TMPDIR/submitd.pid\""
 	grep -qx 'user = "_submitd"' "$conf"
+	grep -qx 'pid_file = "/run/submitd/submitd.pid"' "$conf"
 
 	caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/submitd.service)
 	[ -n "$caps" ]
@@ -149,7 +150,7 @@ conf_set() {
 
 	SD_BIN=$wrapper sd_start_conf "$conf"
 	[ "$(ps -o uid= -p "$SD_PID" | tr -d ' ')" = 0 ]
-	[ "$(cat "$BATS_TEST_TMPDIR/submitd.pid")" = "$SD_PID" ]
+	[ "$(cat /run/submitd/submitd.pid)" = "$SD_PID" ]
 
 	run sd_client pipeline 200 --mixed --payload-max 64
 	assert_success
@@ -170,6 +171,7 @@ conf_set() {
 	local pid=$SD_PID
 	sd_stop
 	[ ! -e "/proc/$pid" ]
+	[ ! -e /run/submitd/submitd.pid ]
 }
 
 # syscall_set FILTER...: the system calls that systemd's filter groups and
@@ -248,7 +250,7 @@ syscall_set() {
 		/etc/systemd/system/multi-user.target.wants/submitd.service \
 		/usr/share/man/man8/submitd.8.gz /usr/share/man/man5/submitd.conf.5.gz \
 		/usr/share/man/man1/submit-bench.1.gz /usr/share/doc/submitd /etc/submitd \
-		/var/log/submitd; do
+		/var/log/submitd /run/submitd /usr/lib/tmpfiles.d/submitd.conf; do
 		[ ! -e "$f" ] || {
 			echo "left after purge: $f"
 			false
