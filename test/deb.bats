@@ -53,6 +53,17 @@ conf_set() {
 	fi
 }
 
+@test "deb: man pages are clean under mandoc -T lint and groff -ww" {
+	local m
+	for m in "$DEB_TOP"/man/*.[158]; do
+		run --separate-stderr mandoc -T lint "$m"
+		[ -z "$output$stderr" ] || fail "mandoc $m: $output$stderr"
+		run --separate-stderr env LC_ALL=C.UTF-8 groff -ww -z -man -Tutf8 "$m"
+		[ -z "$output$stderr" ] || fail "groff $m: $output$stderr"
+	done
+	[ "$(ls "$DEB_TOP"/man/*.[158] | wc -l)" -eq 3 ]
+}
+
 @test "deb: make deb builds the package from a clean clone of HEAD" {
 	cd "$DEB_TOP"
 	run timeout 600 make -s deb DEB_OUTDIR="$DEB_OUT"
