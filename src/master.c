@@ -509,6 +509,17 @@ static void stop(int sig, uint64_t now)
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0)
 			drain_child(i, sig, now, t);
+	/*
+	 * The workers close their copies as they start to drain; if the master
+	 * kept its own, the kernel would go on completing handshakes that nobody
+	 * accepts, and reset them all when the master exits.
+	 */
+	close_retiring_listeners();
+	for (int i = 0; i < nls; i++) {
+		close(ls[i].fd);
+		free(ls[i].name);
+	}
+	nls = 0;
 }
 
 static void add_worker(int delta, uint64_t now)
