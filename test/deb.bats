@@ -9,10 +9,14 @@ load helpers/common
 DEB_TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 
 setup_file() {
-	[ "$(id -u)" -eq 0 ] || skip "installs a package: needs root"
-	if dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
-		skip "a submitd package is installed already; this test would replace and purge it"
+	DEB_SKIP=
+	if [ "$(id -u)" -ne 0 ]; then
+		DEB_SKIP="installs a package: needs root"
+	elif dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
+		DEB_SKIP="a submitd package is installed already; this test would replace and purge it"
 	fi
+	export DEB_SKIP
+	[ -z "$DEB_SKIP" ] || return 0
 	DEB_VERSION=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$DEB_TOP/debian/changelog")
 	DEB_ARCH=$(dpkg --print-architecture)
 	DEB_OUT=$BATS_FILE_TMPDIR/out
@@ -29,11 +33,16 @@ setup_file() {
 }
 
 teardown_file() {
-	if [ "$(id -u)" -eq 0 ] && [ -n "${DEB_OUT:-}" ] &&
-		dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
+	[ -z "${DEB_SKIP:-}" ] || return 0
+	if dpkg-query -W -f='${Status}' submitd 2>/dev/null | grep -q 'ok installed'; then
 		dpkg --purge submitd >/dev/null 2>&1
 	fi
 	[ -z "${DEB_POLICY:-}" ] || rm -f "$DEB_POLICY"
+	return 0
+}
+
+setup() {
+	[ -z "${DEB_SKIP:-}" ] || skip "$DEB_SKIP"
 }
 
 teardown() {
