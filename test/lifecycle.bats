@@ -1,0 +1,295 @@
+#!/usr/bin/env bats
+# Process lifecycle under load: kill -9 and respawn, graceful and fast stop,
+# the watchdog, SIGTTIN/SIGTTOU, SIGUSR1 log reopening, the pid file.
+
+load helpers/common
+
+teardown() {
+	sd_stop
+}
+
+# The master's totals from its last log line, "stopped: N requests received, M acks sent".
+stopped_totals() {
+	sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1
+}
+
+# respawn_watch METRICS_PORT MASTER_PID KILLS: kill -9 one worker a second,
+# KILLS times, alternating between the two oldest so none is killed young
+# (a worker dying within a second of its start is respawned with backoff).
+# After each kill, poll /metrics every ~5 ms until the victim is reaped and
+# submitd_workers{state="running"} is back at the configured count. Prints
+# per kill "kill I victim PID label L connections C respawn_ms T", then "worst_ms T".
+respawn_watch() {
+	python3 - "$@" <<'PY'
+import os, signal, sys, time, urllib.request
+port, master, kills = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+url = "http://127.0.0.1:%d/metrics" % port
+
+def metrics():
+    with urllib.request.urlopen(url, timeout=2) as r:
+        out = {}
+        for line in r.read().decode().splitlines():
+            if line and line[0] != "#":
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+def children():
+    with open("/proc/%d/task/%d/children" % (master, master)) as f:
+        return [int(p) for p in f.read().split()]
+
+def label_of(pid):
+    # "worker I started, pid P" is the master's contract line; the slot label is I.
+    for line in open(os.environ["SD_LOGFILE"]):
+        if line.rstrip().endswith("started, pid %d" % pid):
+            label = int(line.split("worker ")[1].split(" ")[0])
+    return label
+
+m = metrics()
+want = int(m['submitd_workers{state="configured"}'])
+worst = 0.0
+born = {}
+for i in range(kills):
+    now = time.monotonic()
+    kids = children()
+    for k in kids:
+        born.setdefault(k, now)
+    victim = min(kids, key=lambda k: born[k])  # the oldest
+    label = label_of(victim)
+    conns = int(metrics().get('submitd_client_connected{worker="%d"}' % label, 0))
+    t0 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    while True:
+        m = metrics()
+        if victim not in children() and int(m['submitd_workers{state="running"}']) == want:
+            break
+        if time.monotonic() - t0 > 10:
+            print("kill %d: no recovery in 10 s" % i)
+            sys.exit(1)
+        time.sleep(0.005)
+    dt = (time.monotonic() - t0) * 1000
+    worst = max(worst, dt)
+    print("kill %d victim %d label %d connections %d respawn_ms %.1f" % (i, victim, label, conns, dt), flush=True)
+    time.sleep(max(0, 1 - (time.monotonic() - t0)))
+print("worst_ms %.1f" % worst)
+PY
+}
+
+# bench_loop OUT: one-second submit-bench runs (-c 50 --reconnect) back to
+# back until OUT.stop exists, one JSON line each in OUT. A reset ends a
+# connection for submit-bench, so fresh runs keep the load on across kills.
+bench_loop() {
+	local out=$1 b=
+	trap 'kill -TERM $b 2>/dev/null; exit 0' TERM
+	while [ ! -e "$out.stop" ]; do
+		"$SD_BENCH" --json -c 50 --reconnect -d 1 --drain 2 "127.0.0.1:$SD_PORT" >>"$out" 2>>"$out.err" &
+		b=$!
+		wait "$b" || true
+	done
+}
+
+@test "kill -9 of a worker every second under load: only its connections fail; respawned fast" {
+	sd_start 'workers = 2'
+	local out=$BATS_TEST_TMPDIR/bench.json
+	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
+	local loop=$!
+	SD_BG_PIDS+=("$loop")
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	# Let both workers pass the crash-loop age so every kill is a plain respawn.
+	sleep 1
+	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
+	echo "$output"
+	assert_success
+	local worst victims_conns
+	worst=$(sed -n 's/^worst_ms //p' <<<"$output")
+	victims_conns=$(awk '/^kill / { s += $8 } END { print s + 0 }' <<<"$output")
+	touch "$out.stop"
+	wait_for -t 20 _sd_all_gone "$loop"
+	local errors connect_errors runs acked
+	runs=$(wc -l <"$out")
+	errors=$(jq -s 'map(.errors) | add' "$out")
+	connect_errors=$(jq -s 'map(.connect_errors) | add' "$out")
+	acked=$(jq -s 'map(.acked) | add' "$out")
+	head -5 "$out.err"
+	echo "worst respawn ${worst} ms; connections held by the killed workers $victims_conns;" \
+		"$runs bench runs: $acked acked, $errors errors, $connect_errors connect errors"
+	# Load went on through the kills.
+	[ "$runs" -ge 8 ]
+	# A killed worker's clients see a reset or a close; nobody else sees anything.
+	[ "$errors" -le "$victims_conns" ]
+	assert_equal "$connect_errors" 0
+	run sd_metric submitd_worker_restarts_total '{reason="signal"}'
+	assert_output 10
+	# Measured with a 5 ms poll of /metrics: about 10 ms here.
+	awk -v w="$worst" 'BEGIN { exit !(w < 100) }'
+}
+
+# wait_exit SECONDS: wait for the master (SD_JOB) to end; its status in SD_RC,
+# the time it took in SD_EXIT_MS.
+wait_exit() {
+	local start=$EPOCHREALTIME
+	SD_RC=0
+	wait_for -t "$1" _sd_all_gone "$SD_JOB" || return 1
+	SD_EXIT_MS=$(_sd_elapsed_ms "$start")
+	wait "$SD_JOB" || SD_RC=$?
+	SD_JOB=
+}
+
+@test "SIGTERM under load: exit 0 within shutdown_timeout, every request read was acked" {
+	sd_start 'workers = 2' 'shutdown_timeout = 5'
+	local out=$BATS_TEST_TMPDIR/bench.json pids
+	sd_bench "$out" -c 50 --reconnect -d 4 --drain 2
+	local bench=$SD_BENCH_PID
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	local before
+	before=$(sd_metric submitd_req_recv_total)
+	wait_for eval '[ "$(sd_metric submitd_req_recv_total)" -gt "$before" ]'
+	pids="$SD_PID $(sd_workers)"
+	kill -TERM "$SD_PID"
+	wait_exit 15
+	echo "exit status $SD_RC after $SD_EXIT_MS ms"
+	assert_equal "$SD_RC" 0
+	[ "$SD_EXIT_MS" -lt 5000 ]
+	run _sd_all_gone $pids
+	assert_success
+	# With the server gone the clients' reconnects fail and submit-bench ends.
+	sd_bench_wait "$bench" "$out" 40 || true
+	local totals
+	totals=$(stopped_totals)
+	echo "server: $totals (received, acked); bench acked $(sd_bench_field acked), lost $(sd_bench_field lost)"
+	[ -n "$totals" ]
+	set -- $totals
+	assert_equal "$1" "$2"
+	assert_equal "$(sd_bench_field acked)" "$1"
+	# Every connection was closed between two acks (none reset, none inside an
+	# ack); the reconnect after it was refused, as the listeners are closed.
+	[ "$(sd_bench_field reconnects)" -ge 50 ]
+	assert_equal "$(sd_bench_field errors)" "$(sd_bench_field connect_errors)"
+}
+
+@test "SIGINT under load: fast exit, status 0" {
+	sd_start 'workers = 2' 'shutdown_timeout = 30'
+	local out=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	local pids="$SD_PID $(sd_workers)"
+	kill -INT "$SD_PID"
+	wait_exit 15
+	echo "exit status $SD_RC after $SD_EXIT_MS ms"
+	assert_equal "$SD_RC" 0
+	# Not bound by shutdown_timeout (30 s): no waiting for clients at all.
+	[ "$SD_EXIT_MS" -lt 2000 ]
+	run _sd_all_gone $pids
+	assert_success
+	set -- $(stopped_totals)
+	assert_equal "$1" "$2"
+}
+
+@test "watchdog: a hung worker is killed and replaced, restarts_total{reason=\"signal\"} counts it" {
+	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	sd_start 'workers = 2' 'worker_timeout = 1'
+	local out=$BATS_TEST_TMPDIR/bench.json victim
+	sd_bench "$out" -c 50 --reconnect -d 6 --drain 1
+	local bench=$SD_BENCH_PID
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	victim=$(sd_workers | head -1)
+	local start=$EPOCHREALTIME
+	kill -USR2 "$victim"
+	wait_for -t 10 sd_log_count "pid $victim\\) unresponsive"
+	wait_for -t 10 eval '! sd_workers | grep -qx "$victim" && [ "$(sd_workers | wc -l)" -eq 2 ]'
+	echo "hung worker replaced after $(_sd_elapsed_ms "$start") ms"
+	wait_for sd_metric_is submitd_worker_restarts_total '{reason="signal"}' 1
+	wait_for sd_metric_is submitd_workers '{state="running"}' 2
+	run sd_metric submitd_worker_restarts_total '{reason="exit"}'
+	assert_output 0
+	run sd_log_count "killed by signal 9"
+	assert_output 1
+	sd_bench_wait "$bench" "$out" 30 || true
+	# Only the hung worker's clients were cut: the others kept going.
+	[ "$(sd_bench_field acked)" -gt 0 ]
+	[ "$(sd_bench_field errors)" -le 50 ]
+	run sd_client roundtrip
+	assert_success
+}
+
+@test "SIGTTIN adds a worker, SIGTTOU removes one, no reload" {
+	sd_start 'workers = 2'
+	local out=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$out" -c 50 --reconnect -d 5 --drain 1
+	local bench=$SD_BENCH_PID
+	kill -TTIN "$SD_PID"
+	wait_for -t 10 eval '[ "$(sd_workers | wc -l)" -eq 3 ] && sd_metric_is submitd_workers "{state=\"running\"}" 3'
+	run sd_metric submitd_workers '{state="configured"}'
+	assert_output 3
+	kill -TTIN "$SD_PID"
+	wait_for -t 10 sd_metric_is submitd_workers '{state="running"}' 4
+	# One at a time: signals of one kind sent together may arrive as one.
+	local n
+	for n in 3 2 1; do
+		kill -TTOU "$SD_PID"
+		wait_for -t 15 eval '[ "$(sd_workers | wc -l)" -eq $n ] && sd_metric_is submitd_workers "{state=\"running\"}" $n'
+	done
+	run sd_metric submitd_workers '{state="configured"}'
+	assert_output 1
+	# Never below one worker.
+	kill -TTOU "$SD_PID"
+	wait_for sd_log_count "workers stays 1"
+	run sd_workers
+	assert_equal "${#lines[@]}" 1
+	run sd_log_count "reload: "
+	assert_output 0
+	run sd_metric submitd_worker_restarts_total
+	assert_output 0
+	sd_bench_wait "$bench" "$out" 30
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+}
+
+@test "SIGUSR1 reopens the log: after mv log log.1, new lines go to a new log file" {
+	sd_start 'workers = 2'
+	local log=$BATS_TEST_TMPDIR/submitd.log
+	mv "$log" "$log.1"
+	kill -USR1 "$SD_PID"
+	wait_for test -e "$log"
+	# A master line (a worker more) and worker lines (one drains) after the reopen.
+	kill -TTIN "$SD_PID"
+	wait_for grep -q "ready: 3 workers running\|workers: 3" "$log"
+	wait_for grep -q "worker 2 started" "$log"
+	kill -TTOU "$SD_PID"
+	wait_for grep -q "worker 2: draining" "$log"
+	wait_for grep -q "worker 2: exiting" "$log"
+	run grep -c "workers: 3\|worker 2" "$log.1"
+	assert_output 0
+	# The old file got the earlier lines and nothing else.
+	grep -q "ready: 2 workers running" "$log.1"
+}
+
+@test "pid_file: written at start, removed at exit; a stale one replaced; a live one refused with exit 1" {
+	local pidf=$BATS_TEST_TMPDIR/submitd.pid
+	# A stale file: a pid that is not running.
+	python3 -c 'import os; print(os.getpid())' >"$pidf"
+	local dead
+	dead=$(cat "$pidf")
+	! kill -0 "$dead" 2>/dev/null
+	sd_start "pid_file = \"$pidf\""
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	# A second instance with the same pid_file: refused, exit 1, the first untouched.
+	local conf2=$BATS_TEST_TMPDIR/second.conf
+	sed "s|$BATS_TEST_TMPDIR/submitd.log|$BATS_TEST_TMPDIR/second.log|" "$SD_CONF" >"$conf2"
+	run --separate-stderr timeout 20 "$SD_BIN" -f -c "$conf2"
+	echo "second instance: status $status, log: $(cat "$BATS_TEST_TMPDIR/second.log")"
+	assert_equal "$status" 1
+	grep -q "another submitd is running (pid $SD_PID" "$BATS_TEST_TMPDIR/second.log"
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	run sd_client roundtrip
+	assert_success
+	# Stop: the file goes with the master.
+	kill -TERM "$SD_PID"
+	wait_for -t 15 _sd_all_gone "$SD_JOB"
+	local rc=0
+	wait "$SD_JOB" || rc=$?
+	SD_JOB=
+	assert_equal "$rc" 0
+	[ ! -e "$pidf" ]
+}
