@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,6 +546,25 @@ static void add_worker(int delta, uint64_t now)
 	}
 }
 
+static void reopen_log(void)
+{
+	struct passwd *pw;
+
+	if (log_reopen() == -1) {
+		log_warn("reopen %s", conf.log_file);
+		return;
+	}
+	/*
+	 * The workers reopen the file by name after the master, as the user
+	 * they dropped to; a file the master just created is root's. Like
+	 * nginx, hand it to that user.
+	 */
+	if (conf.log_file[0] == '\0' || conf.user[0] == '\0' || geteuid() != 0)
+		return;
+	if ((pw = getpwnam(conf.user)) == NULL || chown(conf.log_file, pw->pw_uid, (gid_t)-1) == -1)
+		log_warn("reopen: cannot give %s to user %s", conf.log_file, conf.user);
+}
+
 static void forward(int sig)
 {
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
@@ -576,8 +596,7 @@ static void on_signals(uint64_t now)
 			stop(SIGINT, now);
 			break;
 		case SIGUSR1:
-			if (log_reopen() == -1)
-				log_warn("reopen %s", conf.log_file);
+			reopen_log();
 			forward(SIGUSR1);
 			break;
 		case SIGTTIN:
