@@ -448,9 +448,14 @@ static int apply_metrics(const struct conf *old, const struct conf *c)
 static void reload(uint64_t now)
 {
 	struct conf next;
-	char err[512];
+	struct timespec ts;
+	char err[512], msg[64];
 
-	notify("RELOADING=1");
+	/* systemd's notify-reload protocol takes RELOADING=1 only with the time it began. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
+	notify(msg);
 	log_info("reload: reading %s", conf.path);
 	if (conf_load(conf.path, &next, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
