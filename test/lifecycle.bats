@@ -252,15 +252,15 @@ wait_exit() {
 	mv "$log" "$log.1"
 	kill -USR1 "$SD_PID"
 	wait_for test -e "$log"
-	# A master line (a worker more) and worker lines (one drains) after the reopen.
-	kill -TTIN "$SD_PID"
-	wait_for grep -q "ready: 3 workers running\|workers: 3" "$log"
-	wait_for grep -q "worker 2 started" "$log"
+	# A master line and lines of a worker started before the move: worker 1 drains.
 	kill -TTOU "$SD_PID"
-	wait_for grep -q "worker 2: draining" "$log"
-	wait_for grep -q "worker 2: exiting" "$log"
-	run grep -c "workers: 3\|worker 2" "$log.1"
+	wait_for grep -q "worker 1: exiting" "$log"
+	grep -q "worker 1: draining" "$log"
+	grep -q "workers: 1" "$log"
+	run grep -c "worker 1: draining\|workers: 1" "$log.1"
 	assert_output 0
+	run grep -E "reopen|error" "$log" "$log.1"
+	assert_output ""
 	# The old file got the earlier lines and nothing else.
 	grep -q "ready: 2 workers running" "$log.1"
 }

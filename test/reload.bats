@@ -224,3 +224,30 @@ print(s.getsockname()[1], flush=True); time.sleep(60)'
 	assert_equal "$(sd_bench_field errors)" 0
 	assert_equal "$(sd_bench_field connect_errors)" 0
 }
+
+@test "sd_notify: READY=1 at start, RELOADING=1 with MONOTONIC_USEC then READY=1 per reload, STOPPING=1" {
+	local sock=$BATS_TEST_TMPDIR/notify.sock msgs=$BATS_TEST_TMPDIR/notify.log
+	sd_spawn "$msgs" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("bound", flush=True)
+while True:
+    print(s.recv(4096).decode().replace("\n", " "), flush=True)' "$sock"
+	wait_for grep -q bound "$msgs"
+	NOTIFY_SOCKET=$sock sd_start 'workers = 2'
+	wait_for grep -q "^READY=1" "$msgs"
+	kill -HUP "$SD_PID"
+	wait_for -t 10 eval '[ "$(grep -c "^READY=1" "$msgs")" -ge 2 ]'
+	echo 'workers = x' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 10 grep -q "STATUS=reload failed" "$msgs"
+	kill -TERM "$SD_PID"
+	wait_for -t 15 grep -q "^STOPPING=1" "$msgs"
+	cat "$msgs"
+	run grep -c "^RELOADING=1 MONOTONIC_USEC=[0-9][0-9]* *$" "$msgs"
+	assert_output 2
+	# In order: ready, reloading, ready, reloading, ready (failed), stopping.
+	run sed -n 's/^\([A-Z]*\)=.*/\1/p' "$msgs"
+	assert_equal "$(echo $output)" "READY RELOADING READY RELOADING READY STOPPING"
+}
