@@ -422,32 +422,49 @@ static int apply_listeners(const struct conf *c)
 	return 0;
 }
 
-static int apply_metrics(const struct conf *old, const struct conf *c)
+/*
+ * Start the endpoint c asks for, if it differs from old's, into *m (NULL
+ * when disabled); *m is mx when nothing changes. The caller swaps it in
+ * with commit_metrics() once the rest of the reload has succeeded, so a
+ * failed reload leaves the running endpoint where it was.
+ */
+static int open_metrics(const struct conf *old, const struct conf *c, struct metrics **m)
 {
 	char err[256], name[NET_ADDRSTRLEN];
 	struct net_addr a;
-	struct metrics *m = NULL;
 
+	*m = mx;
 	if (old != NULL && strcmp(old->metrics_listen, c->metrics_listen) == 0)
 		return 0;
-	if (c->metrics_listen[0] != '\0') {
-		/* Start the new endpoint first: a failed bind keeps the old one. */
-		if ((m = metrics_start(&c->metrics_addr, &msrc, err, sizeof(err))) == NULL) {
-			log_errorx("%s", err);
-			return -1;
-		}
-		metrics_addr(m, &a);
-		net_addr_str(&a, name, sizeof(name));
-		log_info("metrics on %s", name);
+	*m = NULL;
+	if (c->metrics_listen[0] == '\0')
+		return 0;
+	if ((*m = metrics_start(&c->metrics_addr, &msrc, err, sizeof(err))) == NULL) {
+		log_errorx("%s", err);
+		return -1;
+	}
+	metrics_addr(*m, &a);
+	net_addr_str(&a, name, sizeof(name));
+	log_info("metrics on %s", name);
+	return 0;
+}
+
+static void commit_metrics(struct metrics *m, int ok)
+{
+	if (m == mx)
+		return;
+	if (!ok) {
+		metrics_stop(m);
+		return;
 	}
 	metrics_stop(mx);
 	mx = m;
-	return 0;
 }
 
 static void reload(uint64_t now)
 {
 	struct conf next;
+	struct metrics *m;
 	struct timespec ts;
 	char err[512], msg[64];
 
@@ -463,14 +480,16 @@ static void reload(uint64_t now)
 	}
 	if (strcmp(next.user, conf.user) != 0 || strcmp(next.pid_file, conf.pid_file) != 0)
 		log_warnx("reload: user and pid_file take effect only after a restart");
-	if (apply_metrics(&conf, &next) == -1) {
+	if (open_metrics(&conf, &next, &m) == -1) {
 		conf_free(&next);
 		goto failed;
 	}
 	if (apply_listeners(&next) == -1) {
+		commit_metrics(m, 0);
 		conf_free(&next);
 		goto failed;
 	}
+	commit_metrics(m, 1);
 	if (strcmp(next.log_file, conf.log_file) != 0 &&
 	    log_init(next.log_file, next.log_level) == -1)
 		log_warn("reload: cannot open log_file %s, keeping the old one", next.log_file);
@@ -728,10 +747,12 @@ int master_run(struct conf *c)
 	msrc.reload_ts = msrc.start_time; /* as Prometheus does: the first load counts */
 	msrc.pids = pids;
 
-	if (apply_listeners(&conf) == -1 || apply_metrics(NULL, &conf) == -1) {
+	struct metrics *m;
+	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1) {
 		pid_file_remove();
 		return 1;
 	}
+	commit_metrics(m, 1);
 	now = mono_ms();
 	gen = 1;
 	for (int l = 0; l < conf.workers; l++)
