@@ -251,3 +251,37 @@ while True:
 	run sed -n 's/^\([A-Z]*\)=.*/\1/p' "$msgs"
 	assert_equal "$(echo $output)" "READY RELOADING READY RELOADING READY STOPPING"
 }
+
+@test "a reload that fails on a taken listen port changes nothing, metrics_listen included" {
+	sd_start 'workers = 2'
+	local mport=$SD_METRICS_PORT newm
+	sd_spawn "$BATS_TEST_TMPDIR/busy.port" python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True); time.sleep(60)'
+	wait_for test -s "$BATS_TEST_TMPDIR/busy.port"
+	newm=$(free_port)
+	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
+	sed -i "s/^listen = .*/listen = {\"127.0.0.1:0\", \"127.0.0.1:$(cat "$BATS_TEST_TMPDIR/busy.port")\"}/" "$SD_CONF"
+	sed -i "s/^metrics_listen = .*/metrics_listen = \"127.0.0.1:$newm\"/" "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload failed, keeping the running configuration"
+	# The endpoint stays where it was, and nothing listens on the new address.
+	sd_metrics >/dev/null
+	run sd_metric submitd_config_last_reload_successful
+	assert_output 0
+	run curl -s --max-time 2 "http://127.0.0.1:$newm/metrics"
+	assert_failure
+	# The same move without the taken port now succeeds.
+	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
+	sed -i "s/^metrics_listen = .*/metrics_listen = \"127.0.0.1:$newm\"/" "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload: configuration $SD_CONF applied"
+	SD_METRICS_PORT=$newm
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	sd_metrics >/dev/null
+	run curl -s --max-time 2 "http://127.0.0.1:$mport/metrics"
+	assert_failure
+	run sd_client roundtrip
+	assert_success
+}
