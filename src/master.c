@@ -631,6 +631,9 @@ static void on_signals(uint64_t now)
 			if (!stopping)
 				add_worker(-1, now);
 			break;
+		case SIGUSR2:
+			log_warnx("SIGUSR2 ignored (binary upgrade is not supported)");
+			break;
 		default:
 			break;
 		}
@@ -730,6 +733,8 @@ int master_run(struct conf *c)
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGTTIN);
 	sigaddset(&set, SIGTTOU);
+	/* Unused, but its default action would end the master (nginx users send it to upgrade). */
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
