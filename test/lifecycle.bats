@@ -293,3 +293,18 @@ wait_exit() {
 	assert_equal "$rc" 0
 	[ ! -e "$pidf" ]
 }
+
+@test "SIGUSR2 (nginx's binary upgrade) is ignored by the master and the workers" {
+	sd_start 'workers = 2'
+	local workers
+	workers=$(sd_workers | tr '\n' ' ')
+	kill -USR2 "$SD_PID"
+	wait_for sd_log_count "SIGUSR2 ignored"
+	kill -USR2 $workers
+	run sd_client roundtrip
+	assert_success
+	kill -0 "$SD_PID"
+	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
+	run sd_metric submitd_worker_restarts_total
+	assert_output 0
+}
