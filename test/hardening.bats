@@ -167,7 +167,7 @@ metric_above() {
 	[ "${SUBMITD_SLOW_TESTS:-0}" = 1 ] || skip "slow: set SUBMITD_SLOW_TESTS=1"
 	local n=50000 procs=4
 	local per=$((n / procs))
-	sd_start 'workers = 4' 'max_connections = 19000' 'idle_timeout = 0' 'backlog = 4096'
+	sd_start 'workers = 4' 'max_connections = 19000' 'idle_timeout = 0' "backlog = ${SUBMITD_BACKLOG:-4096}"
 	local rss0 rss1 t0 t1 i
 	rss0=$($HOSTILE --max 0.1 rss --pid "$SD_PID" | awk '$1 == "rss" {print $2; exit}')
 	t0=$EPOCHREALTIME
