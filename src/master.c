@@ -530,21 +530,25 @@ static void stop(int sig, uint64_t now)
 		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	stopping = sig == SIGINT ? 2 : 1;
 	notify("STOPPING=1");
-	stop_kill_at = now + (uint64_t)t * 1000 + KILL_GRACE_MS;
-	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (children[i].pid > 0)
-			drain_child(i, sig, now, t);
 	/*
-	 * The workers close their copies as they start to drain; if the master
-	 * kept its own, the kernel would go on completing handshakes that nobody
-	 * accepts, and reset them all when the master exits.
+	 * Stop listening before the workers start to drain. Closing only the
+	 * master's copy is not enough: until the last worker has closed its
+	 * own, the kernel completes handshakes nobody will accept (a client
+	 * reconnecting after its worker's FIN lands there) and resets them
+	 * when that last copy goes. shutdown() ends listening for every copy,
+	 * so such a client is refused at once.
 	 */
 	close_retiring_listeners();
 	for (int i = 0; i < nls; i++) {
+		shutdown(ls[i].fd, SHUT_RD);
 		close(ls[i].fd);
 		free(ls[i].name);
 	}
 	nls = 0;
+	stop_kill_at = now + (uint64_t)t * 1000 + KILL_GRACE_MS;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0)
+			drain_child(i, sig, now, t);
 }
 
 static void add_worker(int delta, uint64_t now)

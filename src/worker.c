@@ -260,6 +260,14 @@ static void on_accept(int li)
 				break;
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
 				continue;
+			if (errno == EINVAL) {
+				/* The master shut the socket down: a stop began, SIGTERM follows.
+				 */
+				listen_register(0);
+				accept_paused = 1;
+				accept_resume_ms = now + ACCEPT_PAUSE_MS;
+				return;
+			}
 			stats_add(slot, STATS_accept_errors, 1);
 			if (now - last_accept_log >= 1000) {
 				log_warn("accept on %d (pausing accept for %d ms)", lfd,
