@@ -1,0 +1,24 @@
+# submit-bench's reference server and the benchmark targets: make bench,
+# make profile, make callgrind (docs/BENCHMARKS.md).
+
+REF_OBJ := $(call obj,$(LIB_SRC))
+
+all: $(BUILD)/submit-ref
+
+$(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -o $@ bench/ref-server.c $(REF_OBJ) \
+		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+
+.PHONY: bench profile callgrind
+bench: deps
+	$(MAKE) all
+	bench/run.sh
+
+profile: deps
+	$(MAKE) all
+	bench/profile.sh
+
+callgrind: deps
+	$(MAKE) all
+	bench/callgrind.sh

@@ -1,0 +1,724 @@
+/*
+ * One thread's share of the connections: an edge-triggered epoll loop that
+ * connects, fills each connection's output buffer with as many requests as
+ * its window allows, writes it in one call, and verifies every ack.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "proto.h"
+
+#define MAX_CONNECTING 128     /* connects in flight: stay under the server's backlog */
+#define FILL_BYTES 32768       /* bytes of requests queued per connection per write */
+#define ROUNDS_PER_WAKE 4      /* fill+write rounds for one connection before the next */
+#define RING_MAX (1u << 20)    /* in-flight cap with an unbounded window */
+#define RING_START 1024
+#define MAX_EVENTS 512
+#define TICK_NS 10000000ull    /* longest sleep: how fast the loop sees the clock */
+
+enum bconn_state {
+	BC_NEW,	       /* not connected yet */
+	BC_CONNECTING, /* non-blocking connect in progress */
+	BC_READY,      /* connected, nothing sent yet (a Conn goes first if asked) */
+	BC_CONNACK,    /* Conn sent; no Submit before its ConnAck */
+	BC_RUN,	       /* streaming Submits */
+	BC_DEAD,       /* closed after an error, never reopened */
+};
+
+struct bconn {
+	int fd;
+	int idx; /* global connection number, for messages */
+	uint8_t state;
+	uint8_t writable;      /* last write did not hit EAGAIN */
+	uint8_t queued;	       /* on the work list */
+	uint8_t conn_inflight; /* the oldest unacked request is the Conn */
+	struct buf in;
+	struct buf out;
+	uint8_t next_id[PROTO_ID_LEN]; /* 8 ASCII digits, the id of the next request */
+	uint8_t ack_id[PROTO_ID_LEN];  /* the id the next ack must carry */
+	/* Send (or, open loop, scheduled) time of each unacked request, oldest at head. */
+	uint64_t *ring;
+	uint32_t ring_cap; /* power of two */
+	uint32_t ring_head;
+	uint32_t inflight;
+	uint32_t rng;
+	uint64_t due;	/* open loop: scheduled, not sent yet */
+	uint64_t due_g; /* sequence number of the oldest of them */
+};
+
+struct engine {
+	struct bench_thread *t;
+	const struct bench_opts *o;
+	const struct bench_times *tm;
+	int ep;
+	struct bconn *c;
+	int nconns;
+	int next_connect;
+	int connecting;
+	int alive;
+	struct bconn **work, **next_work;
+	int nwork, nnext;
+	uint64_t now;
+	uint64_t end;	   /* times->end, or earlier after SIGINT */
+	int started;	   /* past the start barrier */
+	int sending;	   /* new requests may be generated */
+	int nmode;	   /* -n: stop after a count */
+	uint64_t budget;   /* -n: requests left to generate (closed loop) or schedule (open) */
+	uint64_t inflight; /* over all connections */
+	uint64_t due;	   /* open loop: scheduled, not sent, over all connections */
+	uint64_t deadline;
+	int open_loop;
+	double period; /* open loop: ns between two requests of this thread */
+	uint64_t g_next;
+	uint64_t round_max_lat;
+	uint64_t last_ack;
+};
+
+extern uint64_t bench_stop_ns;
+
+uint64_t bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void id_inc(uint8_t id[PROTO_ID_LEN])
+{
+	for (int i = PROTO_ID_LEN - 1; i >= 0; i--) {
+		if (id[i] != '9') {
+			id[i]++;
+			return;
+		}
+		id[i] = '0';
+	}
+}
+
+/* An id for a message: printable bytes as they are, others as \xNN. */
+static const char *id_str(const uint8_t *id, char out[40])
+{
+	char *p = out;
+
+	*p++ = '"';
+	for (int i = 0; i < PROTO_ID_LEN; i++) {
+		if (id[i] >= 0x20 && id[i] < 0x7f && id[i] != '"' && id[i] != '\\')
+			*p++ = (char)id[i];
+		else
+			p += sprintf(p, "\\x%02x", id[i]);
+	}
+	*p++ = '"';
+	*p = '\0';
+	return out;
+}
+
+static void work_add(struct engine *e, struct bconn *c)
+{
+	if (c->queued)
+		return;
+	c->queued = 1;
+	e->work[e->nwork++] = c;
+}
+
+static void conn_close(struct engine *e, struct bconn *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	if (c->state == BC_CONNECTING)
+		e->connecting--;
+	else if (c->state >= BC_READY && c->state <= BC_RUN)
+		__atomic_store_n(&e->t->pub.open, e->t->pub.open - 1, __ATOMIC_RELAXED);
+	e->inflight -= c->inflight;
+	c->inflight = 0;
+	c->ring_head = 0;
+	c->conn_inflight = 0;
+	buf_free(&c->in);
+	buf_free(&c->out);
+}
+
+static void conn_kill(struct engine *e, struct bconn *c)
+{
+	conn_close(e, c);
+	e->due -= c->due;
+	c->due = 0;
+	c->state = BC_DEAD;
+	e->alive--;
+}
+
+static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* An error that ends the connection: count it, say which, close. */
+static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
+{
+	char msg[256], id[40];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->inflight > 0)
+		bench_error("connection %d: %s (%u requests unacked, next id %s)", c->idx, msg,
+			    c->inflight, id_str(c->ack_id, id));
+	else
+		bench_error("connection %d: %s", c->idx, msg);
+	e->t->errors++;
+	conn_kill(e, c);
+}
+
+static void conn_start(struct engine *e, struct bconn *c)
+{
+	const struct bench_opts *o = e->o;
+	const struct net_addr *src = o->nsrc > 0 ? &o->src[c->idx % o->nsrc] : NULL;
+	struct epoll_event ev;
+	char err[192];
+	int fd;
+
+	fd = net_connect(&o->dst, src, err, sizeof(err));
+	if (fd == -1) {
+		e->t->connect_errors++;
+		conn_fail(e, c, "%s", err);
+		return;
+	}
+	c->fd = fd;
+	c->state = BC_CONNECTING;
+	e->connecting++;
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+	ev.data.ptr = c;
+	if (epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
+		conn_fail(e, c, "epoll_ctl: %s", strerror(errno));
+}
+
+static void conn_connected(struct engine *e, struct bconn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	if (err == EINPROGRESS || err == EALREADY)
+		return;
+	if (err != 0) {
+		e->t->connect_errors++;
+		conn_fail(e, c, "connect %s: %s", e->o->dst_name, strerror(err));
+		return;
+	}
+	e->connecting--;
+	net_set_nodelay(c->fd);
+	c->state = BC_READY;
+	c->writable = 1;
+	__atomic_store_n(&e->t->pub.open, e->t->pub.open + 1, __ATOMIC_RELAXED);
+	work_add(e, c);
+}
+
+static int ring_grow(struct bconn *c, uint32_t want)
+{
+	uint32_t cap = c->ring_cap ? c->ring_cap : 1;
+	uint64_t *r;
+
+	while (cap < want)
+		cap *= 2;
+	if ((r = malloc(cap * sizeof(*r))) == NULL)
+		return -1;
+	/* Unwrap the old contents so the head is at 0. */
+	for (uint32_t i = 0; i < c->inflight; i++)
+		r[i] = c->ring[(c->ring_head + i) & (c->ring_cap - 1)];
+	free(c->ring);
+	c->ring = r;
+	c->ring_cap = cap;
+	c->ring_head = 0;
+	return 0;
+}
+
+static uint64_t sched_time(const struct engine *e, uint64_t g)
+{
+	return e->tm->t0 + (uint64_t)((double)g * e->period);
+}
+
+static uint32_t pick_size(const struct bench_opts *o, struct bconn *c)
+{
+	if (o->size_min == o->size_max)
+		return o->size_min;
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 17;
+	c->rng ^= c->rng << 5;
+	return o->size_min + c->rng % (o->size_max - o->size_min + 1);
+}
+
+/* Queue as many requests as the window, the schedule and the budget allow. */
+static int conn_fill(struct engine *e, struct bconn *c)
+{
+	const struct bench_opts *o = e->o;
+	size_t limit = FILL_BYTES, n;
+	uint64_t stamp;
+	uint32_t size;
+	uint8_t cmd;
+
+	while (buf_len(&c->out) < limit) {
+		if (c->state == BC_READY) {
+			if (!o->send_conn) {
+				c->state = BC_RUN;
+				continue;
+			}
+			cmd = PROTO_CONN;
+			size = 0;
+			stamp = e->now;
+		} else if (c->state == BC_RUN) {
+			if (!e->sending || o->idle)
+				break;
+			if (o->window > 0 && c->inflight >= o->window)
+				break;
+			if (e->open_loop) {
+				if (c->due == 0)
+					break;
+			} else if (e->nmode && e->budget == 0) {
+				break;
+			}
+			cmd = PROTO_SUBMIT;
+			size = pick_size(o, c);
+		} else {
+			break;
+		}
+		if (c->inflight == c->ring_cap) {
+			if (c->ring_cap >= RING_MAX || ring_grow(c, c->ring_cap ? c->ring_cap * 2 : RING_START) == -1)
+				break;
+		}
+		if (buf_reserve(&c->out, PROTO_MIN_REQUEST + (size_t)size) == -1) {
+			conn_fail(e, c, "out of memory");
+			return -1;
+		}
+		n = proto_encode_request(buf_tail(&c->out), buf_space(&c->out), cmd, c->next_id,
+					 o->payload, size);
+		buf_commit(&c->out, n);
+		if (cmd == PROTO_CONN) {
+			c->conn_inflight = 1;
+			c->state = BC_CONNACK;
+		} else {
+			if (e->open_loop) {
+				stamp = sched_time(e, c->due_g);
+				c->due--;
+				e->due--;
+				c->due_g += (uint64_t)e->nconns;
+			} else {
+				stamp = e->now;
+				if (e->nmode)
+					e->budget--;
+			}
+			e->t->sent++;
+			e->t->sent_bytes += n;
+		}
+		c->ring[(c->ring_head + c->inflight) & (c->ring_cap - 1)] = stamp;
+		c->inflight++;
+		e->inflight++;
+		id_inc(c->next_id);
+		if (size > limit)
+			break;
+	}
+	return 0;
+}
+
+static int conn_flush(struct engine *e, struct bconn *c)
+{
+	ssize_t n;
+	size_t len;
+
+	while ((len = buf_len(&c->out)) > 0 && c->writable) {
+		n = send(c->fd, buf_head(&c->out), len, MSG_NOSIGNAL);
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+			/* A short write means the socket is full: EPOLLOUT brings us back. */
+			if ((size_t)n < len)
+				c->writable = 0;
+		} else if (errno == EAGAIN) {
+			c->writable = 0;
+		} else if (errno != EINTR) {
+			conn_fail(e, c, "write: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void conn_work(struct engine *e, struct bconn *c)
+{
+	for (int i = 0; i < ROUNDS_PER_WAKE; i++) {
+		if (c->state < BC_READY || c->state > BC_RUN)
+			return;
+		if (conn_fill(e, c) == -1)
+			return;
+		if (buf_len(&c->out) == 0 || !c->writable)
+			return;
+		if (conn_flush(e, c) == -1 || buf_len(&c->out) > 0)
+			return;
+	}
+	/* Maybe more to send: after the others had their turn. */
+	c->queued = 1;
+	e->next_work[e->nnext++] = c;
+}
+
+/* Check one ack against what was sent. -1 if the connection was closed. */
+static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame *f)
+{
+	struct bench_thread *t = e->t;
+	uint8_t want = c->conn_inflight ? PROTO_CONNACK : PROTO_SUBMITACK;
+	char got_id[40], want_id[40];
+	uint64_t stamp, lat;
+
+	if (c->inflight == 0) {
+		conn_fail(e, c, "unexpected ack id %s, nothing in flight", id_str(f->id, got_id));
+		return -1;
+	}
+	if (f->cmd != want) {
+		conn_fail(e, c, "ack id %s: command 0x%02x, expected 0x%02x", id_str(f->id, got_id),
+			  f->cmd, want);
+		return -1;
+	}
+	if (memcmp(f->id, c->ack_id, PROTO_ID_LEN) != 0) {
+		conn_fail(e, c, "ack id %s, expected %s", id_str(f->id, got_id),
+			  id_str(c->ack_id, want_id));
+		return -1;
+	}
+	if (f->result != PROTO_RESULT_OK) {
+		if (e->o->reconnect && f->result == PROTO_RESULT_REFUSED) {
+			t->refused++;
+		} else {
+			bench_error("connection %d: ack id %s: result %u", c->idx,
+				    id_str(f->id, got_id), f->result);
+			t->errors++;
+		}
+	}
+	stamp = c->ring[c->ring_head];
+	c->ring_head = (c->ring_head + 1) & (c->ring_cap - 1);
+	c->inflight--;
+	e->inflight--;
+	id_inc(c->ack_id);
+	if (c->conn_inflight) {
+		c->conn_inflight = 0;
+		c->state = BC_RUN;
+		t->conn_acked++;
+		return 0;
+	}
+	t->acked++;
+	e->last_ack = e->now;
+	if (e->now >= e->tm->warm_end) {
+		lat = e->now > stamp ? e->now - stamp : 0;
+		hist_record(&t->hist, lat);
+		if (lat > e->round_max_lat)
+			e->round_max_lat = lat;
+		if (e->now <= e->end)
+			t->acked_window++;
+	}
+	return 0;
+}
+
+static int conn_parse(struct engine *e, struct bconn *c)
+{
+	struct proto_frame f;
+	int r, got = 0;
+
+	while ((r = proto_decode_ack(buf_head(&c->in), buf_len(&c->in), &f)) == PROTO_OK) {
+		if (ack_check(e, c, &f) == -1)
+			return -1;
+		buf_consume(&c->in, PROTO_ACK_LEN);
+		got = 1;
+	}
+	if (r != PROTO_NEED_MORE) {
+		const uint8_t *p = buf_head(&c->in);
+		conn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x",
+			  proto_get_u32(p), buf_len(&c->in) > 4 ? p[4] : 0);
+		return -1;
+	}
+	if (got)
+		work_add(e, c);
+	return 0;
+}
+
+static void conn_eof(struct engine *e, struct bconn *c)
+{
+	char id[40];
+
+	if (e->o->reconnect && buf_len(&c->in) == 0) {
+		/*
+		 * A close between two acks: what was in flight is lost, the ids
+		 * go on where they were.
+		 */
+		e->t->lost += c->inflight;
+		if (!e->sending) {
+			conn_kill(e, c);
+			return;
+		}
+		e->t->reconnects++;
+		conn_close(e, c);
+		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
+		c->state = BC_NEW;
+		c->queued = 0;
+		conn_start(e, c);
+		return;
+	}
+	if (buf_len(&c->in) > 0)
+		conn_fail(e, c, "closed by the server inside an ack frame");
+	else if (c->inflight > 0)
+		conn_fail(e, c, "closed by the server before ack id %s", id_str(c->ack_id, id));
+	else
+		conn_fail(e, c, "closed by the server");
+}
+
+static void conn_read(struct engine *e, struct bconn *c, uint32_t events)
+{
+	ssize_t n;
+	size_t want;
+
+	for (;;) {
+		if (buf_reserve(&c->in, 8192) == -1) {
+			conn_fail(e, c, "out of memory");
+			return;
+		}
+		want = buf_space(&c->in);
+		n = read(c->fd, buf_tail(&c->in), want);
+		if (n > 0) {
+			buf_commit(&c->in, (size_t)n);
+			e->now = bench_now();
+			if (conn_parse(e, c) == -1)
+				return;
+			/*
+			 * Edge-triggered: a short read drained the socket, unless
+			 * the peer's FIN is queued behind the data, which raises no
+			 * new edge: then read on to the end.
+			 */
+			if ((size_t)n < want && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+				return;
+		} else if (n == 0) {
+			conn_eof(e, c);
+			return;
+		} else if (errno == EAGAIN) {
+			return;
+		} else if (errno != EINTR) {
+			conn_fail(e, c, "read: %s", strerror(errno));
+			return;
+		}
+	}
+}
+
+static void handle_event(struct engine *e, struct bconn *c, uint32_t events)
+{
+	if (c->state == BC_DEAD || c->state == BC_NEW)
+		return;
+	if (c->state == BC_CONNECTING) {
+		conn_connected(e, c);
+		if (c->state != BC_READY)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		conn_read(e, c, events);
+	if (c->state >= BC_READY && c->state <= BC_RUN && (events & EPOLLOUT)) {
+		c->writable = 1;
+		work_add(e, c);
+	}
+}
+
+/* Open loop: hand every request whose time has come to its connection. */
+static void schedule(struct engine *e)
+{
+	struct bconn *c;
+
+	while (e->sending && (!e->nmode || e->budget > 0)) {
+		if (sched_time(e, e->g_next) > e->now)
+			break;
+		c = &e->c[e->g_next % (uint64_t)e->nconns];
+		if (c->state != BC_DEAD) {
+			if (c->due++ == 0)
+				c->due_g = e->g_next;
+			e->due++;
+			work_add(e, c);
+		}
+		e->g_next++;
+		if (e->nmode)
+			e->budget--;
+	}
+}
+
+static void publish(struct engine *e)
+{
+	struct bench_thread *t = e->t;
+	uint64_t cur;
+
+	__atomic_store_n(&t->pub.sent, t->sent, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pub.acked, t->acked, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pub.errors, t->errors, __ATOMIC_RELAXED);
+	cur = __atomic_load_n(&t->pub.max_lat, __ATOMIC_RELAXED);
+	while (e->round_max_lat > cur &&
+	       !__atomic_compare_exchange_n(&t->pub.max_lat, &cur, e->round_max_lat, 1,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	e->round_max_lat = 0;
+}
+
+static int run_done(struct engine *e)
+{
+	if (e->alive == 0)
+		return 1;
+	if (!e->started)
+		return e->connecting == 0 && e->next_connect == e->nconns;
+	if (e->now >= e->deadline)
+		return 1;
+	if (e->o->idle)
+		return e->now >= e->end;
+	if (e->nmode && e->budget == 0 && e->due == 0 && e->inflight == 0)
+		return 1;
+	return !e->sending && e->inflight == 0;
+}
+
+static void loop(struct engine *e, uint64_t connect_deadline)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	struct timespec ts;
+	struct bconn **tmp;
+	uint64_t wait, stop;
+	int n;
+
+	for (;;) {
+		e->now = bench_now();
+		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns)
+			conn_start(e, &e->c[e->next_connect++]);
+		if (e->started) {
+			stop = __atomic_load_n(&bench_stop_ns, __ATOMIC_RELAXED);
+			e->end = e->tm->end;
+			e->deadline = e->tm->deadline;
+			if (stop != 0 && stop < e->end)
+				e->end = stop;
+			if (stop != 0 && stop + e->o->drain_ns < e->deadline)
+				e->deadline = stop + e->o->drain_ns;
+			e->sending = e->now < e->end;
+			if (e->open_loop)
+				schedule(e);
+		}
+		for (int i = 0; i < e->nwork; i++) {
+			struct bconn *c = e->work[i];
+			c->queued = 0;
+			conn_work(e, c);
+		}
+		tmp = e->work;
+		e->work = e->next_work;
+		e->next_work = tmp;
+		e->nwork = e->nnext;
+		e->nnext = 0;
+		publish(e);
+		if (run_done(e) || (!e->started && e->now >= connect_deadline))
+			break;
+
+		wait = TICK_NS;
+		if (e->nwork > 0) {
+			wait = 0;
+		} else if (e->started && e->sending && e->open_loop) {
+			uint64_t at = sched_time(e, e->g_next);
+			wait = at > e->now ? at - e->now : 0;
+			if (wait > TICK_NS)
+				wait = TICK_NS;
+		}
+		ts.tv_sec = (time_t)(wait / 1000000000ull);
+		ts.tv_nsec = (long)(wait % 1000000000ull);
+		n = epoll_pwait2(e->ep, evs, MAX_EVENTS, &ts, NULL);
+		if (n == -1 && errno != EINTR) {
+			bench_error("epoll_pwait2: %s", strerror(errno));
+			e->t->errors++;
+			break;
+		}
+		e->now = bench_now();
+		for (int i = 0; i < n; i++)
+			handle_event(e, evs[i].data.ptr, evs[i].events);
+	}
+}
+
+void *bench_thread_main(void *arg)
+{
+	struct bench_thread *t = arg;
+	const struct bench_opts *o = t->o;
+	struct engine e;
+	char id[40];
+
+	memset(&e, 0, sizeof(e));
+	e.t = t;
+	e.o = o;
+	e.tm = t->times;
+	e.nconns = t->nconns;
+	e.alive = t->nconns;
+	e.nmode = o->total > 0;
+	e.budget = t->total;
+	e.open_loop = o->rate > 0;
+	e.period = t->rate > 0 ? 1e9 / t->rate : 0;
+	/* Open-loop sends are due every few microseconds: sleep that precisely. */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	e.c = calloc((size_t)e.nconns, sizeof(*e.c));
+	e.work = calloc((size_t)e.nconns, sizeof(*e.work));
+	e.next_work = calloc((size_t)e.nconns, sizeof(*e.next_work));
+	e.ep = epoll_create1(EPOLL_CLOEXEC);
+	if (e.c == NULL || e.work == NULL || e.next_work == NULL || e.ep == -1) {
+		bench_error("thread %d: %s", t->index, strerror(errno));
+		t->errors++;
+		e.nconns = 0;
+	}
+	for (int i = 0; i < e.nconns; i++) {
+		struct bconn *c = &e.c[i];
+		c->fd = -1;
+		c->idx = t->first_conn + i;
+		c->rng = 2463534242u + (uint32_t)c->idx * 2654435761u;
+		memcpy(c->next_id, "00000001", PROTO_ID_LEN);
+		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
+	}
+
+	/* Connect everything before the clock starts. */
+	loop(&e, bench_now() + 10000000000ull + (uint64_t)e.nconns * 1000000ull);
+	for (int i = 0; i < e.nconns; i++) {
+		struct bconn *c = &e.c[i];
+		if (c->state == BC_NEW || c->state == BC_CONNECTING) {
+			t->connect_errors++;
+			conn_fail(&e, c, "connect %s: timed out", o->dst_name);
+		}
+	}
+	pthread_barrier_wait(t->barrier); /* connected */
+	pthread_barrier_wait(t->barrier); /* the main thread has set the times */
+	e.started = 1;
+	for (int i = 0; i < e.nconns; i++)
+		if (e.c[i].state >= BC_READY && e.c[i].state <= BC_RUN)
+			work_add(&e, &e.c[i]);
+	e.end = e.tm->end;
+	e.deadline = e.tm->deadline;
+	if (e.nconns > 0)
+		loop(&e, 0);
+
+	for (int i = 0; i < e.nconns; i++) {
+		struct bconn *c = &e.c[i];
+		if (c->state == BC_DEAD)
+			continue;
+		if (c->inflight > 0) {
+			bench_error("connection %d: %u requests unacked at the end, next id %s",
+				    c->idx, c->inflight, id_str(c->ack_id, id));
+			t->unacked += c->inflight;
+			t->errors += c->inflight;
+		}
+		if (c->state >= BC_READY && c->state <= BC_RUN)
+			t->open_at_end++;
+		conn_close(&e, c);
+	}
+	for (int i = 0; i < e.nconns; i++)
+		free(e.c[i].ring);
+	t->last_ack = e.last_ack;
+	publish(&e);
+	if (e.ep != -1)
+		close(e.ep);
+	free(e.c);
+	free(e.work);
+	free(e.next_work);
+	__atomic_store_n(&t->finished, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
