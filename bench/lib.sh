@@ -1,0 +1,115 @@
+# Shared by bench/run.sh, bench/profile.sh and bench/callgrind.sh: start and
+# stop submitd and the reference server on free ports, read metrics. Every
+# process started here is stopped by pid in bench_cleanup.
+
+BUILD=${BUILD:-build}
+BENCH_TMP=$(mktemp -d /tmp/submitd-bench.XXXXXX)
+BENCH_PIDS=()
+SD_JOB= SD_PID= SD_PORT= SD_METRICS_PORT= REF_PID= REF_PORT=
+
+bench_cleanup() {
+	local p
+	for p in "${BENCH_PIDS[@]}" $REF_PID; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	if [ -n "$SD_PID" ]; then
+		kill -TERM "$SD_PID" 2>/dev/null
+	elif [ -n "$SD_JOB" ]; then
+		kill -TERM "$SD_JOB" 2>/dev/null
+	fi
+	for p in "${BENCH_PIDS[@]}" $REF_PID $SD_JOB; do
+		wait_gone 15 "$p" || kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	rm -rf "$BENCH_TMP"
+}
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+# wait_gone SECONDS PID: poll until PID has exited (or is a zombie).
+wait_gone() {
+	local n=$(($1 * 50)) pid=$2
+	while [ $n -gt 0 ]; do
+		[ -e "/proc/$pid" ] || return 0
+		[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.02
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# wait_log SECONDS FILE REGEX
+wait_log() {
+	local n=$(($1 * 50))
+	while [ $n -gt 0 ]; do
+		grep -qE "$3" "$2" 2>/dev/null && return 0
+		sleep 0.02
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# sd_start WORKERS [PREFIX...]: start submitd with a bench config, wait for
+# "ready:". PREFIX (e.g. valgrind ...) runs in front of the binary.
+sd_start() {
+	local workers=$1 ready_s=${SD_READY_S:-15}
+	shift
+	cat >"$BENCH_TMP/submitd.conf" <<-CONF
+		listen = {"127.0.0.1:0"}
+		metrics_listen = "127.0.0.1:0"
+		workers = $workers
+		max_connections = 19000
+		log_level = info
+		idle_timeout = 0
+	CONF
+	timeout 1800 "$@" "$BUILD/submitd" -f -c "$BENCH_TMP/submitd.conf" \
+		>"$BENCH_TMP/submitd.log" 2>&1 </dev/null &
+	SD_JOB=$!
+	wait_log "$ready_s" "$BENCH_TMP/submitd.log" 'ready: [0-9]+ workers running' || {
+		cat "$BENCH_TMP/submitd.log" >&2
+		die "submitd did not become ready"
+	}
+	SD_PID=$(pgrep -P "$SD_JOB" | head -1)
+	SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] ||
+		die "no pid or port in the submitd log"
+}
+
+sd_stop() {
+	[ -n "$SD_PID" ] && kill -TERM "$SD_PID" 2>/dev/null
+	wait_gone 20 "$SD_JOB" || kill -KILL "$SD_JOB" "$SD_PID" 2>/dev/null
+	wait "$SD_JOB" 2>/dev/null
+	SD_JOB= SD_PID=
+}
+
+# The worker pids, one per line (the master's children).
+sd_workers() {
+	pgrep -P "$SD_PID" | sort -n
+}
+
+ref_start() {
+	timeout 1800 "$BUILD/submit-ref" "$@" 0 >/dev/null 2>"$BENCH_TMP/ref.log" </dev/null &
+	REF_PID=$!
+	wait_log 5 "$BENCH_TMP/ref.log" 'listening on' || die "submit-ref did not start"
+	REF_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/ref.log")
+}
+
+# metric NAME: the sum of NAME's samples.
+metric() {
+	curl -sf --max-time 5 "http://127.0.0.1:$SD_METRICS_PORT/metrics" |
+		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.0f\n", s }'
+}
+
+# RSS of the master and its workers, in kB.
+sd_rss_kb() {
+	local p s=0 v
+	for p in $SD_PID $(sd_workers); do
+		v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+		s=$((s + ${v:-0}))
+	done
+	echo $s
+}
