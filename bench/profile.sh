@@ -28,5 +28,5 @@ wait "${BENCH_PIDS[@]}"
 grep -E '^(rate|errors)' "$BENCH_TMP/bench.out"
 echo "top functions in the workers (self time):"
 perf report -i "$OUTF" --stdio --no-children --sort symbol --percent-limit 1 2>/dev/null |
-	grep -E '^ +[0-9.]+%' | head -30
+	grep -E '^ +[0-9.]+%' | sed 's/[[:space:]-]*$//' | head -30
 echo "recording: $OUTF (perf report -i $OUTF; flame graph: docs/BENCHMARKS.md)"
