@@ -29,7 +29,7 @@
 
 struct ref_conn {
 	int fd;
-	int closing; /* protocol error or EOF: flush the acks, then close */
+	int closing;  /* protocol error or EOF: flush the acks, then close */
 	int out_wait; /* waiting for EPOLLOUT; reads stop meanwhile */
 	int eof;      /* the client closed its side */
 	int linger;   /* our side shut: discard input until the client closes */
@@ -228,11 +228,11 @@ static uint64_t parse_u64(const char *opt, const char *s)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"corrupt-ack", required_argument, NULL, 'C'},
-		{"close-after", required_argument, NULL, 'A'},
-		{"max-frame", required_argument, NULL, 'M'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"corrupt-ack", required_argument, NULL, 'C'},
+	    {"close-after", required_argument, NULL, 'A'},
+	    {"max-frame", required_argument, NULL, 'M'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct epoll_event evs[MAX_EVENTS], ev;
 	struct net_addr a;

@@ -25,24 +25,24 @@ struct bench_opts {
 	int threads;
 	uint64_t duration_ns;
 	uint64_t warmup_ns;
-	uint64_t drain_ns;  /* how long unacked requests may take after the end */
-	uint32_t window;    /* 0: unbounded */
-	uint32_t size_min;  /* payload bytes */
+	uint64_t drain_ns; /* how long unacked requests may take after the end */
+	uint32_t window;   /* 0: unbounded */
+	uint32_t size_min; /* payload bytes */
 	uint32_t size_max;
-	int send_conn;      /* Conn first, ConnAck required */
-	double rate;        /* msgs/s, 0: closed loop */
+	int send_conn; /* Conn first, ConnAck required */
+	double rate;   /* msgs/s, 0: closed loop */
 	int reconnect;
-	uint64_t total;     /* -n; 0: run for the duration */
-	int idle;           /* connect and hold, send nothing */
+	uint64_t total;		/* -n; 0: run for the duration */
+	int idle;		/* connect and hold, send nothing */
 	const uint8_t *payload; /* size_max bytes, shared read-only */
 };
 
 /* Timeline of a run, set once by the main thread before the start barrier. */
 struct bench_times {
-	uint64_t t0;	     /* start of sending */
-	uint64_t warm_end;   /* acks before this are not measured */
-	uint64_t end;	     /* sending stops */
-	uint64_t deadline;   /* nothing is waited for after this */
+	uint64_t t0;	   /* start of sending */
+	uint64_t warm_end; /* acks before this are not measured */
+	uint64_t end;	   /* sending stops */
+	uint64_t deadline; /* nothing is waited for after this */
 };
 
 /*
@@ -75,14 +75,14 @@ struct bench_thread {
 	uint64_t sent;
 	uint64_t sent_bytes;
 	uint64_t acked;
-	uint64_t acked_window;	/* acks inside [warm_end, end] */
+	uint64_t acked_window; /* acks inside [warm_end, end] */
 	uint64_t conn_acked;
 	uint64_t errors;
 	uint64_t connect_errors;
 	uint64_t reconnects;
-	uint64_t lost;		/* unacked when the server closed cleanly (--reconnect) */
-	uint64_t refused;	/* result 1 in --reconnect mode */
-	uint64_t unacked;	/* still unacked at the deadline */
+	uint64_t lost;	  /* unacked when the server closed cleanly (--reconnect) */
+	uint64_t refused; /* result 1 in --reconnect mode */
+	uint64_t unacked; /* still unacked at the deadline */
 	uint64_t open_at_end;
 	uint64_t last_ack; /* time of the last Submit ack */
 	int finished;	   /* set last, with release order */

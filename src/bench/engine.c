@@ -17,13 +17,13 @@
 #include "bench.h"
 #include "proto.h"
 
-#define MAX_CONNECTING 128     /* connects in flight: stay under the server's backlog */
-#define FILL_BYTES 32768       /* bytes of requests queued per connection per write */
-#define ROUNDS_PER_WAKE 4      /* fill+write rounds for one connection before the next */
-#define RING_MAX (1u << 20)    /* in-flight cap with an unbounded window */
-#define RING_START 1024
-#define MAX_EVENTS 512
-#define TICK_NS 10000000ull    /* longest sleep: how fast the loop sees the clock */
+#define MAX_CONNECTING	128	   /* connects in flight: stay under the server's backlog */
+#define FILL_BYTES	32768	   /* bytes of requests queued per connection per write */
+#define ROUNDS_PER_WAKE 4	   /* fill+write rounds for one connection before the next */
+#define RING_MAX	(1u << 20) /* in-flight cap with an unbounded window */
+#define RING_START	1024
+#define MAX_EVENTS	512
+#define TICK_NS		10000000ull /* longest sleep: how fast the loop sees the clock */
 
 enum bconn_state {
 	BC_NEW,	       /* not connected yet */
@@ -156,7 +156,7 @@ static void conn_kill(struct engine *e, struct bconn *c)
 }
 
 static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* An error that ends the connection: count it, say which, close. */
 static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
@@ -290,7 +290,8 @@ static int conn_fill(struct engine *e, struct bconn *c)
 			break;
 		}
 		if (c->inflight == c->ring_cap) {
-			if (c->ring_cap >= RING_MAX || ring_grow(c, c->ring_cap ? c->ring_cap * 2 : RING_START) == -1)
+			if (c->ring_cap >= RING_MAX ||
+			    ring_grow(c, c->ring_cap ? c->ring_cap * 2 : RING_START) == -1)
 				break;
 		}
 		if (buf_reserve(&c->out, PROTO_MIN_REQUEST + (size_t)size) == -1) {
@@ -434,8 +435,8 @@ static int conn_parse(struct engine *e, struct bconn *c)
 	}
 	if (r != PROTO_NEED_MORE) {
 		const uint8_t *p = buf_head(&c->in);
-		conn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x",
-			  proto_get_u32(p), buf_len(&c->in) > 4 ? p[4] : 0);
+		conn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x", proto_get_u32(p),
+			  buf_len(&c->in) > 4 ? p[4] : 0);
 		return -1;
 	}
 	if (got)

@@ -19,39 +19,39 @@
 #include "proto.h"
 
 #define MAX_ERROR_LINES 20
-#define MAX_PAYLOAD (16u << 20)
+#define MAX_PAYLOAD	(16u << 20)
 
 uint64_t bench_stop_ns;
 static unsigned error_lines;
 
 static const char usage_text[] =
-	"usage: submit-bench [options] [host:port]\n"
-	"Drive a submit protocol server (default 127.0.0.1:8888) and verify every ack.\n"
-	"\n"
-	"  -c, --connections N   connections (100)\n"
-	"  -t, --threads N       threads, each with its own epoll loop (1)\n"
-	"  -d, --duration T      measured time: 10, 10s, 500ms, 2m (10s); with -n, the\n"
-	"                        time limit (60s)\n"
-	"      --warmup T        time before measuring starts (0)\n"
-	"  -w, --window N        requests in flight per connection; 0 = unbounded (64)\n"
-	"  -s, --size N[-M]      payload bytes, or a range picked at random (20)\n"
-	"      --conn            send Conn first on each connection, require its ConnAck\n"
-	"  -r, --rate R          open loop: R msgs/s in total on a fixed schedule; latency\n"
-	"                        counts from the scheduled time (default: closed loop)\n"
-	"  -n, --requests N      send exactly N requests, then stop when all are acked\n"
-	"      --reconnect       reconnect after a server close between two acks\n"
-	"      --source A[,A..]  source addresses, used round-robin (127.0.0.2,127.0.0.3)\n"
-	"      --idle            connect (and send Conn with --conn), then hold, sending\n"
-	"                        nothing, for the duration\n"
-	"      --drain T         how long to wait for acks after the end (5s)\n"
-	"      --json            print one JSON line instead of the summary\n"
-	"      --csv FILE        write the per-second series to FILE\n"
-	"      --progress        a progress line a second on stderr (default on a tty)\n"
-	"  -V, --version         print the version\n"
-	"  -h, --help            this text\n"
-	"\n"
-	"Exit status: 0 when every ack checked out and at least one arrived, 1 on any\n"
-	"error, 2 on bad usage.\n";
+    "usage: submit-bench [options] [host:port]\n"
+    "Drive a submit protocol server (default 127.0.0.1:8888) and verify every ack.\n"
+    "\n"
+    "  -c, --connections N   connections (100)\n"
+    "  -t, --threads N       threads, each with its own epoll loop (1)\n"
+    "  -d, --duration T      measured time: 10, 10s, 500ms, 2m (10s); with -n, the\n"
+    "                        time limit (60s)\n"
+    "      --warmup T        time before measuring starts (0)\n"
+    "  -w, --window N        requests in flight per connection; 0 = unbounded (64)\n"
+    "  -s, --size N[-M]      payload bytes, or a range picked at random (20)\n"
+    "      --conn            send Conn first on each connection, require its ConnAck\n"
+    "  -r, --rate R          open loop: R msgs/s in total on a fixed schedule; latency\n"
+    "                        counts from the scheduled time (default: closed loop)\n"
+    "  -n, --requests N      send exactly N requests, then stop when all are acked\n"
+    "      --reconnect       reconnect after a server close between two acks\n"
+    "      --source A[,A..]  source addresses, used round-robin (127.0.0.2,127.0.0.3)\n"
+    "      --idle            connect (and send Conn with --conn), then hold, sending\n"
+    "                        nothing, for the duration\n"
+    "      --drain T         how long to wait for acks after the end (5s)\n"
+    "      --json            print one JSON line instead of the summary\n"
+    "      --csv FILE        write the per-second series to FILE\n"
+    "      --progress        a progress line a second on stderr (default on a tty)\n"
+    "  -V, --version         print the version\n"
+    "  -h, --help            this text\n"
+    "\n"
+    "Exit status: 0 when every ack checked out and at least one arrived, 1 on any\n"
+    "error, 2 on bad usage.\n";
 
 enum {
 	OPT_WARMUP = 256,
@@ -66,25 +66,25 @@ enum {
 };
 
 static const struct option longopts[] = {
-	{"connections", required_argument, NULL, 'c'},
-	{"threads", required_argument, NULL, 't'},
-	{"duration", required_argument, NULL, 'd'},
-	{"warmup", required_argument, NULL, OPT_WARMUP},
-	{"window", required_argument, NULL, 'w'},
-	{"size", required_argument, NULL, 's'},
-	{"conn", no_argument, NULL, OPT_CONN},
-	{"rate", required_argument, NULL, 'r'},
-	{"requests", required_argument, NULL, 'n'},
-	{"reconnect", no_argument, NULL, OPT_RECONNECT},
-	{"source", required_argument, NULL, OPT_SOURCE},
-	{"idle", no_argument, NULL, OPT_IDLE},
-	{"drain", required_argument, NULL, OPT_DRAIN},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"csv", required_argument, NULL, OPT_CSV},
-	{"progress", no_argument, NULL, OPT_PROGRESS},
-	{"version", no_argument, NULL, 'V'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"connections", required_argument, NULL, 'c'},
+    {"threads", required_argument, NULL, 't'},
+    {"duration", required_argument, NULL, 'd'},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"window", required_argument, NULL, 'w'},
+    {"size", required_argument, NULL, 's'},
+    {"conn", no_argument, NULL, OPT_CONN},
+    {"rate", required_argument, NULL, 'r'},
+    {"requests", required_argument, NULL, 'n'},
+    {"reconnect", no_argument, NULL, OPT_RECONNECT},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"idle", no_argument, NULL, OPT_IDLE},
+    {"drain", required_argument, NULL, OPT_DRAIN},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"csv", required_argument, NULL, OPT_CSV},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 void bench_error(const char *fmt, ...)
@@ -350,7 +350,8 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o.conns + 32) {
-		fprintf(stderr, "submit-bench: %d connections need more open files than the limit %llu%s\n",
+		fprintf(stderr,
+			"submit-bench: %d connections need more open files than the limit %llu%s\n",
 			o.conns, (unsigned long long)rl.rlim_cur,
 			o.nsrc == 0 ? "" : " (per process)");
 		return 2;
@@ -389,7 +390,8 @@ int main(int argc, char **argv)
 		t->first_conn = first;
 		t->nconns = o.conns / o.threads + (i < o.conns % o.threads);
 		first += t->nconns;
-		t->total = o.total / (uint64_t)o.threads + ((uint64_t)i < o.total % (uint64_t)o.threads);
+		t->total =
+		    o.total / (uint64_t)o.threads + ((uint64_t)i < o.total % (uint64_t)o.threads);
 		t->rate = o.rate / o.threads;
 		t->o = &o;
 		t->times = &times;
@@ -449,7 +451,8 @@ int main(int argc, char **argv)
 				char ml[32];
 				fmt_lat(ml, sizeof(ml), maxl);
 				fprintf(stderr,
-					"%6.1fs %10.0f msgs/s  acked %llu  errors %llu  open %llu  max %s\n",
+					"%6.1fs %10.0f msgs/s  acked %llu  errors %llu  open %llu  "
+					"max %s\n",
 					el, rate, (unsigned long long)acked,
 					(unsigned long long)errors, (unsigned long long)open, ml);
 			}
@@ -509,27 +512,28 @@ int main(int argc, char **argv)
 
 	if (json) {
 		const struct hist *h = &tot->hist;
-		printf("{\"version\":\"%s\",\"target\":\"%s\",\"connections\":%d,\"threads\":%d,"
-		       "\"window\":%u,\"size_min\":%u,\"size_max\":%u,\"rate_target\":%.0f,"
-		       "\"conn\":%s,\"idle\":%s,\"measured_s\":%.3f,\"sent\":%llu,\"acked\":%llu,"
-		       "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
-		       "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
-		       "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
-		       "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"p50\":%.1f,\"p90\":%.1f,"
-		       "\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"ok\":%s}\n",
-		       SUBMITD_VERSION, o.dst_name, o.conns, o.threads, o.window, o.size_min,
-		       o.size_max, o.rate, o.send_conn ? "true" : "false", o.idle ? "true" : "false",
-		       (double)measured_ns / 1e9, (unsigned long long)tot->sent,
-		       (unsigned long long)tot->acked, (unsigned long long)tot->acked_window,
-		       (unsigned long long)tot->conn_acked, rate, mbps,
-		       (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
-		       (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
-		       (unsigned long long)tot->lost, (unsigned long long)tot->refused,
-		       (unsigned long long)tot->open_at_end, (unsigned long long)h->count,
-		       (double)h->min / 1e3, (double)hist_quantile(h, 0.5) / 1e3,
-		       (double)hist_quantile(h, 0.9) / 1e3, (double)hist_quantile(h, 0.99) / 1e3,
-		       (double)hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
-		       rc == 0 ? "true" : "false");
+		printf(
+		    "{\"version\":\"%s\",\"target\":\"%s\",\"connections\":%d,\"threads\":%d,"
+		    "\"window\":%u,\"size_min\":%u,\"size_max\":%u,\"rate_target\":%.0f,"
+		    "\"conn\":%s,\"idle\":%s,\"measured_s\":%.3f,\"sent\":%llu,\"acked\":%llu,"
+		    "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
+		    "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
+		    "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
+		    "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"p50\":%.1f,\"p90\":%.1f,"
+		    "\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},\"ok\":%s}\n",
+		    SUBMITD_VERSION, o.dst_name, o.conns, o.threads, o.window, o.size_min,
+		    o.size_max, o.rate, o.send_conn ? "true" : "false", o.idle ? "true" : "false",
+		    (double)measured_ns / 1e9, (unsigned long long)tot->sent,
+		    (unsigned long long)tot->acked, (unsigned long long)tot->acked_window,
+		    (unsigned long long)tot->conn_acked, rate, mbps,
+		    (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
+		    (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
+		    (unsigned long long)tot->lost, (unsigned long long)tot->refused,
+		    (unsigned long long)tot->open_at_end, (unsigned long long)h->count,
+		    (double)h->min / 1e3, (double)hist_quantile(h, 0.5) / 1e3,
+		    (double)hist_quantile(h, 0.9) / 1e3, (double)hist_quantile(h, 0.99) / 1e3,
+		    (double)hist_quantile(h, 0.999) / 1e3, (double)h->max / 1e3,
+		    rc == 0 ? "true" : "false");
 	} else {
 		const struct hist *h = &tot->hist;
 		char p50[32], p90[32], p99[32], p999[32], mx[32];
