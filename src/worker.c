@@ -23,13 +23,13 @@
 
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
-#define ACCEPT_BATCH	 8
-#define ACCEPT_PAUSE_MS	 100  /* after EMFILE and the like */
-#define ACCEPT_DEFER_MS	 5    /* after leaving a connection to a less loaded worker */
-#define PEER_STALE_MS	 3000 /* a worker silent this long is not waited for */
-#define LINGER_MS	 2000
-#define LINGER_MAX_BYTES (256 * 1024)
-#define EXIT_GRACE_MS	 1000
+#define ACCEPT_BATCH	  8
+#define ACCEPT_PAUSE_MS	  100  /* after EMFILE and the like */
+#define ACCEPT_RECHECK_MS 20   /* deferring: look again at least this often */
+#define PEER_STALE_MS	  3000 /* a worker silent this long is not waited for */
+#define LINGER_MS	  2000
+#define LINGER_MAX_BYTES  (256 * 1024)
+#define EXIT_GRACE_MS	  1000
 
 static const struct conf *cf;
 static struct conn_ctx ctx;
@@ -197,29 +197,44 @@ static void flush_pending(void)
 	}
 }
 
-static void listen_register(int on)
+/*
+ * How this worker watches the listening sockets. LISTEN_LT: level-triggered,
+ * it takes connections. LISTEN_ET: it defers to a less loaded worker and is
+ * woken only by new arrivals (and every loop round, at least each
+ * ACCEPT_RECHECK_MS) to look again. LISTEN_OFF: paused (EMFILE) or draining,
+ * and never deferred to.
+ */
+enum { LISTEN_OFF, LISTEN_LT, LISTEN_ET };
+static int listen_mode = LISTEN_OFF;
+
+static void listen_set(int mode)
 {
 	struct epoll_event ev;
 
+	if (mode == listen_mode)
+		return;
 	for (int i = 0; i < nlisten; i++) {
 		if (listen_fds[i] == -1)
 			continue;
-		if (!on) {
+		if (mode == LISTEN_OFF) {
 			epoll_ctl(ep, EPOLL_CTL_DEL, listen_fds[i], NULL);
 			continue;
 		}
-		ev.events = EPOLLIN;
+		ev.events = mode == LISTEN_ET ? EPOLLIN | EPOLLET : EPOLLIN;
 		ev.data.ptr = &tags[i];
-		if (epoll_ctl(ep, EPOLL_CTL_ADD, listen_fds[i], &ev) == -1 && errno != EEXIST)
+		if (epoll_ctl(ep, listen_mode == LISTEN_OFF ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
+			      listen_fds[i], &ev) == -1)
 			fatal("epoll_ctl listen fd %d", listen_fds[i]);
 	}
+	listen_mode = mode;
+	STATS_STORE(slot->accepting, mode != LISTEN_OFF);
 }
 
 /*
- * Balance: take a connection only if no other accepting worker that is
- * alive holds clearly fewer. Every worker watches the listening sockets
- * (level-triggered, no EPOLLEXCLUSIVE), so the least loaded one is always
- * woken for a pending connection and none is stranded.
+ * Balance: take a connection only if no other live worker that watches the
+ * listeners holds clearly fewer. The least loaded one never defers; if it
+ * was deferring before, it finds out at the next arrival or loop round, so
+ * a pending connection waits at most ACCEPT_RECHECK_MS.
  */
 static int fair_to_accept(void)
 {
@@ -231,7 +246,9 @@ static int fair_to_accept(void)
 	for (uint32_t i = 0; i < n; i++) {
 		const struct stats_slot *s =
 		    &shm->slot[STATS_LOAD(shm->active[i]) % STATS_MAX_SLOTS];
-		if (s == slot || STATS_LOAD(s->state) != STATS_SLOT_RUNNING ||
+		/* A paused or draining peer takes nothing: leaving it a connection would stall. */
+		if (s == slot || !STATS_LOAD(s->accepting) ||
+		    STATS_LOAD(s->state) != STATS_SLOT_RUNNING ||
 		    now > STATS_LOAD(s->heartbeat_ms) + PEER_STALE_MS)
 			continue;
 		int64_t c = STATS_LOAD(s->connected);
@@ -239,6 +256,14 @@ static int fair_to_accept(void)
 			min = c;
 	}
 	return min == INT64_MAX || nconns <= min + 1 + min / 16;
+}
+
+/* Stop watching the listeners for a while (EMFILE and the like). */
+static void pause_accept(uint64_t ms)
+{
+	listen_set(LISTEN_OFF);
+	accept_paused = 1;
+	accept_resume_ms = now + ms;
 }
 
 static void on_accept(int li)
@@ -249,11 +274,10 @@ static void on_accept(int li)
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		if (!fair_to_accept()) {
-			listen_register(0);
-			accept_paused = 1;
-			accept_resume_ms = now + ACCEPT_DEFER_MS;
+			listen_set(LISTEN_ET);
 			return;
 		}
+		listen_set(LISTEN_LT);
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EINTR)
@@ -263,9 +287,7 @@ static void on_accept(int li)
 			if (errno == EINVAL) {
 				/* The master shut the socket down: a stop began, SIGTERM follows.
 				 */
-				listen_register(0);
-				accept_paused = 1;
-				accept_resume_ms = now + ACCEPT_PAUSE_MS;
+				pause_accept(ACCEPT_PAUSE_MS);
 				return;
 			}
 			stats_add(slot, STATS_accept_errors, 1);
@@ -275,9 +297,7 @@ static void on_accept(int li)
 				last_accept_log = now;
 			}
 			/* EMFILE and friends: stop polling the listeners, or the loop spins. */
-			listen_register(0);
-			accept_paused = 1;
-			accept_resume_ms = now + ACCEPT_PAUSE_MS;
+			pause_accept(ACCEPT_PAUSE_MS);
 			return;
 		}
 		stats_add(slot, STATS_accepted, 1);
@@ -322,7 +342,7 @@ static void start_drain(int fast)
 		drain_deadline = now + (uint64_t)cf->shutdown_timeout * 1000;
 		hard_deadline = drain_deadline + LINGER_MS + EXIT_GRACE_MS;
 		STATS_STORE(slot->state, STATS_SLOT_DRAINING);
-		listen_register(0);
+		listen_set(LISTEN_OFF);
 		for (int i = 0; i < nlisten; i++) {
 			close(listen_fds[i]);
 			listen_fds[i] = -1;
@@ -475,7 +495,7 @@ static void setup(const struct worker_args *a)
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
 	drop_privileges();
-	listen_register(1);
+	listen_set(LISTEN_LT);
 	now = mono_ms();
 	STATS_STORE(slot->heartbeat_ms, now);
 	STATS_STORE(slot->allocated, mem_allocated());
@@ -491,6 +511,8 @@ void worker_main(const struct worker_args *a)
 	next_tick = now + 1000;
 	for (;;) {
 		int timeout = (int)(next_tick > now ? next_tick - now : 0);
+		if (listen_mode == LISTEN_ET && timeout > ACCEPT_RECHECK_MS)
+			timeout = ACCEPT_RECHECK_MS;
 		if (accept_paused && accept_resume_ms - now < (uint64_t)timeout)
 			timeout = (int)(accept_resume_ms > now ? accept_resume_ms - now : 0);
 		if (draining && drain_deadline > now && drain_deadline - now < (uint64_t)timeout)
@@ -526,9 +548,12 @@ void worker_main(const struct worker_args *a)
 		}
 		flush_pending();
 
+		/* Deferring: take connections again once no taker holds clearly fewer. */
+		if (listen_mode == LISTEN_ET && fair_to_accept())
+			listen_set(LISTEN_LT);
 		if (accept_paused && now >= accept_resume_ms && !draining) {
 			accept_paused = 0;
-			listen_register(1);
+			listen_set(LISTEN_LT);
 		}
 		if (now >= next_tick || (draining && now >= drain_deadline)) {
 			tick();
