@@ -39,9 +39,9 @@ static int send_signal(const struct conf *c, const char *what)
 	if (strcmp(what, "reload") == 0)
 		sig = SIGHUP;
 	else if (strcmp(what, "stop") == 0)
-		sig = SIGTERM;
+		sig = SIGINT; /* as nginx: stop is fast, quit is graceful */
 	else if (strcmp(what, "quit") == 0)
-		sig = SIGQUIT;
+		sig = SIGTERM;
 	else {
 		fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n", what);
 		return 2;
