@@ -156,7 +156,6 @@ static void on_readable(struct conn *c)
 		finish(c, errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
 		return;
 	}
-	mark_pending(c);
 }
 
 /* End of round for one connection: write, advance the state, re-arm epoll. */
@@ -543,8 +542,13 @@ void worker_main(const struct worker_args *a)
 				on_readable(c);
 			else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
 				finish(c, CONN_R_CLIENT);
-			else if (e & EPOLLOUT)
-				mark_pending(c);
+			/*
+			 * Write this connection's acks now, one write for all it read this
+			 * round: its buffers go straight back to the pool, so a round over
+			 * many connections needs two pooled chunks, not two per connection.
+			 */
+			if (c->state != CONN_CLOSED)
+				settle(c);
 		}
 		flush_pending();
 
