@@ -48,7 +48,9 @@ measure() {
 	/^[0-9+-]/ { if (skip) { skip = 0; next } self[fn] += $2; next }
 	END { for (f in self) printf "%12.1f  %s\n", self[f] / n, f }' "$dump" |
 		sort -rn | head -12
-	[ -n "${CALLGRIND_OUT:-}" ] && mkdir -p "$CALLGRIND_OUT" && cp "$dump" "$CALLGRIND_OUT/"
+	if [ -n "${CALLGRIND_OUT:-}" ]; then
+		mkdir -p "$CALLGRIND_OUT" && cp "$dump" "$CALLGRIND_OUT/"
+	fi
 }
 
 echo "submitd worker under callgrind, commit $(git rev-parse --short=12 HEAD 2>/dev/null)"

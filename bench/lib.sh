@@ -52,8 +52,9 @@ wait_log() {
 	return 1
 }
 
-# sd_start WORKERS [PREFIX...]: start submitd with a bench config, wait for
-# "ready:". PREFIX (e.g. valgrind ...) runs in front of the binary.
+# sd_start WORKERS [PREFIX...]: start submitd (SD_BINARY, default
+# build/submitd) with a bench config, wait for "ready:". PREFIX (e.g.
+# valgrind ...) runs in front of the binary.
 sd_start() {
 	local workers=$1 ready_s=${SD_READY_S:-15}
 	shift
@@ -65,7 +66,7 @@ sd_start() {
 		log_level = info
 		idle_timeout = 0
 	CONF
-	timeout 1800 "$@" "$BUILD/submitd" -f -c "$BENCH_TMP/submitd.conf" \
+	timeout 1800 "$@" "${SD_BINARY:-$BUILD/submitd}" -f -c "$BENCH_TMP/submitd.conf" \
 		>"$BENCH_TMP/submitd.log" 2>&1 </dev/null &
 	SD_JOB=$!
 	wait_log "$ready_s" "$BENCH_TMP/submitd.log" 'ready: [0-9]+ workers running' || {

@@ -55,9 +55,10 @@ ratio() {
 }
 
 # scenario NAME ARGS...: ROUNDS rounds against both servers, alternating which
-# goes first. Leaves every JSON line in $BENCH_TMP/NAME.{sd,ref}.
+# goes first. Leaves every JSON line in $BENCH_TMP/NAME.{sd,ref}. A_PORT and
+# B_PORT, if set, name the two servers instead of submitd and the reference.
 scenario() {
-	local name=$1 r
+	local name=$1 r SD_PORT=${A_PORT:-$SD_PORT} REF_PORT=${B_PORT:-$REF_PORT}
 	shift
 	: >"$BENCH_TMP/$name.sd"
 	: >"$BENCH_TMP/$name.ref"
@@ -134,9 +135,28 @@ wait "$alloc_bench"
 alloc_delta=$((alloc1 - alloc0))
 alloc_reqs=$((req1 - req0))
 
+# What counting costs: the same daemon with the counters compiled out
+# (build/submitd-nostats), beside the real one, alternating.
+echo "bench: counters compiled in vs out" >&2
+sd_stop
+SD_BINARY=$BUILD/submitd-nostats sd_start "$WORKERS"
+NOSTATS_PORT=$SD_PORT
+BENCH_PIDS+=("$SD_JOB")
+NOSTATS_JOB=$SD_JOB
+SD_JOB= SD_PID=
+sd_start "$WORKERS"
+A_PORT=$SD_PORT B_PORT=$NOSTATS_PORT scenario counting $W -c 100 -w 64 -s 20
+kill -TERM "$NOSTATS_JOB" 2>/dev/null
+
+# Request/response with one worker: as many server processes as the reference.
+echo "bench: request/response with 1 worker" >&2
+sd_stop
+sd_start 1
+scenario reqresp1 $W -c 100 -w 1 -s 20
+
 elapsed=$((SECONDS - T0))
 total_errors=0
-for s in pipelined unbounded reqresp openloop kib1 kib16; do
+for s in pipelined unbounded reqresp openloop kib1 kib16 counting reqresp1; do
 	total_errors=$((total_errors + $(errors_of $s)))
 done
 
@@ -178,7 +198,11 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 		a=$(field $s sd rate) b=$(field $s ref rate)
 		echo "| $label | $(si "$a")msgs/s, $(field $s sd mb_per_s | xargs printf '%.0f') MB/s | $(si "$b")msgs/s, $(field $s ref mb_per_s | xargs printf '%.0f') MB/s | $(ratio "$a" "$b") |"
 	done
+	a=$(field reqresp1 sd rate) b=$(field reqresp1 ref rate)
+	echo "| 3b. request/response as 3, submitd with 1 worker | $(si "$a")msgs/s, p99 $(us "$(field reqresp1 sd latency_us.p99)") | $(si "$b")msgs/s, p99 $(us "$(field reqresp1 ref latency_us.p99)") | $(ratio "$a" "$b") |"
 	echo
+	a=$(field counting sd rate) b=$(field counting ref rate)
+	echo "- counting: pipelined as 1, counters in $(si "$a")msgs/s vs compiled out (build/submitd-nostats) $(si "$b")msgs/s: $(ratio "$a" "$b")"
 	echo "- allocations under load: submitd_worker_allocated_bytes changed by $alloc_delta bytes over $alloc_reqs requests (2 s in the middle of a pipelined run)"
 	echo "- errors reported by submit-bench over all runs: $total_errors"
 	echo

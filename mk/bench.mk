@@ -12,7 +12,7 @@ $(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
 
 .PHONY: bench profile callgrind
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/submitd-nostats
 	bench/run.sh
 
 profile: deps
