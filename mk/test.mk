@@ -23,7 +23,7 @@ unit-asan-build: $(UNIT_ASAN_BIN)
 
 # Recursion: pkg-config and the wildcards are evaluated only after deps ran.
 test: deps
-	$(MAKE) all unit-build unit-asan-build
+	$(MAKE) all unit-build unit-asan-build $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	test/run-tests.sh
 
 unit: deps
@@ -35,7 +35,7 @@ unit-asan: deps
 	test/run-tests.sh --asan
 
 bats: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	test/run-tests.sh --bats
 
 # The metrics renderer needs the stats module and libmicrohttpd besides the leaf modules.

@@ -93,6 +93,9 @@ fi
 if [ $do_bats -eq 1 ]; then
 	# timeout signals its whole process group: a hung suite goes with what it started.
 	run_tap bats timeout -k 10 "$BATS_TIMEOUT" bats --tap test/
+	# The core suites again, against the ASan+UBSan build of the daemon.
+	run_tap asan-bats timeout -k 10 "$BATS_TIMEOUT" test/fuzz/run-asan.sh \
+		test/protocol.bats test/limits.bats test/workers.bats
 fi
 
 read -r n pass fail skip <"$state"
