@@ -659,7 +659,8 @@ static void raise_nofile(void)
 		}
 	}
 	/* A worker needs a few descriptors of its own besides its clients. */
-	unsigned long long per = rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0;
+	unsigned long long lim = (unsigned long long)rl.rlim_cur;
+	unsigned long long per = lim > 128 ? lim - 64 : lim > 8 ? lim - 8 : 0;
 	log_info("open files limit %llu: up to %llu connections per worker (max_connections %ld)",
 		 (unsigned long long)rl.rlim_cur, per, conf.max_connections);
 	if ((unsigned long long)conf.max_connections > per)

@@ -97,10 +97,11 @@ static void proc_read(pid_t pid, int with_children, struct proc_totals *t)
 			unsigned long utime = 0, stime = 0;
 			long cutime = 0, cstime = 0, rss = 0;
 			if (p != NULL &&
-			    sscanf(p + 2,
-				   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld %*d "
-				   "%*d %*d %*d %*u %*u %ld",
-				   &utime, &stime, &cutime, &cstime, &rss) == 5) {
+			    sscanf(
+				p + 2,
+				"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld %*d "
+				"%*d %*d %*d %*u %*u %ld",
+				&utime, &stime, &cutime, &cstime, &rss) == 5) {
 				double ticks = (double)(utime + stime);
 				if (with_children)
 					ticks += (double)(cutime + cstime);

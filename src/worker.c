@@ -24,7 +24,8 @@
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
 #define ACCEPT_BATCH	  8
-#define ACCEPT_PAUSE_MS	  100  /* after EMFILE and the like */
+#define ACCEPT_PAUSE_MS	  100 /* after EMFILE and the like */
+#define HEARTBEAT_MS	  500
 #define ACCEPT_RECHECK_MS 20   /* deferring: look again at least this often */
 #define PEER_STALE_MS	  3000 /* a worker silent this long is not waited for */
 #define LINGER_MS	  2000
@@ -510,6 +511,9 @@ void worker_main(const struct worker_args *a)
 	next_tick = now + 1000;
 	for (;;) {
 		int timeout = (int)(next_tick > now ? next_tick - now : 0);
+		/* Stamp the heartbeat at least twice a second, even when idle. */
+		if (timeout > HEARTBEAT_MS)
+			timeout = HEARTBEAT_MS;
 		if (listen_mode == LISTEN_ET && timeout > ACCEPT_RECHECK_MS)
 			timeout = ACCEPT_RECHECK_MS;
 		if (accept_paused && accept_resume_ms - now < (uint64_t)timeout)
