@@ -285,3 +285,47 @@ print(s.getsockname()[1], flush=True); time.sleep(60)'
 	run sd_client roundtrip
 	assert_success
 }
+
+# A connection in the middle of a frame never reaches a frame boundary, so
+# its worker drains until shutdown_timeout: it holds a generation open.
+hold_partial() { # OUT
+	sd_spawn "$1" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x00\x00")
+print("held", flush=True)
+t = time.monotonic()
+s.settimeout(60)
+try:
+    s.recv(1)
+except OSError:
+    pass
+print("closed after %.1f s" % (time.monotonic() - t), flush=True)
+' "$SD_PORT"
+	wait_for grep -q held "$1"
+}
+
+@test "draining is bounded: past max_draining old generations the oldest is stopped hard" {
+	sd_start 'workers = 1' 'max_draining = 1' 'shutdown_timeout = 60' 'idle_timeout = 0'
+	hold_partial "$BATS_TEST_TMPDIR/h1"
+	wait_for sd_metric_is submitd_client_connected '' 1
+	kill -HUP "$SD_PID"
+	wait_for sd_metric_is submitd_generations '' 2
+	run sd_metric submitd_draining_connections
+	assert_output 1
+	hold_partial "$BATS_TEST_TMPDIR/h2"
+	wait_for sd_metric_is submitd_draining_connections '' 1
+	wait_for sd_metric_is submitd_client_connected '' 2
+	kill -HUP "$SD_PID"
+	# Generation 1 goes (its connection with it); 2 drains, 3 serves.
+	wait_for -t 10 grep -q "closed after" "$BATS_TEST_TMPDIR/h1"
+	wait_for sd_metric_is submitd_generations '' 2
+	run sd_metric submitd_draining_connections
+	assert_output 1
+	run grep -c "closed after" "$BATS_TEST_TMPDIR/h2"
+	assert_output 0
+	run sd_log_count "more than 1 generations draining: stopping generation 1"
+	assert_output 1
+	run sd_client roundtrip
+	assert_success
+}
