@@ -52,7 +52,8 @@ metric_above() {
 @test "hardening: 1,000 trickling connections do not slow the others and are closed by idle_timeout" {
 	sd_start 'idle_timeout = 3'
 	local with=() without=() r out
-	for r in 1 2 3; do
+	# Five alternating rounds: the median has to stand against a noisy 2-core machine.
+	for r in 1 2 3 4 5; do
 		without+=("$(bench_rate)")
 		out=$BATS_TEST_TMPDIR/trickle.$r
 		# A byte a second of a frame that never completes: more than the 5 s
@@ -67,7 +68,7 @@ metric_above() {
 	cat "$BATS_TEST_TMPDIR"/trickle.* >&3
 	at_least 0.9 "$(median "${with[@]}")" "$(median "${without[@]}")"
 	run sd_metric submitd_connections_closed_total '{reason="idle"}'
-	[ "$output" -ge 3000 ]
+	[ "$output" -ge 5000 ]
 	run sd_metric submitd_protocol_errors_total
 	assert_output 0
 }
