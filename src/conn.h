@@ -48,7 +48,13 @@ struct conn {
 	uint32_t lingered;    /* bytes discarded while lingering */
 	struct buf in;
 	struct buf out;
+	/*
+	 * The worker's lists: to settle this round, and to free after it. Two
+	 * links, because a connection on the first can be closed before the
+	 * round ends.
+	 */
 	struct conn *next_pending;
+	struct conn *next_dead;
 };
 
 void conn_init(struct conn *c, int fd, uint64_t now_ms);

@@ -90,7 +90,7 @@ static void finish(struct conn *c, enum conn_reason why)
 	stats_add(slot, close_counter[c->reason], 1);
 	nconns--;
 	STATS_STORE(slot->connected, nconns);
-	c->next_pending = dead;
+	c->next_dead = dead;
 	dead = c;
 }
 
@@ -192,7 +192,7 @@ static void flush_pending(void)
 	}
 	while (dead != NULL) {
 		struct conn *c = dead;
-		dead = c->next_pending;
+		dead = c->next_dead;
 		mem_free(c, sizeof(*c));
 	}
 }
