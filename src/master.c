@@ -128,9 +128,26 @@ static int count_running(void)
 	return n;
 }
 
+/* The distinct generations of the live workers, the current one included or not. */
+static int generations(int *gens, int with_current)
+{
+	int n = 0;
+
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		if (children[i].pid <= 0 || (!with_current && children[i].gen == gen))
+			continue;
+		int seen = 0;
+		for (int g = 0; g < n; g++)
+			seen |= gens[g] == (int)children[i].gen;
+		if (!seen)
+			gens[n++] = (int)children[i].gen;
+	}
+	return n;
+}
+
 static void refresh_src(void)
 {
-	int np = 0, gens[STATS_MAX_SLOTS], ngens = 0;
+	int np = 0, gens[STATS_MAX_SLOTS];
 	int64_t draining = 0;
 
 	pids[np++] = getpid();
@@ -140,16 +157,11 @@ static void refresh_src(void)
 		pids[np++] = children[i].pid;
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
-		int seen = 0;
-		for (int g = 0; g < ngens; g++)
-			seen |= gens[g] == (int)children[i].gen;
-		if (!seen)
-			gens[ngens++] = (int)children[i].gen;
 	}
 	msrc.npids = np;
 	msrc.workers_configured = conf.workers;
 	msrc.workers_running = count_running();
-	msrc.generations = ngens;
+	msrc.generations = generations(gens, 1);
 	msrc.draining_connections = draining;
 }
 
@@ -315,7 +327,7 @@ static void close_retiring_listeners(void)
 /* The current generation serves: retire the older ones. */
 static void on_ready(uint64_t now)
 {
-	int draining_gens[STATS_MAX_SLOTS], ndg = 0;
+	int draining_gens[STATS_MAX_SLOTS], ndg;
 
 	gen_ready = 1;
 	log_info("ready: %d workers running", conf.workers);
@@ -324,15 +336,7 @@ static void on_ready(uint64_t now)
 			drain_child(i, SIGTERM, now, conf.shutdown_timeout);
 	close_retiring_listeners();
 	/* Bound the old generations still draining: stop the oldest hard. */
-	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
-		if (children[i].pid <= 0 || children[i].gen == gen)
-			continue;
-		int seen = 0;
-		for (int g = 0; g < ndg; g++)
-			seen |= draining_gens[g] == (int)children[i].gen;
-		if (!seen)
-			draining_gens[ndg++] = (int)children[i].gen;
-	}
+	ndg = generations(draining_gens, 0);
 	while (ndg > conf.max_draining) {
 		int oldest = 0;
 		for (int g = 1; g < ndg; g++)
