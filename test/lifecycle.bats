@@ -250,17 +250,7 @@ wait_exit() {
 	sd_start 'workers = 2'
 	local log=$BATS_TEST_TMPDIR/submitd.log
 	mv "$log" "$log.1"
-	kill -USR1 "$SD_PID"
-	wait_for test -e "$log"
-	# A master line and lines of a worker started before the move: worker 1 drains.
-	kill -TTOU "$SD_PID"
-	wait_for grep -q "worker 1: exiting" "$log"
-	grep -q "worker 1: draining" "$log"
-	grep -q "workers: 1" "$log"
-	run grep -c "worker 1: draining\|workers: 1" "$log.1"
-	assert_output 0
-	run grep -E "reopen|error" "$log" "$log.1"
-	assert_output ""
+	sd_log_moved_check "$log"
 	# The old file got the earlier lines and nothing else.
 	grep -q "ready: 2 workers running" "$log.1"
 }

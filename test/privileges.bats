@@ -73,15 +73,5 @@ workers_are_nobody() {
 	sd_start 'user = "nobody"' 'workers = 2' "log_file = \"$log\""
 	workers_are_nobody
 	mv "$log" "$log.1"
-	kill -USR1 "$SD_PID"
-	wait_for test -e "$log"
-	# A worker started before the move logs after it: worker 1 drains.
-	kill -TTOU "$SD_PID"
-	wait_for grep -q "worker 1: exiting" "$log"
-	grep -q "worker 1: draining" "$log"
-	grep -q "workers: 1" "$log"
-	run grep -c "worker 1: draining\|workers: 1" "$log.1"
-	assert_output 0
-	run grep -E "reopen|error" "$log" "$log.1"
-	assert_output ""
+	sd_log_moved_check "$log"
 }

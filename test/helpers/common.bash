@@ -296,3 +296,20 @@ for b in bad[:10]:
 sys.exit(1 if bad or n < 2 else 0)
 PY
 }
+
+# sd_log_moved_check LOG: after `mv LOG LOG.1`, SIGUSR1 makes the master and
+# a worker started before the move (worker 1, drained by SIGTTOU) write to a
+# new LOG, and nothing more to LOG.1.
+sd_log_moved_check() {
+	local log=$1
+	kill -USR1 "$SD_PID"
+	wait_for test -e "$log"
+	kill -TTOU "$SD_PID"
+	wait_for grep -q "worker 1: exiting" "$log"
+	grep -q "worker 1: draining" "$log"
+	grep -q "workers: 1" "$log"
+	run grep -c "worker 1: draining\|workers: 1" "$log.1"
+	assert_output 0
+	run grep -E "reopen|error" "$log" "$log.1"
+	assert_output ""
+}
