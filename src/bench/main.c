@@ -61,8 +61,9 @@ static const char usage_text[] =
     "  -v, -V, --version     print the version\n"
     "  -h, --help            this text\n"
     "\n"
+    "Times take us, ms, s, m (minutes) or h; a bare number is seconds.\n"
     "Exit status: 0 when every ack checked out and at least one arrived, 1 on any\n"
-    "error, 2 on bad usage.\n";
+    "error (result 2 is one, unless --allow-refused), 2 on bad usage.\n";
 
 enum {
 	OPT_WARMUP = 256,
