@@ -6,11 +6,14 @@
 
 load helpers/common
 
+# DAEMON_PID: processes of ours that sd_stop does not know (a detached
+# daemon, orphaned workers), killed if still running this binary.
 teardown() {
 	sd_stop
 	local p
 	for p in ${DAEMON_PID:-}; do
-		kill -KILL "$p" 2>/dev/null || true
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
+			kill -KILL "$p" 2>/dev/null || true
 	done
 	[ -z "${DAEMON_PID:-}" ] || wait_for -t 10 _sd_all_gone $DAEMON_PID || true
 }
@@ -100,6 +103,7 @@ the_orphan() {
 	workers=$(sd_workers)
 	assert_equal "$(echo "$workers" | wc -l)" 3
 	[ "$(ps -o user= -p "$(echo "$workers" | head -1)")" = nobody ]
+	DAEMON_PID=$workers
 	kill -KILL "$SD_PID"
 	wait_for -t 5 _sd_all_gone $workers
 	port_free "$SD_PORT"
