@@ -110,8 +110,9 @@ static int detach_paths(struct conf *c)
 
 	if ((c->log_file[0] != '\0' && c->log_file[0] != '/') ||
 	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/')) {
-		fprintf(stderr, "submitd: %s: log_file and pid_file must be absolute paths "
-				"unless -f is given\n",
+		fprintf(stderr,
+			"submitd: %s: log_file and pid_file must be absolute paths "
+			"unless -f is given\n",
 			c->path);
 		return -1;
 	}
@@ -157,7 +158,8 @@ int main(int argc, char **argv)
 			sig = optarg;
 			if (strcmp(sig, "reload") != 0 && strcmp(sig, "stop") != 0 &&
 			    strcmp(sig, "quit") != 0) {
-				fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n", sig);
+				fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n",
+					sig);
 				usage(stderr);
 				return 2;
 			}

@@ -289,7 +289,7 @@ static void reap(uint64_t now)
 			if (children[s].pid == pid)
 				break;
 		if (s == STATS_MAX_SLOTS) {
-			/* As PID 1 (a container's init) the master inherits orphans: reaped, ignored. */
+			/* As PID 1 (a container's init) it inherits orphans: reap, ignore. */
 			log_debug("reaped pid %d, not a worker", (int)pid);
 			continue;
 		}

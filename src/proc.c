@@ -98,8 +98,8 @@ int proc_detach(int *status, char *msg, size_t msglen)
 	if (pid > 0) {
 		close(p[1]);
 		/* "0", or "1" and the message; nothing at all if the child died first. */
-		while (n < msglen - 1 &&
-		       ((r = read(p[0], msg + n, msglen - 1 - n)) > 0 || (r == -1 && errno == EINTR)))
+		while (n < msglen - 1 && ((r = read(p[0], msg + n, msglen - 1 - n)) > 0 ||
+					  (r == -1 && errno == EINTR)))
 			if (r > 0)
 				n += (size_t)r;
 		msg[n] = '\0';
@@ -283,8 +283,8 @@ int proc_pidfile_acquire(const char *path, pid_t *holder, char *err, size_t errl
 			close(old);
 			if (*holder == -1)
 				*holder = 0;
-			snprintf(err, errlen, "another submitd is running (pid %d, %s)", (int)*holder,
-				 path);
+			snprintf(err, errlen, "another submitd is running (pid %d, %s)",
+				 (int)*holder, path);
 			close(fd);
 			unlink(tmp);
 			return -1;
