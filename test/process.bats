@@ -49,6 +49,13 @@ read_ports() {
 	[ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ]
 }
 
+# try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
+try_lock() {
+	python3 -c '
+import fcntl, sys
+fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
+}
+
 # the_orphan MASTER: the pid of the master's child named sleep.
 the_orphan() {
 	local p
@@ -183,14 +190,13 @@ time.sleep(120)'
 
 	sd_start_conf "$SD_CONF"
 	assert_equal "$(cat "$pidf")" "$SD_PID"
-	# The master holds a lock on it for its life.
-	run python3 -c '
-import fcntl, sys
-f = open(sys.argv[1], "r+")
-fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)' "$pidf"
+	# The master holds a lock on it for its life, across the forks of a reload.
+	run try_lock "$pidf"
 	assert_failure
 	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
 	assert_success
+	run try_lock "$pidf"
+	assert_failure
 	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
 	assert_success
 	wait_for -t 15 _sd_all_gone "$SD_PID"
