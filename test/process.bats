@@ -68,6 +68,7 @@ the_orphan() {
 @test "as PID 1 (unshare -pf): ready, answers, and reaps an orphan re-parented to it" {
 	needs_root
 	command -v unshare >/dev/null && command -v nsenter >/dev/null || skip "no unshare/nsenter"
+	timeout 10 unshare -pf --mount-proc true 2>/dev/null || skip "cannot create a PID namespace here"
 	SD_CONF=$(sd_config 'workers = 2')
 	: >"$BATS_TEST_TMPDIR/submitd.log"
 	timeout 120 unshare -pf --mount-proc "$SD_BIN" -f -c "$SD_CONF" \
