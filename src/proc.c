@@ -251,7 +251,7 @@ int proc_pidfile_acquire(const char *path, pid_t *holder, char *err, size_t errl
 	}
 	unlink(tmp); /* left by an earlier process that had our pid */
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) == -1) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		snprintf(err, errlen, "pid file %s: %s", tmp, strerror(errno));
 		return -1;
 	}
 	len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
