@@ -470,8 +470,9 @@ static void setup(const struct worker_args *a)
 	if (proc_close_fds(keep, nkeep) == -1)
 		fatal("closing inherited descriptors");
 	proc_title_set("worker %d (generation %u)", a->index, a->generation);
-	snprintf(name, sizeof(name), "submitd: w%d", a->index);
-	prctl(PR_SET_NAME, name); /* what top and ps -e show: 15 bytes at most */
+	snprintf(name, sizeof(name), "submitd-w%d", a->index);
+	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
+	prctl(PR_SET_NAME, name);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -289,7 +289,7 @@ time.sleep(120)' "$SD_METRICS_PORT"
 		run cmdline "$w"
 		assert_output --regexp '^submitd: worker [01] \(generation 1\)$'
 		labels+="${output:16:1}"
-		assert_equal "$(cat "/proc/$w/comm")" "submitd: w${output:16:1}"
+		assert_equal "$(cat "/proc/$w/comm")" "submitd-w${output:16:1}"
 	done
 	[[ $labels == 01 || $labels == 10 ]]
 	run ps -o args= -p "$SD_PID"
