@@ -13,6 +13,7 @@ static int log_fd = STDERR_FILENO;
 static int log_lvl = LOG_INFO;
 static char log_path[4096];
 static char log_tag[32];
+static char last_error[1024];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -52,6 +53,16 @@ int log_reopen(void)
 	dup2(fd, log_fd);
 	close(fd);
 	return 0;
+}
+
+int log_fileno(void)
+{
+	return log_fd;
+}
+
+const char *log_last_error(void)
+{
+	return last_error;
 }
 
 void log_set_level(int level)
@@ -94,6 +105,7 @@ static void vlog(int level, int err, const char *fmt, va_list ap)
 		     level_names[level], (int)getpid(), log_tag[0] ? " " : "", log_tag);
 	if (r > 0)
 		n += (size_t)r;
+	size_t msg = n;
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	if (r > 0)
 		n += (size_t)r;
@@ -106,6 +118,8 @@ static void vlog(int level, int err, const char *fmt, va_list ap)
 		if (n > sizeof(line) - 2)
 			n = sizeof(line) - 2;
 	}
+	if (level == LOG_ERROR)
+		snprintf(last_error, sizeof(last_error), "%.*s", (int)(n - msg), line + msg);
 	line[n++] = '\n';
 	/* One write per line: lines of several processes never interleave. */
 	while (write(log_fd, line, n) == -1 && errno == EINTR)

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
+#include "proc.h"
 
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
@@ -31,6 +32,8 @@
 #define LINGER_MS	  2000
 #define LINGER_MAX_BYTES  (256 * 1024)
 #define EXIT_GRACE_MS	  1000
+/* Connection table slots past max_connections: the worker's own descriptors. */
+#define CONNS_MARGIN (CONF_MAX_LISTEN + 16)
 
 static const struct conf *cf;
 static struct conn_ctx ctx;
@@ -49,6 +52,8 @@ static int draining, stopping; /* SIGTERM, SIGINT */
 static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
+static int label;
+static unsigned generation;
 
 /* epoll data for non-connection descriptors: addresses inside tags[] */
 static char tags[CONF_MAX_LISTEN + 1];
@@ -348,6 +353,7 @@ static void start_drain(int fast)
 			listen_fds[i] = -1;
 		}
 		accept_paused = 0;
+		proc_title_set("worker %d (generation %u, draining)", label, generation);
 		log_info("draining %ld connections (at most %ld s)", nconns, cf->shutdown_timeout);
 	}
 	if (fast)
@@ -436,19 +442,37 @@ static void setup(const struct worker_args *a)
 {
 	struct epoll_event ev;
 	struct rlimit rl;
-	char tag[32], err[256];
+	char tag[32], name[16], err[256];
 	sigset_t set;
 
 	cf = a->conf;
 	slot = a->slot;
 	shm = a->shm;
+	label = a->index;
+	generation = a->generation;
 	snprintf(tag, sizeof(tag), "worker %d", a->index);
 	log_set_tag(tag);
 	for (int i = 0; i < a->nclose; i++)
 		if (a->close_fds[i] >= 0)
 			close(a->close_fds[i]);
-	/* The master's death must not leave workers serving without supervision. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/*
+	 * Keep only the log, stdio and the listeners: whatever else the master
+	 * had open at the fork (/metrics connections, a reload asker's pidfd,
+	 * the pid file) would stay open for this worker's life.
+	 */
+	int keep[CONF_MAX_LISTEN + 4], nkeep = 0;
+	keep[nkeep++] = STDIN_FILENO;
+	keep[nkeep++] = STDOUT_FILENO;
+	keep[nkeep++] = STDERR_FILENO;
+	keep[nkeep++] = log_fileno();
+	for (int i = 0; i < a->nlisten; i++)
+		keep[nkeep++] = a->listen_fds[i];
+	if (proc_close_fds(keep, nkeep) == -1)
+		fatal("closing inherited descriptors");
+	proc_title_set("worker %d (generation %u)", a->index, a->generation);
+	snprintf(name, sizeof(name), "submitd-w%d", a->index);
+	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
+	prctl(PR_SET_NAME, name);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -466,8 +490,6 @@ static void setup(const struct worker_args *a)
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
-	if (getppid() == 1)
-		exit(0); /* the master died before PR_SET_PDEATHSIG took */
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
 		fatalx("memory arena: %s", err);
@@ -477,11 +499,17 @@ static void setup(const struct worker_args *a)
 	ctx.max_output = (uint32_t)cf->max_output_buffer;
 	ctx.stats = slot;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		fatal("getrlimit");
-	conns_cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 16 * 1024 * 1024
-			? 16 * 1024 * 1024
-			: (size_t)rl.rlim_cur;
+	/*
+	 * Indexed by fd. Only stdio, the log, the listeners, the signalfd and
+	 * the epoll descriptor are open besides the clients, so fds stay below
+	 * max_connections plus those; accept refuses any fd past the end.
+	 * Sized by the open files limit, it was a million slots to memset and
+	 * scan every second under systemd's LimitNOFILE=1048576.
+	 */
+	conns_cap = (size_t)cf->max_connections + CONNS_MARGIN;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < conns_cap)
+		conns_cap = (size_t)rl.rlim_cur;
 	if ((conns = mem_alloc(conns_cap * sizeof(*conns))) == NULL)
 		fatalx("out of memory for %zu connection slots", conns_cap);
 	memset(conns, 0, conns_cap * sizeof(*conns));
@@ -495,6 +523,14 @@ static void setup(const struct worker_args *a)
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
 	drop_privileges();
+	/*
+	 * The master's death must not leave workers serving without
+	 * supervision. After the privilege drop: a change of credentials
+	 * clears the death signal. Then look: the master may be gone already.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != a->master)
+		exit(0);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
 	STATS_STORE(slot->heartbeat_ms, now);
