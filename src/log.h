@@ -8,7 +8,11 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 #define LOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* path NULL or "" logs to stderr. Returns -1 (errno set) if the file cannot be opened. */
+/*
+ * path NULL or "" logs to stderr; when JOURNAL_STREAM names stderr, lines
+ * start with a syslog priority "<N>" instead of a timestamp. Returns -1
+ * (errno set) if the file cannot be opened.
+ */
 int log_init(const char *path, int level);
 int log_reopen(void);
 /* The descriptor lines go to (stderr without a file), to keep across fork or fchown. */
