@@ -24,6 +24,7 @@ static const struct int_opt int_opts[] = {
     IOPT(max_connections, 10000, 1, 10000000),
     IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
     IOPT(idle_timeout, 300, 0, 86400 * 7),
+    IOPT(send_timeout, 60, 0, 86400 * 7),
     IOPT(shutdown_timeout, 10, 0, 3600),
     IOPT(worker_timeout, 10, 0, 3600),
     IOPT(max_draining, 4, 1, 64),

@@ -26,6 +26,7 @@ struct conf {
 	long max_connections;
 	long max_frame_size;
 	long idle_timeout; /* seconds, 0 off */
+	long send_timeout; /* seconds without write progress while acks are owed, 0 off */
 	long shutdown_timeout;
 	long worker_timeout; /* seconds, 0 off */
 	long max_draining;   /* old generations draining at once */
