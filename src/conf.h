@@ -6,6 +6,7 @@
 #define SUBMITD_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "net.h"
@@ -16,6 +17,7 @@
 
 struct conf {
 	char *path;
+	uint64_t hash; /* FNV-1a (64 bits) of the file as read, for /status */
 	int nlisten;
 	char *listen[CONF_MAX_LISTEN];
 	struct net_addr listen_addr[CONF_MAX_LISTEN];
