@@ -415,7 +415,8 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 		/* An empty list never reaches the validator. */
 		struct find_state fs = {"listen", 0};
 		scan_options(path, find_check, &fs);
-		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path, fs.line);
+		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path,
+			 fs.line);
 		free(c.path);
 		cfg_free(cfg);
 		return -1;
