@@ -94,13 +94,15 @@ def cmd_slowread(args):
         if not chunk:
             raise Fail("EOF after %d of %d ack bytes (%.1f s)" % (len(got), want, time.monotonic() - t0))
         got += chunk
+    # The connection still serves. At once: with nothing owed and no frame
+    # for a while it is idle from here on.
+    roundtrip_on(s, SUBMIT, b"AFTER000")
+    s.close()
     if errors:
         raise Fail("send: %s" % errors[0])
     if slow_reads * args.chunk >= n * ACK_LEN:
         raise Fail("every ack was read in the slow phase: make n larger")
     check_acks(bytes(got), ids)
-    # And the connection still serves.
-    roundtrip_on(s, SUBMIT, b"AFTER000")
     print("acked %d: %d slow reads, then the rest, in %.1f s" % (n + 1, slow_reads, time.monotonic() - t0))
 
 
