@@ -14,16 +14,18 @@
 #include "log.h"
 #include "master.h"
 #include "proc.h"
+#include "metrics.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: submitd [-tTfvh] [-c file] [-s reload|stop|quit]\n"
+	fprintf(f, "usage: submitd [-tTfvh] [-c file] [-s reload|stop|quit|status]\n"
 		   "  -c, --config FILE   configuration file (default " CONF_DEFAULT_PATH ")\n"
 		   "  -t, --test          check the configuration and exit\n"
 		   "  -T, --dump          check it, then print the effective configuration\n"
 		   "  -f, --foreground    do not detach\n"
 		   "  -s, --signal SIG    reload (and wait for the result), stop or quit the\n"
-		   "                      running master named in pid_file\n"
+		   "                      running master named in pid_file; status: print\n"
+		   "                      its /status page from metrics_listen\n"
 		   "  -v, --version       print the version\n"
 		   "  -h, --help          this text\n");
 }
@@ -99,6 +101,25 @@ static int send_signal(const struct conf *c, const char *what)
 	}
 }
 
+/* The running master's /status page, from the metrics endpoint the configuration names. */
+static int show_status(const struct conf *c)
+{
+	char err[512];
+
+	if (c->metrics_listen[0] == '\0') {
+		fprintf(stderr,
+			"submitd: status: metrics_listen is \"\" in %s: the endpoint is disabled\n",
+			c->path);
+		return 1;
+	}
+	if (metrics_status_get(&c->metrics_addr, stdout, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: status: %s (is submitd running with %s?)\n", err,
+			c->path);
+		return 1;
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /*
  * A daemon works from "/": the configuration is re-read on reload and the
  * log and pid files are reopened by name, so relative names would change
@@ -157,8 +178,9 @@ int main(int argc, char **argv)
 		case 's':
 			sig = optarg;
 			if (strcmp(sig, "reload") != 0 && strcmp(sig, "stop") != 0 &&
-			    strcmp(sig, "quit") != 0) {
-				fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n",
+			    strcmp(sig, "quit") != 0 && strcmp(sig, "status") != 0) {
+				fprintf(stderr,
+					"submitd: -s %s: expected reload, stop, quit or status\n",
 					sig);
 				usage(stderr);
 				return 2;
@@ -193,6 +215,11 @@ int main(int argc, char **argv)
 		printf("submitd: configuration file %s test is successful\n", path);
 		conf_free(&c);
 		return 0;
+	}
+	if (sig != NULL && strcmp(sig, "status") == 0) {
+		int r = show_status(&c);
+		conf_free(&c);
+		return r;
 	}
 	if (sig != NULL) {
 		int r = send_signal(&c, sig);

@@ -62,6 +62,8 @@ static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS];
 static pid_t pids[STATS_MAX_SLOTS + 1];
 static struct metrics_src msrc;
+static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
+static uint64_t next_sample_ms;
 static struct metrics *mx;
 static int sfd = -1;
 static unsigned gen;
@@ -172,8 +174,19 @@ static void refresh_src(void)
 
 	pids[np++] = getpid();
 	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
-		if (children[i].pid <= 0)
+		struct metrics_worker *w = &wview[i];
+		if (children[i].pid <= 0) {
+			w->pid = 0;
 			continue;
+		}
+		if (w->pid != children[i].pid) {
+			memset(w, 0, sizeof(*w));
+			w->pid = children[i].pid;
+		}
+		w->label = children[i].label;
+		w->gen = children[i].gen;
+		w->draining = children[i].draining;
+		w->hung = children[i].hung;
 		pids[np++] = children[i].pid;
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
@@ -183,6 +196,20 @@ static void refresh_src(void)
 	msrc.workers_running = count_running();
 	msrc.generations = generations(gens, 1);
 	msrc.draining_connections = draining;
+	msrc.generation = gen;
+	msrc.config_path = conf.path;
+	msrc.config_hash = conf.hash;
+}
+
+/* Once a second: the request counts that /status turns into rates. */
+static void sample_workers(uint64_t now)
+{
+	if (now < next_sample_ms)
+		return;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (wview[i].pid > 0)
+			metrics_sample(&wview[i], &shm->slot[i], now);
+	next_sample_ms = now + 1000;
 }
 
 /* Descriptors a worker must not keep: the master's own. */
@@ -502,6 +529,7 @@ static void reload(uint64_t now)
 		 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
 	notify(msg);
 	log_info("reload: reading %s", conf.path);
+	msrc.reload_last_ts = wall_time();
 	if (conf_load(conf.path, &next, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		goto failed;
@@ -773,6 +801,7 @@ int master_run(struct conf *c, int detach)
 	msrc.start_time = wall_time();
 	msrc.reload_ts = msrc.start_time; /* as Prometheus does: the first load counts */
 	msrc.pids = pids;
+	msrc.workers = wview;
 
 	struct metrics *m;
 	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
@@ -811,6 +840,8 @@ int master_run(struct conf *c, int detach)
 			if (t >= 0 && t < timeout)
 				timeout = t;
 		}
+		if (next_sample_ms > now && next_sample_ms - now < (uint64_t)timeout)
+			timeout = (int)(next_sample_ms - now);
 		if (!gen_ready && !stopping)
 			timeout =
 			    timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
@@ -831,6 +862,7 @@ int master_run(struct conf *c, int detach)
 			reload_asker = -1;
 		}
 		refresh_src();
+		sample_workers(now);
 		if (mx != NULL)
 			metrics_run(mx);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -76,9 +78,13 @@ static void mark_pending(struct conn *c)
 }
 
 static const enum stats_counter close_counter[] = {
-    [CONN_R_CLIENT] = STATS_closed_client,     [CONN_R_IDLE] = STATS_closed_idle,
-    [CONN_R_PROTOCOL] = STATS_closed_protocol, [CONN_R_LIMIT] = STATS_closed_limit,
-    [CONN_R_SHUTDOWN] = STATS_closed_shutdown, [CONN_R_ERROR] = STATS_closed_error,
+    [CONN_R_CLIENT] = STATS_closed_client,
+    [CONN_R_IDLE] = STATS_closed_idle,
+    [CONN_R_PROTOCOL] = STATS_closed_protocol,
+    [CONN_R_LIMIT] = STATS_closed_limit,
+    [CONN_R_SHUTDOWN] = STATS_closed_shutdown,
+    [CONN_R_ERROR] = STATS_closed_error,
+    [CONN_R_SEND_TIMEOUT] = STATS_closed_send_timeout,
 };
 
 /* Close now; the memory goes after the round, as events may still name it. */
@@ -167,9 +173,21 @@ static void on_readable(struct conn *c)
 /* End of round for one connection: write, advance the state, re-arm epoll. */
 static void settle(struct conn *c)
 {
-	if (buf_len(&c->out) > 0 && conn_write(c, &ctx) == -1) {
-		finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
-		return;
+	size_t owed = buf_len(&c->out);
+
+	if (owed > 0) {
+		if (conn_write(c, &ctx) == -1) {
+			finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT
+									: CONN_R_ERROR);
+			return;
+		}
+		/*
+		 * send_timeout runs from the last write that made progress; acks
+		 * that find the socket full start it. EPOLLOUT is armed exactly
+		 * while acks waited at the end of the previous round.
+		 */
+		if (buf_len(&c->out) < owed || !(c->events & EPOLLOUT))
+			c->send_ms = now;
 	}
 	if (c->state == CONN_FLUSHING && buf_len(&c->out) == 0) {
 		linger(c, c->reason);
@@ -398,27 +416,67 @@ static void on_signal(void)
 	}
 }
 
+/*
+ * Whether the peer read some of what the kernel holds for it since the last
+ * look. Writes stall for as long as the socket's send buffer (megabytes,
+ * autotuned) stays over half full, so a client that reads slowly makes no
+ * write progress for a long time; the kernel's queue shrinking is progress.
+ * The first look at a queue counts as progress: it has nothing to compare.
+ */
+static int peer_took(struct conn *c)
+{
+	int q = 0;
+	int took;
+
+	if (ioctl(c->fd, SIOCOUTQ, &q) == -1 || q <= 0) {
+		c->outq = 0;
+		return 0;
+	}
+	took = c->outq == 0 || (uint32_t)q < c->outq;
+	c->outq = (uint32_t)q;
+	return took;
+}
+
 /* Once a second (and at the drain deadline): timeouts and memory figures. */
 static void tick(void)
 {
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
+	uint64_t send_ms = (uint64_t)cf->send_timeout * 1000;
 	int past_deadline = draining && now >= drain_deadline;
 
 	for (size_t fd = 0; fd < conns_cap; fd++) {
 		struct conn *c = conns[fd];
 		if (c == NULL)
 			continue;
-		if (c->state == CONN_LINGERING && now >= c->deadline_ms) {
-			finish(c, c->reason);
-		} else if (c->state == CONN_ACTIVE) {
-			if (past_deadline)
-				conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
-			else if (idle_ms && now - c->last_frame_ms >= idle_ms)
-				conn_set_state(c, CONN_FLUSHING, CONN_R_IDLE);
-			else
-				continue;
-			mark_pending(c);
+		if (c->state == CONN_LINGERING) {
+			if (now >= c->deadline_ms)
+				finish(c, c->reason);
+			continue;
 		}
+		if (buf_len(&c->out) > 0 && peer_took(c))
+			c->send_ms = now;
+		if (send_ms && buf_len(&c->out) > 0 && now - c->send_ms >= send_ms) {
+			/* The peer stopped reading: the acks it is owed can never leave. */
+			c->reason = CONN_R_SEND_TIMEOUT;
+			finish(c, CONN_R_SEND_TIMEOUT);
+			continue;
+		}
+		if (c->state != CONN_ACTIVE)
+			continue;
+		if (past_deadline) {
+			conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
+		} else if (idle_ms && now - c->last_frame_ms >= idle_ms &&
+			   now - c->send_ms >= idle_ms) {
+			/* A slow reader still taking its acks is not idle: look again later. */
+			if (peer_took(c)) {
+				c->send_ms = now;
+				continue;
+			}
+			conn_set_state(c, CONN_FLUSHING, CONN_R_IDLE);
+		} else {
+			continue;
+		}
+		mark_pending(c);
 	}
 	STATS_STORE(slot->allocated, mem_allocated());
 }
