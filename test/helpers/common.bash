@@ -177,14 +177,29 @@ sd_metrics() {
 }
 
 # sd_metric NAME ['{label="v",...}']: the sum of NAME's samples whose labels
-# include all the given ones; 0 if none.
+# include all the given ones. Fails, with the reason on stderr and nothing on
+# stdout, when the scrape fails, when NAME's family has no "# TYPE" line
+# (for NAME_bucket, _sum and _count: the histogram NAME), or when no sample
+# matches: a check such as `sd_metric_is NAME '' 0` must not pass because
+# the endpoint is closed or the name is misspelt.
 sd_metric() {
-	local name=$1 filter=${2:-}
-	sd_metrics | awk -v name="$name" -v filter="$filter" '
+	local name=$1 filter=${2:-} text
+	text=$(sd_metrics) || {
+		echo "sd_metric $name: scrape of 127.0.0.1:${SD_METRICS_PORT:-}/metrics failed" >&2
+		return 1
+	}
+	awk -v name="$name" -v filter="$filter" '
 	BEGIN {
 		gsub(/^\{|\}$/, "", filter)
 		nf = filter == "" ? 0 : split(filter, want, ",")
 		sum = 0
+		fam = name
+		sub(/_(bucket|sum|count)$/, "", fam)
+	}
+	$1 == "#" && $2 == "TYPE" {
+		if ($3 == name || ($3 == fam && $4 == "histogram"))
+			typed = 1
+		next
 	}
 	/^#/ { next }
 	{
@@ -200,13 +215,26 @@ sd_metric() {
 				next
 		}
 		sum += $2
+		matched++
 	}
-	END { printf "%.17g\n", sum }'
+	END {
+		if (!typed) {
+			printf "sd_metric %s: no such family in the scrape (no # TYPE line)\n", name > "/dev/stderr"
+			exit 1
+		}
+		if (!matched) {
+			printf "sd_metric %s: no sample matches %s\n", name, filter > "/dev/stderr"
+			exit 1
+		}
+		printf "%.17g\n", sum
+	}' <<<"$text"
 }
 
-# sd_metric_is NAME LABELS VALUE: for wait_for.
+# sd_metric_is NAME LABELS VALUE: for wait_for; false also when sd_metric fails.
 sd_metric_is() {
-	[ "$(sd_metric "$1" "$2")" = "$3" ]
+	local v
+	v=$(sd_metric "$1" "$2") || return 1
+	[ "$v" = "$3" ]
 }
 
 sd_client() {
