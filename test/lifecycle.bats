@@ -8,9 +8,16 @@ teardown() {
 	sd_stop
 }
 
-# The master's totals from its last log line, "stopped: N requests received, M acks sent".
+# The master's totals from its last log line, "stopped: N requests received, M
+# acks sent", as "N M"; fails when the master logged no such line.
 stopped_totals() {
-	sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1
+	local t
+	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
+	[ -n "$t" ] || {
+		echo "stopped_totals: no \"stopped:\" line in the log" >&2
+		return 1
+	}
+	echo "$t"
 }
 
 # respawn_watch METRICS_PORT MASTER_PID KILLS: kill -9 one worker a second,
@@ -157,8 +164,8 @@ wait_exit() {
 	local totals
 	totals=$(stopped_totals)
 	echo "server: $totals (received, acked); bench acked $(sd_bench_field acked), lost $(sd_bench_field lost)"
-	[ -n "$totals" ]
 	set -- $totals
+	assert_equal "$#" 2
 	assert_equal "$1" "$2"
 	assert_equal "$(sd_bench_field acked)" "$1"
 	# Every connection was closed between two acks (none reset, none inside an
@@ -181,7 +188,10 @@ wait_exit() {
 	[ "$SD_EXIT_MS" -lt 2000 ]
 	run _sd_all_gone $pids
 	assert_success
-	set -- $(stopped_totals)
+	local totals
+	totals=$(stopped_totals)
+	set -- $totals
+	assert_equal "$#" 2
 	assert_equal "$1" "$2"
 }
 
@@ -261,7 +271,7 @@ wait_exit() {
 	python3 -c 'import os; print(os.getpid())' >"$pidf"
 	local dead
 	dead=$(cat "$pidf")
-	! kill -0 "$dead" 2>/dev/null
+	run ! kill -0 "$dead"
 	sd_start "pid_file = \"$pidf\""
 	assert_equal "$(cat "$pidf")" "$SD_PID"
 	# A second instance with the same pid_file: refused, exit 1, the first untouched.

@@ -282,7 +282,8 @@ label_values() {
 }
 
 @test "prometheus: its request rate agrees with the load generator's count within 20%" {
-	[ -n "$LOAD_REQUESTS" ] && [ "$LOAD_REQUESTS" -gt 0 ]
+	[ -n "$LOAD_REQUESTS" ]
+	[ "$LOAD_REQUESTS" -gt 0 ]
 	# The dashboard's own request rate, over a window that lies inside the load.
 	local win e got want
 	win=$(awk -v a="$LOAD_START" -v b="$EVAL_TIME" 'BEGIN { printf "%d", b - a - 2 }')

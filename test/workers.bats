@@ -47,7 +47,9 @@ spread_trial() {
 	kill -TERM "$holder"
 	wait "$holder" || true
 	wait_for sd_metric_is submitd_client_connected '' 0
-	[ "$((w0 + w1))" -eq 100 ] && [ "$w0" -le 60 ] && [ "$w1" -le 60 ]
+	[ "$((w0 + w1))" -eq 100 ]
+	[ "$w0" -le 60 ]
+	[ "$w1" -le 60 ]
 }
 
 @test "100 connections opened at once spread over 2 workers, neither above 60" {
