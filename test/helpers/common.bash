@@ -172,6 +172,18 @@ sd_workers() {
 	pgrep -P "$SD_PID" | sort -n
 }
 
+# sd_worker_label PID: the slot label of worker PID (the worker="I" of the
+# metrics), from the master's "worker I started, pid P" line; fails if none.
+sd_worker_label() {
+	local l
+	l=$(sd_log | sed -n "s/.*worker \([0-9][0-9]*\) started, pid $1\$/\1/p" | tail -1)
+	[ -n "$l" ] || {
+		echo "sd_worker_label: no worker with pid $1 in the log" >&2
+		return 1
+	}
+	echo "$l"
+}
+
 sd_metrics() {
 	curl -sf --max-time 5 "http://127.0.0.1:$SD_METRICS_PORT/metrics"
 }
