@@ -125,6 +125,33 @@ sd_spawn() {
 	SD_BG_PIDS+=("$SD_SPAWNED")
 }
 
+# sd_stuck_client OUT [close|keep]: a client in the middle of a frame (2 bytes
+# of a header sent), so its connection never reaches a frame boundary and a
+# drain must wait for shutdown_timeout. Prints "held" into OUT once
+# connected (sd_stuck_client returns then), and when the server closes it
+# "closed at T eof|reset" (T: Unix time, comparable with EPOCHREALTIME).
+# Then `close` closes at once; `keep` (the default) holds the socket until
+# killed or 60 s, so the server has to give up on it. Pid in SD_SPAWNED.
+sd_stuck_client() {
+	sd_spawn "$1" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x00\x00")
+print("held", flush=True)
+s.settimeout(120)
+try:
+    how = "data" if s.recv(1) else "eof"
+except ConnectionResetError:
+    how = "reset"
+except socket.timeout:
+    how = "timeout"
+print("closed at %.6f %s" % (time.time(), how), flush=True)
+if sys.argv[2] != "close":
+    time.sleep(60)
+' "${SD_PORT:?}" "${2:-keep}"
+	wait_for grep -q held "$1"
+}
+
 sd_kill_spawned() {
 	local p
 	for p in "${SD_BG_PIDS[@]}"; do
