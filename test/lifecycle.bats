@@ -95,7 +95,7 @@ bench_loop() {
 	done
 }
 
-@test "kill -9 of a worker every second under load: only its connections fail; respawned fast" {
+@test "kill -9 of a worker every second under load: only its connections fail; respawned each time" {
 	sd_start 'workers = 2'
 	local out=$BATS_TEST_TMPDIR/bench.json
 	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
@@ -127,8 +127,9 @@ bench_loop() {
 	assert_equal "$connect_errors" 0
 	run sd_metric submitd_worker_restarts_total '{reason="signal"}'
 	assert_output 10
-	# Measured with a 5 ms poll of /metrics: about 10 ms here.
-	awk -v w="$worst" 'BEGIN { exit !(w < 100) }'
+	# Respawned every time, within a bound no busy machine misses (make bench
+	# measures the time itself: bench/thresholds.sh).
+	awk -v w="$worst" 'BEGIN { exit !(w < 2000) }'
 }
 
 # wait_exit SECONDS: wait for the master (SD_JOB) to end; its status in SD_RC,
@@ -142,21 +143,36 @@ wait_exit() {
 	SD_JOB=
 }
 
+# stuck_closed_ms OUT START: when the sd_stuck_client of OUT saw its close, in
+# ms after START (an EPOCHREALTIME); fails if it saw none or not a clean one.
+stuck_closed_ms() {
+	awk -v s="$2" '$1 == "closed" && $4 == "eof" { printf "%d\n", ($3 - s) * 1000; f = 1 }
+		END { exit !f }' "$1"
+}
+
 @test "SIGTERM under load: exit 0 within shutdown_timeout, every request read was acked" {
 	sd_start 'workers = 2' 'shutdown_timeout = 5'
 	local out=$BATS_TEST_TMPDIR/bench.json pids
 	sd_bench "$out" -c 50 --reconnect -d 4 --drain 2
 	local bench=$SD_BENCH_PID
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	local before
+	# A client inside a frame: the drain has to wait the timeout for it.
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	local before start closed_ms
 	before=$(sd_metric submitd_req_recv_total)
 	wait_for eval '[ "$(sd_metric submitd_req_recv_total)" -gt "$before" ]'
 	pids="$SD_PID $(sd_workers)"
+	start=$EPOCHREALTIME
 	kill -TERM "$SD_PID"
-	wait_exit 15
-	echo "exit status $SD_RC after $SD_EXIT_MS ms"
+	wait_exit 20
+	closed_ms=$(stuck_closed_ms "$BATS_TEST_TMPDIR/stuck" "$start")
+	echo "exit status $SD_RC after $SD_EXIT_MS ms; the stuck client closed after $closed_ms ms"
 	assert_equal "$SD_RC" 0
-	[ "$SD_EXIT_MS" -lt 5000 ]
+	# The stuck client held on until the timeout, and the exit followed it
+	# (plus the 2 s a worker gives a closed client to close its end).
+	[ "$closed_ms" -ge 4900 ]
+	[ "$SD_EXIT_MS" -ge 5000 ]
+	[ "$SD_EXIT_MS" -le 12000 ]
 	run _sd_all_gone $pids
 	assert_success
 	# With the server gone the clients' reconnects fail and submit-bench ends.
@@ -178,14 +194,19 @@ wait_exit() {
 	sd_start 'workers = 2' 'shutdown_timeout = 30'
 	local out=$BATS_TEST_TMPDIR/bench.json
 	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	# A client inside a frame, which a SIGTERM would wait 30 s for.
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
 	local pids="$SD_PID $(sd_workers)"
 	kill -INT "$SD_PID"
-	wait_exit 15
+	wait_exit 25
 	echo "exit status $SD_RC after $SD_EXIT_MS ms"
 	assert_equal "$SD_RC" 0
 	# Not bound by shutdown_timeout (30 s): no waiting for clients at all.
-	[ "$SD_EXIT_MS" -lt 2000 ]
+	# The time itself is measured by make bench (bench/thresholds.sh).
+	[ "$SD_EXIT_MS" -lt 15000 ]
+	run grep -c "^closed at" "$BATS_TEST_TMPDIR/stuck"
+	assert_output 1
 	run _sd_all_gone $pids
 	assert_success
 	local totals

@@ -365,17 +365,26 @@ PY
 }
 
 # sd_log_moved_check LOG: after `mv LOG LOG.1`, SIGUSR1 makes the master and
-# a worker started before the move (worker 1, drained by SIGTTOU) write to a
-# new LOG, and nothing more to LOG.1.
+# every worker running at the move write to a new LOG, and nothing more to
+# LOG.1. A reload then makes each of those workers log its drain and exit
+# (log lines carry the pid), which shows that each one reopened.
 sd_log_moved_check() {
-	local log=$1
+	local log=$1 old p n=0
+	old=$(sd_workers)
 	kill -USR1 "$SD_PID"
 	wait_for test -e "$log"
-	kill -TTOU "$SD_PID"
-	wait_for grep -q "worker 1: exiting" "$log"
-	grep -q "worker 1: draining" "$log"
-	grep -q "workers: 1" "$log"
-	run grep -c "worker 1: draining\|workers: 1" "$log.1"
+	kill -HUP "$SD_PID"
+	for p in $old; do
+		wait_for -t 15 grep -q "\[$p\] worker [0-9]*: exiting" "$log"
+		grep -q "\[$p\] worker [0-9]*: draining" "$log"
+		run grep -c "\[$p\] worker [0-9]*: \(draining\|exiting\)" "$log.1"
+		assert_output 0
+		n=$((n + 1))
+	done
+	echo "$n workers wrote to the new log after SIGUSR1"
+	[ "$n" -ge 2 ]
+	grep -q "reload: configuration .* applied" "$log"
+	run grep -c "reload: " "$log.1"
 	assert_output 0
 	run grep -E "reopen|error" "$log" "$log.1"
 	assert_output ""
