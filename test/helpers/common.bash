@@ -199,6 +199,17 @@ sd_workers() {
 	pgrep -P "$SD_PID" | sort -n
 }
 
+# sd_doc_families [--types]: the metric families of the /metrics contract,
+# one per line ("NAME TYPE" with --types), read from the tables of
+# docs/METRICS.md ("| `NAME` | TYPE |" rows), so that checks follow the
+# document; fails if it finds none.
+sd_doc_families() {
+	local out='\1'
+	[ "${1:-}" != --types ] || out='\1 \2'
+	sed -n '/^## Families/,/^## /p' "$SD_ROOT/docs/METRICS.md" |
+		sed -n "s/^| \`\([a-z_:]*\)\` | \(counter\|gauge\|histogram\|summary\) |.*/$out/p" | grep .
+}
+
 # sd_worker_label PID: the slot label of worker PID (the worker="I" of the
 # metrics), from the master's "worker I started, pid P" line; fails if none.
 sd_worker_label() {
