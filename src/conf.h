@@ -13,6 +13,7 @@
 #define CONF_DEFAULT_PATH "/etc/submitd/submitd.conf"
 #define CONF_MAX_LISTEN	  16
 #define CONF_MAX_WORKERS  256
+#define CONF_MAX_SIZE	  (1024 * 1024) /* bytes: a config file is text, not data */
 
 struct conf {
 	char *path;
