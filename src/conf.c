@@ -3,6 +3,7 @@
 #include <confuse.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -192,7 +193,7 @@ static const char *closest_option(cfg_t *root, const char *name)
 		if (d < bestd)
 			bestd = d, best = o->name;
 	}
-	return bestd <= 2 && bestd * 2 < len ? best : NULL;
+	return bestd <= 2 && bestd * 2 <= len ? best : NULL;
 }
 
 static void error_fn(cfg_t *cfg, const char *fmt, va_list ap)
@@ -650,6 +651,84 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	}
 
 	*out = c;
+	return 0;
+}
+
+/* Whether pw may search directory st (its own uid, primary and supplementary groups). */
+static int searchable_by(const struct stat *st, const struct passwd *pw)
+{
+	gid_t groups[256];
+	int ngroups = 256;
+
+	if (pw->pw_uid == 0 || st->st_uid == pw->pw_uid)
+		return pw->pw_uid == 0 || (st->st_mode & S_IXUSR);
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) == -1)
+		ngroups = 0;
+	for (int i = 0; i < ngroups; i++)
+		if (groups[i] == st->st_gid)
+			return (st->st_mode & S_IXGRP) != 0;
+	return (st->st_mode & S_IXOTH) != 0;
+}
+
+/*
+ * A file this process will create or append to: it exists and is writable,
+ * or its directory exists and is writable (always, with need_dir). user
+ * (NULL: none) must also be able to reach it, as the workers reopen
+ * log_file by name.
+ */
+static int check_writable(const char *c_path, const char *opt, const char *path, int need_dir,
+			  const struct passwd *user, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/'), *why = NULL;
+	int exists = access(path, W_OK) == 0;
+	struct stat st;
+
+	if (!exists && errno != ENOENT) {
+		snprintf(err, errlen, "%s: %s \"%s\": %s", c_path, opt, path, strerror(errno));
+		return -1;
+	}
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (stat(dir, &st) == -1)
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	else if ((need_dir || !exists) && access(dir, W_OK | X_OK) == -1)
+		why = strerror(errno);
+	if (why != NULL) {
+		snprintf(err, errlen, "%s: %s \"%s\": directory %s: %s", c_path, opt, path, dir,
+			 why);
+		return -1;
+	}
+	if (user != NULL && !searchable_by(&st, user)) {
+		snprintf(err, errlen, "%s: %s \"%s\": directory %s: not searchable by user %s",
+			 c_path, opt, path, dir, user->pw_name);
+		return -1;
+	}
+	return 0;
+}
+
+int conf_check_system(const struct conf *c, char *err, size_t errlen)
+{
+	struct passwd *pw = NULL;
+
+	if (c->user[0] != '\0' && (pw = getpwnam(c->user)) == NULL) {
+		snprintf(err, errlen, "%s: user \"%s\": no such user", c->path, c->user);
+		return -1;
+	}
+	/* The workers switch to user only when the master runs as root. */
+	if (geteuid() != 0)
+		pw = NULL;
+	if (c->log_file[0] != '\0' &&
+	    check_writable(c->path, "log_file", c->log_file, 0, pw, err, errlen) == -1)
+		return -1;
+	/* The master writes FILE.tmp and renames it: the directory must be writable. */
+	if (c->pid_file[0] != '\0' &&
+	    check_writable(c->path, "pid_file", c->pid_file, 1, NULL, err, errlen) == -1)
+		return -1;
 	return 0;
 }
 

@@ -45,6 +45,11 @@ struct conf {
  * "file:line: message" (or "file: reason") in err; c is left untouched.
  */
 int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
+/*
+ * What start-up would stumble on outside the file: user exists, log_file
+ * and pid_file can be written. -1 with "file: message" in err.
+ */
+int conf_check_system(const struct conf *c, char *err, size_t errlen);
 void conf_free(struct conf *c);
 /* The effective configuration in the file's own syntax. */
 void conf_print(const struct conf *c, FILE *f);
