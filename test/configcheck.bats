@@ -7,10 +7,6 @@
 
 load helpers/common
 
-teardown() {
-	sd_stop
-}
-
 # conf LINES...: write exactly these lines to $CONF.
 conf() {
 	CONF=$BATS_TEST_TMPDIR/t.conf
@@ -316,62 +312,42 @@ refuses() {
 	! python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)' "$1" 2>/dev/null
 }
 
-# listener_churn NSETS RELOADS: RELOADS SIGHUPs 50 ms apart, cycling through
-# NSETS sets of 16 addresses that share one stable address, under load on
-# that address.
-listener_churn() {
-	local nsets=$1 reloads=$2 ports stable s i
-	read -ra ports <<<"$(free_ports $((1 + 15 * nsets)))"
-	stable=${ports[0]}
+# churn_setup NSETS: config files set0..set(NSETS-1).conf of 16 addresses
+# each that share one stable port (SD_PORT); submitd started on set 0 with
+# live.conf, and 20 connections of load on the stable port (SD_BENCH_PID).
+churn_setup() {
+	local nsets=$1 s
+	read -ra CHURN_PORTS <<<"$(free_ports $((1 + 15 * nsets)))"
+	CHURN_SETS=$nsets
 	for ((s = 0; s < nsets; s++)); do
 		{
-			listen_line "$stable" "${ports[@]:$((1 + 15 * s)):15}"
+			listen_line "${CHURN_PORTS[0]}" "${CHURN_PORTS[@]:$((1 + 15 * s)):15}"
 			grep -v '^listen' "$(sd_config 'workers = 2' 'shutdown_timeout = 2')"
 		} >"$BATS_TEST_TMPDIR/set$s.conf"
 	done
-	# The master reads live.conf; each reload swaps its content atomically.
 	cp "$BATS_TEST_TMPDIR/set0.conf" "$BATS_TEST_TMPDIR/live.conf"
 	sd_start_conf "$BATS_TEST_TMPDIR/live.conf"
-	assert_equal "$SD_PORT" "$stable"
-	local out=$BATS_TEST_TMPDIR/bench.json fds maxfds=0
-	sd_bench "$out" -c 20 --reconnect -d 8
-	local bench=$SD_BENCH_PID
+	assert_equal "$SD_PORT" "${CHURN_PORTS[0]}"
+	CHURN_OUT=$BATS_TEST_TMPDIR/bench.json
+	sd_bench "$CHURN_OUT" -c 20 --reconnect -d 8
 	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 20 ]'
-	local fds0
-	fds0=$(ls "/proc/$SD_PID/fd" | wc -l)
-	for ((i = 1; i <= reloads; i++)); do
-		cp "$BATS_TEST_TMPDIR/set$((i % nsets)).conf" "$SD_CONF.new"
-		mv "$SD_CONF.new" "$SD_CONF"
-		kill -HUP "$SD_PID"
-		sleep 0.05
-		fds=$(ls "/proc/$SD_PID/fd" | wc -l)
-		((fds > maxfds)) && maxfds=$fds
-	done
-	kill -0 "$SD_PID"
-	sd_bench_wait "$bench" "$out" 40
-	echo "master fds: $fds0 before, at most $maxfds during the reloads"
-	echo "applied $(sd_log_count 'reload: configuration .* applied'), failed $(sd_log_count 'reload failed'), pending refusals $(sd_log_count 'change is still pending')"
-	assert_equal "$(sd_bench_field errors)" 0
-	assert_equal "$(sd_bench_field connect_errors)" 0
-	[ "$(sd_bench_field acked)" -gt 0 ]
-	# Every set is 16 sockets; bound what the master holds at any time: its
-	# own few, the current set and at most one set waiting to close.
-	((maxfds <= fds0 + 16 + 4))
-	# A reload refused while a change was pending, or a port an old worker
-	# still held, leaves the file ahead of the master: one more settles it.
-	wait_for -t 20 sd_metric_is submitd_generations '' 1
-	if ! sd_metric_is submitd_config_last_reload_successful '' 1; then
-		kill -HUP "$SD_PID"
-		wait_for -t 20 sd_metric_is submitd_config_last_reload_successful '' 1
-	fi
-	wait_for -t 20 sd_metric_is submitd_generations '' 1
-	# It serves the last set, and only it.
-	local last=$((reloads % nsets)) p
-	for ((s = 0; s < nsets; s++)); do
-		for p in "${ports[@]:$((1 + 15 * s)):15}"; do
-			if ((s == last)); then
+	CHURN_FDS0=$(ls "/proc/$SD_PID/fd" | wc -l)
+}
+
+# use_set N: make set N the file's content (atomically: the master may read it any time).
+use_set() {
+	cp "$BATS_TEST_TMPDIR/set$1.conf" "$SD_CONF.new"
+	mv "$SD_CONF.new" "$SD_CONF"
+}
+
+# serves_only N: every port of set N answers, the ports of the other sets refuse.
+serves_only() {
+	local s p
+	for ((s = 0; s < CHURN_SETS; s++)); do
+		for p in "${CHURN_PORTS[@]:$((1 + 15 * s)):15}"; do
+			if ((s == $1)); then
 				accepts "$p" || {
-					echo "port $p of the last set does not serve"
+					echo "port $p of set $s does not serve"
 					return 1
 				}
 			else
@@ -382,10 +358,49 @@ listener_churn() {
 			fi
 		done
 	done
-	accepts "$stable"
-	[ "$(ls "/proc/$SD_PID/fd" | wc -l)" -le "$((fds0 + 2))" ]
+	accepts "${CHURN_PORTS[0]}"
+}
+
+# churn_end: the load saw no error on the stable port, the master holds no
+# more descriptors than before, the sanitizer (if any) found nothing.
+churn_end() {
+	sd_bench_wait "$SD_BENCH_PID" "$CHURN_OUT" 40
+	assert_equal "$(sd_bench_field errors)" 0
+	assert_equal "$(sd_bench_field connect_errors)" 0
+	[ "$(sd_bench_field acked)" -gt 0 ]
+	[ "$(ls "/proc/$SD_PID/fd" | wc -l)" -le "$((CHURN_FDS0 + 2))" ]
 	run grep -c "AddressSanitizer\|runtime error" "$BATS_TEST_TMPDIR/submitd.out"
 	assert_output 0
+}
+
+# listener_churn NSETS RELOADS: RELOADS SIGHUPs 50 ms apart, cycling through
+# NSETS sets, under load on the stable address.
+listener_churn() {
+	local nsets=$1 reloads=$2 i fds maxfds=0
+	churn_setup "$nsets"
+	for ((i = 1; i <= reloads; i++)); do
+		use_set $((i % nsets))
+		kill -HUP "$SD_PID"
+		sleep 0.05
+		fds=$(ls "/proc/$SD_PID/fd" | wc -l)
+		((fds > maxfds)) && maxfds=$fds
+	done
+	kill -0 "$SD_PID"
+	echo "# master fds: $CHURN_FDS0 before, at most $maxfds during the reloads" >&3
+	echo "# applied $(sd_log_count 'reload: configuration .* applied'), failed $(sd_log_count 'reload failed' || true), pending refusals $(sd_log_count "change is still pending" || true)" >&3
+	# Every set is 16 sockets; bound what the master holds at any time: its
+	# own few, the current set and at most one set waiting to close.
+	((maxfds <= CHURN_FDS0 + 16 + 4))
+	# A reload refused while a change was pending, or a port an old worker
+	# still held, leaves the file ahead of the master: one more settles it.
+	wait_for -t 20 sd_metric_is submitd_generations '' 1
+	if ! sd_metric_is submitd_config_last_reload_successful '' 1; then
+		kill -HUP "$SD_PID"
+		wait_for -t 20 sd_metric_is submitd_config_last_reload_successful '' 1
+	fi
+	wait_for -t 20 sd_metric_is submitd_generations '' 1
+	serves_only $((reloads % nsets))
+	churn_end
 }
 
 @test "30 reloads 50 ms apart alternating two sets of 16 listen addresses, under load" {
@@ -406,4 +421,50 @@ listener_churn() {
 	sd_stop
 	SD_BIN=$SD_ROOT/build/asan/submitd
 	listener_churn 3 30
+}
+
+# A pids cgroup (v1) holding only the master: its forks fail, so a new
+# generation cannot become ready until the limit is lifted.
+PIDS_CG=
+pids_cgroup() {
+	[ "$(id -u)" = 0 ] || return 1
+	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
+	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
+	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
+}
+
+@test "listener changes while a generation cannot become ready: past the bound refused, a change back reuses the waiting sockets" {
+	churn_setup 3
+	pids_cgroup "$SD_PID" || skip "no writable pids cgroup (v1) to hold the workers back"
+	# Set 1: bound, but its workers cannot fork; set 0's sockets wait to close.
+	use_set 1
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "generation 2 starting"
+	wait_for sd_log_count "fork worker"
+	# Set 2 would leave sets 0 and 1 (30 sockets) waiting: refused, gauge 0.
+	use_set 2
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "change is still pending"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	kill -0 "$SD_PID"
+	run sd_log_count "generation 3 starting"
+	assert_output 0
+	# Back to set 0: its sockets are taken back, not bound again.
+	use_set 0
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "generation 3 starting"
+	echo max >"$PIDS_CG/pids.max"
+	# The failed forks are retried after at most 5 s.
+	wait_for -t 20 sd_metric_is submitd_generations '' 1
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	serves_only 0
+	churn_end
+}
+
+teardown() {
+	sd_stop
+	if [ -n "$PIDS_CG" ] && [ -d "$PIDS_CG" ]; then
+		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
+		rmdir "$PIDS_CG" || true
+	fi
 }
