@@ -307,11 +307,6 @@ accepts() {
 	$SD_CLIENT --port "$1" --timeout 2 roundtrip >/dev/null 2>&1
 }
 
-# refuses PORT: nothing listens on PORT.
-refuses() {
-	! python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)' "$1" 2>/dev/null
-}
-
 # churn_setup NSETS: config files set0..set(NSETS-1).conf of 16 addresses
 # each that share one stable port (SD_PORT); submitd started on set 0 with
 # live.conf, and 20 connections of load on the stable port (SD_BENCH_PID).
@@ -340,25 +335,37 @@ use_set() {
 	mv "$SD_CONF.new" "$SD_CONF"
 }
 
-# serves_only N: every port of set N answers, the ports of the other sets refuse.
+# our_ports: the ports the master and its workers listen on, sorted, metrics excluded.
+our_ports() {
+	local pids
+	pids=$(echo "$SD_PID" $(sd_workers) | tr ' ' '|')
+	ss -Hltnp | grep -E "pid=($pids)," | awk '{ n = split($4, a, ":"); print a[n] }' |
+		grep -vx "$SD_METRICS_PORT" | sort -u
+}
+
+# same_ports WANT: our_ports is exactly the newline-separated, sorted WANT.
+same_ports() {
+	[ "$(our_ports)" = "$1" ]
+}
+
+# serves_only N: the master and its workers listen on the ports of set N (and
+# the stable one) and on nothing else of ours; every one of them answers. Ports
+# of the other sets are not probed by connecting: once released, another
+# program on the machine may bind them.
 serves_only() {
-	local s p
-	for ((s = 0; s < CHURN_SETS; s++)); do
-		for p in "${CHURN_PORTS[@]:$((1 + 15 * s)):15}"; do
-			if ((s == $1)); then
-				accepts "$p" || {
-					echo "port $p of set $s does not serve"
-					return 1
-				}
-			else
-				wait_for refuses "$p" || {
-					echo "port $p of set $s still listens"
-					return 1
-				}
-			fi
-		done
+	local want p
+	want=$(printf '%s\n' "${CHURN_PORTS[0]}" "${CHURN_PORTS[@]:$((1 + 15 * $1)):15}" | sort -u)
+	wait_for same_ports "$want" || {
+		echo "listening: $(our_ports | tr '\n' ' ')"
+		echo "want:      $(echo $want)"
+		return 1
+	}
+	for p in $want; do
+		accepts "$p" || {
+			echo "port $p of set $1 does not serve"
+			return 1
+		}
 	done
-	accepts "${CHURN_PORTS[0]}"
 }
 
 # churn_end: the load saw no error on the stable port, the master holds no
