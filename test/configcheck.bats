@@ -233,6 +233,14 @@ bad_reload() {
 	[[ $stderr != *"did you mean"* ]]
 }
 
+@test "-h: -T prints the configuration as well as checking it; -q is listed" {
+	run --separate-stderr "$SD_BIN" -h
+	assert_success
+	assert_line --regexp '^  -T, --dump +like -t, and print the effective configuration'
+	assert_line --regexp '^  -q, --quiet '
+	assert_line --partial 'usage: submitd [-tTqfvh]'
+}
+
 # --- the file's syntax ---
 
 @test "-T output with quotes and backslashes in strings parses back to the same -T" {
