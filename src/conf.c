@@ -672,9 +672,9 @@ static int searchable_by(const struct stat *st, const struct passwd *pw)
 
 /*
  * A file this process will create or append to: it exists and is writable,
- * or its directory exists and is writable (always, with need_dir). user
- * (NULL: none) must also be able to reach it, as the workers reopen
- * log_file by name.
+ * or its directory exists and is writable (always, with need_dir): -1 if
+ * not. 1 if user (NULL: none) cannot reach it: the workers, which reopen
+ * log_file by name after SIGUSR1, would fail then, but serving works.
  */
 static int check_writable(const char *c_path, const char *opt, const char *path, int need_dir,
 			  const struct passwd *user, char *err, size_t errlen)
@@ -704,9 +704,11 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 		return -1;
 	}
 	if (user != NULL && !searchable_by(&st, user)) {
-		snprintf(err, errlen, "%s: %s \"%s\": directory %s: not searchable by user %s",
+		snprintf(err, errlen,
+			 "%s: %s \"%s\": directory %s: not searchable by user %s, whose workers "
+			 "reopen it on SIGUSR1",
 			 c_path, opt, path, dir, user->pw_name);
-		return -1;
+		return 1;
 	}
 	return 0;
 }
@@ -714,6 +716,7 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 int conf_check_system(const struct conf *c, char *err, size_t errlen)
 {
 	struct passwd *pw = NULL;
+	int r = 0;
 
 	if (c->user[0] != '\0' && (pw = getpwnam(c->user)) == NULL) {
 		snprintf(err, errlen, "%s: user \"%s\": no such user", c->path, c->user);
@@ -723,13 +726,13 @@ int conf_check_system(const struct conf *c, char *err, size_t errlen)
 	if (geteuid() != 0)
 		pw = NULL;
 	if (c->log_file[0] != '\0' &&
-	    check_writable(c->path, "log_file", c->log_file, 0, pw, err, errlen) == -1)
+	    (r = check_writable(c->path, "log_file", c->log_file, 0, pw, err, errlen)) == -1)
 		return -1;
 	/* The master writes FILE.tmp and renames it: the directory must be writable. */
 	if (c->pid_file[0] != '\0' &&
 	    check_writable(c->path, "pid_file", c->pid_file, 1, NULL, err, errlen) == -1)
 		return -1;
-	return 0;
+	return r;
 }
 
 void conf_free(struct conf *c)

@@ -47,7 +47,8 @@ struct conf {
 int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
 /*
  * What start-up would stumble on outside the file: user exists, log_file
- * and pid_file can be written. -1 with "file: message" in err.
+ * and pid_file can be written. -1 with "file: message" in err; 1 with a
+ * warning in err for what fails only later (log reopening as user).
  */
 int conf_check_system(const struct conf *c, char *err, size_t errlen);
 void conf_free(struct conf *c);

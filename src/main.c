@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *path = CONF_DEFAULT_PATH, *sig = NULL;
-	int test = 0, dump = 0, quiet = 0, fg = 0, ch;
+	int test = 0, dump = 0, quiet = 0, fg = 0, ch, chk = 0;
 	struct conf c;
 	char err[512];
 
@@ -217,8 +217,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
 		return 1;
 	}
-	if (sig == NULL && conf_check_system(&c, err, sizeof(err)) == -1) {
-		fprintf(stderr, "submitd: %s\n", err);
+	if (sig == NULL && (chk = conf_check_system(&c, err, sizeof(err))) != 0)
+		fprintf(stderr, "submitd: %s%s\n", chk == 1 ? "warning: " : "", err);
+	if (chk == -1) {
 		if (test)
 			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
 		conf_free(&c);
