@@ -104,6 +104,8 @@ conf_set() {
 	[ -f /usr/share/man/man5/submitd.conf.5.gz ]
 	[ -f /usr/share/man/man1/submit-bench.1.gz ]
 	[ -d /usr/share/doc/submitd/examples ]
+	compgen -G "/usr/share/doc/submitd/OPERATIONS.md*"
+	compgen -G "/usr/share/doc/submitd/README.md*"
 	[ -d /run/submitd ]
 	run dpkg-query -W -f='${Conffiles}' submitd
 	assert_output --partial '/etc/submitd/submitd.conf '
