@@ -46,7 +46,8 @@ s.listen(1)' "$1"
 read_ports() {
 	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
 	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	[ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ]
+	[ -n "$SD_PORT" ] || return 1
+	[ -n "$SD_METRICS_PORT" ]
 }
 
 # try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
