@@ -484,6 +484,8 @@ static void reload(uint64_t now)
 	}
 	if (strcmp(next.user, conf.user) != 0 || strcmp(next.pid_file, conf.pid_file) != 0)
 		log_warnx("reload: user and pid_file take effect only after a restart");
+	if (strcmp(next.spool_dir, conf.spool_dir) != 0)
+		log_warnx("reload: spool_dir takes effect only after a restart");
 	if (open_metrics(&conf, &next, &m) == -1) {
 		conf_free(&next);
 		goto failed;
@@ -503,6 +505,8 @@ static void reload(uint64_t now)
 	next.user = strdup(conf.user);
 	free(next.pid_file);
 	next.pid_file = strdup(conf.pid_file);
+	free(next.spool_dir);
+	next.spool_dir = strdup(conf.spool_dir);
 	conf_free(&conf);
 	conf = next;
 
