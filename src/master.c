@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "spoolm.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -233,6 +234,8 @@ static void spawn(int label, uint64_t now)
 	if (pid == 0)
 		worker_main(&a);
 	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
+	if ((uint32_t)s + 1 > shm->slot_hwm)
+		STATS_STORE(shm->slot_hwm, (uint32_t)s + 1);
 	slot_label[s] = label;
 	publish_active();
 	log_info("worker %d started, pid %d", label, (int)pid);
@@ -276,6 +279,7 @@ static void reap(uint64_t now)
 		children[s].pid = 0;
 		slot_label[s] = -1;
 		publish_active();
+		spoolm_reaped(pid);
 
 		int expected = ch.draining || stopping || ch.gen != gen || ch.label >= conf.workers;
 		if (WIFSIGNALED(status)) {
@@ -509,6 +513,7 @@ static void reload(uint64_t now)
 	next.spool_dir = strdup(conf.spool_dir);
 	conf_free(&conf);
 	conf = next;
+	spoolm_conf(&conf);
 
 	gen++;
 	gen_ready = 0;
@@ -724,7 +729,7 @@ static void pid_file_remove(void)
 int master_run(struct conf *c)
 {
 	sigset_t set;
-	uint64_t now;
+	uint64_t now, next_spool_scan = 0;
 
 	conf = *c;
 	memset(c, 0, sizeof(*c));
@@ -771,6 +776,10 @@ int master_run(struct conf *c)
 		return 1;
 	}
 	commit_metrics(m, 1);
+	if (spoolm_start(&conf, shm) == -1) {
+		pid_file_remove();
+		return 1;
+	}
 	now = mono_ms();
 	gen = 1;
 	for (int l = 0; l < conf.workers; l++)
@@ -806,6 +815,10 @@ int master_run(struct conf *c)
 		refresh_src();
 		if (mx != NULL)
 			metrics_run(mx);
+		if (now >= next_spool_scan) {
+			spoolm_tick();
+			next_spool_scan = now + 1000;
+		}
 
 		if (stopping) {
 			int alive = 0;

@@ -36,6 +36,22 @@ void stats_batch(struct stats_slot *s, uint64_t acks)
 	STATS_ADD(s->batch_sum, acks);
 }
 
+void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs)
+{
+	static const uint64_t lat[] = STATS_FSYNC_BOUNDS;
+	static const uint64_t bounds[] = STATS_BATCH_BOUNDS;
+	size_t i = 0, j = 0;
+
+	while (i < sizeof(lat) / sizeof(lat[0]) && us > lat[i])
+		i++;
+	while (j < sizeof(bounds) / sizeof(bounds[0]) && recs > bounds[j])
+		j++;
+	STATS_ADD(s->fsync_us[i], 1);
+	STATS_ADD(s->fsync_us_sum, us);
+	STATS_ADD(s->fsync_recs[j], 1);
+	STATS_ADD(s->fsync_recs_sum, recs);
+}
+
 void stats_slot_reset(struct stats_slot *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -48,4 +64,10 @@ void stats_fold(struct stats_slot *acc, const struct stats_slot *s)
 	for (int i = 0; i < STATS_NBATCH; i++)
 		acc->batch[i] += STATS_LOAD(s->batch[i]);
 	acc->batch_sum += STATS_LOAD(s->batch_sum);
+	for (int i = 0; i < STATS_NFSYNC; i++)
+		acc->fsync_us[i] += STATS_LOAD(s->fsync_us[i]);
+	acc->fsync_us_sum += STATS_LOAD(s->fsync_us_sum);
+	for (int i = 0; i < STATS_NBATCH; i++)
+		acc->fsync_recs[i] += STATS_LOAD(s->fsync_recs[i]);
+	acc->fsync_recs_sum += STATS_LOAD(s->fsync_recs_sum);
 }
