@@ -551,3 +551,533 @@ suspect:
 	errno = saved;
 	return -1;
 }
+
+/* ---- reader ---- */
+
+#define READ_BLOCK (1u << 20) /* read ahead: a syscall per MiB, not per record */
+
+static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t m = pread(fd, (uint8_t *)p + got, n - got, (off_t)(off + got));
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (m == 0)
+			break;
+		got += (size_t)m;
+	}
+	return (ssize_t)got;
+}
+
+int spool_reader_open(struct spool_reader *r, int fd)
+{
+	uint8_t hdr[SPOOL_FILE_HDR];
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->off = SPOOL_FILE_HDR;
+	r->boff = SPOOL_FILE_HDR;
+	n = pread_full(fd, hdr, sizeof(hdr), 0);
+	if (n < 0)
+		return -1;
+	if (n < (ssize_t)sizeof(hdr))
+		return SPOOL_TORN;
+	if (spool_file_header_check(hdr, &r->fh) < 0)
+		return SPOOL_BAD;
+	return 0;
+}
+
+void spool_reader_close(struct spool_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = r->blen = 0;
+}
+
+/* Make the buffer hold file bytes [off, off + need): 1, 0 if the file ends before, -1. */
+static int fill(struct spool_reader *r, uint64_t off, size_t need)
+{
+	if (off >= r->boff && off + need <= r->boff + r->blen)
+		return 1;
+	if (off < r->boff || off >= r->boff + r->blen) {
+		r->blen = 0;
+	} else {
+		size_t skip = (size_t)(off - r->boff);
+		memmove(r->buf, r->buf + skip, r->blen - skip);
+		r->blen -= skip;
+	}
+	r->boff = off;
+	if (r->cap < need || r->cap < READ_BLOCK) {
+		size_t cap = need > READ_BLOCK ? need : READ_BLOCK;
+		uint8_t *b = realloc(r->buf, cap);
+		if (b == NULL)
+			return -1;
+		r->buf = b;
+		r->cap = cap;
+	}
+	while (r->blen < need) {
+		ssize_t m =
+		    pread(r->fd, r->buf + r->blen, r->cap - r->blen, (off_t)(off + r->blen));
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (m == 0)
+			return 0;
+		r->blen += (size_t)m;
+	}
+	return 1;
+}
+
+int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t **payload,
+		    uint64_t *off)
+{
+	uint64_t x = r->off;
+	uint32_t rec_len, crc;
+	const uint8_t *p;
+	int rc;
+
+	*off = x;
+	rc = fill(r, x, SPOOL_REC_HDR);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		rc = r->blen == 0 ? 0 : SPOOL_TORN;
+		goto forget;
+	}
+	rec_len = spool_rec_decode(r->buf + (x - r->boff), rec, &crc);
+	if (rec_len == 0) {
+		rc = SPOOL_BAD;
+		goto forget;
+	}
+	rc = fill(r, x, rec_len);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		rc = SPOOL_TORN;
+		goto forget;
+	}
+	p = r->buf + (x - r->boff);
+	if (spool_crc32c(0, p + 4, rec_len - 4) != crc) {
+		rc = SPOOL_BAD;
+		goto forget;
+	}
+	*payload = p + SPOOL_REC_HDR;
+	r->off = x + rec_len;
+	return 1;
+forget:
+	/* What was read ahead may still change (a live writer): read it again next time. */
+	r->blen = 0;
+	r->boff = x;
+	return rc;
+}
+
+/* ---- recovery ---- */
+
+const char *spool_action_str(int action)
+{
+	switch (action) {
+	case SPOOL_ACT_LOCKED:
+		return "locked";
+	case SPOOL_ACT_SEALED:
+		return "sealed";
+	case SPOOL_ACT_TRUNCATED:
+		return "truncated";
+	case SPOOL_ACT_REMOVED:
+		return "removed";
+	case SPOOL_ACT_QUARANTINED:
+		return "quarantined";
+	case SPOOL_ACT_BAD_HEADER:
+		return "bad-header";
+	}
+	return "unknown";
+}
+
+/* Copy bytes [0, len) of in to out. */
+static int copy_prefix(int in, int out, uint64_t len)
+{
+	loff_t ioff = 0, ooff = 0;
+	uint8_t b[65536];
+
+	while ((uint64_t)ioff < len) {
+		ssize_t n =
+		    copy_file_range(in, &ioff, out, &ooff, (size_t)(len - (uint64_t)ioff), 0);
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+			return -1;
+		/* No copy_file_range here: plain reads and writes. */
+		while ((uint64_t)ioff < len) {
+			size_t want = len - (uint64_t)ioff < sizeof(b)
+					  ? (size_t)(len - (uint64_t)ioff)
+					  : sizeof(b);
+			ssize_t m = pread_full(in, b, want, (uint64_t)ioff);
+			if (m <= 0) {
+				if (m == 0)
+					errno = EIO;
+				return -1;
+			}
+			for (ssize_t done = 0; done < m;) {
+				ssize_t w = pwrite(out, b + done, (size_t)(m - done), ooff);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0) {
+					if (w == 0)
+						errno = EIO;
+					return -1;
+				}
+				done += w;
+				ooff += w;
+			}
+			ioff += m;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Put the whole records [0, len) of the segment into ready/ under its own
+ * name, through a temporary file in active/ so that ready/ never shows a
+ * partial segment.
+ */
+static int salvage(int fd, const char *dir, const char *name, uint64_t len)
+{
+	char tmpname[SPOOL_NAME_MAX + 16], tmp[PATH_MAX], dst[PATH_MAX];
+	int out, saved;
+
+	snprintf(tmpname, sizeof(tmpname), ".%s.salvage", name);
+	if (path_of(tmp, sizeof(tmp), dir, SPOOL_ACTIVE, tmpname) < 0 ||
+	    path_of(dst, sizeof(dst), dir, SPOOL_READY, name) < 0)
+		return -1;
+	(void)unlink(tmp); /* a leftover of an earlier attempt that crashed */
+	out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (out < 0)
+		return -1;
+	if (flock(out, LOCK_EX | LOCK_NB) < 0 || copy_prefix(fd, out, len) < 0 ||
+	    fdatasync(out) < 0)
+		goto fail;
+	if (rename(tmp, dst) < 0)
+		goto fail;
+	close(out);
+	if (fsync_sub(dir, SPOOL_READY) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
+		return -1;
+	return 0;
+fail:
+	saved = errno;
+	unlink(tmp);
+	close(out);
+	errno = saved;
+	return -1;
+}
+
+static int remove_seg(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0 || unlink(path) < 0)
+		return -1;
+	return fsync_sub(dir, SPOOL_ACTIVE);
+}
+
+/*
+ * 1 if a whole record starts anywhere in [from, end), 0 if none, -1 on an
+ * error. Payload bytes that happen to hold a whole record make this say 1
+ * (the segment is quarantined: nothing is lost); so does a file with more
+ * than a bounded number of candidates, which bounds the work.
+ */
+static int record_after(int fd, uint64_t from, uint64_t end)
+{
+	struct spool_reader r;
+	unsigned candidates = 0;
+	int found = 0, rc;
+
+	memset(&r, 0, sizeof(r));
+	r.fd = fd;
+	r.boff = from;
+	for (uint64_t y = from; y + SPOOL_REC_HDR <= end && !found; y++) {
+		const uint8_t *h;
+		uint32_t rec_len;
+
+		if ((rc = fill(&r, y, SPOOL_REC_HDR)) <= 0) {
+			found = rc;
+			break;
+		}
+		h = r.buf + (y - r.boff);
+		rec_len = get32(h + 4);
+		if (h[60] != SPOOL_TYPE_SUBMIT || (h[61] & ~SPOOL_FLAG_CONN_ID) != 0 ||
+		    h[62] != 0 || h[63] != 0 || rec_len < SPOOL_REC_HDR ||
+		    rec_len > SPOOL_REC_MAX || rec_len > end - y)
+			continue;
+		if (++candidates > 64) {
+			found = 1;
+			break;
+		}
+		if ((rc = fill(&r, y, rec_len)) <= 0) {
+			found = rc;
+			break;
+		}
+		h = r.buf + (y - r.boff);
+		found = spool_crc32c(0, h + 4, rec_len - 4) == get32(h);
+	}
+	spool_reader_close(&r);
+	return found;
+}
+
+int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
+		  size_t errlen)
+{
+	char path[PATH_MAX];
+	struct spool_reader rd;
+	struct spool_rec rec;
+	const uint8_t *payload;
+	struct stat st;
+	uint64_t x = SPOOL_FILE_HDR;
+	int fd, rc, torn, saved;
+	const char *what = "";
+
+	memset(out, 0, sizeof(*out));
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0) {
+		set_err(err, errlen, "%s: %s", name);
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		set_err(err, errlen, "open %s: %s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			set_err(err, errlen, "flock %s: %s", path);
+			close(fd);
+			return -1;
+		}
+		out->action = SPOOL_ACT_LOCKED;
+		close(fd);
+		return 0;
+	}
+	if (fstat(fd, &st) < 0) {
+		set_err(err, errlen, "fstat %s: %s", path);
+		close(fd);
+		return -1;
+	}
+	out->size = (uint64_t)st.st_size;
+
+	rc = spool_reader_open(&rd, fd);
+	if (rc == SPOOL_TORN) {
+		/* Died while creating it: no record can be in there. */
+		out->action = SPOOL_ACT_REMOVED;
+		out->truncated_bytes = out->size;
+		what = "remove";
+		if (remove_seg(dir, name) < 0)
+			goto fail;
+		goto done;
+	}
+	if (rc == SPOOL_BAD) {
+		out->action = SPOOL_ACT_BAD_HEADER;
+		what = "quarantine";
+		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+			goto fail;
+		goto done;
+	}
+	if (rc < 0) {
+		what = "read";
+		goto fail;
+	}
+	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1)
+		out->records++;
+	if (rc == -1) {
+		what = "read";
+		goto fail;
+	}
+	if (rc == 0) {
+		if (out->records == 0) {
+			out->action = SPOOL_ACT_REMOVED;
+			what = "remove";
+			if (remove_seg(dir, name) < 0)
+				goto fail;
+		} else {
+			out->action = SPOOL_ACT_SEALED;
+			what = "seal";
+			if (fdatasync(fd) < 0 || move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
+				goto fail;
+		}
+		goto done;
+	}
+
+	out->bad_offset = x;
+	/*
+	 * A torn tail is the last thing in the file: no whole record after it
+	 * (a header that does not fit, zeros of pages never written, the part
+	 * of a batch that made it). A whole record after it means the damage is
+	 * in the middle: a bad rec_len must not cut off what follows.
+	 */
+	if ((torn = record_after(fd, x + 1, out->size)) < 0) {
+		what = "read";
+		goto fail;
+	}
+	torn = !torn;
+	if (torn) {
+		out->truncated_bytes = out->size - x;
+		what = "truncate";
+		if (ftruncate(fd, (off_t)x) < 0 || fdatasync(fd) < 0)
+			goto fail;
+		if (out->records == 0) {
+			out->action = SPOOL_ACT_REMOVED;
+			what = "remove";
+			if (remove_seg(dir, name) < 0)
+				goto fail;
+		} else {
+			out->action = SPOOL_ACT_TRUNCATED;
+			what = "seal";
+			if (move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
+				goto fail;
+		}
+		goto done;
+	}
+	/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
+	out->action = SPOOL_ACT_QUARANTINED;
+	what = "salvage";
+	if (out->records > 0 && salvage(fd, dir, name, x) < 0)
+		goto fail;
+	what = "quarantine";
+	if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+		goto fail;
+done:
+	spool_reader_close(&rd);
+	close(fd);
+	return 0;
+fail:
+	saved = errno;
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(saved));
+	spool_reader_close(&rd);
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A salvage file left by a recovery that crashed: nobody holds its lock. */
+static void remove_stale_salvage(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(name);
+	int fd;
+
+	if (name[0] != '.' || len < 9 || strcmp(name + len - 8, ".salvage") != 0 ||
+	    path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		(void)unlink(path);
+	close(fd);
+}
+
+int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
+		      struct spool_recover_totals *t, char *err, size_t errlen)
+{
+	struct spool_recover_totals sum;
+	char path[PATH_MAX], msg[PATH_MAX + 128];
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+
+	memset(&sum, 0, sizeof(sum));
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, NULL) < 0 ||
+	    (d = opendir(path)) == NULL) {
+		set_err(err, errlen, "opendir %s: %s", path);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		long p;
+
+		if (spool_seg_name_parse(de->d_name, NULL, NULL, &p) < 0) {
+			if (pid <= 0)
+				remove_stale_salvage(dir, de->d_name);
+			continue;
+		}
+		if (pid > 0 && p != pid)
+			continue;
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			char **nn = realloc(names, c * sizeof(*names));
+			if (nn == NULL)
+				goto nomem;
+			names = nn;
+			cap = c;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL)
+			goto nomem;
+		n++;
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		struct spool_recovery r;
+		int rc = spool_recover(dir, names[i], &r, msg, sizeof(msg));
+
+		sum.segments++;
+		if (rc < 0) {
+			sum.failed++;
+		} else {
+			switch (r.action) {
+			case SPOOL_ACT_LOCKED:
+				sum.locked++;
+				break;
+			case SPOOL_ACT_SEALED:
+				sum.sealed++;
+				break;
+			case SPOOL_ACT_TRUNCATED:
+				sum.truncated++;
+				break;
+			case SPOOL_ACT_REMOVED:
+				sum.removed++;
+				break;
+			case SPOOL_ACT_QUARANTINED:
+				sum.quarantined++;
+				break;
+			case SPOOL_ACT_BAD_HEADER:
+				sum.bad_header++;
+				break;
+			}
+			sum.truncated_bytes += r.truncated_bytes;
+			sum.records += r.records;
+		}
+		if (fn != NULL)
+			fn(arg, names[i], rc, &r, rc < 0 ? msg : NULL);
+		free(names[i]);
+	}
+	free(names);
+	if (t != NULL)
+		*t = sum;
+	return 0;
+nomem:
+	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	errno = ENOMEM;
+	set_err(err, errlen, "%s: %s", dir);
+	return -1;
+}
