@@ -68,11 +68,11 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 			if (f.cmd == PROTO_SUBMIT) {
 				if (b->n == b->cap)
 					b->flush(b);
-				struct conn_rec *r = &b->rec[b->n++];
-				r->c = c;
-				r->id = f.id;
-				r->payload = f.payload;
-				r->len = (uint32_t)f.payload_len;
+				struct conn_rec *rec = &b->rec[b->n++];
+				rec->c = c;
+				rec->id = f.id;
+				rec->payload = f.payload;
+				rec->len = (uint32_t)f.payload_len;
 			} else {
 				memcpy(c->conn_id, f.id, sizeof(c->conn_id));
 				c->has_conn_id = 1;

@@ -178,8 +178,10 @@ static uint64_t drop_oldest(void)
 	while ((e = readdir(d)) != NULL) {
 		if (spool_seg_name_parse(e->d_name, NULL, NULL, NULL) == -1)
 			continue;
-		if (oldest[0] == '\0' || strcmp(e->d_name, oldest) < 0)
-			snprintf(oldest, sizeof(oldest), "%s", e->d_name);
+		/* A parsed name is shorter than SPOOL_NAME_MAX. */
+		if (strlen(e->d_name) < sizeof(oldest) &&
+		    (oldest[0] == '\0' || strcmp(e->d_name, oldest) < 0))
+			memcpy(oldest, e->d_name, strlen(e->d_name) + 1);
 	}
 	uint64_t size = 0;
 	if (oldest[0] != '\0' && fstatat(dirfd(d), oldest, &st, 0) == 0 &&
