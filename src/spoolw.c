@@ -145,26 +145,6 @@ static int do_sync(void)
 	return 0;
 }
 
-/* Bytes in the spool, as well as this worker can know them (docs/SPOOL.md, "The bound"). */
-static uint64_t usage(void)
-{
-	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
-	int64_t net = 0;
-
-	if (hwm > STATS_MAX_SLOTS)
-		hwm = STATS_MAX_SLOTS;
-	for (uint32_t i = 0; i < hwm; i++) {
-		const struct stats_slot *s = &shm->slot[i];
-		if (STATS_LOAD(s->state) == STATS_SLOT_FREE && s != slot)
-			continue;
-		net += (int64_t)(STATS_LOAD(s->c[STATS_spool_bytes]) -
-				 STATS_LOAD(s->c[STATS_spool_dropped_bytes]));
-	}
-	int64_t used = (int64_t)STATS_LOAD(shm->spool_scan_bytes) + net -
-		       (int64_t)STATS_LOAD(shm->spool_scan_net);
-	return used < 0 ? 0 : (uint64_t)used;
-}
-
 /* Delete the oldest segment in ready/: its size, or 0 if there is none. */
 static uint64_t drop_oldest(void)
 {
@@ -205,7 +185,7 @@ static int room_for(uint64_t bytes)
 	if (max == 0)
 		return 1;
 	for (int i = 0; i <= DROP_MAX; i++) {
-		if (usage() + bytes <= max)
+		if (stats_spool_used(shm) + bytes <= max)
 			return 1;
 		if (cf->spool_full != CONF_FULL_DROP_OLDEST || i == DROP_MAX || drop_oldest() == 0)
 			break;

@@ -52,6 +52,25 @@ void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs)
 	STATS_ADD(s->fsync_recs_sum, recs);
 }
 
+uint64_t stats_spool_used(const struct stats_shm *shm)
+{
+	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	int64_t net = 0;
+
+	if (hwm > STATS_MAX_SLOTS)
+		hwm = STATS_MAX_SLOTS;
+	for (uint32_t i = 0; i < hwm; i++) {
+		const struct stats_slot *s = &shm->slot[i];
+		if (STATS_LOAD(s->state) == STATS_SLOT_FREE)
+			continue;
+		net += (int64_t)(STATS_LOAD(s->c[STATS_spool_bytes]) -
+				 STATS_LOAD(s->c[STATS_spool_dropped_bytes]));
+	}
+	int64_t used = (int64_t)STATS_LOAD(shm->spool_scan_bytes) + net -
+		       (int64_t)STATS_LOAD(shm->spool_scan_net);
+	return used < 0 ? 0 : (uint64_t)used;
+}
+
 void stats_slot_reset(struct stats_slot *s)
 {
 	memset(s, 0, sizeof(*s));

@@ -162,6 +162,12 @@ void stats_batch(struct stats_slot *s, uint64_t acks);
 /* One fdatasync that took us microseconds and covered recs records. */
 void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs);
 
+/*
+ * The spool's bytes as far as shared memory knows them: the master's last
+ * scan plus what the live workers wrote (less what they dropped) since.
+ */
+uint64_t stats_spool_used(const struct stats_shm *shm);
+
 /* Reset a slot for a new worker (master, before fork). */
 void stats_slot_reset(struct stats_slot *s);
 /* Add a slot's counters (not gauges) into an accumulator. */
