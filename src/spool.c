@@ -894,6 +894,8 @@ int spool_scan(int fd, struct spool_scan *out)
 	if (later < 0)
 		return -1;
 	out->status = later ? SPOOL_BAD : SPOOL_TORN;
+	if (later && rc == SPOOL_TORN)
+		out->why = "bad record length (past the end of the file, whole records after it)";
 	return 0;
 }
 
