@@ -101,10 +101,18 @@ policy_roundtrip() {
 	wait_for sd_metric_is submitd_spool_ready_segments '' "$(ls "$SPOOL/ready" | wc -l)"
 	[ "$(ls "$SPOOL/ready" | wc -l)" -ge 2 ]
 	sd_stop
+	# Read back twice: with submit-spool cat, and with the independent reader here.
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
+	run $SC check "$SPOOL" --ack-log "$ACKS" --cat-only --cat "$BATS_TEST_TMPDIR/cat.json"
+	echo "$output"
+	assert_success
+	assert_output --partial "result 0 12000"
 	run $SC check "$SPOOL" --ack-log "$ACKS"
 	echo "$output"
 	assert_success
 	assert_output --partial "result 0 12000"
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
+	assert_success
 	# A clean stop sealed every segment.
 	run ls "$SPOOL/active"
 	assert_output ""
@@ -315,16 +323,21 @@ PY
 	assert_equal "$(sd_workers)" "$workers"
 	run sd_client roundtrip --cmd conn
 	assert_success
-	# A consumer takes segments away: storing resumes by itself.
-	local before
+	# A consumer takes segments away (submit-spool take): storing resumes by itself.
+	local before i
 	before=$(acks_with 0)
-	mkdir -p "$BATS_TEST_TMPDIR/taken"
-	mv "$SPOOL"/ready/*.seg "$BATS_TEST_TMPDIR/taken/"
+	# Four of the (about seven) ready segments: room for more, while the server goes on.
+	for i in 1 2 3 4; do
+		run "$SD_ROOT/build/submit-spool" take -o "$BATS_TEST_TMPDIR/take.$i.json" "$SPOOL"
+		assert_success
+	done
 	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((before + 500)) ]'
 	spool_load_stop
 	assert_equal "$(sd_workers)" "$workers"
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 --also "$BATS_TEST_TMPDIR/taken"
+	local cats=()
+	for f in "$BATS_TEST_TMPDIR"/take.*.json; do [ -s "$f" ] && cats+=(--cat "$f"); done
+	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 "${cats[@]}"
 	echo "$output"
 	assert_success
 }
