@@ -305,6 +305,36 @@ PY
 	assert_output --partial "result 0 200"
 }
 
+@test "a bad checksum in the middle of a dead writer's segment: quarantined, the records before it salvaged" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run spool_load --conns 1 --count 200
+	assert_success
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	local seg name size
+	seg=$(ls "$SPOOL"/active/*.seg | head -1)
+	name=$(basename "$seg")
+	size=$(stat -c %s "$seg")
+	# Flip one byte half-way: whole records follow it, so it is not a torn tail.
+	printf '\xff' | dd of="$seg" bs=1 seek=$((size / 2)) conv=notrunc status=none
+	sd_start_conf "$SD_CONF"
+	run sd_metric submitd_spool_recovered_segments_total '{outcome="quarantined"}'
+	assert_output 1
+	[ -f "$SPOOL/quarantine/$name" ]
+	assert_equal "$(stat -c %s "$SPOOL/quarantine/$name")" "$size"
+	[ -f "$SPOOL/ready/$name" ]
+	[ "$(stat -c %s "$SPOOL/ready/$name")" -lt $((size / 2 + 1)) ]
+	grep -E "spool: $name: corrupt record at offset [0-9]+: moved into quarantine/" \
+		"$BATS_TEST_TMPDIR/submitd.log"
+	sd_stop
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL/ready/$name"
+	assert_success
+}
+
 @test "ENOSPC on a full tmpfs: result 2, no crash, acked data intact, storing resumes when space returns" {
 	[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root"
 	TMPFS=$BATS_TEST_TMPDIR/tmpfs
