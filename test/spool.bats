@@ -161,6 +161,42 @@ PY
 	assert_output "1 69 SUBMIT01 0000000000000000 00000000000000000000ffff7f000001 True 0 1 0 xxxxx 2 True"
 }
 
+@test "spool_segment_age = 1: a quiet worker's segment is sealed into ready/ within seconds" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_segment_age = 1'
+	run sd_client pipeline 10
+	assert_success
+	wait_for -t 5 sd_metric_is submitd_spool_segments_sealed_total '' 1
+	run ls "$SPOOL/active"
+	assert_output ""
+	run ls "$SPOOL/ready"
+	assert_equal "${#lines[@]}" 1
+	wait_for -t 5 sd_metric_is submitd_spool_ready_segments '' 1
+}
+
+@test "reload: spool_sync and the bound change for the new workers, spool_dir only at restart" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = none'
+	run sd_client pipeline 10
+	assert_success
+	run sd_metric submitd_spool_fsyncs_total
+	assert_output 0
+	sed -i -e 's/^spool_sync = none/spool_sync = always/' "$SD_CONF"
+	sed -i -e "s|^spool_dir = .*|spool_dir = \"$BATS_TEST_TMPDIR/other\"|" "$SD_CONF"
+	echo 'spool_max_size = 134217728' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 10 grep -q "generation 2 starting" "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 eval '[ "$(grep -c "ready: 1 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -ge 2 ]'
+	grep -q "reload: spool_dir takes effect only after a restart" "$BATS_TEST_TMPDIR/submitd.log"
+	run sd_client pipeline 10
+	assert_success
+	wait_for sd_metric_is submitd_spool_fsyncs_total '' 1
+	run sd_metric submitd_spool_max_bytes
+	assert_output 134217728
+	[ ! -e "$BATS_TEST_TMPDIR/other" ]
+	sd_stop
+	run $SC read "$SPOOL"
+	assert_equal "${#lines[@]}" 20
+}
+
 @test "Conn id of the connection goes into its records" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
 	run spool_load --conns 2 --count 100
