@@ -38,6 +38,10 @@ static const struct int_opt int_opts[] = {
     IOPT(read_buffer_size, 16384, 1024, 16 * 1024 * 1024),
     IOPT(max_output_buffer, 262144, 1024, 1024 * 1024 * 1024),
     IOPT(mem_decay_ms, 1000, -1, 3600000),
+    IOPT(spool_sync_interval, 1000, 1, 3600000),
+    IOPT(spool_segment_size, 64L * 1024 * 1024, 4096, 4L * 1024 * 1024 * 1024),
+    IOPT(spool_segment_age, 10, 0, 86400),
+    IOPT(spool_max_size, 1024L * 1024 * 1024, 0, 1L << 50),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 
@@ -348,6 +352,52 @@ static int validate_log_level(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static const char *const sync_names[] = {"always", "interval", "none"};
+static const char *const full_names[] = {"refuse", "drop_oldest"};
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], s) == 0)
+			return i;
+	return -1;
+}
+
+const char *conf_spool_sync_name(int v)
+{
+	return v >= 0 && v < 3 ? sync_names[v] : "?";
+}
+
+const char *conf_spool_full_name(int v)
+{
+	return v >= 0 && v < 2 ? full_names[v] : "?";
+}
+
+static int validate_spool(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (strcmp(opt->name, "spool_sync") == 0 && name_index(sync_names, 3, s) < 0) {
+		opt_error(cfg, opt->name, "spool_sync = \"%s\": expected always, interval or none",
+			  s);
+		return -1;
+	}
+	if (strcmp(opt->name, "spool_full") == 0 && name_index(full_names, 2, s) < 0) {
+		opt_error(cfg, opt->name, "spool_full = \"%s\": expected refuse or drop_oldest", s);
+		return -1;
+	}
+	/* Segment paths are built in fixed buffers; a relative path would follow the cwd. */
+	if (strcmp(opt->name, "spool_dir") == 0 && s[0] != '\0' &&
+	    (s[0] != '/' || strlen(s) > 200)) {
+		opt_error(cfg, opt->name,
+			  "spool_dir = \"%s\": expected an absolute path of at most 200 bytes, "
+			  "or \"\"",
+			  s);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * libconfuse keeps the last of a duplicated option silently; a typo'd
  * second line would then win unnoticed. Reject duplicates before parsing.
@@ -571,7 +621,7 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 static int load(const char *path, struct conf *out, char *err, size_t errlen)
 {
-	cfg_opt_t opts[NINT + 10];
+	cfg_opt_t opts[NINT + 16];
 	struct conf c;
 	cfg_t *cfg;
 	size_t k = 0;
@@ -587,6 +637,9 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	opts[k++] = (cfg_opt_t)CFG_STR("pid_file", "", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("log_level", "info", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("log_file", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("spool_dir", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("spool_sync", "always", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("spool_full", "refuse", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
 		opts[k++] =
 		    (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE, parse_int);
@@ -602,6 +655,9 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	cfg_set_validate_func(cfg, "metrics_listen", validate_addr_list);
 	cfg_set_validate_func(cfg, "workers", validate_workers);
 	cfg_set_validate_func(cfg, "log_level", validate_log_level);
+	cfg_set_validate_func(cfg, "spool_dir", validate_spool);
+	cfg_set_validate_func(cfg, "spool_sync", validate_spool);
+	cfg_set_validate_func(cfg, "spool_full", validate_spool);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
 
@@ -659,8 +715,26 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	c.log_level = log_level_parse(cfg_getstr(cfg, "log_level"));
 	for (size_t i = 0; i < NINT; i++)
 		*(long *)((char *)&c + int_opts[i].off) = cfg_getint(cfg, int_opts[i].name);
+	c.spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
+	c.spool_sync = name_index(sync_names, 3, cfg_getstr(cfg, "spool_sync"));
+	c.spool_full = name_index(full_names, 2, cfg_getstr(cfg, "spool_full"));
 	cfg_free(cfg);
 	if (check_addresses(&c, err, errlen) == -1) {
+		conf_free(&c);
+		return -1;
+	}
+	/* A bound below one segment could never hold the segment being written. */
+	if (c.spool_max_size != 0 && c.spool_max_size < c.spool_segment_size) {
+		struct find_state fs = {"spool_max_size", 0};
+		scan_options(find_check, &fs);
+		if (fs.line == 0) {
+			fs.name = "spool_segment_size";
+			scan_options(find_check, &fs);
+		}
+		snprintf(err, errlen,
+			 "%s:%d: spool_max_size = %ld: below spool_segment_size (%ld); 0 is "
+			 "unbounded",
+			 path, fs.line, c.spool_max_size, c.spool_segment_size);
 		conf_free(&c);
 		return -1;
 	}
@@ -759,6 +833,7 @@ void conf_free(struct conf *c)
 	free(c->user);
 	free(c->pid_file);
 	free(c->log_file);
+	free(c->spool_dir);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -805,4 +880,9 @@ void conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "log_file = ");
 	print_str(f, c->log_file);
 	fputc('\n', f);
+	fprintf(f, "spool_dir = ");
+	print_str(f, c->spool_dir);
+	fputc('\n', f);
+	fprintf(f, "spool_sync = %s\n", conf_spool_sync_name(c->spool_sync));
+	fprintf(f, "spool_full = %s\n", conf_spool_full_name(c->spool_full));
 }

@@ -16,6 +16,9 @@
 #define CONF_MAX_WORKERS  256
 #define CONF_MAX_SIZE	  (1024 * 1024) /* bytes: a config file is text, not data */
 
+enum conf_spool_sync { CONF_SYNC_ALWAYS, CONF_SYNC_INTERVAL, CONF_SYNC_NONE };
+enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
+
 struct conf {
 	char *path;
 	uint64_t hash; /* FNV-1a (64 bits) of the file as read, for /status */
@@ -41,6 +44,14 @@ struct conf {
 	char *pid_file;
 	int log_level;
 	char *log_file;
+	/* The spool (docs/SPOOL.md); spool_dir "" turns it off. */
+	char *spool_dir;
+	int spool_sync;		  /* enum conf_spool_sync */
+	int spool_full;		  /* enum conf_spool_full */
+	long spool_sync_interval; /* ms */
+	long spool_segment_size;  /* bytes */
+	long spool_segment_age;	  /* seconds, 0 off */
+	long spool_max_size;	  /* bytes, 0 unbounded */
 };
 
 /*
@@ -57,5 +68,7 @@ int conf_check_system(const struct conf *c, char *err, size_t errlen);
 void conf_free(struct conf *c);
 /* The effective configuration in the file's own syntax. */
 void conf_print(const struct conf *c, FILE *f);
+const char *conf_spool_sync_name(int v);
+const char *conf_spool_full_name(int v);
 
 #endif

@@ -56,6 +56,31 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		}
 		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, PROTO_RESULT_OK);
 		buf_commit(&c->out, PROTO_ACK_LEN);
+		if (x->batch != NULL) {
+			struct conn_batch *b = x->batch;
+			/* Every ack after a held one waits too, ConnAcks included. */
+			c->held += PROTO_ACK_LEN;
+			if (!c->touched) {
+				c->touched = 1;
+				c->next_touched = b->touched;
+				b->touched = c;
+			}
+			if (f.cmd == PROTO_SUBMIT) {
+				if (b->n == b->cap)
+					b->flush(b);
+				struct conn_rec *rec = &b->rec[b->n++];
+				rec->c = c;
+				rec->id = f.id;
+				rec->payload = f.payload;
+				rec->len = (uint32_t)f.payload_len;
+			} else {
+				memcpy(c->conn_id, f.id, sizeof(c->conn_id));
+				c->has_conn_id = 1;
+			}
+		} else if (f.cmd == PROTO_CONN) {
+			memcpy(c->conn_id, f.id, sizeof(c->conn_id));
+			c->has_conn_id = 1;
+		}
 		buf_consume(&c->in, f.len);
 		if (f.cmd == PROTO_SUBMIT)
 			nsubmit++;
@@ -65,6 +90,9 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 	if (nsubmit) {
 		stats_add(x->stats, STATS_req_submit, nsubmit);
 		stats_add(x->stats, STATS_rsp_submit, nsubmit);
+		/* With the spool, the result is known when the batch is stored. */
+		if (x->batch == NULL)
+			stats_add(x->stats, STATS_ack_result_0, nsubmit);
 	}
 	if (nconn) {
 		stats_add(x->stats, STATS_req_conn, nconn);
@@ -116,8 +144,8 @@ int conn_write(struct conn *c, const struct conn_ctx *x)
 {
 	ssize_t n;
 
-	while (buf_len(&c->out) > 0) {
-		n = write(c->fd, buf_head(&c->out), buf_len(&c->out));
+	while (conn_writable(c) > 0) {
+		n = write(c->fd, buf_head(&c->out), conn_writable(c));
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;

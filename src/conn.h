@@ -29,12 +29,41 @@ enum conn_reason {
 	CONN_R_SEND_TIMEOUT,
 };
 
+struct conn;
+
+/*
+ * A Submit decoded this round, to be stored before its ack may leave. The
+ * pointers point into the connection's input buffer: they stay valid until
+ * the batch is written, because the worker neither reads into nor releases
+ * an input buffer before the round's batch went out (worker.c).
+ */
+struct conn_rec {
+	struct conn *c;
+	const uint8_t *id;	/* PROTO_ID_LEN bytes */
+	const uint8_t *payload; /* len bytes */
+	uint32_t len;
+	uint8_t hdr[64]; /* the record header, filled when the batch is written */
+};
+
+/*
+ * The round's Submits (spool on). Filled by conn_process; flush() writes
+ * what is there when it is full, and the worker writes the rest at the end
+ * of the round. Connections with acks held this round are on touched.
+ */
+struct conn_batch {
+	struct conn_rec *rec; /* cap entries, allocated once */
+	uint32_t n, cap;
+	struct conn *touched;
+	void (*flush)(struct conn_batch *b);
+};
+
 /* Per-worker settings and state shared by its connections. */
 struct conn_ctx {
 	uint32_t max_frame;
 	uint32_t read_size;
 	uint32_t max_output;
 	struct stats_slot *stats; /* this worker's slot */
+	struct conn_batch *batch; /* NULL: no spool, acks leave at once with result 0 */
 };
 
 struct conn {
@@ -50,6 +79,18 @@ struct conn {
 	uint32_t outq;	      /* bytes the kernel held for the peer at the last look, 0: none */
 	uint64_t deadline_ms; /* lingering: when to give up on the peer's FIN */
 	uint32_t lingered;    /* bytes discarded while lingering */
+	/*
+	 * Spool on: the last held bytes of out are acks of this round whose
+	 * records are not stored yet; only what is before them may be written.
+	 */
+	uint32_t held;
+	uint8_t touched; /* on the batch's touched list */
+	uint8_t has_conn_id;
+	uint16_t port;	    /* the peer's, for the records */
+	uint8_t addr[16];   /* the peer's, IPv6 or IPv4-mapped */
+	uint8_t conn_id[8]; /* the last Conn id seen */
+	uint64_t seq;	    /* the connection's number in this worker, from 1 */
+	struct conn *next_touched;
 	struct buf in;
 	struct buf out;
 	/*
@@ -86,6 +127,12 @@ static inline int conn_wants_read(const struct conn *c, const struct conn_ctx *x
 {
 	return (c->state == CONN_ACTIVE && !c->eof && buf_len(&c->out) < x->max_output) ||
 	       c->state == CONN_LINGERING;
+}
+
+/* Acks that may be written now. */
+static inline size_t conn_writable(const struct conn *c)
+{
+	return buf_len(&c->out) - c->held;
 }
 
 /* At a frame boundary with nothing owed: it can be closed without losing an ack. */

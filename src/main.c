@@ -168,9 +168,10 @@ static int detach_paths(struct conf *c)
 	char *abs;
 
 	if ((c->log_file[0] != '\0' && c->log_file[0] != '/') ||
-	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/')) {
+	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/') ||
+	    (c->spool_dir[0] != '\0' && c->spool_dir[0] != '/')) {
 		fprintf(stderr,
-			"submitd: %s: log_file and pid_file must be absolute paths "
+			"submitd: %s: log_file, pid_file and spool_dir must be absolute paths "
 			"unless -f is given\n",
 			c->path);
 		return -1;

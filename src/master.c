@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "proc.h"
+#include "spoolm.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -281,6 +282,8 @@ static void spawn(int label, uint64_t now)
 	if (pid == 0)
 		worker_main(&a);
 	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
+	if ((uint32_t)s + 1 > shm->slot_hwm)
+		STATS_STORE(shm->slot_hwm, (uint32_t)s + 1);
 	slot_label[s] = label;
 	publish_active();
 	log_info("worker %d started, pid %d", label, (int)pid);
@@ -327,6 +330,7 @@ static void reap(uint64_t now)
 		children[s].pid = 0;
 		slot_label[s] = -1;
 		publish_active();
+		spoolm_reaped(pid);
 
 		int expected = ch.draining || stopping || ch.gen != gen || ch.label >= conf.workers;
 		if (WIFSIGNALED(status)) {
@@ -570,6 +574,8 @@ static void reload(uint64_t now)
 	}
 	if (strcmp(next.user, conf.user) != 0 || strcmp(next.pid_file, conf.pid_file) != 0)
 		log_warnx("reload: user and pid_file take effect only after a restart");
+	if (strcmp(next.spool_dir, conf.spool_dir) != 0)
+		log_warnx("reload: spool_dir takes effect only after a restart");
 	if (open_metrics(&conf, &next, &m) == -1) {
 		conf_free(&next);
 		goto failed;
@@ -589,8 +595,11 @@ static void reload(uint64_t now)
 	next.user = strdup(conf.user);
 	free(next.pid_file);
 	next.pid_file = strdup(conf.pid_file);
+	free(next.spool_dir);
+	next.spool_dir = strdup(conf.spool_dir);
 	conf_free(&conf);
 	conf = next;
+	spoolm_conf(&conf);
 
 	gen++;
 	gen_ready = 0;
@@ -795,7 +804,7 @@ static void pid_file_remove(void)
 int master_run(struct conf *c, int detach)
 {
 	sigset_t set;
-	uint64_t now;
+	uint64_t now, next_spool_scan = 0;
 
 	conf = *c;
 	memset(c, 0, sizeof(*c));
@@ -841,6 +850,8 @@ int master_run(struct conf *c, int detach)
 	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
 		return 1;
 	commit_metrics(m, 1);
+	if (spoolm_start(&conf, shm) == -1)
+		return 1;
 	/* As nginx: whatever can fail has been tried, so the caller's exit status is true. */
 	if (detach) {
 		char msg[1024];
@@ -899,6 +910,10 @@ int master_run(struct conf *c, int detach)
 		sample_workers(now);
 		if (mx != NULL)
 			metrics_run(mx);
+		if (now >= next_spool_scan) {
+			spoolm_tick();
+			next_spool_scan = now + 1000;
+		}
 
 		if (stopping) {
 			int alive = 0;

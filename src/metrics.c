@@ -83,6 +83,13 @@ static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *p
 	}
 }
 
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 struct proc_totals {
 	double cpu_seconds;
 	double rss_bytes;
@@ -189,6 +196,77 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	}
 	outf(&o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
 	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
+
+	static const uint64_t fsync_bounds[] = STATS_FSYNC_BOUNDS;
+	for (int l = 0; l < nl; l++) {
+		for (int b = 0; b < STATS_NFSYNC; b++)
+			all.fsync_us[b] += per[l].fsync_us[b];
+		all.fsync_us_sum += per[l].fsync_us_sum;
+		for (int b = 0; b < STATS_NBATCH; b++)
+			all.fsync_recs[b] += per[l].fsync_recs[b];
+		all.fsync_recs_sum += per[l].fsync_recs_sum;
+	}
+	family(&o, "submitd_spool_fsync_seconds", "histogram",
+	       "Latency of the fdatasync calls that make spooled records durable.");
+	cum = 0;
+	for (int b = 0; b < STATS_NFSYNC; b++) {
+		cum += all.fsync_us[b];
+		if (b < STATS_NFSYNC - 1)
+			outf(&o, "submitd_spool_fsync_seconds_bucket{le=\"%g\"} %llu\n",
+			     (double)fsync_bounds[b] / 1e6, (unsigned long long)cum);
+		else
+			outf(&o, "submitd_spool_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(&o, "submitd_spool_fsync_seconds_sum %.6f\nsubmitd_spool_fsync_seconds_count %llu\n",
+	     (double)all.fsync_us_sum / 1e6, (unsigned long long)cum);
+	family(&o, "submitd_spool_records_per_fsync", "histogram",
+	       "Records made durable by one fdatasync (group commit).");
+	cum = 0;
+	for (int b = 0; b < STATS_NBATCH; b++) {
+		cum += all.fsync_recs[b];
+		if (b < STATS_NBATCH - 1)
+			outf(&o, "submitd_spool_records_per_fsync_bucket{le=\"%llu\"} %llu\n",
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+		else
+			outf(&o, "submitd_spool_records_per_fsync_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(&o,
+	     "submitd_spool_records_per_fsync_sum %llu\nsubmitd_spool_records_per_fsync_count "
+	     "%llu\n",
+	     (unsigned long long)all.fsync_recs_sum, (unsigned long long)cum);
+
+	const struct stats_shm *sh = s->shm;
+	uint64_t oldest = STATS_LOAD(sh->spool_oldest_ready_ns);
+	family(&o, "submitd_spool_used_bytes", "gauge",
+	       "Bytes in the spool's directories (last scan plus what workers wrote since).");
+	outf(&o, "submitd_spool_used_bytes %llu\n", (unsigned long long)stats_spool_used(sh));
+	family(&o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.");
+	outf(&o, "submitd_spool_max_bytes %llu\n", (unsigned long long)STATS_LOAD(sh->spool_max));
+	family(&o, "submitd_spool_ready_segments", "gauge",
+	       "Sealed segments waiting in ready/ for a consumer.");
+	outf(&o, "submitd_spool_ready_segments %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_ready_segments));
+	family(&o, "submitd_spool_oldest_ready_age_seconds", "gauge",
+	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
+	outf(&o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
+	     oldest && wall_ns() > oldest ? (double)(wall_ns() - oldest) / 1e9 : 0.0);
+	family(&o, "submitd_spool_recovered_segments_total", "counter",
+	       "Segments of dead writers recovered, by outcome.");
+	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
+	     (unsigned long long)(STATS_LOAD(sh->spool_recovered) -
+				  STATS_LOAD(sh->spool_truncated)));
+	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"truncated\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_truncated));
+	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"removed\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_removed));
+	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"quarantined\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_quarantined));
+	family(&o, "submitd_spool_truncated_bytes_total", "counter",
+	       "Bytes of torn tails cut off by recovery.");
+	outf(&o, "submitd_spool_truncated_bytes_total %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
 
 	family(&o, "submitd_worker_allocated_bytes", "gauge",
 	       "Bytes allocated from the workers' memory arenas.");

@@ -24,6 +24,7 @@ enum proto_cmd {
 enum proto_result {
 	PROTO_RESULT_OK = 0,
 	PROTO_RESULT_REFUSED = 1,
+	PROTO_RESULT_NOT_STORED = 2, /* storage full or failed; the client may resend */
 };
 
 /* Return values of the decoders: a frame, "not yet", or an error. */

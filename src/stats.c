@@ -36,6 +36,41 @@ void stats_batch(struct stats_slot *s, uint64_t acks)
 	STATS_ADD(s->batch_sum, acks);
 }
 
+void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs)
+{
+	static const uint64_t lat[] = STATS_FSYNC_BOUNDS;
+	static const uint64_t bounds[] = STATS_BATCH_BOUNDS;
+	size_t i = 0, j = 0;
+
+	while (i < sizeof(lat) / sizeof(lat[0]) && us > lat[i])
+		i++;
+	while (j < sizeof(bounds) / sizeof(bounds[0]) && recs > bounds[j])
+		j++;
+	STATS_ADD(s->fsync_us[i], 1);
+	STATS_ADD(s->fsync_us_sum, us);
+	STATS_ADD(s->fsync_recs[j], 1);
+	STATS_ADD(s->fsync_recs_sum, recs);
+}
+
+uint64_t stats_spool_used(const struct stats_shm *shm)
+{
+	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	int64_t net = 0;
+
+	if (hwm > STATS_MAX_SLOTS)
+		hwm = STATS_MAX_SLOTS;
+	for (uint32_t i = 0; i < hwm; i++) {
+		const struct stats_slot *s = &shm->slot[i];
+		if (STATS_LOAD(s->state) == STATS_SLOT_FREE)
+			continue;
+		net += (int64_t)(STATS_LOAD(s->c[STATS_spool_bytes]) -
+				 STATS_LOAD(s->c[STATS_spool_dropped_bytes]));
+	}
+	int64_t used = (int64_t)STATS_LOAD(shm->spool_scan_bytes) + net -
+		       (int64_t)STATS_LOAD(shm->spool_scan_net);
+	return used < 0 ? 0 : (uint64_t)used;
+}
+
 void stats_slot_reset(struct stats_slot *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -48,4 +83,10 @@ void stats_fold(struct stats_slot *acc, const struct stats_slot *s)
 	for (int i = 0; i < STATS_NBATCH; i++)
 		acc->batch[i] += STATS_LOAD(s->batch[i]);
 	acc->batch_sum += STATS_LOAD(s->batch_sum);
+	for (int i = 0; i < STATS_NFSYNC; i++)
+		acc->fsync_us[i] += STATS_LOAD(s->fsync_us[i]);
+	acc->fsync_us_sum += STATS_LOAD(s->fsync_us_sum);
+	for (int i = 0; i < STATS_NBATCH; i++)
+		acc->fsync_recs[i] += STATS_LOAD(s->fsync_recs[i]);
+	acc->fsync_recs_sum += STATS_LOAD(s->fsync_recs_sum);
 }

@@ -37,7 +37,31 @@
 	X(bytes_recv, "received_bytes_total", "", "Bytes read from clients.")                      \
 	X(bytes_sent, "sent_bytes_total", "", "Bytes written to clients.")                         \
 	X(accept_errors, "accept_errors_total", "",                                                \
-	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")
+	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")                      \
+	X(ack_result_0, "submit_acks_total", "result=\"0\"",                                       \
+	  "SubmitAcks sent, by result: 0 accepted (stored as spool_sync promises), 1 refused, "    \
+	  "2 not stored.")                                                                         \
+	X(ack_result_1, "submit_acks_total", "result=\"1\"", "")                                   \
+	X(ack_result_2, "submit_acks_total", "result=\"2\"", "")                                   \
+	X(spool_records, "spool_records_total", "", "Records written to the spool.")               \
+	X(spool_bytes, "spool_written_bytes_total", "",                                            \
+	  "Bytes of records (headers and payloads) written to the spool.")                         \
+	X(spool_fsyncs, "spool_fsyncs_total", "", "fdatasync calls on spool segments.")            \
+	X(spool_sealed, "spool_segments_sealed_total", "",                                         \
+	  "Segments sealed and handed over into ready/.")                                          \
+	X(spool_suspect, "spool_segments_suspect_total", "",                                       \
+	  "Segments set aside in suspect/ after a failed fdatasync or seal.")                      \
+	X(spool_dropped_segments, "spool_dropped_segments_total", "",                              \
+	  "Ready segments deleted at the bound (spool_full = drop_oldest): acked data lost.")      \
+	X(spool_dropped_bytes, "spool_dropped_bytes_total", "",                                    \
+	  "Bytes of the ready segments deleted at the bound.")                                     \
+	X(spool_fail_nospace, "spool_failures_total", "reason=\"nospace\"",                        \
+	  "Spool failures, by reason; each fails a batch (result 2) or a segment.")                \
+	X(spool_fail_write, "spool_failures_total", "reason=\"write\"", "")                        \
+	X(spool_fail_fsync, "spool_failures_total", "reason=\"fsync\"", "")                        \
+	X(spool_fail_open, "spool_failures_total", "reason=\"open\"", "")                          \
+	X(spool_fail_seal, "spool_failures_total", "reason=\"seal\"", "")                          \
+	X(spool_fail_full, "spool_failures_total", "reason=\"full\"", "")
 
 enum stats_counter {
 #define STATS_ENUM(f, fam, lab, help) STATS_##f,
@@ -53,6 +77,13 @@ enum stats_counter {
 	}
 #define STATS_NBATCH 13
 
+/* Buckets of the fdatasync latency histogram, in microseconds; +Inf last. */
+#define STATS_FSYNC_BOUNDS                                                                         \
+	{                                                                                          \
+		100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000      \
+	}
+#define STATS_NFSYNC 13
+
 #define STATS_MAX_SLOTS 1024
 
 enum stats_slot_state {
@@ -65,7 +96,11 @@ enum stats_slot_state {
 struct stats_slot {
 	uint64_t c[STATS_NCOUNTERS];
 	uint64_t batch[STATS_NBATCH];
-	uint64_t batch_sum; /* acks written; batch count is the sum of batch[] */
+	uint64_t batch_sum;		 /* acks written; batch count is the sum of batch[] */
+	uint64_t fsync_us[STATS_NFSYNC]; /* fdatasync latency */
+	uint64_t fsync_us_sum;
+	uint64_t fsync_recs[STATS_NBATCH]; /* records covered per fdatasync */
+	uint64_t fsync_recs_sum;
 	int64_t connected;
 	uint64_t allocated;    /* bytes in the worker's arena */
 	uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms, stamped every loop round */
@@ -84,6 +119,23 @@ struct stats_shm {
 	 */
 	uint32_t nactive;
 	uint16_t active[STATS_MAX_SLOTS];
+	/*
+	 * The spool, written by the master (docs/SPOOL.md, "The bound"): its
+	 * last scan of the spool's directories, and the sum over live slots
+	 * of spool_bytes - spool_dropped_bytes when it scanned, so that a
+	 * worker can add what was written since.
+	 */
+	uint32_t slot_hwm; /* slots 0..slot_hwm-1 may be live */
+	uint64_t spool_scan_bytes;
+	uint64_t spool_scan_net;
+	uint64_t spool_max; /* spool_max_size, 0 unbounded */
+	uint64_t spool_ready_segments;
+	uint64_t spool_oldest_ready_ns; /* created_ns of the oldest in ready/, 0 none */
+	uint64_t spool_recovered;	/* segments recovered (sealed) after a dead writer */
+	uint64_t spool_truncated;	/* of those, with a torn tail cut off */
+	uint64_t spool_truncated_bytes;
+	uint64_t spool_quarantined; /* corrupt in the middle, or a bad header */
+	uint64_t spool_removed;	    /* no whole record: deleted */
 	struct stats_slot slot[];
 };
 
@@ -108,6 +160,14 @@ static inline void stats_add(struct stats_slot *s, enum stats_counter c, uint64_
 }
 
 void stats_batch(struct stats_slot *s, uint64_t acks);
+/* One fdatasync that took us microseconds and covered recs records. */
+void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs);
+
+/*
+ * The spool's bytes as far as shared memory knows them: the master's last
+ * scan plus what the live workers wrote (less what they dropped) since.
+ */
+uint64_t stats_spool_used(const struct stats_shm *shm);
 
 /* Reset a slot for a new worker (master, before fork). */
 void stats_slot_reset(struct stats_slot *s);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mem.h"
 #include "proc.h"
+#include "spoolw.h"
 
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
@@ -56,6 +57,7 @@ static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
 static int label;
 static unsigned generation;
+static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
 
 /* epoll data for non-connection descriptors: addresses inside tags[] */
 static char tags[CONF_MAX_LISTEN + 1];
@@ -93,6 +95,7 @@ static void finish(struct conn *c, enum conn_reason why)
 	if (c->state == CONN_CLOSED)
 		return;
 	conn_set_state(c, CONN_CLOSED, why);
+	spoolw_forget(c); /* its records reach the spool before its buffers go */
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	conns[c->fd] = NULL;
@@ -289,10 +292,27 @@ static void pause_accept(uint64_t ms)
 	accept_resume_ms = now + ms;
 }
 
+/* The peer's address as IPv6 (IPv4 mapped), as the spool's records carry it. */
+static void peer_addr(struct conn *c, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		c->addr[10] = c->addr[11] = 0xff;
+		memcpy(c->addr + 12, &in->sin_addr, 4);
+		c->port = ntohs(in->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		memcpy(c->addr, &in6->sin6_addr, 16);
+		c->port = ntohs(in6->sin6_port);
+	}
+}
+
 static void on_accept(int li)
 {
 	int lfd = listen_fds[li];
 	struct epoll_event ev;
+	struct sockaddr_storage ss;
+	socklen_t slen;
 	int one = 1;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -301,7 +321,8 @@ static void on_accept(int li)
 			return;
 		}
 		listen_set(LISTEN_LT);
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		slen = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -341,6 +362,8 @@ static void on_accept(int li)
 			continue;
 		}
 		conn_init(c, fd, now);
+		peer_addr(c, &ss);
+		c->seq = ++conn_seq;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
@@ -551,7 +574,12 @@ static void setup(const struct worker_args *a)
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
 		fatalx("memory arena: %s", err);
-	buf_pool_init((size_t)cf->read_buffer_size, 64);
+	ctx.batch = spoolw_init(cf, a->index, a->generation, slot, shm);
+	/*
+	 * With the spool, a connection keeps its buffers until the round's
+	 * batch is written: keep enough pooled chunks for a full round.
+	 */
+	buf_pool_init((size_t)cf->read_buffer_size, ctx.batch ? 2 * MAX_EVENTS + 64 : 64);
 	ctx.max_frame = (uint32_t)cf->max_frame_size;
 	ctx.read_size = (uint32_t)cf->read_buffer_size;
 	ctx.max_output = (uint32_t)cf->max_output_buffer;
@@ -614,12 +642,16 @@ void worker_main(const struct worker_args *a)
 			timeout = (int)(accept_resume_ms > now ? accept_resume_ms - now : 0);
 		if (draining && drain_deadline > now && drain_deadline - now < (uint64_t)timeout)
 			timeout = (int)(drain_deadline - now);
+		long st = spoolw_timeout(now);
+		if (st >= 0 && st < timeout)
+			timeout = (int)st;
 
 		int n = epoll_wait(ep, evs, MAX_EVENTS, timeout);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		now = mono_ms();
 		STATS_STORE(slot->heartbeat_ms, now);
+		spoolw_round_begin();
 
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
@@ -644,11 +676,19 @@ void worker_main(const struct worker_args *a)
 			 * Write this connection's acks now, one write for all it read this
 			 * round: its buffers go straight back to the pool, so a round over
 			 * many connections needs two pooled chunks, not two per connection.
+			 * With the spool, the acks wait for the round's batch: the
+			 * records point into the input buffers, which stay until then.
 			 */
-			if (c->state != CONN_CLOSED)
-				settle(c);
+			if (c->state != CONN_CLOSED) {
+				if (ctx.batch != NULL)
+					mark_pending(c);
+				else
+					settle(c);
+			}
 		}
+		spoolw_commit(now);
 		flush_pending();
+		spoolw_tick(now);
 
 		/* Deferring: take connections again once no taker holds clearly fewer. */
 		if (listen_mode == LISTEN_ET && fair_to_accept())
@@ -671,6 +711,7 @@ void worker_main(const struct worker_args *a)
 		if (conns[fd] != NULL)
 			finish(conns[fd], CONN_R_SHUTDOWN);
 	flush_pending();
+	spoolw_close();
 	STATS_STORE(slot->allocated, mem_allocated());
 	log_info("exiting");
 	exit(0);

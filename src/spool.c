@@ -1,0 +1,1092 @@
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
+/* ---- CRC-32C ---- */
+
+#define CRC32C_POLY 0x82F63B78u
+
+/* Slicing-by-8 tables: built once, on first use. */
+static uint32_t crc_tab[8][256];
+static int crc_tab_ready;
+
+static void crc_tab_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+		crc_tab[0][i] = c;
+	}
+	for (uint32_t i = 0; i < 256; i++)
+		for (int t = 1; t < 8; t++)
+			crc_tab[t][i] =
+			    (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+	crc_tab_ready = 1;
+}
+
+uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	if (!crc_tab_ready)
+		crc_tab_init();
+	crc = ~crc;
+	while (n > 0 && ((uintptr_t)b & 7) != 0) {
+		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
+		n--;
+	}
+	while (n >= 8) {
+		uint32_t lo = crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+				     (uint32_t)b[3] << 24);
+		crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
+		      crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^ crc_tab[3][b[4]] ^
+		      crc_tab[2][b[5]] ^ crc_tab[1][b[6]] ^ crc_tab[0][b[7]];
+		b += 8;
+		n -= 8;
+	}
+	while (n-- > 0)
+		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t c = ~crc;
+
+	while (n > 0 && ((uintptr_t)b & 7) != 0) {
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+		n--;
+	}
+	while (n >= 8) {
+		uint64_t v;
+		memcpy(&v, b, 8);
+		c = _mm_crc32_u64(c, v);
+		b += 8;
+		n -= 8;
+	}
+	while (n-- > 0)
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+	return ~(uint32_t)c;
+}
+#endif
+
+/* -1: not decided yet; decided once, the answer never changes. */
+static int crc_use_hw = -1;
+
+int spool_crc32c_hw(void)
+{
+	if (crc_use_hw < 0) {
+#if defined(__x86_64__)
+		__builtin_cpu_init();
+		crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+		crc_use_hw = 0;
+#endif
+	}
+	return crc_use_hw;
+}
+
+uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n)
+{
+#if defined(__x86_64__)
+	if (spool_crc32c_hw())
+		return crc_hw(crc, p, n);
+#endif
+	return spool_crc32c_sw(crc, p, n);
+}
+
+/* ---- little-endian fields ---- */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* ---- record and file headers ---- */
+
+void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p)
+{
+	uint32_t crc;
+
+	put32(hdr + 4, SPOOL_REC_HDR + r->len);
+	put64(hdr + 8, r->ts_ns);
+	put64(hdr + 16, r->conn_seq);
+	memcpy(hdr + 24, r->submit_id, 8);
+	memcpy(hdr + 32, r->conn_id, 8);
+	memcpy(hdr + 40, r->addr, 16);
+	put16(hdr + 56, r->port);
+	put16(hdr + 58, r->worker);
+	hdr[60] = r->type;
+	hdr[61] = r->flags;
+	hdr[62] = 0;
+	hdr[63] = 0;
+	crc = spool_crc32c(0, hdr + 4, SPOOL_REC_HDR - 4);
+	if (r->len > 0)
+		crc = spool_crc32c(crc, p, r->len);
+	put32(hdr, crc);
+}
+
+uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc)
+{
+	uint32_t rec_len = get32(hdr + 4);
+
+	*crc = get32(hdr);
+	r->ts_ns = get64(hdr + 8);
+	r->conn_seq = get64(hdr + 16);
+	memcpy(r->submit_id, hdr + 24, 8);
+	memcpy(r->conn_id, hdr + 32, 8);
+	memcpy(r->addr, hdr + 40, 16);
+	r->port = get16(hdr + 56);
+	r->worker = get16(hdr + 58);
+	r->type = hdr[60];
+	r->flags = hdr[61];
+	if (rec_len < SPOOL_REC_HDR || rec_len > SPOOL_REC_MAX) {
+		r->len = 0;
+		return 0;
+	}
+	r->len = rec_len - SPOOL_REC_HDR;
+	return rec_len;
+}
+
+void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr *h)
+{
+	memset(out, 0, SPOOL_FILE_HDR);
+	memcpy(out, SPOOL_MAGIC, 8);
+	put16(out + 8, SPOOL_VERSION);
+	put16(out + 10, SPOOL_FILE_HDR);
+	put32(out + 12, h->worker);
+	put32(out + 16, h->pid);
+	put32(out + 20, h->gen);
+	put64(out + 24, h->created_ns);
+	put32(out + 60, spool_crc32c(0, out, 60));
+}
+
+int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_hdr *h)
+{
+	if (memcmp(in, SPOOL_MAGIC, 8) != 0 || get32(in + 60) != spool_crc32c(0, in, 60))
+		return -1;
+	h->version = get16(in + 8);
+	h->hdr_len = get16(in + 10);
+	h->worker = get32(in + 12);
+	h->pid = get32(in + 16);
+	h->gen = get32(in + 20);
+	h->created_ns = get64(in + 24);
+	if (h->version != SPOOL_VERSION || h->hdr_len != SPOOL_FILE_HDR)
+		return -1;
+	return 0;
+}
+
+/* ---- names ---- */
+
+void spool_seg_name(char *out, uint64_t created_ns, unsigned worker, long pid)
+{
+	snprintf(out, SPOOL_NAME_MAX, "%020llu-w%03u-p%ld.seg", (unsigned long long)created_ns,
+		 worker, pid);
+}
+
+static int digits(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return n > 0;
+}
+
+int spool_seg_name_parse(const char *name, uint64_t *created_ns, unsigned *worker, long *pid)
+{
+	size_t len = strlen(name);
+	const char *w, *p, *end;
+
+	/* 20 digits, "-w", >= 3 digits, "-p", >= 1 digit, ".seg" */
+	if (len < 20 + 2 + 3 + 2 + 1 + 4 || len >= SPOOL_NAME_MAX || !digits(name, 20) ||
+	    strcmp(name + len - 4, ".seg") != 0 || name[20] != '-' || name[21] != 'w')
+		return -1;
+	w = name + 22;
+	p = strstr(w, "-p");
+	end = name + len - 4;
+	if (p == NULL || p - w < 3 || !digits(w, (size_t)(p - w)) || p + 2 >= end ||
+	    !digits(p + 2, (size_t)(end - (p + 2))) || end - (p + 2) > 10)
+		return -1;
+	if (created_ns != NULL)
+		*created_ns = strtoull(name, NULL, 10);
+	if (worker != NULL)
+		*worker = (unsigned)strtoul(w, NULL, 10);
+	if (pid != NULL)
+		*pid = strtol(p + 2, NULL, 10);
+	return 0;
+}
+
+/* ---- directories ---- */
+
+static const char *const subdirs[] = {SPOOL_ACTIVE, SPOOL_READY, SPOOL_TAKEN, SPOOL_QUARANTINE,
+				      SPOOL_SUSPECT};
+
+static int path_of(char *out, size_t outlen, const char *dir, const char *sub, const char *name)
+{
+	int n;
+
+	if (name != NULL)
+		n = snprintf(out, outlen, "%s/%s/%s", dir, sub, name);
+	else if (sub != NULL)
+		n = snprintf(out, outlen, "%s/%s", dir, sub);
+	else
+		n = snprintf(out, outlen, "%s", dir);
+	if (n < 0 || (size_t)n >= outlen) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc, saved;
+
+	if (fd < 0)
+		return -1;
+	rc = fsync(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rc;
+}
+
+static int fsync_sub(const char *dir, const char *sub)
+{
+	char path[PATH_MAX];
+
+	if (path_of(path, sizeof(path), dir, sub, NULL) < 0)
+		return -1;
+	return fsync_path(path);
+}
+
+/* rename dir/from/name to dir/to/name and fsync both directories. */
+static int move_seg(const char *dir, const char *from, const char *to, const char *name)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	if (path_of(a, sizeof(a), dir, from, name) < 0 || path_of(b, sizeof(b), dir, to, name) < 0)
+		return -1;
+	if (rename(a, b) < 0)
+		return -1;
+	if (fsync_sub(dir, to) < 0 || fsync_sub(dir, from) < 0)
+		return -1;
+	return 0;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+	int saved = errno;
+
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, fmt, arg, strerror(saved));
+	errno = saved;
+}
+
+int spool_dirs(const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int created = 0;
+
+	if (mkdir(dir, 0750) == 0)
+		created = 1;
+	else if (errno != EEXIST) {
+		set_err(err, errlen, "mkdir %s: %s", dir);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		if (path_of(path, sizeof(path), dir, subdirs[i], NULL) < 0) {
+			set_err(err, errlen, "%s: %s", dir);
+			return -1;
+		}
+		if (mkdir(path, 0750) == 0)
+			created = 1;
+		else if (errno != EEXIST) {
+			set_err(err, errlen, "mkdir %s: %s", path);
+			return -1;
+		}
+	}
+	if (created && fsync_path(dir) < 0) {
+		set_err(err, errlen, "fsync %s: %s", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- writer ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
+		   uint64_t *last_ns, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	uint8_t hdr[SPOOL_FILE_HDR];
+	struct spool_file_hdr fh;
+	uint64_t ns = now_ns();
+	long pid = (long)getpid();
+	int fd = -1, saved;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = -1;
+	if (last_ns != NULL && ns <= *last_ns)
+		ns = *last_ns + 1; /* the clock went back, or two opens in one tick */
+	for (int tries = 0;; tries++) {
+		spool_seg_name(s->name, ns, worker, pid);
+		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0) {
+			set_err(err, errlen, "%s: %s", dir);
+			return -1;
+		}
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST || tries >= 1000) {
+			set_err(err, errlen, "create %s: %s", path);
+			return -1;
+		}
+		ns++;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		set_err(err, errlen, "flock %s: %s", path);
+		goto fail;
+	}
+	memset(&fh, 0, sizeof(fh));
+	fh.worker = worker;
+	fh.pid = (uint32_t)pid;
+	fh.gen = gen;
+	fh.created_ns = ns;
+	spool_file_header(hdr, &fh);
+	ssize_t n = pwrite(fd, hdr, sizeof(hdr), 0);
+	if (n != (ssize_t)sizeof(hdr)) {
+		if (n >= 0)
+			errno = EIO;
+		set_err(err, errlen, "write %s: %s", path);
+		goto fail;
+	}
+	if (fdatasync(fd) < 0) {
+		set_err(err, errlen, "fdatasync %s: %s", path);
+		goto fail;
+	}
+	if (fsync_sub(dir, SPOOL_ACTIVE) < 0) {
+		set_err(err, errlen, "fsync %s/" SPOOL_ACTIVE ": %s", dir);
+		goto fail;
+	}
+	s->fd = fd;
+	s->size = SPOOL_FILE_HDR;
+	s->created_ns = ns;
+	s->worker = worker;
+	s->gen = gen;
+	if (last_ns != NULL)
+		*last_ns = ns;
+	return 0;
+fail:
+	/* Nothing was written into it yet, so the file goes. */
+	saved = errno;
+	unlink(path);
+	close(fd);
+	errno = saved;
+	s->name[0] = '\0';
+	return -1;
+}
+
+ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt)
+{
+	uint64_t off = s->size;
+	size_t total = 0;
+	int i = 0, saved;
+
+	while (i < iovcnt) {
+		int cnt = iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX;
+		ssize_t n = pwritev(s->fd, iov + i, cnt, (off_t)off);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;
+			goto fail;
+		}
+		off += (uint64_t)n;
+		total += (size_t)n;
+		/* Skip what was written whole; finish a partly written iovec with pwrite. */
+		while (i < iovcnt && (size_t)n >= iov[i].iov_len) {
+			n -= (ssize_t)iov[i].iov_len;
+			i++;
+		}
+		if (n > 0) {
+			const uint8_t *p = (const uint8_t *)iov[i].iov_base + n;
+			size_t left = iov[i].iov_len - (size_t)n;
+			while (left > 0) {
+				ssize_t m = pwrite(s->fd, p, left, (off_t)off);
+				if (m <= 0) {
+					if (m < 0 && errno == EINTR)
+						continue;
+					if (m == 0)
+						errno = EIO;
+					goto fail;
+				}
+				p += m;
+				left -= (size_t)m;
+				off += (uint64_t)m;
+				total += (size_t)m;
+			}
+			i++;
+		}
+	}
+	s->size = off;
+	return (ssize_t)total;
+fail:
+	saved = errno;
+	if (off > s->size && ftruncate(s->fd, (off_t)s->size) < 0)
+		s->trunc_failed = 1;
+	errno = saved;
+	return -1;
+}
+
+int spool_seg_sync(struct spool_seg *s)
+{
+	return fdatasync(s->fd);
+}
+
+void spool_seg_close(struct spool_seg *s)
+{
+	if (s->fd >= 0)
+		close(s->fd); /* drops the flock */
+	s->fd = -1;
+}
+
+int spool_seg_suspect(struct spool_seg *s, const char *dir)
+{
+	int rc = move_seg(dir, SPOOL_ACTIVE, SPOOL_SUSPECT, s->name);
+	int saved = errno;
+
+	spool_seg_close(s);
+	errno = saved;
+	return rc;
+}
+
+int spool_seg_seal(struct spool_seg *s, const char *dir)
+{
+	char path[PATH_MAX];
+	int saved;
+
+	if (fdatasync(s->fd) < 0)
+		goto suspect;
+	if (s->size <= SPOOL_FILE_HDR && !s->trunc_failed) {
+		/* No record: nothing to hand over. */
+		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0 ||
+		    unlink(path) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
+			goto suspect;
+		spool_seg_close(s);
+		return 0;
+	}
+	if (s->trunc_failed) {
+		/* A failed batch may have left bytes after the last record: cut them now. */
+		if (ftruncate(s->fd, (off_t)s->size) < 0 || fdatasync(s->fd) < 0)
+			goto suspect;
+	}
+	if (move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, s->name) < 0) {
+		saved = errno;
+		spool_seg_close(s);
+		errno = saved;
+		return -1;
+	}
+	spool_seg_close(s);
+	return 0;
+suspect:
+	saved = errno;
+	(void)spool_seg_suspect(s, dir);
+	errno = saved;
+	return -1;
+}
+
+/* ---- reader ---- */
+
+#define READ_BLOCK (1u << 20) /* read ahead: a syscall per MiB, not per record */
+
+static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t m = pread(fd, (uint8_t *)p + got, n - got, (off_t)(off + got));
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (m == 0)
+			break;
+		got += (size_t)m;
+	}
+	return (ssize_t)got;
+}
+
+int spool_reader_open(struct spool_reader *r, int fd)
+{
+	uint8_t hdr[SPOOL_FILE_HDR];
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->off = SPOOL_FILE_HDR;
+	r->boff = SPOOL_FILE_HDR;
+	n = pread_full(fd, hdr, sizeof(hdr), 0);
+	if (n < 0)
+		return -1;
+	if (n < (ssize_t)sizeof(hdr)) {
+		r->why = "shorter than the file header";
+		return SPOOL_TORN;
+	}
+	if (spool_file_header_check(hdr, &r->fh) < 0) {
+		r->why = memcmp(hdr, SPOOL_MAGIC, 8) != 0 ? "bad magic" : "bad file header";
+		return SPOOL_BAD;
+	}
+	return 0;
+}
+
+void spool_reader_close(struct spool_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = r->blen = 0;
+}
+
+/* Make the buffer hold file bytes [off, off + need): 1, 0 if the file ends before, -1. */
+static int fill(struct spool_reader *r, uint64_t off, size_t need)
+{
+	if (off >= r->boff && off + need <= r->boff + r->blen)
+		return 1;
+	if (off < r->boff || off >= r->boff + r->blen) {
+		r->blen = 0;
+	} else {
+		size_t skip = (size_t)(off - r->boff);
+		memmove(r->buf, r->buf + skip, r->blen - skip);
+		r->blen -= skip;
+	}
+	r->boff = off;
+	if (r->cap < need || r->cap < READ_BLOCK) {
+		size_t cap = need > READ_BLOCK ? need : READ_BLOCK;
+		uint8_t *b = realloc(r->buf, cap);
+		if (b == NULL)
+			return -1;
+		r->buf = b;
+		r->cap = cap;
+	}
+	while (r->blen < need) {
+		ssize_t m =
+		    pread(r->fd, r->buf + r->blen, r->cap - r->blen, (off_t)(off + r->blen));
+		if (m < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (m == 0)
+			return 0;
+		r->blen += (size_t)m;
+	}
+	return 1;
+}
+
+int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t **payload,
+		    uint64_t *off)
+{
+	uint64_t x = r->off;
+	uint32_t rec_len, crc;
+	const uint8_t *p;
+	int rc;
+
+	*off = x;
+	rc = fill(r, x, SPOOL_REC_HDR);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		rc = r->blen == 0 ? 0 : SPOOL_TORN;
+		r->why = "record header cut short by the end of the file";
+		goto forget;
+	}
+	rec_len = spool_rec_decode(r->buf + (x - r->boff), rec, &crc);
+	if (rec_len == 0) {
+		rc = SPOOL_BAD;
+		r->why = "bad record length";
+		goto forget;
+	}
+	rc = fill(r, x, rec_len);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		rc = SPOOL_TORN;
+		r->why = "record cut short by the end of the file";
+		goto forget;
+	}
+	p = r->buf + (x - r->boff);
+	if (spool_crc32c(0, p + 4, rec_len - 4) != crc) {
+		rc = SPOOL_BAD;
+		r->why = "bad CRC";
+		goto forget;
+	}
+	*payload = p + SPOOL_REC_HDR;
+	r->off = x + rec_len;
+	return 1;
+forget:
+	/* What was read ahead may still change (a live writer): read it again next time. */
+	r->blen = 0;
+	r->boff = x;
+	return rc;
+}
+
+/* ---- recovery ---- */
+
+const char *spool_action_str(int action)
+{
+	switch (action) {
+	case SPOOL_ACT_LOCKED:
+		return "locked";
+	case SPOOL_ACT_SEALED:
+		return "sealed";
+	case SPOOL_ACT_TRUNCATED:
+		return "truncated";
+	case SPOOL_ACT_REMOVED:
+		return "removed";
+	case SPOOL_ACT_QUARANTINED:
+		return "quarantined";
+	case SPOOL_ACT_BAD_HEADER:
+		return "bad-header";
+	}
+	return "unknown";
+}
+
+/* Copy bytes [0, len) of in to out. */
+static int copy_prefix(int in, int out, uint64_t len)
+{
+	loff_t ioff = 0, ooff = 0;
+	uint8_t b[65536];
+
+	while ((uint64_t)ioff < len) {
+		ssize_t n =
+		    copy_file_range(in, &ioff, out, &ooff, (size_t)(len - (uint64_t)ioff), 0);
+		if (n > 0)
+			continue;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+			return -1;
+		/* No copy_file_range here: plain reads and writes. */
+		while ((uint64_t)ioff < len) {
+			size_t want = len - (uint64_t)ioff < sizeof(b)
+					  ? (size_t)(len - (uint64_t)ioff)
+					  : sizeof(b);
+			ssize_t m = pread_full(in, b, want, (uint64_t)ioff);
+			if (m <= 0) {
+				if (m == 0)
+					errno = EIO;
+				return -1;
+			}
+			for (ssize_t done = 0; done < m;) {
+				ssize_t w = pwrite(out, b + done, (size_t)(m - done), ooff);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0) {
+					if (w == 0)
+						errno = EIO;
+					return -1;
+				}
+				done += w;
+				ooff += w;
+			}
+			ioff += m;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Put the whole records [0, len) of the segment into ready/ under its own
+ * name, through a temporary file in active/ so that ready/ never shows a
+ * partial segment.
+ */
+static int salvage(int fd, const char *dir, const char *name, uint64_t len)
+{
+	char tmpname[SPOOL_NAME_MAX + 16], tmp[PATH_MAX], dst[PATH_MAX];
+	int out, saved;
+
+	snprintf(tmpname, sizeof(tmpname), ".%s.salvage", name);
+	if (path_of(tmp, sizeof(tmp), dir, SPOOL_ACTIVE, tmpname) < 0 ||
+	    path_of(dst, sizeof(dst), dir, SPOOL_READY, name) < 0)
+		return -1;
+	(void)unlink(tmp); /* a leftover of an earlier attempt that crashed */
+	out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+	if (out < 0)
+		return -1;
+	if (flock(out, LOCK_EX | LOCK_NB) < 0 || copy_prefix(fd, out, len) < 0 ||
+	    fdatasync(out) < 0)
+		goto fail;
+	if (rename(tmp, dst) < 0)
+		goto fail;
+	close(out);
+	if (fsync_sub(dir, SPOOL_READY) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
+		return -1;
+	return 0;
+fail:
+	saved = errno;
+	unlink(tmp);
+	close(out);
+	errno = saved;
+	return -1;
+}
+
+static int remove_seg(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0 || unlink(path) < 0)
+		return -1;
+	return fsync_sub(dir, SPOOL_ACTIVE);
+}
+
+/*
+ * 1 if a whole record starts anywhere in [from, end), 0 if none, -1 on an
+ * error. Payload bytes that happen to hold a whole record make this say 1
+ * (the segment is quarantined: nothing is lost); so does a file with more
+ * than a bounded number of candidates, which bounds the work.
+ */
+static int record_after(int fd, uint64_t from, uint64_t end)
+{
+	struct spool_reader r;
+	unsigned candidates = 0;
+	int found = 0, rc;
+
+	memset(&r, 0, sizeof(r));
+	r.fd = fd;
+	r.boff = from;
+	for (uint64_t y = from; y + SPOOL_REC_HDR <= end && !found; y++) {
+		const uint8_t *h;
+		uint32_t rec_len;
+
+		if ((rc = fill(&r, y, SPOOL_REC_HDR)) <= 0) {
+			found = rc;
+			break;
+		}
+		h = r.buf + (y - r.boff);
+		rec_len = get32(h + 4);
+		if (h[60] != SPOOL_TYPE_SUBMIT || (h[61] & ~SPOOL_FLAG_CONN_ID) != 0 ||
+		    h[62] != 0 || h[63] != 0 || rec_len < SPOOL_REC_HDR ||
+		    rec_len > SPOOL_REC_MAX || rec_len > end - y)
+			continue;
+		if (++candidates > 64) {
+			found = 1;
+			break;
+		}
+		if ((rc = fill(&r, y, rec_len)) <= 0) {
+			found = rc;
+			break;
+		}
+		h = r.buf + (y - r.boff);
+		found = spool_crc32c(0, h + 4, rec_len - 4) == get32(h);
+	}
+	spool_reader_close(&r);
+	return found;
+}
+
+int spool_scan(int fd, struct spool_scan *out)
+{
+	struct spool_reader rd;
+	struct spool_rec rec;
+	const uint8_t *payload;
+	struct stat st;
+	uint64_t x = SPOOL_FILE_HDR;
+	int rc, later;
+
+	memset(out, 0, sizeof(*out));
+	if (fstat(fd, &st) < 0)
+		return -1;
+	out->size = (uint64_t)st.st_size;
+	rc = spool_reader_open(&rd, fd);
+	if (rc != 0) {
+		out->fh = rd.fh;
+		out->why = rd.why;
+		spool_reader_close(&rd);
+		if (rc == -1)
+			return -1;
+		out->status = rc;
+		return 0;
+	}
+	out->fh = rd.fh;
+	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
+		if (out->records == 0)
+			out->first_ts = rec.ts_ns;
+		out->last_ts = rec.ts_ns;
+		out->records++;
+	}
+	out->why = rd.why;
+	spool_reader_close(&rd);
+	out->end = x;
+	if (rc == -1)
+		return -1;
+	if (rc == 0)
+		return 0;
+	/*
+	 * A torn tail is the last thing in the file: no whole record after it
+	 * (a header that does not fit, zeros of pages never written, the part
+	 * of a batch that made it). A whole record after it means the damage is
+	 * in the middle: a bad rec_len must not cut off what follows.
+	 */
+	out->bad_offset = x;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
+		out->size = (uint64_t)st.st_size; /* a live writer added more */
+	later = record_after(fd, x + 1, out->size);
+	if (later < 0)
+		return -1;
+	out->status = later ? SPOOL_BAD : SPOOL_TORN;
+	if (later && rc == SPOOL_TORN)
+		out->why = "bad record length (past the end of the file, whole records after it)";
+	return 0;
+}
+
+int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
+		  size_t errlen)
+{
+	char path[PATH_MAX];
+	struct spool_scan sc;
+	int fd, saved;
+	const char *what = "read";
+
+	memset(out, 0, sizeof(*out));
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0) {
+		set_err(err, errlen, "%s: %s", name);
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		set_err(err, errlen, "open %s: %s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			set_err(err, errlen, "flock %s: %s", path);
+			close(fd);
+			return -1;
+		}
+		out->action = SPOOL_ACT_LOCKED;
+		close(fd);
+		return 0;
+	}
+	if (spool_scan(fd, &sc) < 0)
+		goto fail;
+	out->size = sc.size;
+	out->records = sc.records;
+	out->bad_offset = sc.bad_offset;
+	if (sc.status == SPOOL_BAD && sc.end == 0) {
+		out->action = SPOOL_ACT_BAD_HEADER;
+		what = "quarantine";
+		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+			goto fail;
+	} else if (sc.status == SPOOL_BAD) {
+		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
+		out->action = SPOOL_ACT_QUARANTINED;
+		what = "salvage";
+		if (sc.records > 0 && salvage(fd, dir, name, sc.end) < 0)
+			goto fail;
+		what = "quarantine";
+		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+			goto fail;
+	} else {
+		if (sc.status == SPOOL_TORN) {
+			/* Shorter than its header: died while creating it, no record in there. */
+			out->truncated_bytes = sc.size - sc.end;
+			what = "truncate";
+			if (sc.end > 0 && (ftruncate(fd, (off_t)sc.end) < 0 || fdatasync(fd) < 0))
+				goto fail;
+		}
+		if (sc.records == 0) {
+			out->action = SPOOL_ACT_REMOVED;
+			what = "remove";
+			if (remove_seg(dir, name) < 0)
+				goto fail;
+		} else {
+			out->action =
+			    sc.status == SPOOL_TORN ? SPOOL_ACT_TRUNCATED : SPOOL_ACT_SEALED;
+			what = "seal";
+			if (fdatasync(fd) < 0 || move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
+				goto fail;
+		}
+	}
+	close(fd);
+	return 0;
+fail:
+	saved = errno;
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(saved));
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A salvage file left by a recovery that crashed: nobody holds its lock. */
+static void remove_stale_salvage(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(name);
+	int fd;
+
+	if (name[0] != '.' || len < 9 || strcmp(name + len - 8, ".salvage") != 0 ||
+	    path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0)
+		return;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		(void)unlink(path);
+	close(fd);
+}
+
+int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
+		      struct spool_recover_totals *t, char *err, size_t errlen)
+{
+	struct spool_recover_totals sum;
+	char path[PATH_MAX], msg[PATH_MAX + 128];
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d;
+
+	memset(&sum, 0, sizeof(sum));
+	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, NULL) < 0 ||
+	    (d = opendir(path)) == NULL) {
+		set_err(err, errlen, "opendir %s: %s", path);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		long p;
+
+		if (spool_seg_name_parse(de->d_name, NULL, NULL, &p) < 0) {
+			if (pid <= 0)
+				remove_stale_salvage(dir, de->d_name);
+			continue;
+		}
+		if (pid > 0 && p != pid)
+			continue;
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			char **nn = realloc(names, c * sizeof(*names));
+			if (nn == NULL)
+				goto nomem;
+			names = nn;
+			cap = c;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL)
+			goto nomem;
+		n++;
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < n; i++) {
+		struct spool_recovery r;
+		int rc = spool_recover(dir, names[i], &r, msg, sizeof(msg));
+
+		sum.segments++;
+		if (rc < 0) {
+			sum.failed++;
+		} else {
+			switch (r.action) {
+			case SPOOL_ACT_LOCKED:
+				sum.locked++;
+				break;
+			case SPOOL_ACT_SEALED:
+				sum.sealed++;
+				break;
+			case SPOOL_ACT_TRUNCATED:
+				sum.truncated++;
+				break;
+			case SPOOL_ACT_REMOVED:
+				sum.removed++;
+				break;
+			case SPOOL_ACT_QUARANTINED:
+				sum.quarantined++;
+				break;
+			case SPOOL_ACT_BAD_HEADER:
+				sum.bad_header++;
+				break;
+			}
+			sum.truncated_bytes += r.truncated_bytes;
+			sum.records += r.records;
+		}
+		if (fn != NULL)
+			fn(arg, names[i], rc, &r, rc < 0 ? msg : NULL);
+		free(names[i]);
+	}
+	free(names);
+	if (t != NULL)
+		*t = sum;
+	return 0;
+nomem:
+	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	errno = ENOMEM;
+	set_err(err, errlen, "%s: %s", dir);
+	return -1;
+}

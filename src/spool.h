@@ -1,0 +1,204 @@
+/*
+ * The spool (docs/SPOOL.md): the segment file format, the writer of one
+ * worker's segments, a reader, and the recovery of segments left by a dead
+ * writer. A leaf: it never logs and never exits; errors are -1 with errno
+ * set and, where a buffer is given, a message in it. Shared by submitd and
+ * submit-spool.
+ */
+#ifndef SUBMITD_SPOOL_H
+#define SUBMITD_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define SPOOL_FILE_HDR 64
+#define SPOOL_REC_HDR  64
+#define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
+#define SPOOL_MAGIC    "SUBSPOOL"
+#define SPOOL_VERSION  1
+#define SPOOL_NAME_MAX 64 /* a segment name with its NUL fits */
+
+#define SPOOL_TYPE_SUBMIT  1
+#define SPOOL_FLAG_CONN_ID 0x01 /* conn_id holds the last Conn id seen */
+
+/* The spool's subdirectories (docs/SPOOL.md, "Directories"). */
+#define SPOOL_ACTIVE	 "active"
+#define SPOOL_READY	 "ready"
+#define SPOOL_TAKEN	 "taken"
+#define SPOOL_QUARANTINE "quarantine"
+#define SPOOL_SUSPECT	 "suspect"
+
+/*
+ * CRC-32C (Castagnoli, reflected 0x82F63B78, init and final XOR 0xFFFFFFFF).
+ * Start with crc = 0; chaining spool_crc32c(spool_crc32c(0, a), b) equals
+ * the CRC of a followed by b. Uses the SSE4.2 instruction where the CPU has it.
+ */
+uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+/* The portable table path, always; for tests that compare both paths. */
+uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n);
+/* 1 if spool_crc32c uses the CPU instruction. */
+int spool_crc32c_hw(void);
+
+/* A record's header fields, decoded. */
+struct spool_rec {
+	uint64_t ts_ns, conn_seq;
+	uint8_t submit_id[8], conn_id[8], addr[16];
+	uint16_t port, worker;
+	uint8_t type, flags;
+	uint32_t len; /* payload length */
+};
+
+/* Fill the 64-byte header for r and payload p (computes rec_len and crc over hdr+payload). */
+void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
+/*
+ * Decode a record header. Returns rec_len (64 + payload length), or 0 if
+ * rec_len is out of range [64, SPOOL_REC_MAX]; *crc gets the stored CRC.
+ * The CRC is not checked here (it covers the payload too).
+ */
+uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc);
+
+/* The file header's fields. */
+struct spool_file_hdr {
+	uint16_t version, hdr_len;
+	uint32_t worker, pid, gen;
+	uint64_t created_ns;
+};
+void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr *h);
+/* 0 if magic, version, length and CRC are right (h filled), -1 if not. */
+int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_hdr *h);
+
+/* "<created_ns:020>-w<worker:03>-p<pid>.seg"; out needs SPOOL_NAME_MAX bytes. */
+void spool_seg_name(char *out, uint64_t created_ns, unsigned worker, long pid);
+/* 0 and the fields if name is a segment name, else -1. Any pointer may be NULL. */
+int spool_seg_name_parse(const char *name, uint64_t *created_ns, unsigned *worker, long *pid);
+
+/*
+ * Writer: one open segment per process. The writer holds flock(LOCK_EX) on
+ * the file while it is open, so recovery can tell a live writer from a dead one.
+ */
+struct spool_seg {
+	int fd; /* -1 when closed */
+	char name[SPOOL_NAME_MAX];
+	uint64_t size; /* bytes in the file: header + whole records written */
+	uint64_t created_ns;
+	unsigned worker, gen;
+	int trunc_failed; /* a failed writev could not be truncated back: seal or suspect it */
+};
+
+/* mkdir dir and its five subdirectories (0750) if missing; fsync dir when it created any. */
+int spool_dirs(const char *dir, char *err, size_t errlen);
+/*
+ * Create a new segment in dir/active/ with a name newer than *last_ns (and
+ * now), write and fdatasync its header, lock it, fsync active/. *last_ns is
+ * updated to the segment's created_ns; last_ns may be NULL.
+ */
+int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
+		   uint64_t *last_ns, char *err, size_t errlen);
+/*
+ * Append the bytes of iov at s->size: all of them, or -1 with errno (a short
+ * write counts as an error). On -1 the file is truncated back to s->size, so
+ * a failed batch leaves nothing behind (if even that fails, trunc_failed is
+ * set). Any number of iovecs (more than IOV_MAX are written in turns).
+ */
+ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt);
+/* fdatasync. After -1 never call it again on this segment: spool_seg_suspect() it. */
+int spool_seg_sync(struct spool_seg *s);
+/*
+ * fdatasync, rename into ready/, fsync active/ and ready/, close. A segment
+ * without records is deleted instead. On -1 the segment could not be sealed:
+ * it has been moved into suspect/ (or, if even that failed, left in active/)
+ * and closed; either way the caller opens a new one.
+ */
+int spool_seg_seal(struct spool_seg *s, const char *dir);
+/* Rename into suspect/ (no fsync of the file, ever), fsync the directories, close. */
+int spool_seg_suspect(struct spool_seg *s, const char *dir);
+/* Close without moving (the segment stays in active/ for recovery). */
+void spool_seg_close(struct spool_seg *s);
+
+/*
+ * Reader over an fd the caller owns. Reads ahead in large blocks. At the end
+ * of what is there, it forgets what it read ahead, so a caller may call
+ * spool_read_next() again later on a growing file (tail -f).
+ */
+#define SPOOL_TORN (-2) /* the record at *off does not fit in the file (yet) */
+#define SPOOL_BAD  (-3) /* bad rec_len or CRC at *off (or a bad file header) */
+struct spool_reader {
+	int fd;
+	uint64_t off; /* offset of the next record */
+	struct spool_file_hdr fh;
+	uint8_t *buf; /* file bytes [boff, boff + blen); owned by the reader */
+	size_t cap, blen;
+	uint64_t boff;
+	const char *why; /* after SPOOL_TORN or SPOOL_BAD: what was wrong (a static string) */
+};
+/* Read and check the file header: 0, SPOOL_TORN (shorter than 64 bytes), SPOOL_BAD, -1. */
+int spool_reader_open(struct spool_reader *r, int fd);
+/*
+ * The next record: 1 with rec, *payload (valid until the next call) and
+ * *off (the record's offset); 0 at the end of the file; SPOOL_TORN or
+ * SPOOL_BAD with *off at the record that is not whole (r->off stays there);
+ * -1 on a read error.
+ */
+int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t **payload,
+		    uint64_t *off);
+void spool_reader_close(struct spool_reader *r); /* frees the buffer, not the fd */
+
+/*
+ * Read a whole segment (one pass, CRC of every record). status: 0 when every
+ * record is whole to the end of the file; SPOOL_TORN when the first record
+ * that is not whole (at bad_offset) has no whole record after it (a torn
+ * tail; also a file shorter than its header); SPOOL_BAD when one does (the
+ * damage is in the middle), or the file header is bad (end = 0). end: the
+ * offset after the last whole record (0 if the header is not whole).
+ * 0, or -1 on a read error.
+ */
+struct spool_scan {
+	struct spool_file_hdr fh;
+	int status;
+	const char *why; /* status != 0: what was wrong (a static string) */
+	uint64_t size, end, bad_offset;
+	uint64_t records, first_ts, last_ts; /* of the whole records before end */
+};
+int spool_scan(int fd, struct spool_scan *out);
+
+/* Recovery of one active/ segment per docs/SPOOL.md, "Recovery". */
+enum spool_action {
+	SPOOL_ACT_LOCKED,      /* its writer is alive: left alone */
+	SPOOL_ACT_SEALED,      /* whole: sealed into ready/ */
+	SPOOL_ACT_TRUNCATED,   /* torn tail truncated, sealed into ready/ */
+	SPOOL_ACT_REMOVED,     /* no whole record (torn or empty): deleted */
+	SPOOL_ACT_QUARANTINED, /* corruption in the middle: moved into quarantine/,
+				  the whole records before it salvaged into ready/ */
+	SPOOL_ACT_BAD_HEADER,  /* bad file header: moved into quarantine/ */
+};
+struct spool_recovery {
+	int action;		  /* enum spool_action */
+	uint64_t truncated_bytes; /* torn tail cut off (TRUNCATED, REMOVED) */
+	uint64_t bad_offset;	  /* the first record not whole (TRUNCATED, QUARANTINED) */
+	uint64_t records;	  /* whole records kept (into ready/) */
+	uint64_t size;		  /* the file's size before recovery */
+};
+const char *spool_action_str(int action);
+/* Recover dir/active/name. 0 with *out filled, or -1 (errno, err): nothing was moved. */
+int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
+		  size_t errlen);
+
+/* Called by spool_recover_all for every segment it looked at (err set when rc is -1). */
+typedef void spool_recover_fn(void *arg, const char *name, int rc, const struct spool_recovery *r,
+			      const char *err);
+struct spool_recover_totals {
+	unsigned segments, locked, sealed, truncated, removed, quarantined, bad_header, failed;
+	uint64_t truncated_bytes, records;
+};
+/*
+ * Recover every segment in dir/active/ whose lock can be taken, in name
+ * order; pid > 0: only the segments named "-p<pid>.seg". t (may be NULL)
+ * gets the sums, fn (may be NULL) each result. -1 only if active/ cannot be
+ * read; the failure of one segment is counted in t->failed and passed to fn.
+ */
+int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
+		      struct spool_recover_totals *t, char *err, size_t errlen);
+
+#endif

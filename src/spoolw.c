@@ -1,0 +1,409 @@
+#include "spoolw.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "proto.h"
+#include "spool.h"
+
+/*
+ * Records per batch before it is written mid-round. Bounds the batch's
+ * memory; a round with more Submits writes more than once but still
+ * syncs once.
+ */
+#define BATCH_CAP    1024
+#define DROP_MAX     64 /* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS 1000
+
+static const struct conf *cf;
+static struct stats_slot *slot;
+static const struct stats_shm *shm;
+static unsigned worker, generation;
+static struct conn_batch batch;
+static struct iovec *iov;
+static struct spool_seg seg = {.fd = -1};
+static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
+static uint64_t round_ns;     /* CLOCK_REALTIME at the start of the round */
+static uint64_t round_start;  /* segment offset where this round's records begin */
+static uint64_t round_recs;   /* records of this round written */
+static int round_failed;      /* a stats counter (reason), or 0 */
+static uint64_t unsynced;     /* records written since the last fdatasync */
+static uint64_t first_rec_ms; /* when the open segment got its first record */
+static uint64_t next_sync_ms;
+static uint64_t now_ms;
+static uint64_t last_log_ms[STATS_NCOUNTERS];
+static char ready_dir[PATH_MAX];
+#ifdef SUBMITD_TEST_HOOKS
+static char fail_fsync_path[PATH_MAX];
+#endif
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Log at most once a second per kind (a stats counter names the kind). */
+static void note(enum stats_counter kind, int err, const char *what)
+{
+	uint64_t t = mono_ms();
+	enum stats_counter reason = kind;
+	if (t - last_log_ms[reason] >= LOG_EVERY_MS || last_log_ms[reason] == 0) {
+		last_log_ms[reason] = t;
+		if (err != 0)
+			log_warnx("spool: %s %s: %s", what, seg.name[0] ? seg.name : cf->spool_dir,
+				  strerror(err));
+		else
+			log_warnx("spool: %s", what);
+	}
+}
+
+/* Count a failure by reason and log it (at most once a second per reason). */
+static void failure(enum stats_counter reason, int err, const char *what)
+{
+	stats_add(slot, reason, 1);
+	note(reason, err, what);
+}
+
+static void fail_round(enum stats_counter reason, int err, const char *what)
+{
+	failure(reason, err, what);
+	if (!round_failed)
+		round_failed = (int)reason;
+}
+
+static void seal(void)
+{
+	if (seg.fd < 0)
+		return;
+	uint64_t size = seg.size;
+	if (spool_seg_seal(&seg, cf->spool_dir) == 0) {
+		if (size > SPOOL_FILE_HDR)
+			stats_add(slot, STATS_spool_sealed, 1);
+	} else {
+		/* The leaf set it aside in suspect/ (or left it for recovery). */
+		failure(STATS_spool_fail_seal, errno, "seal");
+		stats_add(slot, STATS_spool_suspect, 1);
+	}
+	seg.fd = -1;
+	seg.name[0] = '\0';
+	unsynced = 0;
+	first_rec_ms = 0;
+}
+
+/* After a failed fdatasync the file's state is unknown: never sync it again. */
+static void suspect(void)
+{
+	if (spool_seg_suspect(&seg, cf->spool_dir) == -1)
+		log_warn("spool: cannot move %s into suspect/", seg.name);
+	stats_add(slot, STATS_spool_suspect, 1);
+	seg.fd = -1;
+	seg.name[0] = '\0';
+	unsynced = 0;
+	first_rec_ms = 0;
+}
+
+static int do_sync(void)
+{
+	uint64_t t0 = mono_us();
+	int r = spool_seg_sync(&seg), err = errno;
+
+#ifdef SUBMITD_TEST_HOOKS
+	/* Test builds: the file spool_dir/.fail-fsync makes the next fdatasync fail with EIO. */
+	if (r == 0 && unlink(fail_fsync_path) == 0) {
+		r = -1;
+		err = EIO;
+	}
+#endif
+	stats_add(slot, STATS_spool_fsyncs, 1);
+	stats_fsync(slot, mono_us() - t0, unsynced);
+	next_sync_ms = now_ms + (uint64_t)cf->spool_sync_interval;
+	if (r == -1) {
+		failure(STATS_spool_fail_fsync, err, "fdatasync");
+		suspect();
+		return -1;
+	}
+	unsynced = 0;
+	return 0;
+}
+
+/* Delete the oldest segment in ready/: its size, or 0 if there is none. */
+static uint64_t drop_oldest(void)
+{
+	char oldest[SPOOL_NAME_MAX] = "";
+	struct dirent *e;
+	struct stat st;
+	DIR *d = opendir(ready_dir);
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		if (spool_seg_name_parse(e->d_name, NULL, NULL, NULL) == -1)
+			continue;
+		/* A parsed name is shorter than SPOOL_NAME_MAX. */
+		if (strlen(e->d_name) < sizeof(oldest) &&
+		    (oldest[0] == '\0' || strcmp(e->d_name, oldest) < 0))
+			memcpy(oldest, e->d_name, strlen(e->d_name) + 1);
+	}
+	uint64_t size = 0;
+	if (oldest[0] != '\0' && fstatat(dirfd(d), oldest, &st, 0) == 0 &&
+	    unlinkat(dirfd(d), oldest, 0) == 0) {
+		size = (uint64_t)st.st_size;
+		fsync(dirfd(d));
+		stats_add(slot, STATS_spool_dropped_segments, 1);
+		stats_add(slot, STATS_spool_dropped_bytes, size);
+		note(STATS_spool_dropped_segments, 0,
+		     "at spool_max_size: dropping the oldest ready segments (acked data lost)");
+	}
+	closedir(d);
+	return size;
+}
+
+/* Room for bytes more under spool_max_size? Drops the oldest ready segments if so configured. */
+static int room_for(uint64_t bytes)
+{
+	uint64_t max = STATS_LOAD(shm->spool_max);
+
+	if (max == 0)
+		return 1;
+	for (int i = 0; i <= DROP_MAX; i++) {
+		if (stats_spool_used(shm) + bytes <= max)
+			return 1;
+		if (cf->spool_full != CONF_FULL_DROP_OLDEST || i == DROP_MAX || drop_oldest() == 0)
+			break;
+	}
+	return 0;
+}
+
+static int ensure_open(void)
+{
+	char err[512];
+
+	if (seg.fd >= 0)
+		return 0;
+	if (spool_seg_open(&seg, cf->spool_dir, worker, generation, &last_ns, err, sizeof(err)) ==
+	    -1) {
+		int e = errno;
+		seg.fd = -1;
+		seg.name[0] = '\0';
+		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
+						      : STATS_spool_fail_open,
+			   0, err);
+		return -1;
+	}
+	round_start = seg.size;
+	unsynced = 0;
+	first_rec_ms = 0;
+	next_sync_ms = now_ms + (uint64_t)cf->spool_sync_interval;
+	return 0;
+}
+
+static void flush(struct conn_batch *b)
+{
+	uint32_t n = b->n;
+	uint64_t bytes = 0;
+
+	b->n = 0;
+	if (n == 0 || round_failed)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].len;
+	if (!room_for(bytes)) {
+		fail_round(STATS_spool_fail_full, 0,
+			   "at spool_max_size: refusing Submits (result 2)");
+		return;
+	}
+	/* A new segment first if this one would outgrow its size and holds nothing of this round.
+	 */
+	if (seg.fd >= 0 && seg.size > SPOOL_FILE_HDR && seg.size == round_start &&
+	    seg.size + bytes > (uint64_t)cf->spool_segment_size)
+		seal();
+	if (ensure_open() == -1)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		struct conn_rec *r = &b->rec[i];
+		struct conn *c = r->c;
+		struct spool_rec h;
+
+		h.ts_ns = round_ns;
+		h.conn_seq = c->seq;
+		memcpy(h.submit_id, r->id, sizeof(h.submit_id));
+		memcpy(h.conn_id, c->conn_id, sizeof(h.conn_id));
+		memcpy(h.addr, c->addr, sizeof(h.addr));
+		h.port = c->port;
+		h.worker = (uint16_t)worker;
+		h.type = SPOOL_TYPE_SUBMIT;
+		h.flags = c->has_conn_id ? SPOOL_FLAG_CONN_ID : 0;
+		h.len = r->len;
+		spool_rec_header(r->hdr, &h, r->payload);
+		iov[2 * i].iov_base = r->hdr;
+		iov[2 * i].iov_len = SPOOL_REC_HDR;
+		iov[2 * i + 1].iov_base = (void *)r->payload;
+		iov[2 * i + 1].iov_len = r->len;
+	}
+	if (spool_seg_writev(&seg, iov, 2 * (int)n) == -1) {
+		int e = errno;
+		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
+						      : STATS_spool_fail_write,
+			   e, "write");
+		if (seg.trunc_failed)
+			suspect();
+		return;
+	}
+	if (first_rec_ms == 0)
+		first_rec_ms = now_ms;
+	round_recs += n;
+	unsynced += n;
+	stats_add(slot, STATS_spool_records, n);
+	stats_add(slot, STATS_spool_bytes, bytes);
+}
+
+struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, struct stats_slot *s,
+			       const struct stats_shm *sh)
+{
+	if (c->spool_dir[0] == '\0')
+		return NULL;
+	cf = c;
+	slot = s;
+	shm = sh;
+	worker = (unsigned)index;
+	generation = gen;
+	batch.cap = BATCH_CAP;
+	batch.rec = mem_alloc(BATCH_CAP * sizeof(*batch.rec));
+	iov = mem_alloc(2 * BATCH_CAP * sizeof(*iov));
+	if (batch.rec == NULL || iov == NULL)
+		fatalx("spool: out of memory for the batch");
+	batch.flush = flush;
+	snprintf(ready_dir, sizeof(ready_dir), "%s/%s", c->spool_dir, SPOOL_READY);
+#ifdef SUBMITD_TEST_HOOKS
+	snprintf(fail_fsync_path, sizeof(fail_fsync_path), "%s/.fail-fsync", c->spool_dir);
+#endif
+	now_ms = mono_ms();
+	return &batch;
+}
+
+void spoolw_round_begin(void)
+{
+	struct timespec ts;
+
+	if (cf == NULL)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	round_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void spoolw_forget(struct conn *c)
+{
+	if (cf != NULL && c->touched)
+		flush(&batch);
+}
+
+/* Set the result byte of every SubmitAck in the held region; count results. */
+static void release(struct conn *c, int failed)
+{
+	uint8_t *p = buf_tail(&c->out) - c->held;
+	uint64_t n = 0;
+
+	for (uint32_t off = 0; off + PROTO_ACK_LEN <= c->held; off += PROTO_ACK_LEN) {
+		if (p[off + PROTO_HDR_LEN] != PROTO_SUBMITACK)
+			continue; /* ConnAcks are never refused */
+		if (failed)
+			p[off + PROTO_ACK_LEN - 1] = PROTO_RESULT_NOT_STORED;
+		n++;
+	}
+	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
+	c->held = 0;
+}
+
+void spoolw_commit(uint64_t now)
+{
+	if (cf == NULL)
+		return;
+	now_ms = now;
+	flush(&batch);
+	if (!round_failed && round_recs > 0 && seg.fd >= 0) {
+		if (cf->spool_sync == CONF_SYNC_ALWAYS ||
+		    (cf->spool_sync == CONF_SYNC_INTERVAL && now >= next_sync_ms)) {
+			if (do_sync() == -1 && !round_failed)
+				round_failed = STATS_spool_fail_fsync;
+		}
+	}
+	/* A batch that failed after part of the round was written: take that part back. */
+	if (round_failed && seg.fd >= 0 && seg.size > round_start) {
+		if (ftruncate(seg.fd, (off_t)round_start) == 0) {
+			seg.size = round_start;
+			unsynced = unsynced > round_recs ? unsynced - round_recs : 0;
+		} else {
+			failure(STATS_spool_fail_write, errno, "truncate");
+			suspect();
+		}
+	}
+	while (batch.touched != NULL) {
+		struct conn *c = batch.touched;
+		batch.touched = c->next_touched;
+		c->touched = 0;
+		if (c->state != CONN_CLOSED && c->held > 0)
+			release(c, round_failed != 0);
+		c->held = 0;
+	}
+	if (seg.fd >= 0 && seg.size >= (uint64_t)cf->spool_segment_size)
+		seal();
+	round_failed = 0;
+	round_recs = 0;
+	round_start = seg.fd >= 0 ? seg.size : 0;
+}
+
+void spoolw_tick(uint64_t now)
+{
+	if (cf == NULL || seg.fd < 0)
+		return;
+	now_ms = now;
+	if (cf->spool_sync == CONF_SYNC_INTERVAL && unsynced > 0 && now >= next_sync_ms)
+		do_sync();
+	if (seg.fd >= 0 && cf->spool_segment_age > 0 && first_rec_ms != 0 &&
+	    now - first_rec_ms >= (uint64_t)cf->spool_segment_age * 1000)
+		seal();
+	round_start = seg.fd >= 0 ? seg.size : 0;
+}
+
+long spoolw_timeout(uint64_t now)
+{
+	long t = -1;
+
+	if (cf == NULL || seg.fd < 0)
+		return -1;
+	if (cf->spool_sync == CONF_SYNC_INTERVAL && unsynced > 0)
+		t = next_sync_ms > now ? (long)(next_sync_ms - now) : 0;
+	if (cf->spool_segment_age > 0 && first_rec_ms != 0) {
+		uint64_t at = first_rec_ms + (uint64_t)cf->spool_segment_age * 1000;
+		long a = at > now ? (long)(at - now) : 0;
+		if (t < 0 || a < t)
+			t = a;
+	}
+	return t;
+}
+
+void spoolw_close(void)
+{
+	if (cf == NULL)
+		return;
+	seal();
+}

@@ -1,0 +1,525 @@
+#!/usr/bin/env bats
+# The spool (docs/SPOOL.md): what an ack with result 0 promises, recovery
+# after crashes, failures (ENOSPC, EIO on fdatasync, the size bound) and the
+# hand-over to a consumer. The spool is read back with an independent reader
+# of the format (test/helpers/spoolcheck.py).
+
+load helpers/common
+
+SC="python3 $SD_ROOT/test/helpers/spoolcheck.py"
+
+setup() {
+	SPOOL=$BATS_TEST_TMPDIR/spool
+	ACKS=$BATS_TEST_TMPDIR/acks
+}
+
+teardown() {
+	sd_stop
+	if [ -n "${TMPFS:-}" ]; then
+		umount "$TMPFS" 2>/dev/null || umount -l "$TMPFS" 2>/dev/null || true
+		TMPFS=
+	fi
+}
+
+# spool_load ARGS...: the python load client against SD_PORT (foreground).
+spool_load() {
+	$SC load --port "$SD_PORT" --ack-log "$ACKS" "$@"
+}
+
+# spool_load_bg ARGS...: the same in the background until $BATS_TEST_TMPDIR/stop exists.
+spool_load_bg() {
+	rm -f "$BATS_TEST_TMPDIR/stop"
+	sd_spawn "$BATS_TEST_TMPDIR/load.out" $SC load --port "$SD_PORT" --ack-log "$ACKS" \
+		--stop-file "$BATS_TEST_TMPDIR/stop" "$@"
+	LOAD_PID=$SD_SPAWNED
+}
+
+spool_load_stop() {
+	touch "$BATS_TEST_TMPDIR/stop"
+	wait_for -t 30 _sd_all_gone "$LOAD_PID"
+	wait "$LOAD_PID" || true
+	cat "$BATS_TEST_TMPDIR/load.out" >&2
+}
+
+# Start again on the same port, for the reconnecting clients.
+same_port_restart() {
+	sed -i "s/^listen = .*/listen = {\"127.0.0.1:$SD_PORT\"}/" "$SD_CONF"
+	sd_start_conf "$SD_CONF"
+}
+
+acks_with() {
+	awk -v r="$1" '$3 == r' "$ACKS" | wc -l
+}
+
+ack_lines() {
+	[ -f "$ACKS" ] && [ "$(wc -l <"$ACKS")" -ge "$1" ]
+}
+
+@test "spool options: -T shows the defaults, -t rejects bad values with file:line" {
+	local conf=$BATS_TEST_TMPDIR/c.conf
+	printf 'listen = {"127.0.0.1:0"}\n' >"$conf"
+	run "$SD_BIN" -T -c "$conf"
+	assert_success
+	assert_line 'spool_dir = ""'
+	assert_line 'spool_sync = always'
+	assert_line 'spool_full = refuse'
+	assert_line 'spool_sync_interval = 1000'
+	assert_line 'spool_segment_size = 67108864'
+	assert_line 'spool_segment_age = 10'
+	assert_line 'spool_max_size = 1073741824'
+	local bad
+	for bad in 'spool_sync = sometimes' 'spool_full = drop' 'spool_dir = "relative/dir"' \
+		'spool_segment_size = 100' 'spool_sync_interval = 0' 'spool_max_size = 8192' \
+		'spool_segment_age = -1'; do
+		printf 'listen = {"127.0.0.1:0"}\n%s\n' "$bad" >"$conf"
+		run "$SD_BIN" -t -c "$conf"
+		assert_failure
+		assert_output --partial "$conf:2: ${bad%% *}"
+	done
+	# The shipped file spools to the package's directory.
+	run "$SD_BIN" -T -c "$SD_ROOT/etc/submitd.conf"
+	assert_success
+	assert_line 'spool_dir = "/var/lib/submitd/spool"'
+}
+
+# The same check for each policy: every result-0 ack stored once, byte for byte.
+policy_roundtrip() {
+	local policy=$1
+	sd_start "spool_dir = \"$SPOOL\"" "spool_sync = $policy" 'spool_sync_interval = 50' \
+		'spool_segment_size = 65536'
+	run spool_load --conns 4 --count 3000 --window 100
+	assert_success
+	assert_output "acks 12000"
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 12000
+	run sd_metric submitd_spool_records_total
+	assert_output 12000
+	FSYNCS=$(sd_metric submitd_spool_fsyncs_total)
+	PER_FSYNC_COUNT=$(sd_metric submitd_spool_records_per_fsync_count)
+	PER_FSYNC_SUM=$(sd_metric submitd_spool_records_per_fsync_sum)
+	# Sealed segments are in ready/ while the server runs.
+	wait_for sd_metric_is submitd_spool_ready_segments '' "$(ls "$SPOOL/ready" | wc -l)"
+	[ "$(ls "$SPOOL/ready" | wc -l)" -ge 2 ]
+	sd_stop
+	# Read back twice: with submit-spool cat, and with the independent reader here.
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
+	run $SC check "$SPOOL" --ack-log "$ACKS" --cat-only --cat "$BATS_TEST_TMPDIR/cat.json"
+	echo "$output"
+	assert_success
+	assert_output --partial "result 0 12000"
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	echo "$output"
+	assert_success
+	assert_output --partial "result 0 12000"
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
+	assert_success
+	# A clean stop sealed every segment.
+	run ls "$SPOOL/active"
+	assert_output ""
+}
+
+@test "spool_sync = always: every result-0 ack is in the spool once, one fdatasync covers a round" {
+	policy_roundtrip always
+	echo "fsyncs $FSYNCS, records per fsync: $PER_FSYNC_SUM / $PER_FSYNC_COUNT"
+	[ "$FSYNCS" -ge 1 ]
+	[ "$PER_FSYNC_COUNT" = "$FSYNCS" ]
+	[ "$PER_FSYNC_SUM" = 12000 ]
+	# Group commit: fewer fdatasyncs than records.
+	[ "$FSYNCS" -lt 12000 ]
+}
+
+@test "spool_sync = interval: every result-0 ack is in the spool once" {
+	policy_roundtrip interval
+	echo "fsyncs $FSYNCS"
+	[ "$FSYNCS" -ge 1 ]
+}
+
+@test "spool_sync = none: every result-0 ack is in the spool once, no fdatasync for acks" {
+	policy_roundtrip none
+	[ "$FSYNCS" = 0 ]
+}
+
+@test "records carry the Conn id, the client's address and port, and the worker" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run sd_client roundtrip --cmd conn --id CONNID01
+	assert_success
+	run sd_client roundtrip --id SUBMIT01 --payload 5
+	assert_success
+	sd_stop
+	run python3 - "$SPOOL" <<'PY'
+import glob, struct, sys, time
+segs = sorted(glob.glob(sys.argv[1] + "/ready/*.seg"))
+r = open(segs[0], "rb").read()[64:]
+crc, n, ts, seq = struct.unpack_from("<IIQQ", r, 0)
+port, worker = struct.unpack_from("<HH", r, 56)
+age = time.time() - ts / 1e9
+print(len(segs), n, r[24:32].decode(), r[32:40].hex(), r[40:56].hex(), port > 0,
+      worker, r[60], r[61], r[64:n].decode(), seq, 0 <= age < 60)
+PY
+	echo "$output"
+	# One record: the Submit came on the second connection, which sent no Conn.
+	assert_output "1 69 SUBMIT01 0000000000000000 00000000000000000000ffff7f000001 True 0 1 0 xxxxx 2 True"
+}
+
+@test "spool_segment_age = 1: a quiet worker's segment is sealed into ready/ within seconds" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_segment_age = 1'
+	run sd_client pipeline 10
+	assert_success
+	wait_for -t 5 sd_metric_is submitd_spool_segments_sealed_total '' 1
+	run ls "$SPOOL/active"
+	assert_output ""
+	run ls "$SPOOL/ready"
+	assert_equal "${#lines[@]}" 1
+	wait_for -t 5 sd_metric_is submitd_spool_ready_segments '' 1
+}
+
+@test "reload: spool_sync and the bound change for the new workers, spool_dir only at restart" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = none'
+	run sd_client pipeline 10
+	assert_success
+	run sd_metric submitd_spool_fsyncs_total
+	assert_output 0
+	sed -i -e 's/^spool_sync = none/spool_sync = always/' "$SD_CONF"
+	sed -i -e "s|^spool_dir = .*|spool_dir = \"$BATS_TEST_TMPDIR/other\"|" "$SD_CONF"
+	echo 'spool_max_size = 134217728' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 10 grep -q "generation 2 starting" "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 eval '[ "$(grep -c "ready: 1 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -ge 2 ]'
+	grep -q "reload: spool_dir takes effect only after a restart" "$BATS_TEST_TMPDIR/submitd.log"
+	run sd_client pipeline 10
+	assert_success
+	wait_for sd_metric_is submitd_spool_fsyncs_total '' 1
+	run sd_metric submitd_spool_max_bytes
+	assert_output 134217728
+	[ ! -e "$BATS_TEST_TMPDIR/other" ]
+	sd_stop
+	run $SC read "$SPOOL"
+	assert_equal "${#lines[@]}" 20
+}
+
+@test "Conn id of the connection goes into its records" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run spool_load --conns 2 --count 100
+	assert_success
+	sd_stop
+	# check verifies flags bit 0 and the Conn id each connection sent first.
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	assert_success
+}
+
+@test "no allocation per message with the spool on (allocated bytes flat under load)" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = none' \
+		'spool_max_size = 268435456' 'spool_segment_size = 16777216' 'spool_full = drop_oldest'
+	sd_sample_metrics "$BATS_TEST_TMPDIR/scrapes" 0.2
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 8 -d 8
+	sd_bench_wait "$SD_BENCH_PID" "$BATS_TEST_TMPDIR/bench.json" 30
+	sd_kill_spawned
+	# The gauge is refreshed once a second. Past the first half of the load
+	# (the buffer pool fills in the first rounds), it must not move.
+	run python3 - "$BATS_TEST_TMPDIR/scrapes" <<'PY'
+import os, sys
+d = sys.argv[1]
+rows = []
+for f in sorted(os.listdir(d)):
+    text = open(os.path.join(d, f)).read()
+    if not text.endswith("\n"):
+        continue
+    v = {}
+    for line in text.splitlines():
+        if line.startswith(("submitd_worker_allocated_bytes", "submitd_spool_records_total")):
+            k = line.split("{")[0]
+            v[k] = v.get(k, 0) + float(line.rsplit(" ", 1)[1])
+    rows.append((v["submitd_spool_records_total"], v["submitd_worker_allocated_bytes"]))
+final = rows[-1][0]
+load = [r for r in rows if 0 < r[0] < final]
+late = load[len(load) // 2:]
+print("%d scrapes under load, allocated in the second half: %s, records %d .. %d"
+      % (len(load), sorted(set(a for _, a in late)), late[0][0], late[-1][0]))
+sys.exit(0 if len(late) >= 5 and len(set(a for _, a in late)) == 1 else 1)
+PY
+	echo "$output"
+	assert_success
+}
+
+@test "kill -9 of a worker under load (always): every result-0 ack is in the spool after recovery" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
+	spool_load_bg --conns 4 --reconnect --window 50
+	wait_for -t 20 ack_lines 3000
+	local victim
+	victim=$(sd_workers | head -1)
+	kill -KILL "$victim"
+	wait_for -t 10 sd_metric_is submitd_worker_restarts_total '{reason="signal"}' 1
+	# The dead worker's segment was recovered into ready/.
+	wait_for -t 10 eval '[ "$(sd_metric submitd_spool_recovered_segments_total)" -ge 1 ]'
+	[ -z "$(ls "$SPOOL/active" | grep -F -- "-p$victim.seg")" ]
+	local n
+	n=$(wc -l <"$ACKS")
+	wait_for -t 20 ack_lines $((n + 3000))
+	spool_load_stop
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	echo "$output"
+	assert_success
+	grep -E "spool: (recovered|.*held no whole record)" "$BATS_TEST_TMPDIR/submitd.log"
+}
+
+@test "kill -9 of the master and the workers under load (always): recovery at restart" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
+	spool_load_bg --conns 4 --reconnect --window 50
+	wait_for -t 20 ack_lines 3000
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	# What the workers left in active/ is recovered before the new ones start.
+	local left
+	left=$(ls "$SPOOL/active" | wc -l)
+	echo "segments left in active/: $left"
+	[ "$left" -ge 1 ]
+	local n
+	n=$(wc -l <"$ACKS")
+	same_port_restart
+	run sd_metric submitd_spool_recovered_segments_total
+	echo "recovered: $output"
+	[ "$output" -ge 1 ]
+	for p in $pids; do [ -z "$(ls "$SPOOL/active" | grep -F -- "-p$p.seg")" ]; done
+	wait_for -t 20 ack_lines $((n + 2000))
+	spool_load_stop
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	echo "$output"
+	assert_success
+}
+
+@test "kill -9 of the master alone: the workers stop, seal, and nothing acked is lost" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
+	spool_load_bg --conns 4 --reconnect --window 50
+	wait_for -t 20 ack_lines 2000
+	local workers
+	workers=$(sd_workers | tr '\n' ' ')
+	kill -KILL "$SD_PID"
+	wait_for -t 15 _sd_all_gone $workers
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	local n
+	n=$(wc -l <"$ACKS")
+	same_port_restart
+	wait_for -t 20 ack_lines $((n + 2000))
+	spool_load_stop
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	echo "$output"
+	assert_success
+}
+
+@test "a torn tail left by a dead writer is truncated and counted at start" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run spool_load --conns 1 --count 200
+	assert_success
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	local seg
+	seg=$(ls "$SPOOL"/active/*.seg | head -1)
+	# Half a record at the end, as a write cut by a crash leaves it.
+	head -c 40 /dev/urandom >>"$seg"
+	sd_start_conf "$SD_CONF"
+	run sd_metric submitd_spool_recovered_segments_total '{outcome="truncated"}'
+	assert_output 1
+	run sd_metric submitd_spool_truncated_bytes_total
+	assert_output 40
+	grep -E "spool: recovered .*torn tail at offset [0-9]+, 40 bytes truncated" \
+		"$BATS_TEST_TMPDIR/submitd.log"
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	assert_success
+	assert_output --partial "result 0 200"
+}
+
+@test "a bad checksum in the middle of a dead writer's segment: quarantined, the records before it salvaged" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run spool_load --conns 1 --count 200
+	assert_success
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	local seg name size
+	seg=$(ls "$SPOOL"/active/*.seg | head -1)
+	name=$(basename "$seg")
+	size=$(stat -c %s "$seg")
+	# Flip one byte half-way: whole records follow it, so it is not a torn tail.
+	printf '\xff' | dd of="$seg" bs=1 seek=$((size / 2)) conv=notrunc status=none
+	sd_start_conf "$SD_CONF"
+	run sd_metric submitd_spool_recovered_segments_total '{outcome="quarantined"}'
+	assert_output 1
+	[ -f "$SPOOL/quarantine/$name" ]
+	assert_equal "$(stat -c %s "$SPOOL/quarantine/$name")" "$size"
+	[ -f "$SPOOL/ready/$name" ]
+	[ "$(stat -c %s "$SPOOL/ready/$name")" -lt $((size / 2 + 1)) ]
+	grep -E "spool: $name: corrupt record at offset [0-9]+: moved into quarantine/" \
+		"$BATS_TEST_TMPDIR/submitd.log"
+	sd_stop
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL/ready/$name"
+	assert_success
+}
+
+@test "ENOSPC on a full tmpfs: result 2, no crash, acked data intact, storing resumes when space returns" {
+	[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root"
+	TMPFS=$BATS_TEST_TMPDIR/tmpfs
+	mkdir -p "$TMPFS"
+	mount -t tmpfs -o size=8m tmpfs "$TMPFS" || skip "cannot mount a tmpfs here"
+	SPOOL=$TMPFS/spool
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 1' \
+		'spool_max_size = 0' 'spool_segment_size = 1048576'
+	local workers
+	workers=$(sd_workers)
+	spool_load_bg --conns 2 --window 50 --payload-max 2000
+	wait_for -t 30 eval '[ "$(acks_with 2)" -ge 100 ]'
+	run sd_metric submitd_spool_failures_total '{reason="nospace"}'
+	[ "$output" -ge 1 ]
+	# The worker still serves (same pid) and Conn still works.
+	assert_equal "$(sd_workers)" "$workers"
+	run sd_client roundtrip --cmd conn
+	assert_success
+	# A consumer takes segments away (submit-spool take): storing resumes by itself.
+	local before i
+	before=$(acks_with 0)
+	# Four of the (about seven) ready segments: room for more, while the server goes on.
+	for i in 1 2 3 4; do
+		run "$SD_ROOT/build/submit-spool" take -o "$BATS_TEST_TMPDIR/take.$i.json" "$SPOOL"
+		assert_success
+	done
+	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((before + 500)) ]'
+	spool_load_stop
+	assert_equal "$(sd_workers)" "$workers"
+	sd_stop
+	local cats=()
+	for f in "$BATS_TEST_TMPDIR"/take.*.json; do [ -s "$f" ] && cats+=(--cat "$f"); done
+	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 "${cats[@]}"
+	echo "$output"
+	assert_success
+}
+
+@test "EIO from fdatasync (test hook): that batch gets result 2, the segment goes to suspect/, a new one follows" {
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	[ -x "$SD_BIN" ] || skip "build/submitd-hooks not built"
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 1' 'spool_segment_age = 0'
+	spool_load_bg --conns 2 --window 20
+	wait_for -t 20 ack_lines 2000
+	local active_before
+	active_before=$(ls "$SPOOL/active")
+	touch "$SPOOL/.fail-fsync"
+	wait_for -t 10 sd_metric_is submitd_spool_failures_total '{reason="fsync"}' 1
+	run sd_metric submitd_spool_segments_suspect_total
+	assert_output 1
+	run ls "$SPOOL/suspect"
+	assert_output "$active_before"
+	local n
+	n=$(wc -l <"$ACKS")
+	wait_for -t 20 ack_lines $((n + 2000))
+	spool_load_stop
+	# The failed batch was answered with result 2; the next ones with 0, in a new segment.
+	[ "$(acks_with 2)" -ge 1 ]
+	run sd_metric submitd_submit_acks_total '{result="2"}'
+	assert_output "$(acks_with 2)"
+	run ls "$SPOOL/active"
+	refute_output "$active_before"
+	[ -n "$output" ]
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS"
+	echo "$output"
+	assert_success
+	run grep -c "spool: fdatasync .*Input/output error" "$BATS_TEST_TMPDIR/submitd.log"
+	assert_output 1
+}
+
+@test "spool_max_size with refuse: result 2 at the bound, none lost, accepted again after a consumer took segments" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = none' 'workers = 2' \
+		'spool_segment_size = 65536' 'spool_max_size = 262144'
+	spool_load_bg --conns 2 --window 20 --payload-max 200
+	wait_for -t 30 eval '[ "$(acks_with 2)" -ge 50 ]'
+	run sd_metric submitd_spool_failures_total '{reason="full"}'
+	[ "$output" -ge 1 ]
+	run sd_metric submitd_spool_max_bytes
+	assert_output 262144
+	# Used stays near the bound: at most the bound plus one batch per worker.
+	local used
+	used=$(du -sb "$SPOOL" | cut -f1)
+	echo "spool holds $used bytes"
+	[ "$used" -le $((262144 + 2 * 65536 + 65536)) ]
+	local ok
+	ok=$(acks_with 0)
+	mkdir -p "$BATS_TEST_TMPDIR/taken"
+	mv "$SPOOL"/ready/*.seg "$BATS_TEST_TMPDIR/taken/"
+	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((ok + 200)) ]'
+	spool_load_stop
+	sd_stop
+	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 200 --also "$BATS_TEST_TMPDIR/taken"
+	echo "$output"
+	assert_success
+}
+
+@test "spool_max_size with drop_oldest: no result 2, the oldest ready segments dropped and counted" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = none' 'workers = 1' \
+		'spool_segment_size = 65536' 'spool_max_size = 262144' 'spool_full = drop_oldest'
+	run spool_load --conns 2 --count 3000 --window 20 --payload-max 200
+	assert_success
+	assert_equal "$(acks_with 2)" 0
+	run sd_metric submitd_spool_dropped_segments_total
+	echo "dropped $output"
+	[ "$output" -ge 1 ]
+	local used
+	used=$(du -sb "$SPOOL" | cut -f1)
+	[ "$used" -le $((262144 + 2 * 65536)) ]
+}
+
+@test "hand-over: a consumer taking ready segments never sees a partial one, none taken twice" {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = none' 'workers = 2' \
+		'spool_segment_size = 4096'
+	rm -f "$BATS_TEST_TMPDIR/cstop"
+	sd_spawn "$BATS_TEST_TMPDIR/consume.out" $SC consume "$SPOOL" \
+		--out "$BATS_TEST_TMPDIR/taken.txt" --stop-file "$BATS_TEST_TMPDIR/cstop"
+	local consumer=$SD_SPAWNED
+	run spool_load --conns 4 --count 2000 --window 20
+	assert_success
+	sd_stop_keep_spawned
+	touch "$BATS_TEST_TMPDIR/cstop"
+	wait_for -t 30 _sd_all_gone "$consumer"
+	wait "$consumer" || {
+		cat "$BATS_TEST_TMPDIR/consume.out"
+		false
+	}
+	cat "$BATS_TEST_TMPDIR/consume.out"
+	run grep -c . "$BATS_TEST_TMPDIR/taken.txt"
+	[ "$output" -ge 1000 ]
+	run $SC check "$SPOOL" --ack-log "$ACKS" --records "$BATS_TEST_TMPDIR/taken.txt"
+	echo "$output"
+	assert_success
+	assert_output --partial "result 0 8000"
+}
+
+# sd_stop without ending the background clients (a consumer must see the last seal).
+sd_stop_keep_spawned() {
+	local keep=("${SD_BG_PIDS[@]}")
+	SD_BG_PIDS=()
+	sd_stop
+	SD_BG_PIDS=("${keep[@]}")
+}
+
+@test "spool off (spool_dir empty): acks are result 0 and nothing is written" {
+	sd_start
+	run sd_client pipeline 100
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 100
+	run sd_metric submitd_spool_records_total
+	assert_output 0
+}
