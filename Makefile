@@ -29,7 +29,7 @@ STAMP := $(BUILD)/.version
 $(shell mkdir -p $(BUILD); echo '$(VERSION) $(COMMIT)' | cmp -s - $(STAMP) || echo '$(VERSION) $(COMMIT)' >$(STAMP))
 
 .PHONY: all deps run test unit unit-asan bats clean install format format-check
-all: $(BUILD)/submitd $(BUILD)/submit-bench
+all: $(BUILD)/submitd $(BUILD)/submit-bench $(BUILD)/submit-spool
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 	@mkdir -p $(dir $@)
@@ -37,6 +37,10 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 
 $(BUILD)/submitd: $(call obj,$(D_SRC))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+
+# Only the spool leaf: the tool links nothing else (no jemalloc, no logger).
+$(BUILD)/submit-spool: $(call obj,src/spool.c src/submit-spool.c)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/submit-bench: $(call obj,$(B_SRC))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jemalloc 2>/dev/null) -lm
@@ -80,6 +84,7 @@ run: deps
 install: all
 	install -D -m 0755 $(BUILD)/submitd $(DESTDIR)$(PREFIX)/sbin/submitd
 	install -D -m 0755 $(BUILD)/submit-bench $(DESTDIR)$(PREFIX)/bin/submit-bench
+	install -D -m 0755 $(BUILD)/submit-spool $(DESTDIR)$(PREFIX)/bin/submit-spool
 	install -D -m 0644 etc/submitd.conf $(DESTDIR)/etc/submitd/submitd.conf
 
 format:

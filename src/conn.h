@@ -61,8 +61,8 @@ struct conn_ctx {
 	uint32_t max_frame;
 	uint32_t read_size;
 	uint32_t max_output;
-	struct stats_slot *stats;  /* this worker's slot */
-	struct conn_batch *batch;  /* NULL: no spool, acks leave at once with result 0 */
+	struct stats_slot *stats; /* this worker's slot */
+	struct conn_batch *batch; /* NULL: no spool, acks leave at once with result 0 */
 };
 
 struct conn {
@@ -82,10 +82,10 @@ struct conn {
 	uint32_t held;
 	uint8_t touched; /* on the batch's touched list */
 	uint8_t has_conn_id;
-	uint16_t port;	     /* the peer's, for the records */
-	uint8_t addr[16];    /* the peer's, IPv6 or IPv4-mapped */
-	uint8_t conn_id[8];  /* the last Conn id seen */
-	uint64_t seq;	     /* the connection's number in this worker, from 1 */
+	uint16_t port;	    /* the peer's, for the records */
+	uint8_t addr[16];   /* the peer's, IPv6 or IPv4-mapped */
+	uint8_t conn_id[8]; /* the last Conn id seen */
+	uint64_t seq;	    /* the connection's number in this worker, from 1 */
 	struct conn *next_touched;
 	struct buf in;
 	struct buf out;

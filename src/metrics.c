@@ -250,7 +250,8 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	family(&o, "submitd_spool_recovered_segments_total", "counter",
 	       "Segments of dead writers recovered, by outcome.");
 	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
-	     (unsigned long long)(STATS_LOAD(sh->spool_recovered) - STATS_LOAD(sh->spool_truncated)));
+	     (unsigned long long)(STATS_LOAD(sh->spool_recovered) -
+				  STATS_LOAD(sh->spool_truncated)));
 	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"truncated\"} %llu\n",
 	     (unsigned long long)STATS_LOAD(sh->spool_truncated));
 	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"removed\"} %llu\n",

@@ -586,10 +586,14 @@ int spool_reader_open(struct spool_reader *r, int fd)
 	n = pread_full(fd, hdr, sizeof(hdr), 0);
 	if (n < 0)
 		return -1;
-	if (n < (ssize_t)sizeof(hdr))
+	if (n < (ssize_t)sizeof(hdr)) {
+		r->why = "shorter than the file header";
 		return SPOOL_TORN;
-	if (spool_file_header_check(hdr, &r->fh) < 0)
+	}
+	if (spool_file_header_check(hdr, &r->fh) < 0) {
+		r->why = memcmp(hdr, SPOOL_MAGIC, 8) != 0 ? "bad magic" : "bad file header";
 		return SPOOL_BAD;
+	}
 	return 0;
 }
 
@@ -650,11 +654,13 @@ int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t
 		return -1;
 	if (rc == 0) {
 		rc = r->blen == 0 ? 0 : SPOOL_TORN;
+		r->why = "record header cut short by the end of the file";
 		goto forget;
 	}
 	rec_len = spool_rec_decode(r->buf + (x - r->boff), rec, &crc);
 	if (rec_len == 0) {
 		rc = SPOOL_BAD;
+		r->why = "bad record length";
 		goto forget;
 	}
 	rc = fill(r, x, rec_len);
@@ -662,11 +668,13 @@ int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t
 		return -1;
 	if (rc == 0) {
 		rc = SPOOL_TORN;
+		r->why = "record cut short by the end of the file";
 		goto forget;
 	}
 	p = r->buf + (x - r->boff);
 	if (spool_crc32c(0, p + 4, rec_len - 4) != crc) {
 		rc = SPOOL_BAD;
+		r->why = "bad CRC";
 		goto forget;
 	}
 	*payload = p + SPOOL_REC_HDR;
@@ -836,17 +844,68 @@ static int record_after(int fd, uint64_t from, uint64_t end)
 	return found;
 }
 
-int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
-		  size_t errlen)
+int spool_scan(int fd, struct spool_scan *out)
 {
-	char path[PATH_MAX];
 	struct spool_reader rd;
 	struct spool_rec rec;
 	const uint8_t *payload;
 	struct stat st;
 	uint64_t x = SPOOL_FILE_HDR;
-	int fd, rc, torn, saved;
-	const char *what = "";
+	int rc, later;
+
+	memset(out, 0, sizeof(*out));
+	if (fstat(fd, &st) < 0)
+		return -1;
+	out->size = (uint64_t)st.st_size;
+	rc = spool_reader_open(&rd, fd);
+	if (rc != 0) {
+		out->fh = rd.fh;
+		out->why = rd.why;
+		spool_reader_close(&rd);
+		if (rc == -1)
+			return -1;
+		out->status = rc;
+		return 0;
+	}
+	out->fh = rd.fh;
+	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
+		if (out->records == 0)
+			out->first_ts = rec.ts_ns;
+		out->last_ts = rec.ts_ns;
+		out->records++;
+	}
+	out->why = rd.why;
+	spool_reader_close(&rd);
+	out->end = x;
+	if (rc == -1)
+		return -1;
+	if (rc == 0)
+		return 0;
+	/*
+	 * A torn tail is the last thing in the file: no whole record after it
+	 * (a header that does not fit, zeros of pages never written, the part
+	 * of a batch that made it). A whole record after it means the damage is
+	 * in the middle: a bad rec_len must not cut off what follows.
+	 */
+	out->bad_offset = x;
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
+		out->size = (uint64_t)st.st_size; /* a live writer added more */
+	later = record_after(fd, x + 1, out->size);
+	if (later < 0)
+		return -1;
+	out->status = later ? SPOOL_BAD : SPOOL_TORN;
+	if (later && rc == SPOOL_TORN)
+		out->why = "bad record length (past the end of the file, whole records after it)";
+	return 0;
+}
+
+int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
+		  size_t errlen)
+{
+	char path[PATH_MAX];
+	struct spool_scan sc;
+	int fd, saved;
+	const char *what = "read";
 
 	memset(out, 0, sizeof(*out));
 	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0) {
@@ -868,102 +927,52 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 		close(fd);
 		return 0;
 	}
-	if (fstat(fd, &st) < 0) {
-		set_err(err, errlen, "fstat %s: %s", path);
-		close(fd);
-		return -1;
-	}
-	out->size = (uint64_t)st.st_size;
-
-	rc = spool_reader_open(&rd, fd);
-	if (rc == SPOOL_TORN) {
-		/* Died while creating it: no record can be in there. */
-		out->action = SPOOL_ACT_REMOVED;
-		out->truncated_bytes = out->size;
-		what = "remove";
-		if (remove_seg(dir, name) < 0)
-			goto fail;
-		goto done;
-	}
-	if (rc == SPOOL_BAD) {
+	if (spool_scan(fd, &sc) < 0)
+		goto fail;
+	out->size = sc.size;
+	out->records = sc.records;
+	out->bad_offset = sc.bad_offset;
+	if (sc.status == SPOOL_BAD && sc.end == 0) {
 		out->action = SPOOL_ACT_BAD_HEADER;
 		what = "quarantine";
 		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
 			goto fail;
-		goto done;
-	}
-	if (rc < 0) {
-		what = "read";
-		goto fail;
-	}
-	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1)
-		out->records++;
-	if (rc == -1) {
-		what = "read";
-		goto fail;
-	}
-	if (rc == 0) {
-		if (out->records == 0) {
+	} else if (sc.status == SPOOL_BAD) {
+		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
+		out->action = SPOOL_ACT_QUARANTINED;
+		what = "salvage";
+		if (sc.records > 0 && salvage(fd, dir, name, sc.end) < 0)
+			goto fail;
+		what = "quarantine";
+		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+			goto fail;
+	} else {
+		if (sc.status == SPOOL_TORN) {
+			/* Shorter than its header: died while creating it, no record in there. */
+			out->truncated_bytes = sc.size - sc.end;
+			what = "truncate";
+			if (sc.end > 0 && (ftruncate(fd, (off_t)sc.end) < 0 || fdatasync(fd) < 0))
+				goto fail;
+		}
+		if (sc.records == 0) {
 			out->action = SPOOL_ACT_REMOVED;
 			what = "remove";
 			if (remove_seg(dir, name) < 0)
 				goto fail;
 		} else {
-			out->action = SPOOL_ACT_SEALED;
+			out->action =
+			    sc.status == SPOOL_TORN ? SPOOL_ACT_TRUNCATED : SPOOL_ACT_SEALED;
 			what = "seal";
 			if (fdatasync(fd) < 0 || move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
 				goto fail;
 		}
-		goto done;
 	}
-
-	out->bad_offset = x;
-	/*
-	 * A torn tail is the last thing in the file: no whole record after it
-	 * (a header that does not fit, zeros of pages never written, the part
-	 * of a batch that made it). A whole record after it means the damage is
-	 * in the middle: a bad rec_len must not cut off what follows.
-	 */
-	if ((torn = record_after(fd, x + 1, out->size)) < 0) {
-		what = "read";
-		goto fail;
-	}
-	torn = !torn;
-	if (torn) {
-		out->truncated_bytes = out->size - x;
-		what = "truncate";
-		if (ftruncate(fd, (off_t)x) < 0 || fdatasync(fd) < 0)
-			goto fail;
-		if (out->records == 0) {
-			out->action = SPOOL_ACT_REMOVED;
-			what = "remove";
-			if (remove_seg(dir, name) < 0)
-				goto fail;
-		} else {
-			out->action = SPOOL_ACT_TRUNCATED;
-			what = "seal";
-			if (move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
-				goto fail;
-		}
-		goto done;
-	}
-	/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
-	out->action = SPOOL_ACT_QUARANTINED;
-	what = "salvage";
-	if (out->records > 0 && salvage(fd, dir, name, x) < 0)
-		goto fail;
-	what = "quarantine";
-	if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
-		goto fail;
-done:
-	spool_reader_close(&rd);
 	close(fd);
 	return 0;
 fail:
 	saved = errno;
 	if (err != NULL && errlen > 0)
 		snprintf(err, errlen, "%s %s: %s", what, path, strerror(saved));
-	spool_reader_close(&rd);
 	close(fd);
 	errno = saved;
 	return -1;

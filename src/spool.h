@@ -131,6 +131,7 @@ struct spool_reader {
 	uint8_t *buf; /* file bytes [boff, boff + blen); owned by the reader */
 	size_t cap, blen;
 	uint64_t boff;
+	const char *why; /* after SPOOL_TORN or SPOOL_BAD: what was wrong (a static string) */
 };
 /* Read and check the file header: 0, SPOOL_TORN (shorter than 64 bytes), SPOOL_BAD, -1. */
 int spool_reader_open(struct spool_reader *r, int fd);
@@ -143,6 +144,24 @@ int spool_reader_open(struct spool_reader *r, int fd);
 int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t **payload,
 		    uint64_t *off);
 void spool_reader_close(struct spool_reader *r); /* frees the buffer, not the fd */
+
+/*
+ * Read a whole segment (one pass, CRC of every record). status: 0 when every
+ * record is whole to the end of the file; SPOOL_TORN when the first record
+ * that is not whole (at bad_offset) has no whole record after it (a torn
+ * tail; also a file shorter than its header); SPOOL_BAD when one does (the
+ * damage is in the middle), or the file header is bad (end = 0). end: the
+ * offset after the last whole record (0 if the header is not whole).
+ * 0, or -1 on a read error.
+ */
+struct spool_scan {
+	struct spool_file_hdr fh;
+	int status;
+	const char *why; /* status != 0: what was wrong (a static string) */
+	uint64_t size, end, bad_offset;
+	uint64_t records, first_ts, last_ts; /* of the whole records before end */
+};
+int spool_scan(int fd, struct spool_scan *out);
 
 /* Recovery of one active/ segment per docs/SPOOL.md, "Recovery". */
 enum spool_action {

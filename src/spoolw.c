@@ -21,8 +21,8 @@
  * memory; a round with more Submits writes more than once but still
  * syncs once.
  */
-#define BATCH_CAP   1024
-#define DROP_MAX    64 /* ready segments deleted per check at the bound */
+#define BATCH_CAP    1024
+#define DROP_MAX     64 /* ready segments deleted per check at the bound */
 #define LOG_EVERY_MS 1000
 
 static const struct conf *cf;
@@ -32,12 +32,12 @@ static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
 static struct spool_seg seg = {.fd = -1};
-static uint64_t last_ns;     /* created_ns of the last segment: names stay increasing */
-static uint64_t round_ns;    /* CLOCK_REALTIME at the start of the round */
-static uint64_t round_start; /* segment offset where this round's records begin */
-static uint64_t round_recs;  /* records of this round written */
-static int round_failed;     /* a stats counter (reason), or 0 */
-static uint64_t unsynced;    /* records written since the last fdatasync */
+static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
+static uint64_t round_ns;     /* CLOCK_REALTIME at the start of the round */
+static uint64_t round_start;  /* segment offset where this round's records begin */
+static uint64_t round_recs;   /* records of this round written */
+static int round_failed;      /* a stats counter (reason), or 0 */
+static uint64_t unsynced;     /* records written since the last fdatasync */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t now_ms;
@@ -199,8 +199,8 @@ static int ensure_open(void)
 
 	if (seg.fd >= 0)
 		return 0;
-	if (spool_seg_open(&seg, cf->spool_dir, worker, generation, &last_ns, err,
-			   sizeof(err)) == -1) {
+	if (spool_seg_open(&seg, cf->spool_dir, worker, generation, &last_ns, err, sizeof(err)) ==
+	    -1) {
 		int e = errno;
 		seg.fd = -1;
 		seg.name[0] = '\0';
@@ -227,10 +227,12 @@ static void flush(struct conn_batch *b)
 	for (uint32_t i = 0; i < n; i++)
 		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].len;
 	if (!room_for(bytes)) {
-		fail_round(STATS_spool_fail_full, 0, "at spool_max_size: refusing Submits (result 2)");
+		fail_round(STATS_spool_fail_full, 0,
+			   "at spool_max_size: refusing Submits (result 2)");
 		return;
 	}
-	/* A new segment first if this one would outgrow its size and holds nothing of this round. */
+	/* A new segment first if this one would outgrow its size and holds nothing of this round.
+	 */
 	if (seg.fd >= 0 && seg.size > SPOOL_FILE_HDR && seg.size == round_start &&
 	    seg.size + bytes > (uint64_t)cf->spool_segment_size)
 		seal();
@@ -274,8 +276,8 @@ static void flush(struct conn_batch *b)
 	stats_add(slot, STATS_spool_bytes, bytes);
 }
 
-struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen,
-			       struct stats_slot *s, const struct stats_shm *sh)
+struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, struct stats_slot *s,
+			       const struct stats_shm *sh)
 {
 	if (c->spool_dir[0] == '\0')
 		return NULL;

@@ -37,11 +37,11 @@
 	X(bytes_sent, "sent_bytes_total", "", "Bytes written to clients.")                         \
 	X(accept_errors, "accept_errors_total", "",                                                \
 	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")                      \
-	X(ack_result_0, "submit_acks_total", "result=\"0\"",                                        \
-	  "SubmitAcks sent, by result: 0 accepted (stored as spool_sync promises), 1 refused, "     \
+	X(ack_result_0, "submit_acks_total", "result=\"0\"",                                       \
+	  "SubmitAcks sent, by result: 0 accepted (stored as spool_sync promises), 1 refused, "    \
 	  "2 not stored.")                                                                         \
-	X(ack_result_1, "submit_acks_total", "result=\"1\"", "")                                    \
-	X(ack_result_2, "submit_acks_total", "result=\"2\"", "")                                    \
+	X(ack_result_1, "submit_acks_total", "result=\"1\"", "")                                   \
+	X(ack_result_2, "submit_acks_total", "result=\"2\"", "")                                   \
 	X(spool_records, "spool_records_total", "", "Records written to the spool.")               \
 	X(spool_bytes, "spool_written_bytes_total", "",                                            \
 	  "Bytes of records (headers and payloads) written to the spool.")                         \
@@ -54,12 +54,12 @@
 	  "Ready segments deleted at the bound (spool_full = drop_oldest): acked data lost.")      \
 	X(spool_dropped_bytes, "spool_dropped_bytes_total", "",                                    \
 	  "Bytes of the ready segments deleted at the bound.")                                     \
-	X(spool_fail_nospace, "spool_failures_total", "reason=\"nospace\"",                         \
+	X(spool_fail_nospace, "spool_failures_total", "reason=\"nospace\"",                        \
 	  "Spool failures, by reason; each fails a batch (result 2) or a segment.")                \
-	X(spool_fail_write, "spool_failures_total", "reason=\"write\"", "")                         \
-	X(spool_fail_fsync, "spool_failures_total", "reason=\"fsync\"", "")                         \
-	X(spool_fail_open, "spool_failures_total", "reason=\"open\"", "")                           \
-	X(spool_fail_seal, "spool_failures_total", "reason=\"seal\"", "")                           \
+	X(spool_fail_write, "spool_failures_total", "reason=\"write\"", "")                        \
+	X(spool_fail_fsync, "spool_failures_total", "reason=\"fsync\"", "")                        \
+	X(spool_fail_open, "spool_failures_total", "reason=\"open\"", "")                          \
+	X(spool_fail_seal, "spool_failures_total", "reason=\"seal\"", "")                          \
 	X(spool_fail_full, "spool_failures_total", "reason=\"full\"", "")
 
 enum stats_counter {
@@ -95,7 +95,7 @@ enum stats_slot_state {
 struct stats_slot {
 	uint64_t c[STATS_NCOUNTERS];
 	uint64_t batch[STATS_NBATCH];
-	uint64_t batch_sum; /* acks written; batch count is the sum of batch[] */
+	uint64_t batch_sum;		 /* acks written; batch count is the sum of batch[] */
 	uint64_t fsync_us[STATS_NFSYNC]; /* fdatasync latency */
 	uint64_t fsync_us_sum;
 	uint64_t fsync_recs[STATS_NBATCH]; /* records covered per fdatasync */
