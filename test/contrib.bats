@@ -11,6 +11,14 @@ DASH=contrib/grafana/dashboards/submitd.json
 # Every metric family of the /metrics contract, as docs/METRICS.md lists them.
 FAMILIES=$(sd_doc_families)
 
+# The spool's families (docs/METRICS.md, "The spool").
+FAMILIES+=" submitd_submit_acks_total submitd_spool_records_total submitd_spool_written_bytes_total
+submitd_spool_fsyncs_total submitd_spool_fsync_seconds submitd_spool_records_per_fsync
+submitd_spool_segments_sealed_total submitd_spool_segments_suspect_total submitd_spool_failures_total
+submitd_spool_dropped_segments_total submitd_spool_dropped_bytes_total submitd_spool_used_bytes
+submitd_spool_max_bytes submitd_spool_ready_segments submitd_spool_oldest_ready_age_seconds
+submitd_spool_recovered_segments_total submitd_spool_truncated_bytes_total"
+
 setup() {
 	cd "$BATS_TEST_DIRNAME/.." || return 1
 	command -v promtool >/dev/null || skip "promtool not installed (Debian package prometheus)"
@@ -56,8 +64,9 @@ dashboard_exprs() {
 @test "contrib: promtool check rules passes and the alerts exist" {
 	run promtool check rules "$PROM/submitd.rules.yml"
 	assert_success
-	assert_output --partial "SUCCESS: 19 rules found"
-	for a in SubmitdDown SubmitdWorkersMissing SubmitdReloadFailed SubmitdProtocolErrorsRising SubmitdWorkerRestarts; do
+	assert_output --partial "SUCCESS: 32 rules found"
+	for a in SubmitdDown SubmitdWorkersMissing SubmitdReloadFailed SubmitdProtocolErrorsRising SubmitdWorkerRestarts \
+		SubmitdSpoolNearlyFull SubmitdSpoolFsyncSlow SubmitdSpoolFailures SubmitdSubmitsNotStored; do
 		grep -q "^ *- alert: $a\$" "$PROM/submitd.rules.yml" || fail "alert $a missing"
 	done
 }
