@@ -11,13 +11,6 @@ DASH=contrib/grafana/dashboards/submitd.json
 # Every metric family of the /metrics contract, as docs/METRICS.md lists them.
 FAMILIES=$(sd_doc_families)
 
-# The spool's families (docs/METRICS.md, "The spool").
-FAMILIES+=" submitd_submit_acks_total submitd_spool_records_total submitd_spool_written_bytes_total
-submitd_spool_fsyncs_total submitd_spool_fsync_seconds submitd_spool_records_per_fsync
-submitd_spool_segments_sealed_total submitd_spool_segments_suspect_total submitd_spool_failures_total
-submitd_spool_dropped_segments_total submitd_spool_dropped_bytes_total submitd_spool_used_bytes
-submitd_spool_max_bytes submitd_spool_ready_segments submitd_spool_oldest_ready_age_seconds
-submitd_spool_recovered_segments_total submitd_spool_truncated_bytes_total"
 
 setup() {
 	cd "$BATS_TEST_DIRNAME/.." || return 1
