@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # The process around the server: PID 1 in a container, workers that must
 # not outlive the master, detaching with a true exit status, the pid file
-# lock, descriptors a worker must not inherit, the connection table's size,
-# process titles.
+# lock, the reload asker held by pidfd, descriptors a worker must not
+# inherit, the connection table's size, process titles.
 
 load helpers/common
 
@@ -10,6 +10,10 @@ load helpers/common
 # daemon, orphaned workers), killed if still running this binary.
 teardown() {
 	sd_stop
+	if [ -n "${PIDS_CG:-}" ] && [ -d "$PIDS_CG" ]; then
+		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
+		rmdir "$PIDS_CG" || true
+	fi
 	local p
 	for p in ${DAEMON_PID:-}; do
 		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
@@ -208,6 +212,95 @@ time.sleep(120)'
 	assert_equal "$rc" 0
 	kill -0 "$sleeper"
 	[ ! -e "$pidf" ]
+}
+
+# A pids cgroup (v1) holding only the master: its forks fail, so a reload
+# stays pending (no generation becomes ready) until the limit is lifted.
+PIDS_CG=
+hold_forks() {
+	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
+	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
+	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
+}
+
+# reuse_pid PID OUT: a process with pid PID (ns_last_pid) that reports into
+# OUT "reused PID", then, on SIGUSR1, whether a SIGUSR2 reached it:
+# "SIGUSR2 from PID" or "no SIGUSR2". Fails if PID could not be had.
+reuse_pid() {
+	python3 - "$1" >"$2" 2>&1 3>&- 4>&- <<-'PY' &
+		import os, signal, sys
+		target = int(sys.argv[1])
+		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+		for attempt in range(20):
+		    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+		        f.write(str(target - 1))
+		    pid = os.fork()
+		    if pid == 0:
+		        if os.getpid() != target:
+		            os._exit(3)
+		        print("reused", target, flush=True)
+		        got = None
+		        while True:
+		            si = signal.sigtimedwait({signal.SIGUSR1, signal.SIGUSR2}, 120)
+		            if si is None:
+		                print("no SIGUSR1 within 120 s", flush=True)
+		                os._exit(1)
+		            if si.si_signo == signal.SIGUSR2:
+		                got = si.si_pid
+		            elif signal.SIGUSR2 in signal.sigpending():
+		                got = signal.sigwaitinfo({signal.SIGUSR2}).si_pid
+		            if si.si_signo == signal.SIGUSR1:
+		                break
+		        print("SIGUSR2 from %d" % got if got else "no SIGUSR2", flush=True)
+		        os._exit(0)
+		    _, status = os.waitpid(pid, 0)
+		    if os.WEXITSTATUS(status) != 3:
+		        sys.exit(os.WEXITSTATUS(status))
+		    if os.path.exists("/proc/%d" % target):
+		        break  # taken by some other process: give up
+		print("pid", target, "not had", flush=True)
+		sys.exit(1)
+	PY
+	REUSER=$!
+	SD_BG_PIDS+=("$REUSER")
+}
+
+@test "-s reload: an asker killed while the reload is pending; its pid reused meanwhile gets no SIGUSR2" {
+	needs_root
+	[ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose pids here (ns_last_pid)"
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local asker
+	sd_spawn "$BATS_TEST_TMPDIR/asker.out" "$SD_BIN" -c "$SD_CONF" -s reload
+	asker=$SD_SPAWNED
+	# The master took the asker's pidfd; the new worker cannot fork.
+	wait_for sd_log_count "generation 2 starting"
+	wait_for -t 10 eval '[ "$(find /proc/$SD_PID/fd -lname "*pidfd*" | wc -l)" -eq 1 ]'
+	{
+		kill -KILL "$asker"
+		wait "$asker" || true
+	} 2>/dev/null
+	# Another process gets the asker's pid, as a busy machine would give it.
+	reuse_pid "$asker" "$BATS_TEST_TMPDIR/reuser.out"
+	wait_for eval 'grep -q "^reused $asker\$\|not had" "$BATS_TEST_TMPDIR/reuser.out"'
+	grep -q "^reused $asker\$" "$BATS_TEST_TMPDIR/reuser.out" || skip "pid $asker was taken by another process ($(cat "/proc/$asker/cmdline" 2>/dev/null | tr "\0" " "))"
+	# The reload completes: the master answers whoever asked, by pidfd.
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	# A live asker after it still gets its answer.
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_success
+	assert_output "reload: new configuration serving"
+	local reuser
+	reuser=$(pgrep -P "$REUSER")
+	assert_equal "$reuser" "$asker"
+	kill -USR1 "$reuser"
+	wait_for grep -q SIGUSR2 "$BATS_TEST_TMPDIR/reuser.out"
+	run cat "$BATS_TEST_TMPDIR/reuser.out"
+	assert_output "$(printf 'reused %s\nno SIGUSR2' "$asker")"
+	# The master keeps no pidfd once it answered.
+	run find "/proc/$SD_PID/fd" -lname "*pidfd*"
+	assert_output ""
 }
 
 @test "pid file: a symlink at the old temporary name is not written through" {
