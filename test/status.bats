@@ -212,3 +212,35 @@ stable_part() {
 	assert_output --partial "cannot connect to the metrics endpoint 127.0.0.1:$port"
 	assert_output --partial "Connection refused"
 }
+
+@test "/status: a worker of the old generation still draining is shown as draining" {
+	sd_start 'workers = 2' 'shutdown_timeout = 60'
+	# Half a frame keeps its worker draining after the reload.
+	local held=$BATS_TEST_TMPDIR/held
+	sd_spawn "$held" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x00\x00")
+print("sent", flush=True)
+time.sleep(120)' "$SD_PORT"
+	wait_for grep -q sent "$held"
+	wait_for sd_metric_is submitd_client_connected '' 1
+	local old draining
+	old=$(sd_workers)
+	kill -HUP "$SD_PID"
+	wait_for -t 15 status_field_is generation 2
+	# The idle old worker exits; the one holding the client stays.
+	wait_for -t 15 eval '[ "$(status_rows | wc -l)" -eq 3 ]'
+	run status_rows
+	echo "$output"
+	draining=$(awk '$4 == 1 { print $3 }' <<<"$output")
+	[ -n "$draining" ]
+	grep -qx "$draining" <<<"$old"
+	assert_line --regexp "^[01] +[0-9]+ +$draining +1 +draining +1 +"
+	# The new generation: two running workers with no connection.
+	assert_equal "$(awk '$4 == 2 && $5 == "running" && $6 == 0' <<<"$output" | wc -l)" 2
+	run status_field workers_running
+	assert_output 2
+	run status_field connections
+	assert_output 1
+}
