@@ -49,3 +49,15 @@ $(BUILD)/asan/test/test_metrics: test/unit/test_metrics.c $(UNIT_HDR) $(call asa
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
 		-o $@ $< $(call asan_obj,$(METRICS_TEST_SRC)) $(shell pkg-config --libs libmicrohttpd) -lm
+
+# submit-bench's histogram (test_hist) needs src/bench/hist.c besides the leaf modules.
+HIST_TEST_SRC := $(LIB_SRC) src/bench/hist.c
+$(BUILD)/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call obj,$(HIST_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(HIST_TEST_SRC)) \
+		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+
+$(BUILD)/asan/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call asan_obj,$(HIST_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
+		-o $@ $< $(call asan_obj,$(HIST_TEST_SRC)) -lm
