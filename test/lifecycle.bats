@@ -21,6 +21,16 @@ stopped_totals() {
 	echo "$t"
 }
 
+# workers_older_than S: every worker has run for at least S seconds.
+workers_older_than() {
+	local w n=0
+	for w in $(sd_workers); do
+		[ "$(ps -o etimes= -p "$w" | tr -d ' ')" -ge "$1" ] || return 1
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ]
+}
+
 @test "kill -9 of a worker every second under load: only its connections fail; respawned each time" {
 	sd_start 'workers = 2'
 	local out=$BATS_TEST_TMPDIR/bench.json
@@ -28,8 +38,9 @@ stopped_totals() {
 	local loop=$!
 	SD_BG_PIDS+=("$loop")
 	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	# Let both workers pass the crash-loop age so every kill is a plain respawn.
-	sleep 1
+	# Both workers past the crash-loop age (1 s) so every kill is a plain
+	# respawn: ps counts whole seconds, so 2 means at least 2.
+	wait_for -t 10 workers_older_than 2
 	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
 	echo "$output"
 	assert_success
