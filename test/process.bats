@@ -303,6 +303,27 @@ reuse_pid() {
 	assert_output ""
 }
 
+@test "-s reload: the master forgets an asker past the wait (hooks build: 3 s), the reload still pending" {
+	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
+	needs_root
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local start=$EPOCHREALTIME
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	echo "asker: status $status after $(_sd_elapsed_ms "$start") ms: $output"
+	assert_failure 1
+	assert_output --partial "no answer from pid $SD_PID to the reload"
+	# The master drops the asker's pidfd at the same deadline, the reload still pending.
+	wait_for -t 5 eval '[ -z "$(find /proc/$SD_PID/fd -lname "*pidfd*")" ]'
+	run sd_log_count "ready: 1 workers running"
+	assert_output 1
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	run sd_client roundtrip
+	assert_success
+}
+
 @test "pid file: a symlink at the old temporary name is not written through" {
 	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
 	echo precious >"$victim"
