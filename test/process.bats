@@ -125,7 +125,7 @@ the_orphan() {
 	SD_JOB= SD_PID=
 }
 
-@test "without -f: a port in use exits non-zero with the bind message; a failed pid file too" {
+@test "without -f: a port in use exits non-zero with the bind message; so does a pid file that fails after detaching" {
 	local held=$BATS_TEST_TMPDIR/held
 	sd_spawn "$held" python3 -c '
 import socket, sys, time
@@ -145,15 +145,38 @@ time.sleep(120)'
 	[[ $stderr == *"bind 127.0.0.1:$port: Address already in use"* ]]
 	[ ! -e "$pidf" ]
 
-	# Fails in the detached child (the pid file's directory is missing): told through the pipe.
+	# A missing directory for the pid file: refused before binding, as -t refuses it.
 	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/no/such/dir/submitd.pid\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
 	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
 	echo "status $status, stderr: $stderr"
 	assert_equal "$status" 1
 	[[ $stderr == *"no/such/dir/submitd.pid"*"No such file or directory"* ]]
-	# Nothing is left serving.
+	run sd_log_count "listening on"
+	assert_output 0
+
+	# Fails in the detached child, after binding: a file system with no
+	# inode left for the pid file, which -t cannot foresee. Told through the pipe.
+	needs_root
+	command -v unshare >/dev/null || skip "no unshare"
+	mkdir "$BATS_TEST_TMPDIR/full"
+	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/full/submitd.pid\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	run --separate-stderr timeout 20 unshare -m sh -c '
+		mount -t tmpfs -o size=64k,nr_inodes=4 none "$1" || exit 99
+		i=0
+		while [ $i -lt 10 ] && touch "$1/fill$i" 2>/dev/null; do i=$((i + 1)); done
+		[ $i -lt 10 ] || exit 98
+		"$2" -t -q -c "$3" || exit 97
+		exec "$2" -c "$3"' sh "$BATS_TEST_TMPDIR/full" "$SD_BIN" "$conf"
+	echo "status $status, stderr: $stderr"
+	[ "$status" -ne 99 ] || skip "cannot mount a tmpfs here"
+	assert_equal "$status" 1
+	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/full/submitd.pid."*".tmp: No space left on device"* ]]
+	# It had bound its ports; nothing is left serving.
 	read_ports
 	wait_for port_free "$SD_PORT"
+	wait_for port_free "$SD_METRICS_PORT"
 }
 
 @test "without -f: exit 0 once serving; the daemon works from /, in its own session; -s stop ends it" {
