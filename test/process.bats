@@ -347,13 +347,28 @@ reuse_pid() {
 	assert_success
 }
 
-@test "pid file: a symlink at the old temporary name is not written through" {
+@test "pid file: a symlink at the temporary name, old or current, is not written through" {
 	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
 	echo precious >"$victim"
 	ln -s "$victim" "$pidf.tmp"
 	sd_start "pid_file = \"$pidf\""
 	assert_equal "$(cat "$pidf")" "$SD_PID"
 	[ ! -L "$pidf" ]
+	assert_equal "$(cat "$victim")" precious
+	sd_stop
+	# At the name the master uses now, FILE.PID.tmp: a shell that puts the
+	# link there and becomes the master keeps its pid.
+	rm -f "$pidf.tmp"
+	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	bash -c 'ln -s "$1" "$2.$$.tmp" && exec "$3" -f -c "$4"' sh "$victim" "$pidf" "$SD_BIN" "$SD_CONF" \
+		>"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
+	SD_JOB=$!
+	SD_PID=$SD_JOB
+	wait_for -t 10 _sd_ready
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	[ ! -L "$pidf" ]
+	[ ! -e "$pidf.$SD_PID.tmp" ]
 	assert_equal "$(cat "$victim")" precious
 }
 
