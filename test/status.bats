@@ -244,3 +244,27 @@ time.sleep(120)' "$SD_PORT"
 	run status_field connections
 	assert_output 1
 }
+
+# heartbeat_of PID: the heartbeat_age_ms column of worker PID's row.
+heartbeat_of() {
+	status_rows | awk -v p="$1" '$3 == p { print $8 }' | grep .
+}
+
+@test "/status: a hung worker's heartbeat age grows; the others' stays small" {
+	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	# The watchdog off: the hung worker stays for the page to show it.
+	sd_start 'workers = 2' 'worker_timeout = 0'
+	local hung other
+	hung=$(sd_workers | head -1)
+	other=$(sd_workers | tail -1)
+	kill -USR2 "$hung"
+	wait_for sd_log_count "test hook: hanging"
+	wait_for -t 15 eval '[ "$(heartbeat_of "$hung")" -ge 3000 ]'
+	run heartbeat_of "$other"
+	assert_success
+	((output < 3000)) || fail "the running worker's heartbeat age is $output ms"
+	run heartbeat_of "$hung"
+	echo "hung worker: $output ms"
+	((output >= 3000))
+}
