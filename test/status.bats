@@ -72,6 +72,8 @@ workers_are_generation() {
 	run status_field uptime_seconds
 	assert_output --regexp '^[0-9]+$'
 	((output < 60))
+	# It counts: not a constant.
+	wait_for -t 5 eval '[ "$(status_field uptime_seconds)" -gt '"$output"' ]'
 	wait_for workers_are_generation 1
 	run status_column 3
 	assert_output "$(sd_workers)"
