@@ -777,6 +777,20 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 		snprintf(err, errlen, "%s: %s \"%s\": %s", c_path, opt, path, strerror(errno));
 		return -1;
 	}
+	/*
+	 * access() calls a directory writable for root, but nothing opens it
+	 * for writing; and the pid file (need_dir) is never written through a
+	 * symbolic link (see proc.h), not even a dangling one.
+	 */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s \"%s\": is a directory", c_path, opt, path);
+		return -1;
+	}
+	if (need_dir && lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s \"%s\": is a symbolic link, which start-up refuses",
+			 c_path, opt, path);
+		return -1;
+	}
 	if (slash == NULL)
 		snprintf(dir, sizeof(dir), ".");
 	else

@@ -150,6 +150,33 @@ bad_reload() {
 	assert_success
 }
 
+@test "-t: a log_file or pid_file that is a directory, a pid_file that is a symbolic link" {
+	mkdir "$BATS_TEST_TMPDIR/d"
+	conf "log_file = \"$BATS_TEST_TMPDIR/d\""
+	check_fails "$CONF: log_file \"$BATS_TEST_TMPDIR/d\": is a directory"
+	conf "pid_file = \"$BATS_TEST_TMPDIR/d\""
+	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/d\": is a directory"
+	# Start-up refuses both as well, with nothing left running.
+	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/d\""
+	run --separate-stderr timeout 10 "$SD_BIN" -f -c "$CONF"
+	assert_equal "$status" 1
+	[[ $stderr == *"pid_file \"$BATS_TEST_TMPDIR/d\": is a directory"* ]]
+	# A link, dangling or not: the pid file is never written through one.
+	echo precious >"$BATS_TEST_TMPDIR/victim"
+	local target
+	for target in "$BATS_TEST_TMPDIR/victim" "$BATS_TEST_TMPDIR/nowhere"; do
+		ln -sfn "$target" "$BATS_TEST_TMPDIR/link.pid"
+		conf "pid_file = \"$BATS_TEST_TMPDIR/link.pid\""
+		check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/link.pid\": is a symbolic link"
+	done
+	assert_equal "$(cat "$BATS_TEST_TMPDIR/victim")" precious
+	# A log_file may be a link to a file (the privileges suite logs through one).
+	ln -s "$BATS_TEST_TMPDIR/victim" "$BATS_TEST_TMPDIR/link.log"
+	conf "log_file = \"$BATS_TEST_TMPDIR/link.log\""
+	run "$SD_BIN" -t -c "$CONF"
+	assert_success
+}
+
 @test "-t: a log_file directory the user cannot search (started as root): a warning" {
 	[ "$(id -u)" = 0 ] || skip "needs root"
 	getent passwd nobody >/dev/null || skip "no user nobody"

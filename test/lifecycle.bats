@@ -21,6 +21,16 @@ stopped_totals() {
 	echo "$t"
 }
 
+# workers_older_than S: every worker has run for at least S seconds.
+workers_older_than() {
+	local w n=0
+	for w in $(sd_workers); do
+		[ "$(ps -o etimes= -p "$w" | tr -d ' ')" -ge "$1" ] || return 1
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ]
+}
+
 @test "kill -9 of a worker every second under load: only its connections fail; respawned each time" {
 	sd_start 'workers = 2'
 	local out=$BATS_TEST_TMPDIR/bench.json
@@ -28,8 +38,9 @@ stopped_totals() {
 	local loop=$!
 	SD_BG_PIDS+=("$loop")
 	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	# Let both workers pass the crash-loop age so every kill is a plain respawn.
-	sleep 1
+	# Both workers past the crash-loop age (1 s) so every kill is a plain
+	# respawn: ps counts whole seconds, so 2 means at least 2.
+	wait_for -t 10 workers_older_than 2
 	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
 	echo "$output"
 	assert_success
@@ -247,6 +258,18 @@ stuck_closed_ms() {
 	[ ! -e "$pidf" ]
 }
 
+# usr2_pending PID: SIGUSR2 is pending for PID (SigPnd or ShdPnd, bit 12),
+# or PID ignores it (SigIgn: the kernel drops it when sent).
+usr2_pending() {
+	local k m
+	while read -r k m; do
+		case $k in
+		SigPnd: | ShdPnd: | SigIgn:) (((0x$m & 0x800) != 0)) && return 0 ;;
+		esac
+	done <"/proc/$1/status"
+	return 1
+}
+
 @test "SIGUSR2 (nginx's binary upgrade) is ignored by the master and the workers" {
 	sd_start 'workers = 2'
 	local workers
@@ -254,6 +277,12 @@ stuck_closed_ms() {
 	kill -USR2 "$SD_PID"
 	wait_for sd_log_count "SIGUSR2 ignored"
 	kill -USR2 $workers
+	# Arrived and left pending (blocked, outside the workers' signalfd), not
+	# acted on, or dropped: nothing can still happen to them because of it.
+	local w
+	for w in $workers; do
+		wait_for usr2_pending "$w"
+	done
 	run sd_client roundtrip
 	assert_success
 	kill -0 "$SD_PID"
