@@ -851,7 +851,7 @@ int spool_scan(int fd, struct spool_scan *out)
 	const uint8_t *payload;
 	struct stat st;
 	uint64_t x = SPOOL_FILE_HDR;
-	int rc, later;
+	int rc, later = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (fstat(fd, &st) < 0)
@@ -868,31 +868,42 @@ int spool_scan(int fd, struct spool_scan *out)
 		return 0;
 	}
 	out->fh = rd.fh;
-	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
-		if (out->records == 0)
-			out->first_ts = rec.ts_ns;
-		out->last_ts = rec.ts_ns;
-		out->records++;
+	for (uint64_t retried = 0;;) {
+		while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
+			if (out->records == 0)
+				out->first_ts = rec.ts_ns;
+			out->last_ts = rec.ts_ns;
+			out->records++;
+		}
+		out->why = rd.why;
+		out->end = x;
+		if (rc == -1 || rc == 0)
+			break;
+		/*
+		 * A torn tail is the last thing in the file: no whole record
+		 * after it (a header that does not fit, zeros of pages never
+		 * written, the part of a batch that made it). A whole record
+		 * after it means the damage is in the middle: a bad rec_len must
+		 * not cut off what follows.
+		 */
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
+			out->size = (uint64_t)st.st_size; /* a live writer added more */
+		later = record_after(fd, x + 1, out->size);
+		if (later <= 0 || retried == x)
+			break;
+		/*
+		 * On a live segment the record at x may have been a write in
+		 * progress that completed since: read it once more. A writer
+		 * appends in order, so if anything after it is whole, it is too.
+		 */
+		retried = x;
 	}
-	out->why = rd.why;
 	spool_reader_close(&rd);
-	out->end = x;
-	if (rc == -1)
+	if (rc == -1 || later < 0)
 		return -1;
 	if (rc == 0)
 		return 0;
-	/*
-	 * A torn tail is the last thing in the file: no whole record after it
-	 * (a header that does not fit, zeros of pages never written, the part
-	 * of a batch that made it). A whole record after it means the damage is
-	 * in the middle: a bad rec_len must not cut off what follows.
-	 */
 	out->bad_offset = x;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
-		out->size = (uint64_t)st.st_size; /* a live writer added more */
-	later = record_after(fd, x + 1, out->size);
-	if (later < 0)
-		return -1;
 	out->status = later ? SPOOL_BAD : SPOOL_TORN;
 	if (later && rc == SPOOL_TORN)
 		out->why = "bad record length (past the end of the file, whole records after it)";

@@ -159,6 +159,28 @@ one_segment() {
 	assert_line "$SP/quarantine/$NAME: offset 202: bad CRC"
 }
 
+@test "verify, ls and cat on a spool being written: no false corruption" {
+	"$SPOOL_GEN" -n 60000 -s 8 "$SP" >/dev/null &
+	local gen=$! runs=0
+	PIDS+=("$gen")
+	wait_for test -d "$SP/active"
+	while kill -0 "$gen" 2>/dev/null; do
+		run spool verify
+		assert_success
+		spool ls >/dev/null
+		if [ $((runs % 8)) -eq 0 ]; then
+			spool cat "$SP/active" >/dev/null 2>"$BATS_TEST_TMPDIR/cat.err"
+			[ ! -s "$BATS_TEST_TMPDIR/cat.err" ]
+		fi
+		runs=$((runs + 1))
+	done
+	wait "$gen"
+	run spool verify
+	assert_success
+	assert_output --regexp '^8 segments, 480000 records, [0-9]+ bytes: ok$'
+	echo "# $runs rounds while writing" >&3
+}
+
 @test "ls: state, records, bytes and time range of each segment" {
 	one_segment
 	local active
