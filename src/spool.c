@@ -356,6 +356,17 @@ int spool_dirs(const char *dir, char *err, size_t errlen)
 		set_err(err, errlen, "fsync %s: %s", dir);
 		return -1;
 	}
+	if (created) {
+		/* The spool directory's own name, in its parent. */
+		const char *slash = strrchr(dir, '/');
+		if (slash == NULL)
+			snprintf(path, sizeof(path), ".");
+		else if (slash == dir)
+			snprintf(path, sizeof(path), "/");
+		else
+			snprintf(path, sizeof(path), "%.*s", (int)(slash - dir), dir);
+		(void)fsync_path(path);
+	}
 	return 0;
 }
 
