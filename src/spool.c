@@ -20,11 +20,10 @@
 
 #define CRC32C_POLY 0x82F63B78u
 
-/* Slicing-by-8 tables: built once, on first use. */
+/* Slicing-by-8 tables, built at load time (before any thread can race on them). */
 static uint32_t crc_tab[8][256];
-static int crc_tab_ready;
 
-static void crc_tab_init(void)
+__attribute__((constructor)) static void crc_tab_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
@@ -36,15 +35,12 @@ static void crc_tab_init(void)
 		for (int t = 1; t < 8; t++)
 			crc_tab[t][i] =
 			    (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
-	crc_tab_ready = 1;
 }
 
 uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 
-	if (!crc_tab_ready)
-		crc_tab_init();
 	crc = ~crc;
 	while (n > 0 && ((uintptr_t)b & 7) != 0) {
 		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
@@ -87,19 +83,19 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const voi
 }
 #endif
 
-/* -1: not decided yet; decided once, the answer never changes. */
-static int crc_use_hw = -1;
+/* Decided at load time, like the tables; the answer never changes. */
+static int crc_use_hw;
+
+__attribute__((constructor)) static void crc_hw_init(void)
+{
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#endif
+}
 
 int spool_crc32c_hw(void)
 {
-	if (crc_use_hw < 0) {
-#if defined(__x86_64__)
-		__builtin_cpu_init();
-		crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-#else
-		crc_use_hw = 0;
-#endif
-	}
 	return crc_use_hw;
 }
 
