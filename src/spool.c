@@ -454,6 +454,9 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 	size_t total = 0;
 	int i = 0, saved;
 
+	/* Bytes a failed batch left behind must not outlive a crash: cut them first. */
+	if (s->trunc_failed && ftruncate(s->fd, (off_t)s->size) == 0)
+		s->trunc_failed = 0;
 	while (i < iovcnt) {
 		int cnt = iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX;
 		ssize_t n = pwritev(s->fd, iov + i, cnt, (off_t)off);
