@@ -312,6 +312,18 @@ one_segment() {
 	[ "$(printf '%s\n' "$output" | jq -r .segment | sort -u)" = "$a" ]
 }
 
+@test "take: an output that cannot be written leaves the segment in taken/ for the next take" {
+	one_segment
+	run --separate-stderr spool take -o "$BATS_TEST_TMPDIR/no/such/dir/out"
+	assert_failure 1
+	[ -e "$SP/taken/$NAME" ] && [ ! -e "$SEG" ]
+	run spool take -o "$BATS_TEST_TMPDIR/out"
+	assert_success
+	[ ! -e "$SP/taken/$NAME" ]
+	[ "$(jq -r .segment "$BATS_TEST_TMPDIR/out" | sort -u)" = "$NAME" ]
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/out")" -eq 4 ]
+}
+
 @test "take: a segment in taken/ under a live take's lock is left alone" {
 	local a
 	a=$("$SPOOL_GEN" -n 3 "$SP")
