@@ -519,6 +519,56 @@ static void test_writer(void)
 	   "open in a missing directory fails with a message: %s", err);
 }
 
+/* The reader on a file that grows under it, as cat --follow reads one. */
+static void test_reader_growing(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX], err[256];
+	struct spool_reader rd;
+	struct spool_rec rec;
+	const uint8_t *p;
+	struct spool_seg s;
+	uint64_t off;
+	int fd;
+
+	fresh(dir, sizeof(dir), "grow");
+	if (spool_seg_open(&s, dir, 3, 1, NULL, err, sizeof(err)) < 0) {
+		ok(0, "open: %s", err);
+		return;
+	}
+	pathf(path, sizeof(path), "%s/active/%s", dir, s.name);
+	fd = open(path, O_RDONLY);
+	is_int(spool_reader_open(&rd, fd), 0, "reader opens a new segment");
+	is_int(spool_read_next(&rd, &rec, &p, &off), 0, "nothing in it yet: end");
+	ok(write_recs(&s, 0, 2) > 0, "append two records");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && off == 64 && rec.len == pay_len(0),
+	   "the first appears");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && rec.len == pay_len(1), "the second");
+	is_int(spool_read_next(&rd, &rec, &p, &off), 0, "end again");
+
+	/* Half a record: torn, and the reader stays where it is. */
+	uint8_t hdr[SPOOL_REC_HDR], pay[256];
+	struct spool_rec r;
+	rec_of(&r, 2);
+	pay_fill(pay, 2);
+	spool_rec_header(hdr, &r, pay);
+	uint64_t at = s.size;
+	ok(pwrite(s.fd, hdr, 40, (off_t)at) == 40, "write 40 bytes of a record header");
+	ok(spool_read_next(&rd, &rec, &p, &off) == SPOOL_TORN && off == at, "torn at %llu",
+	   (unsigned long long)at);
+	ok(pwrite(s.fd, hdr + 40, 24, (off_t)(at + 40)) == 24 &&
+	       pwrite(s.fd, pay, 5, (off_t)(at + 64)) == 5,
+	   "the rest of the header and 5 payload bytes");
+	ok(spool_read_next(&rd, &rec, &p, &off) == SPOOL_TORN && off == at, "still torn");
+	ok(pwrite(s.fd, pay + 5, pay_len(2) - 5, (off_t)(at + 69)) == (ssize_t)(pay_len(2) - 5),
+	   "the rest of the payload");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && off == at && rec_eq(&rec, &r) &&
+	       memcmp(p, pay, pay_len(2)) == 0,
+	   "now whole, read from where it stopped");
+	spool_reader_close(&rd);
+	close(fd);
+	spool_seg_close(&s);
+}
+
 /* ---- recovery ---- */
 
 #define NREC 10
@@ -783,6 +833,7 @@ int main(void)
 	test_golden();
 	test_names();
 	test_writer();
+	test_reader_growing();
 	test_torn();
 	test_flips();
 	test_recover_all();
