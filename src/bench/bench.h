@@ -76,22 +76,33 @@ struct bench_pub {
 	uint64_t max_lat; /* largest latency since the main thread last took it */
 };
 
+/*
+ * The counters of a result, listed once: the struct has one field for each
+ * and report_add() sums each. acked_window: acks inside [warm_end, end];
+ * lost: unacked when the server closed cleanly (--reconnect); refused:
+ * result 1 in --reconnect mode; unacked: still unacked at the deadline.
+ */
+#define BENCH_RESULT_COUNTERS(X)                                                                   \
+	X(sent)                                                                                    \
+	X(sent_bytes)                                                                              \
+	X(acked)                                                                                   \
+	X(acked_window)                                                                            \
+	X(conn_acked)                                                                              \
+	X(errors)                                                                                  \
+	X(connect_errors)                                                                          \
+	X(reconnects)                                                                              \
+	X(lost)                                                                                    \
+	X(refused)                                                                                 \
+	X(unacked)                                                                                 \
+	X(open_at_end)
+
 /* What one thread counted; the main thread adds them up after the join (report_add). */
 struct bench_result {
 	struct hist hist;
-	uint64_t sent;
-	uint64_t sent_bytes;
-	uint64_t acked;
-	uint64_t acked_window; /* acks inside [warm_end, end] */
-	uint64_t conn_acked;
-	uint64_t errors;
-	uint64_t connect_errors;
-	uint64_t reconnects;
-	uint64_t lost;	  /* unacked when the server closed cleanly (--reconnect) */
-	uint64_t refused; /* result 1 in --reconnect mode */
-	uint64_t unacked; /* still unacked at the deadline */
-	uint64_t open_at_end;
-	uint64_t last_ack; /* time of the last Submit ack; the latest one in a sum */
+#define X(name) uint64_t name;
+	BENCH_RESULT_COUNTERS(X)
+#undef X
+	uint64_t last_ack; /* time of the last Submit ack; in a sum, the latest */
 	uint64_t results[BENCH_RES_N];
 };
 

@@ -33,18 +33,9 @@ void report_error(const char *fmt, ...)
 void report_add(struct bench_result *sum, const struct bench_result *r)
 {
 	hist_merge(&sum->hist, &r->hist);
-	sum->sent += r->sent;
-	sum->sent_bytes += r->sent_bytes;
-	sum->acked += r->acked;
-	sum->acked_window += r->acked_window;
-	sum->conn_acked += r->conn_acked;
-	sum->errors += r->errors;
-	sum->connect_errors += r->connect_errors;
-	sum->reconnects += r->reconnects;
-	sum->lost += r->lost;
-	sum->refused += r->refused;
-	sum->unacked += r->unacked;
-	sum->open_at_end += r->open_at_end;
+#define X(name) sum->name += r->name;
+	BENCH_RESULT_COUNTERS(X)
+#undef X
 	if (r->last_ack > sum->last_ack)
 		sum->last_ack = r->last_ack;
 	for (int i = 0; i < BENCH_RES_N; i++)
