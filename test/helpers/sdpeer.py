@@ -26,10 +26,11 @@ def on_usr1(*_):
     asked.append(1)
 
 
-def connect(args, **opts):
+def connect(args, rcvbuf=0):
     s = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-    for name, value in opts.items():
-        s.setsockopt(socket.SOL_SOCKET, name, value)
+    if rcvbuf:
+        # Before connect(): a small window, so that few acks hide in the kernel.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(args.timeout)
     s.connect((args.host, args.port))
     return s
@@ -93,7 +94,7 @@ def cmd_stall(args):
     the socket takes nothing for --stall s (SENT: bytes sent so far), "sent
     all" if --max bytes went through. On SIGUSR1: finish the frame in
     progress, read and check every ack, print "acked N", close."""
-    s = connect(args, **{socket.SO_RCVBUF: 65536})
+    s = connect(args, rcvbuf=65536)
     s.setblocking(False)
     batch = 4096
     frames, sent, pending = 0, 0, b""
