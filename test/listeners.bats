@@ -13,6 +13,8 @@ listen_port() {
 }
 
 @test "three listeners, 127.0.0.1, 127.0.0.2 and [::1]: each accepts, and both workers serve them" {
+	python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null ||
+		skip "no IPv6 loopback (::1) here"
 	sd_start 'listen = {"127.0.0.1:0", "127.0.0.2:0", "[::1]:0"}' 'workers = 2'
 	local p2 p6 host port t=$BATS_TEST_TMPDIR
 	p2=$(listen_port '127\.0\.0\.2')
