@@ -378,6 +378,7 @@ static void on_accept(int li)
 		conns[fd] = c;
 		nconns++;
 		STATS_STORE(slot->connected, nconns);
+		log_debug("fd %d: accepted on listener %d", fd, li);
 	}
 }
 
