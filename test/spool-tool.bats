@@ -40,7 +40,7 @@ has_lines() {
 }
 
 is_locked() {
-	! flock -n "$1" true
+	if flock -n "$1" true; then return 1; fi
 }
 
 # One sealed segment of 4 records in ready/; sets SEG (its path) and NAME.
