@@ -38,6 +38,8 @@ struct bench_opts {
 	int allow_refused;	/* result 2 (not stored) is not an error */
 	int ack_log_fd;		/* --ack-log, opened O_APPEND; -1: none */
 	int interval_hist;	/* --csv: per-second histograms */
+	int tag_payload;	/* --tag-payload: "conn:id:size:" then the pattern */
+	uint64_t retry_ns;	/* --retry: reopen after resets and refused reconnects; 0: off */
 };
 
 /* Submit acks by result, the index into bench_thread.results. */
@@ -86,9 +88,11 @@ struct bench_thread {
 	uint64_t errors;
 	uint64_t connect_errors;
 	uint64_t reconnects;
-	uint64_t lost;	  /* unacked when the server closed cleanly (--reconnect) */
-	uint64_t refused; /* result 1 in --reconnect mode */
-	uint64_t unacked; /* still unacked at the deadline */
+	uint64_t lost;		  /* unacked when the server closed cleanly (--reconnect) */
+	uint64_t resets;	  /* --retry: resets between two acks, reconnected */
+	uint64_t connect_retries; /* --retry: failed reconnects, tried again */
+	uint64_t refused;	  /* result 1 in --reconnect mode */
+	uint64_t unacked;	  /* still unacked at the deadline */
 	uint64_t open_at_end;
 	uint64_t last_ack; /* time of the last Submit ack */
 	uint64_t results[BENCH_RES_N];

@@ -46,6 +46,8 @@ static const char usage_text[] =
     "  -n, --requests N      send exactly N requests, then stop when all are acked;\n"
     "                        counts take k (thousand) and M (million), not m\n"
     "      --reconnect       reconnect after a server close between two acks\n"
+    "      --retry T         with --reconnect: also after a reset, and retry a refused\n"
+    "                        reconnect every T until the end (a server restart)\n"
     "      --source A[,A..]  source addresses, used round-robin (127.0.0.2,127.0.0.3)\n"
     "      --idle            connect (and send Conn with --conn), then hold, sending\n"
     "                        nothing, for the duration\n"
@@ -57,6 +59,7 @@ static const char usage_text[] =
     "      --hgrm FILE       write the latency distribution to FILE in HdrHistogram's\n"
     "                        percentile text format (milliseconds)\n"
     "      --ack-log FILE    write \"connection id-in-hex result\" per Submit ack\n"
+    "      --tag-payload     payloads start with \"conn:id:size:\" (see the man page)\n"
     "      --progress        a progress line a second on stderr (default on a tty)\n"
     "  -v, -V, --version     print the version\n"
     "  -h, --help            this text\n"
@@ -79,6 +82,8 @@ enum {
 	OPT_PERCENTILES,
 	OPT_HGRM,
 	OPT_ACK_LOG,
+	OPT_RETRY,
+	OPT_TAG_PAYLOAD,
 };
 
 static const struct option longopts[] = {
@@ -102,6 +107,8 @@ static const struct option longopts[] = {
     {"percentiles", required_argument, NULL, OPT_PERCENTILES},
     {"hgrm", required_argument, NULL, OPT_HGRM},
     {"ack-log", required_argument, NULL, OPT_ACK_LOG},
+    {"retry", required_argument, NULL, OPT_RETRY},
+    {"tag-payload", no_argument, NULL, OPT_TAG_PAYLOAD},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -333,6 +340,7 @@ struct totals {
 	struct hist ival;
 	uint64_t sent, sent_bytes, acked, acked_window, conn_acked, errors, connect_errors;
 	uint64_t reconnects, lost, refused, unacked, open_at_end, last_ack;
+	uint64_t resets, connect_retries;
 	uint64_t results[BENCH_RES_N];
 };
 
@@ -459,6 +467,12 @@ int main(int argc, char **argv)
 		case OPT_ACK_LOG:
 			ack_log_path = optarg;
 			break;
+		case OPT_RETRY:
+			o.retry_ns = parse_time_nz("--retry", optarg);
+			break;
+		case OPT_TAG_PAYLOAD:
+			o.tag_payload = 1;
+			break;
 		case 'v':
 		case 'V':
 			printf("submit-bench %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
@@ -485,6 +499,8 @@ int main(int argc, char **argv)
 		usage_error("-t: between 1 and the number of connections");
 	if (o.idle && (o.total > 0 || o.rate > 0))
 		usage_error("--idle sends nothing: no -n or -r with it");
+	if (o.retry_ns > 0 && !o.reconnect)
+		usage_error("--retry works with --reconnect");
 	if (o.total > 0 && !duration_set)
 		o.duration_ns = 60000000000ull;
 	if (o.rate > 0 && o.rate < o.threads)
@@ -647,6 +663,8 @@ int main(int argc, char **argv)
 		tot->connect_errors += t->connect_errors;
 		tot->reconnects += t->reconnects;
 		tot->lost += t->lost;
+		tot->resets += t->resets;
+		tot->connect_retries += t->connect_retries;
 		tot->refused += t->refused;
 		tot->unacked += t->unacked;
 		tot->open_at_end += t->open_at_end;
@@ -703,6 +721,7 @@ int main(int argc, char **argv)
 		    "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
 		    "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
 		    "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
+		    "\"resets\":%llu,\"connect_retries\":%llu,"
 		    "\"results\":{\"0\":%llu,\"1\":%llu,\"2\":%llu,\"other\":%llu},"
 		    "\"not_stored\":%llu,"
 		    "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"stddev\":%.1f",
@@ -714,7 +733,8 @@ int main(int argc, char **argv)
 		    (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
 		    (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
 		    (unsigned long long)tot->lost, (unsigned long long)tot->refused,
-		    (unsigned long long)tot->open_at_end,
+		    (unsigned long long)tot->open_at_end, (unsigned long long)tot->resets,
+		    (unsigned long long)tot->connect_retries,
 		    (unsigned long long)tot->results[BENCH_RES_OK],
 		    (unsigned long long)tot->results[BENCH_RES_REFUSED],
 		    (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
@@ -771,6 +791,10 @@ int main(int argc, char **argv)
 			printf("reconnects  %llu (lost in flight %llu, refused %llu)\n",
 			       (unsigned long long)tot->reconnects, (unsigned long long)tot->lost,
 			       (unsigned long long)tot->refused);
+		if (o.retry_ns > 0)
+			printf("retries     %llu resets reconnected, %llu connects retried\n",
+			       (unsigned long long)tot->resets,
+			       (unsigned long long)tot->connect_retries);
 		printf("connections %llu open at the end of %d\n",
 		       (unsigned long long)tot->open_at_end, o.conns);
 		if (h->count > 0) {
