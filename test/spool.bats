@@ -1,8 +1,13 @@
 #!/usr/bin/env bats
 # The spool (docs/SPOOL.md): what an ack with result 0 promises, recovery
 # after crashes, failures (ENOSPC, EIO on fdatasync, the size bound) and the
-# hand-over to a consumer. The spool is read back with an independent reader
-# of the format (test/helpers/spoolcheck.py).
+# hand-over to a consumer. The load comes from submit-bench --tag-payload
+# --ack-log: its ack log says what was acked, and each payload names its
+# connection and id, so `spoolcheck.py bench` matches the records that
+# `submit-spool cat` prints (or that the independent reader of the format
+# in test/helpers/spoolcheck.py reads) against the acks and predicts every
+# payload byte. The python client (spoolcheck.py load) is kept where the
+# bench cannot go: a Conn id per connection.
 
 load helpers/common
 
@@ -47,6 +52,41 @@ same_port_restart() {
 	sd_start_conf "$SD_CONF"
 }
 
+# spool_bench ARGS...: submit-bench with tagged payloads and the ack log,
+# in the foreground; its JSON line in SD_BENCH_JSON.
+spool_bench() {
+	local rc=0
+	"$SD_BENCH" --json --tag-payload --ack-log "$ACKS" "$@" "127.0.0.1:$SD_PORT" \
+		>"$BATS_TEST_TMPDIR/bench.json" 2>"$BATS_TEST_TMPDIR/bench.json.err" </dev/null || rc=$?
+	SD_BENCH_JSON=$(tail -1 "$BATS_TEST_TMPDIR/bench.json")
+	echo "bench: $SD_BENCH_JSON" >&2
+	head -5 "$BATS_TEST_TMPDIR/bench.json.err" >&2
+	return $rc
+}
+
+# spool_bench_bg ARGS...: the same in the background until spool_bench_stop.
+spool_bench_bg() {
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" --tag-payload --ack-log "$ACKS" -d 300 "$@"
+	BENCH_PID=$SD_BENCH_PID
+}
+
+# spool_bench_stop: SIGINT ends the sending; the bench waits for what is in flight.
+spool_bench_stop() {
+	kill -INT "$BENCH_PID"
+	sd_bench_wait "$BENCH_PID" "$BATS_TEST_TMPDIR/bench.json" 30
+}
+
+# spool_check [ARGS...]: `submit-spool cat` of the spool against the ack log.
+spool_check() {
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
+	$SC bench --ack-log "$ACKS" --cat "$BATS_TEST_TMPDIR/cat.json" "$@"
+}
+
+# acked_ge N: the server has sent at least N Submit acks with result 0.
+acked_ge() {
+	[ "$(sd_metric submitd_submit_acks_total '{result="0"}')" -ge "$1" ]
+}
+
 acks_with() {
 	awk -v r="$1" '$3 == r' "$ACKS" | wc -l
 }
@@ -87,9 +127,9 @@ policy_roundtrip() {
 	local policy=$1
 	sd_start "spool_dir = \"$SPOOL\"" "spool_sync = $policy" 'spool_sync_interval = 50' \
 		'spool_segment_size = 65536'
-	run spool_load --conns 4 --count 3000 --window 100
-	assert_success
-	assert_output "acks 12000"
+	spool_bench -n 12000 -c 4 -w 100 -s 20-200 --conn
+	assert_equal "$(jq -c '[.results."0", .errors]' <<<"$SD_BENCH_JSON")" '[12000,0]'
+	assert_equal "$(wc -l <"$ACKS")" 12000
 	run sd_metric submitd_submit_acks_total '{result="0"}'
 	assert_output 12000
 	run sd_metric submitd_spool_records_total
@@ -102,15 +142,14 @@ policy_roundtrip() {
 	[ "$(ls "$SPOOL/ready" | wc -l)" -ge 2 ]
 	sd_stop
 	# Read back twice: with submit-spool cat, and with the independent reader here.
-	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
-	run $SC check "$SPOOL" --ack-log "$ACKS" --cat-only --cat "$BATS_TEST_TMPDIR/cat.json"
+	run spool_check
 	echo "$output"
 	assert_success
-	assert_output --partial "result 0 12000"
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	assert_output --partial "result 0 12000, result 1 0, result 2 0; records 12000; missing 0"
+	run $SC bench --ack-log "$ACKS" --spool "$SPOOL"
 	echo "$output"
 	assert_success
-	assert_output --partial "result 0 12000"
+	assert_output --partial "result 0 12000, result 1 0, result 2 0; records 12000; missing 0"
 	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
 	assert_success
 	# A clean stop sealed every segment.

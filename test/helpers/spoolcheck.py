@@ -9,6 +9,8 @@
            its payload byte for byte; prints counts, exit 1 if not
   consume  take ready segments while the server writes (rename into taken/,
            read, check whole, delete); write the records to --out
+  torn     per segment file: "<name> <size> <end of the whole records> <records>",
+           what recovery must keep of a dead writer's segment
   bench    the same check against a submit-bench --ack-log, for a run with
            --tag-payload: each record's payload names the bench connection
            and id ("conn:id:size:"), so records are matched by (connection,
@@ -253,7 +255,8 @@ def bench_payload(conn, idtext, size):
 def bench_records(args):
     """Every record of the sources given: (where, offset, submit id, conn id or None, payload)."""
     out = []
-    for path in args.cat or []:
+    cats = [(p, "") for p in args.cat or []] + [(p, "suspect/") for p in args.cat_suspect or []]
+    for path, label in cats:
         for line in open(path):
             j = json.loads(line)
             p = j["payload"]
@@ -262,7 +265,7 @@ def bench_records(args):
                 raise Bad("%s: record at %s@%d: len %d, payload %d bytes"
                           % (path, j["segment"], j["offset"], j["len"], len(p)))
             cid = bytes.fromhex(j["conn_id"]) if "conn_id" in j else None
-            out.append((j["segment"], j["offset"], bytes.fromhex(j["submit_id"]), cid, p))
+            out.append((label + j["segment"], j["offset"], bytes.fromhex(j["submit_id"]), cid, p))
     segs = []
     if args.spool:
         segs += [(d, os.path.join(args.spool, d)) for d in DIRS]
@@ -297,6 +300,7 @@ def cmd_bench(args):
         last[key[0]] = max(last.get(key[0], b""), key[1])
     seen = {}  # (conn, id) -> [where@offset]
     bad, unexpected, refused_in, unacked, conn_ids = [], [], [], [], {}
+    refused_suspect = 0
     records = bench_records(args)
     for where, off, sid, cid, payload in records:
         at = "%s@%d" % (where, off)
@@ -320,7 +324,11 @@ def cmd_bench(args):
     for key, where in seen.items():
         r = acks.get(key)
         what = "conn %d id %s (%s)" % (key[0], key[1].decode("ascii", "replace"), ", ".join(where))
-        if r == 2:
+        if r == 2 and all(w.startswith("suspect/") for w in where):
+            # The batch whose fdatasync failed: written, answered result 2, and
+            # set aside with its segment in suspect/ (docs/SPOOL.md).
+            refused_suspect += 1
+        elif r == 2:
             refused_in.append(what)  # answered "not stored" but stored: never allowed
         elif r is None:
             # Sent and stored, the ack lost to a crash: at least once allows it, but
@@ -341,9 +349,10 @@ def cmd_bench(args):
                        % (conn, sorted(c.hex() if c else "-" for c in cids)))
     results = {r: sum(1 for v in acks.values() if v == r) for r in (0, 1, 2)}
     print("acked %d: result 0 %d, result 1 %d, result 2 %d; records %d; missing %d, "
-          "duplicated %d, unexpected %d, result 2 stored %d, unacked stored %d, bad %d"
+          "duplicated %d, unexpected %d, result 2 stored %d (in suspect/ %d), unacked stored %d, "
+          "bad %d"
           % (len(acks), results[0], results[1], results[2], len(records), len(missing),
-             len(dups), len(unexpected), len(refused_in), len(unacked), len(bad)))
+             len(dups), len(unexpected), len(refused_in), refused_suspect, len(unacked), len(bad)))
     for name, lst in (("missing", missing), ("duplicated", dups), ("unexpected", unexpected),
                       ("result 2 but stored", refused_in), ("bad", bad)):
         for x in lst[:10]:
@@ -352,6 +361,23 @@ def cmd_bench(args):
         print("fewer than %d result-0 acks" % args.min_ok)
         sys.exit(1)
     sys.exit(1 if missing or dups or unexpected or refused_in or bad else 0)
+
+
+def cmd_torn(args):
+    for path in args.segments:
+        with open(path, "rb") as f:
+            data = f.read()
+        end, n = 0, 0
+        if len(data) >= 64 and data[:8] == b"SUBSPOOL":
+            end = 64
+            while end + 64 <= len(data):
+                crc, rec_len = struct.unpack_from("<II", data, end)
+                if rec_len < 64 or end + rec_len > len(data) or \
+                        crc32c(data[end + 4:end + rec_len]) != crc:
+                    break
+                end += rec_len
+                n += 1
+        print(os.path.basename(path), len(data), end, n)
 
 
 def cmd_read(args):
@@ -423,12 +449,17 @@ def main():
     a.add_argument("--ack-log", required=True, help="submit-bench --ack-log of a --tag-payload run")
     a.add_argument("--spool", help="read every segment of this spool with the reader here")
     a.add_argument("--cat", action="append", help="records as submit-spool cat or take prints them")
+    a.add_argument("--cat-suspect", action="append",
+                   help="submit-spool cat of suspect/ segments: result-2 records may be there")
     a.add_argument("--also", action="append", help="a directory of segments taken out of the spool")
     a.add_argument("--records", action="append", help="records a consumer took (consume --out)")
     a.add_argument("--allow-unacked", action="store_true",
                    help="records never acked may be stored (a crash): after their connection's last ack")
     a.add_argument("--min-ok", type=int, default=1, help="at least this many result-0 acks")
     a.set_defaults(fn=cmd_bench)
+    a = sub.add_parser("torn")
+    a.add_argument("segments", nargs="*")
+    a.set_defaults(fn=cmd_torn)
     a = sub.add_parser("read")
     a.add_argument("spool")
     a.add_argument("dirs", nargs="*")
