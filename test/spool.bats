@@ -365,6 +365,8 @@ recovered_as_torn() {
 	spool_bench_stop
 	assert_equal "$(sd_bench_field errors)" 0
 	[ "$(sd_bench_field reconnects)" -ge 8 ]
+	# While the server was down their connects were refused and tried again.
+	[ "$(sd_bench_field connect_retries)" -ge 1 ]
 	sd_stop
 	run spool_check --allow-unacked
 	echo "$output"

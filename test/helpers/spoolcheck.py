@@ -314,11 +314,11 @@ def cmd_bench(args):
             continue
         if size != len(payload):
             bad.append("%s: conn %d id %s: %d payload bytes, the bench sent %d"
-                       % (at, conn, sid.hex(), len(payload), size))
+                       % (at, conn, sid.decode(), len(payload), size))
         elif payload != bench_payload(conn, sid, size):
             want = bench_payload(conn, sid, size)
             i = next(k for k in range(size) if payload[k] != want[k])
-            bad.append("%s: conn %d id %s: payload differs at byte %d" % (at, conn, sid.hex(), i))
+            bad.append("%s: conn %d id %s: payload differs at byte %d" % (at, conn, sid.decode(), i))
         conn_ids.setdefault(conn, set()).add(cid)
         seen.setdefault((conn, sid), []).append(at)
     for key, where in seen.items():
