@@ -374,13 +374,17 @@ static int conn_fill(struct engine *e, struct bconn *c)
 
 static void conn_eof(struct engine *e, struct bconn *c);
 
-/* --retry: a reset between two acks (a worker killed) is reconnected as a close is. */
+/*
+ * --retry: a reset (a server process killed) is reconnected as a close is.
+ * The kill may cut an ack short: a partial ack acknowledges nothing, its
+ * request is lost with the others in flight.
+ */
 static int conn_reset(struct engine *e, struct bconn *c, int err)
 {
-	if (!e->o->reconnect || e->o->retry_ns == 0 || buf_len(&c->in) > 0 ||
-	    (err != ECONNRESET && err != EPIPE))
+	if (!e->o->reconnect || e->o->retry_ns == 0 || (err != ECONNRESET && err != EPIPE))
 		return 0;
 	e->t->resets++;
+	buf_consume(&c->in, buf_len(&c->in));
 	conn_eof(e, c);
 	return 1;
 }
