@@ -91,6 +91,7 @@ struct bench_thread {
 	uint64_t lost;		  /* unacked when the server closed cleanly (--reconnect) */
 	uint64_t resets;	  /* --retry: resets between two acks, reconnected */
 	uint64_t connect_retries; /* --retry: failed reconnects, tried again */
+	uint64_t cut_acks;	  /* --retry: partial acks dropped at a close or reset */
 	uint64_t refused;	  /* result 1 in --reconnect mode */
 	uint64_t unacked;	  /* still unacked at the deadline */
 	uint64_t open_at_end;

@@ -375,16 +375,18 @@ static int conn_fill(struct engine *e, struct bconn *c)
 static void conn_eof(struct engine *e, struct bconn *c);
 
 /*
- * --retry: a reset (a server process killed) is reconnected as a close is.
- * The kill may cut an ack short: a partial ack acknowledges nothing, its
- * request is lost with the others in flight.
+ * --retry: a reset (a server process killed) is reconnected as a close is,
+ * and an ack it cut short is dropped (see conn_eof).
  */
 static int conn_reset(struct engine *e, struct bconn *c, int err)
 {
 	if (!e->o->reconnect || e->o->retry_ns == 0 || (err != ECONNRESET && err != EPIPE))
 		return 0;
 	e->t->resets++;
-	buf_consume(&c->in, buf_len(&c->in));
+	if (buf_len(&c->in) > 0) {
+		e->t->cut_acks++;
+		buf_consume(&c->in, buf_len(&c->in));
+	}
 	conn_eof(e, c);
 	return 1;
 }
@@ -558,6 +560,14 @@ static void conn_eof(struct engine *e, struct bconn *c)
 {
 	char id[40];
 
+	/*
+	 * --retry: a killed server process can leave an ack cut short before
+	 * the close (its last write was short); it acknowledges nothing.
+	 */
+	if (e->o->reconnect && e->o->retry_ns > 0 && buf_len(&c->in) > 0) {
+		e->t->cut_acks++;
+		buf_consume(&c->in, buf_len(&c->in));
+	}
 	if (e->o->reconnect && buf_len(&c->in) == 0) {
 		/*
 		 * A close between two acks: what was in flight is lost, the ids

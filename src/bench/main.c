@@ -340,7 +340,7 @@ struct totals {
 	struct hist ival;
 	uint64_t sent, sent_bytes, acked, acked_window, conn_acked, errors, connect_errors;
 	uint64_t reconnects, lost, refused, unacked, open_at_end, last_ack;
-	uint64_t resets, connect_retries;
+	uint64_t resets, connect_retries, cut_acks;
 	uint64_t results[BENCH_RES_N];
 };
 
@@ -665,6 +665,7 @@ int main(int argc, char **argv)
 		tot->lost += t->lost;
 		tot->resets += t->resets;
 		tot->connect_retries += t->connect_retries;
+		tot->cut_acks += t->cut_acks;
 		tot->refused += t->refused;
 		tot->unacked += t->unacked;
 		tot->open_at_end += t->open_at_end;
@@ -721,7 +722,7 @@ int main(int argc, char **argv)
 		    "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
 		    "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
 		    "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
-		    "\"resets\":%llu,\"connect_retries\":%llu,"
+		    "\"resets\":%llu,\"connect_retries\":%llu,\"cut_acks\":%llu,"
 		    "\"results\":{\"0\":%llu,\"1\":%llu,\"2\":%llu,\"other\":%llu},"
 		    "\"not_stored\":%llu,"
 		    "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"stddev\":%.1f",
@@ -734,7 +735,7 @@ int main(int argc, char **argv)
 		    (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
 		    (unsigned long long)tot->lost, (unsigned long long)tot->refused,
 		    (unsigned long long)tot->open_at_end, (unsigned long long)tot->resets,
-		    (unsigned long long)tot->connect_retries,
+		    (unsigned long long)tot->connect_retries, (unsigned long long)tot->cut_acks,
 		    (unsigned long long)tot->results[BENCH_RES_OK],
 		    (unsigned long long)tot->results[BENCH_RES_REFUSED],
 		    (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
@@ -792,9 +793,11 @@ int main(int argc, char **argv)
 			       (unsigned long long)tot->reconnects, (unsigned long long)tot->lost,
 			       (unsigned long long)tot->refused);
 		if (o.retry_ns > 0)
-			printf("retries     %llu resets reconnected, %llu connects retried\n",
+			printf("retries     %llu resets reconnected, %llu connects retried, %llu "
+			       "acks cut short\n",
 			       (unsigned long long)tot->resets,
-			       (unsigned long long)tot->connect_retries);
+			       (unsigned long long)tot->connect_retries,
+			       (unsigned long long)tot->cut_acks);
 		printf("connections %llu open at the end of %d\n",
 		       (unsigned long long)tot->open_at_end, o.conns);
 		if (h->count > 0) {
