@@ -359,3 +359,21 @@ print(s.getsockname()[1], flush=True); time.sleep(60)' >"$BATS_TEST_TMPDIR/peer"
 	run "$SD_ROOT/bench/plot.sh" "$BATS_TEST_TMPDIR/q.svg" t one
 	assert_failure 2
 }
+
+@test "--tag-payload: each payload is \"conn:id:size:\" then the pattern, as stored by submitd" {
+	local spool=$BATS_TEST_TMPDIR/spool
+	sd_start "spool_dir = \"$spool\"" 'workers = 1'
+	bench_json -n 2 -c 1 -s 30 --conn --tag-payload "127.0.0.1:$SD_PORT"
+	assert_success
+	bench_json -n 1 -c 1 -s 10 --tag-payload "127.0.0.1:$SD_PORT"
+	assert_success
+	sd_stop
+	run "$SD_ROOT/build/submit-spool" cat "$spool"
+	assert_success
+	run jq -r '.payload' <<<"$output"
+	# The Conn took id 00000001; a payload shorter than the tag holds its start.
+	assert_output "$(printf '%s\n' 0:00000002:30:opqrstuvwxyzabcd 0:00000003:30:opqrstuvwxyzabcd 0:00000001)"
+	run "$BENCH" --retry 50ms -n 1 "127.0.0.1:$SD_PORT"
+	assert_failure 2
+	assert_output --partial -- '--retry works with --reconnect'
+}

@@ -1,8 +1,13 @@
 #!/usr/bin/env bats
 # The spool (docs/SPOOL.md): what an ack with result 0 promises, recovery
 # after crashes, failures (ENOSPC, EIO on fdatasync, the size bound) and the
-# hand-over to a consumer. The spool is read back with an independent reader
-# of the format (test/helpers/spoolcheck.py).
+# hand-over to a consumer. The load comes from submit-bench --tag-payload
+# --ack-log: its ack log says what was acked, and each payload names its
+# connection and id, so `spoolcheck.py bench` matches the records that
+# `submit-spool cat` prints (or that the independent reader of the format
+# in test/helpers/spoolcheck.py reads) against the acks and predicts every
+# payload byte. The python client (spoolcheck.py load) is kept where the
+# bench cannot go: a Conn id per connection.
 
 load helpers/common
 
@@ -26,33 +31,49 @@ spool_load() {
 	$SC load --port "$SD_PORT" --ack-log "$ACKS" "$@"
 }
 
-# spool_load_bg ARGS...: the same in the background until $BATS_TEST_TMPDIR/stop exists.
-spool_load_bg() {
-	rm -f "$BATS_TEST_TMPDIR/stop"
-	sd_spawn "$BATS_TEST_TMPDIR/load.out" $SC load --port "$SD_PORT" --ack-log "$ACKS" \
-		--stop-file "$BATS_TEST_TMPDIR/stop" "$@"
-	LOAD_PID=$SD_SPAWNED
-}
-
-spool_load_stop() {
-	touch "$BATS_TEST_TMPDIR/stop"
-	wait_for -t 30 _sd_all_gone "$LOAD_PID"
-	wait "$LOAD_PID" || true
-	cat "$BATS_TEST_TMPDIR/load.out" >&2
-}
-
 # Start again on the same port, for the reconnecting clients.
 same_port_restart() {
 	sed -i "s/^listen = .*/listen = {\"127.0.0.1:$SD_PORT\"}/" "$SD_CONF"
 	sd_start_conf "$SD_CONF"
 }
 
-acks_with() {
-	awk -v r="$1" '$3 == r' "$ACKS" | wc -l
+# spool_bench ARGS...: submit-bench with tagged payloads and the ack log,
+# in the foreground; its JSON line in SD_BENCH_JSON.
+spool_bench() {
+	local rc=0
+	"$SD_BENCH" --json --tag-payload --ack-log "$ACKS" "$@" "127.0.0.1:$SD_PORT" \
+		>"$BATS_TEST_TMPDIR/bench.json" 2>"$BATS_TEST_TMPDIR/bench.json.err" </dev/null || rc=$?
+	SD_BENCH_JSON=$(tail -1 "$BATS_TEST_TMPDIR/bench.json")
+	echo "bench: $SD_BENCH_JSON" >&2
+	head -5 "$BATS_TEST_TMPDIR/bench.json.err" >&2
+	return $rc
 }
 
-ack_lines() {
-	[ -f "$ACKS" ] && [ "$(wc -l <"$ACKS")" -ge "$1" ]
+# spool_bench_bg ARGS...: the same in the background until spool_bench_stop.
+spool_bench_bg() {
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" --tag-payload --ack-log "$ACKS" -d 300 "$@"
+	BENCH_PID=$SD_BENCH_PID
+}
+
+# spool_bench_stop: SIGINT ends the sending; the bench waits for what is in flight.
+spool_bench_stop() {
+	kill -INT "$BENCH_PID"
+	sd_bench_wait "$BENCH_PID" "$BATS_TEST_TMPDIR/bench.json" 30
+}
+
+# spool_check [ARGS...]: `submit-spool cat` of the spool against the ack log.
+spool_check() {
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
+	$SC bench --ack-log "$ACKS" --cat "$BATS_TEST_TMPDIR/cat.json" "$@"
+}
+
+# acked_ge N: the server has sent at least N Submit acks with result 0.
+acked_ge() {
+	[ "$(sd_metric submitd_submit_acks_total '{result="0"}')" -ge "$1" ]
+}
+
+acks_with() {
+	awk -v r="$1" '$3 == r' "$ACKS" | wc -l
 }
 
 @test "spool options: -T shows the defaults, -t rejects bad values with file:line" {
@@ -87,9 +108,9 @@ policy_roundtrip() {
 	local policy=$1
 	sd_start "spool_dir = \"$SPOOL\"" "spool_sync = $policy" 'spool_sync_interval = 50' \
 		'spool_segment_size = 65536'
-	run spool_load --conns 4 --count 3000 --window 100
-	assert_success
-	assert_output "acks 12000"
+	spool_bench -n 12000 -c 4 -w 100 -s 20-200 --conn
+	assert_equal "$(jq -c '[.results."0", .errors]' <<<"$SD_BENCH_JSON")" '[12000,0]'
+	assert_equal "$(wc -l <"$ACKS")" 12000
 	run sd_metric submitd_submit_acks_total '{result="0"}'
 	assert_output 12000
 	run sd_metric submitd_spool_records_total
@@ -102,15 +123,14 @@ policy_roundtrip() {
 	[ "$(ls "$SPOOL/ready" | wc -l)" -ge 2 ]
 	sd_stop
 	# Read back twice: with submit-spool cat, and with the independent reader here.
-	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
-	run $SC check "$SPOOL" --ack-log "$ACKS" --cat-only --cat "$BATS_TEST_TMPDIR/cat.json"
+	run spool_check
 	echo "$output"
 	assert_success
-	assert_output --partial "result 0 12000"
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	assert_output --partial "result 0 12000, result 1 0, result 2 0; records 12000; missing 0"
+	run $SC bench --ack-log "$ACKS" --spool "$SPOOL"
 	echo "$output"
 	assert_success
-	assert_output --partial "result 0 12000"
+	assert_output --partial "result 0 12000, result 1 0, result 2 0; records 12000; missing 0"
 	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
 	assert_success
 	# A clean stop sealed every segment.
@@ -241,32 +261,82 @@ PY
 	assert_success
 }
 
-@test "kill -9 of a worker under load (always): every result-0 ack is in the spool after recovery" {
+# victim_with_segment: a worker that has a segment in active/.
+victim_with_segment() {
+	local w
+	for w in $(sd_workers); do
+		if compgen -G "$SPOOL/active/*-p$w.seg" >/dev/null; then
+			echo "$w"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# recovered_as_torn FILE: every segment that `spoolcheck.py torn` listed in
+# FILE (read after its writer died, before recovery) was cut to its whole
+# records and sealed into ready/, or deleted when it held none. Prints the
+# bytes recovery had to cut.
+recovered_as_torn() {
+	local name size end n cut=0
+	while read -r name size end n; do
+		[ ! -e "$SPOOL/active/$name" ] || {
+			echo "$name still in active/" >&2
+			return 1
+		}
+		if [ "$n" -gt 0 ]; then
+			[ "$(stat -c %s "$SPOOL/ready/$name")" = "$end" ] || {
+				echo "ready/$name: $(stat -c %s "$SPOOL/ready/$name") bytes, whole records end at $end" >&2
+				return 1
+			}
+		else
+			[ ! -e "$SPOOL/ready/$name" ] || return 1
+		fi
+		cut=$((cut + size - end))
+	done <"$1"
+	echo "$cut"
+}
+
+@test "kill -9 of a worker under load (always, --reconnect): every result-0 ack is in the spool, recovery counted what it cut" {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
-	spool_load_bg --conns 4 --reconnect --window 50
-	wait_for -t 20 ack_lines 3000
-	local victim
-	victim=$(sd_workers | head -1)
+	spool_bench_bg -c 8 -w 50 -s 20-200 --conn --reconnect --retry 50ms
+	wait_for -t 30 acked_ge 3000
+	local victim cut0
+	wait_for -t 10 victim_with_segment
+	victim=$(victim_with_segment)
+	cut0=$(sd_metric submitd_spool_truncated_bytes_total)
+	# Stopped under load, read here, then killed: the file is what kill -9 leaves.
+	kill -STOP "$victim"
+	$SC torn "$SPOOL"/active/*-p"$victim".seg >"$BATS_TEST_TMPDIR/torn"
 	kill -KILL "$victim"
+	cat "$BATS_TEST_TMPDIR/torn"
 	wait_for -t 10 sd_metric_is submitd_worker_restarts_total '{reason="signal"}' 1
 	# The dead worker's segment was recovered into ready/.
 	wait_for -t 10 eval '[ "$(sd_metric submitd_spool_recovered_segments_total)" -ge 1 ]'
-	[ -z "$(ls "$SPOOL/active" | grep -F -- "-p$victim.seg")" ]
+	local cut
+	cut=$(recovered_as_torn "$BATS_TEST_TMPDIR/torn")
+	echo "recovery had to cut $cut bytes"
+	run sd_metric submitd_spool_truncated_bytes_total
+	assert_output "$((cut0 + cut))"
 	local n
-	n=$(wc -l <"$ACKS")
-	wait_for -t 20 ack_lines $((n + 3000))
-	spool_load_stop
+	n=$(sd_metric submitd_submit_acks_total '{result="0"}')
+	wait_for -t 30 acked_ge $((n + 3000))
+	spool_bench_stop
+	# The victim's clients reconnected (reset or closed); nothing else went wrong.
+	assert_equal "$(sd_bench_field errors)" 0
+	[ "$(sd_bench_field reconnects)" -ge 1 ]
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	run spool_check --allow-unacked
 	echo "$output"
 	assert_success
-	grep -E "spool: (recovered|.*held no whole record)" "$BATS_TEST_TMPDIR/submitd.log"
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
+	assert_success
 }
 
-@test "kill -9 of the master and the workers under load (always): recovery at restart" {
+@test "kill -9 of the master and the workers under load (always, --reconnect): recovery at restart, nothing acked lost" {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
-	spool_load_bg --conns 4 --reconnect --window 50
-	wait_for -t 20 ack_lines 3000
+	spool_bench_bg -c 8 -w 50 -s 20-200 --conn --reconnect --retry 50ms
+	wait_for -t 30 acked_ge 3000
 	local pids p
 	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
 	for p in $pids; do kill -KILL "$p"; done
@@ -278,46 +348,55 @@ PY
 	left=$(ls "$SPOOL/active" | wc -l)
 	echo "segments left in active/: $left"
 	[ "$left" -ge 1 ]
-	local n
-	n=$(wc -l <"$ACKS")
+	$SC torn "$SPOOL"/active/*.seg >"$BATS_TEST_TMPDIR/torn"
+	cat "$BATS_TEST_TMPDIR/torn"
 	same_port_restart
 	run sd_metric submitd_spool_recovered_segments_total
 	echo "recovered: $output"
 	[ "$output" -ge 1 ]
+	local cut
+	cut=$(recovered_as_torn "$BATS_TEST_TMPDIR/torn")
+	echo "recovery had to cut $cut bytes"
+	run sd_metric submitd_spool_truncated_bytes_total
+	assert_output "$cut"
 	for p in $pids; do [ -z "$(ls "$SPOOL/active" | grep -F -- "-p$p.seg")" ]; done
-	wait_for -t 20 ack_lines $((n + 2000))
-	spool_load_stop
+	# The bench's connections came back by themselves (--retry).
+	wait_for -t 30 acked_ge 3000
+	spool_bench_stop
+	assert_equal "$(sd_bench_field errors)" 0
+	[ "$(sd_bench_field reconnects)" -ge 8 ]
+	# While the server was down their connects were refused and tried again.
+	[ "$(sd_bench_field connect_retries)" -ge 1 ]
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	run spool_check --allow-unacked
 	echo "$output"
 	assert_success
 }
 
 @test "kill -9 of the master alone: the workers stop, seal, and nothing acked is lost" {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
-	spool_load_bg --conns 4 --reconnect --window 50
-	wait_for -t 20 ack_lines 2000
+	spool_bench_bg -c 8 -w 50 -s 20-200 --conn --reconnect --retry 50ms
+	wait_for -t 30 acked_ge 2000
 	local workers
 	workers=$(sd_workers | tr '\n' ' ')
 	kill -KILL "$SD_PID"
 	wait_for -t 15 _sd_all_gone $workers
 	wait "$SD_JOB" 2>/dev/null || true
 	SD_JOB=
-	local n
-	n=$(wc -l <"$ACKS")
 	same_port_restart
-	wait_for -t 20 ack_lines $((n + 2000))
-	spool_load_stop
+	wait_for -t 30 acked_ge 2000
+	spool_bench_stop
+	assert_equal "$(sd_bench_field errors)" 0
+	[ "$(sd_bench_field reconnects)" -ge 8 ]
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	run spool_check --allow-unacked
 	echo "$output"
 	assert_success
 }
 
 @test "a torn tail left by a dead writer is truncated and counted at start" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
-	run spool_load --conns 1 --count 200
-	assert_success
+	spool_bench -n 200 -c 1 -s 20-200
 	local pids p
 	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
 	for p in $pids; do kill -KILL "$p"; done
@@ -336,15 +415,15 @@ PY
 	grep -E "spool: recovered .*torn tail at offset [0-9]+, 40 bytes truncated" \
 		"$BATS_TEST_TMPDIR/submitd.log"
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	run spool_check
+	echo "$output"
 	assert_success
-	assert_output --partial "result 0 200"
+	assert_output --partial "result 0 200, result 1 0, result 2 0; records 200; missing 0"
 }
 
 @test "a bad checksum in the middle of a dead writer's segment: quarantined, the records before it salvaged" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
-	run spool_load --conns 1 --count 200
-	assert_success
+	spool_bench -n 200 -c 1 -s 20-200
 	local pids p
 	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
 	for p in $pids; do kill -KILL "$p"; done
@@ -381,8 +460,8 @@ PY
 		'spool_max_size = 0' 'spool_segment_size = 1048576'
 	local workers
 	workers=$(sd_workers)
-	spool_load_bg --conns 2 --window 50 --payload-max 2000
-	wait_for -t 30 eval '[ "$(acks_with 2)" -ge 100 ]'
+	spool_bench_bg -c 2 -w 50 -s 1000-2000 --allow-refused
+	wait_for -t 30 eval '[ "$(sd_metric submitd_submit_acks_total "{result=\"2\"}")" -ge 100 ]'
 	run sd_metric submitd_spool_failures_total '{reason="nospace"}'
 	[ "$output" -ge 1 ]
 	# The worker still serves (same pid) and Conn still works.
@@ -391,19 +470,23 @@ PY
 	assert_success
 	# A consumer takes segments away (submit-spool take): storing resumes by itself.
 	local before i
-	before=$(acks_with 0)
+	before=$(sd_metric submitd_submit_acks_total '{result="0"}')
 	# Four of the (about seven) ready segments: room for more, while the server goes on.
 	for i in 1 2 3 4; do
 		run "$SD_ROOT/build/submit-spool" take -o "$BATS_TEST_TMPDIR/take.$i.json" "$SPOOL"
 		assert_success
 	done
-	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((before + 500)) ]'
-	spool_load_stop
+	wait_for -t 30 acked_ge $((before + 500))
+	spool_bench_stop
+	assert_equal "$(sd_bench_field errors)" 0
+	[ "$(sd_bench_field 'results."2"')" -ge 100 ]
 	assert_equal "$(sd_workers)" "$workers"
 	sd_stop
+	# The result-2 ids are exactly the ones not stored, the result-0 ones are
+	# stored once: in the spool or in what the consumer took.
 	local cats=()
-	for f in "$BATS_TEST_TMPDIR"/take.*.json; do [ -s "$f" ] && cats+=(--cat "$f"); done
-	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 "${cats[@]}"
+	for f in "$BATS_TEST_TMPDIR"/take.*.json; do cats+=(--cat "$f"); done
+	run spool_check "${cats[@]}"
 	echo "$output"
 	assert_success
 }
@@ -412,8 +495,8 @@ PY
 	SD_BIN=$SD_ROOT/build/submitd-hooks
 	[ -x "$SD_BIN" ] || skip "build/submitd-hooks not built"
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 1' 'spool_segment_age = 0'
-	spool_load_bg --conns 2 --window 20
-	wait_for -t 20 ack_lines 2000
+	spool_bench_bg -c 2 -w 20 -s 20-200 --allow-refused
+	wait_for -t 30 acked_ge 2000
 	local active_before
 	active_before=$(ls "$SPOOL/active")
 	touch "$SPOOL/.fail-fsync"
@@ -423,20 +506,31 @@ PY
 	run ls "$SPOOL/suspect"
 	assert_output "$active_before"
 	local n
-	n=$(wc -l <"$ACKS")
-	wait_for -t 20 ack_lines $((n + 2000))
-	spool_load_stop
+	n=$(sd_metric submitd_submit_acks_total '{result="0"}')
+	wait_for -t 30 acked_ge $((n + 2000))
+	spool_bench_stop
+	assert_equal "$(sd_bench_field errors)" 0
 	# The failed batch was answered with result 2; the next ones with 0, in a new segment.
 	[ "$(acks_with 2)" -ge 1 ]
+	assert_equal "$(sd_bench_field 'results."2"')" "$(acks_with 2)"
 	run sd_metric submitd_submit_acks_total '{result="2"}'
 	assert_output "$(acks_with 2)"
 	run ls "$SPOOL/active"
 	refute_output "$active_before"
 	[ -n "$output" ]
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS"
+	# The batch that got result 2 is in suspect/ and nowhere else; every
+	# result-0 ack is stored once (the ones before the failure in suspect/ too).
+	local f
+	for f in "$SPOOL"/ready/*.seg "$SPOOL"/active/*.seg; do
+		[ ! -e "$f" ] || "$SD_ROOT/build/submit-spool" cat "$f"
+	done >"$BATS_TEST_TMPDIR/cat.json"
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL/suspect/$active_before" >"$BATS_TEST_TMPDIR/suspect.json"
+	run $SC bench --ack-log "$ACKS" --cat "$BATS_TEST_TMPDIR/cat.json" \
+		--cat-suspect "$BATS_TEST_TMPDIR/suspect.json"
 	echo "$output"
 	assert_success
+	assert_output --partial "(in suspect/ $(acks_with 2))"
 	run grep -c "spool: fdatasync .*Input/output error" "$BATS_TEST_TMPDIR/submitd.log"
 	assert_output 1
 }
@@ -444,8 +538,8 @@ PY
 @test "spool_max_size with refuse: result 2 at the bound, none lost, accepted again after a consumer took segments" {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = none' 'workers = 2' \
 		'spool_segment_size = 65536' 'spool_max_size = 262144'
-	spool_load_bg --conns 2 --window 20 --payload-max 200
-	wait_for -t 30 eval '[ "$(acks_with 2)" -ge 50 ]'
+	spool_bench_bg -c 2 -w 20 -s 20-200 --allow-refused
+	wait_for -t 30 eval '[ "$(sd_metric submitd_submit_acks_total "{result=\"2\"}")" -ge 50 ]'
 	run sd_metric submitd_spool_failures_total '{reason="full"}'
 	[ "$output" -ge 1 ]
 	run sd_metric submitd_spool_max_bytes
@@ -456,13 +550,19 @@ PY
 	echo "spool holds $used bytes"
 	[ "$used" -le $((262144 + 2 * 65536 + 65536)) ]
 	local ok
-	ok=$(acks_with 0)
+	ok=$(sd_metric submitd_submit_acks_total '{result="0"}')
 	mkdir -p "$BATS_TEST_TMPDIR/taken"
 	mv "$SPOOL"/ready/*.seg "$BATS_TEST_TMPDIR/taken/"
-	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((ok + 200)) ]'
-	spool_load_stop
+	wait_for -t 30 acked_ge $((ok + 200))
+	spool_bench_stop
+	assert_equal "$(sd_bench_field errors)" 0
+	[ "$(sd_bench_field 'results."2"')" -ge 50 ]
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 200 --also "$BATS_TEST_TMPDIR/taken"
+	local f
+	for f in "$BATS_TEST_TMPDIR"/taken/*.seg; do
+		"$SD_ROOT/build/submit-spool" cat "$f"
+	done >"$BATS_TEST_TMPDIR/taken.json"
+	run spool_check --cat "$BATS_TEST_TMPDIR/taken.json"
 	echo "$output"
 	assert_success
 }
@@ -470,8 +570,8 @@ PY
 @test "spool_max_size with drop_oldest: no result 2, the oldest ready segments dropped and counted" {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = none' 'workers = 1' \
 		'spool_segment_size = 65536' 'spool_max_size = 262144' 'spool_full = drop_oldest'
-	run spool_load --conns 2 --count 3000 --window 20 --payload-max 200
-	assert_success
+	spool_bench -n 6000 -c 2 -w 20 -s 20-200
+	assert_equal "$(jq -c '[.results."0", .results."2", .errors]' <<<"$SD_BENCH_JSON")" '[6000,0,0]'
 	assert_equal "$(acks_with 2)" 0
 	run sd_metric submitd_spool_dropped_segments_total
 	echo "dropped $output"
@@ -488,8 +588,7 @@ PY
 	sd_spawn "$BATS_TEST_TMPDIR/consume.out" $SC consume "$SPOOL" \
 		--out "$BATS_TEST_TMPDIR/taken.txt" --stop-file "$BATS_TEST_TMPDIR/cstop"
 	local consumer=$SD_SPAWNED
-	run spool_load --conns 4 --count 2000 --window 20
-	assert_success
+	spool_bench -n 8000 -c 4 -w 20 -s 20-200
 	sd_stop_keep_spawned
 	touch "$BATS_TEST_TMPDIR/cstop"
 	wait_for -t 30 _sd_all_gone "$consumer"
@@ -500,10 +599,11 @@ PY
 	cat "$BATS_TEST_TMPDIR/consume.out"
 	run grep -c . "$BATS_TEST_TMPDIR/taken.txt"
 	[ "$output" -ge 1000 ]
-	run $SC check "$SPOOL" --ack-log "$ACKS" --records "$BATS_TEST_TMPDIR/taken.txt"
+	# What the consumer took and what is left: each result-0 ack exactly once.
+	run $SC bench --ack-log "$ACKS" --records "$BATS_TEST_TMPDIR/taken.txt" --spool "$SPOOL"
 	echo "$output"
 	assert_success
-	assert_output --partial "result 0 8000"
+	assert_output --partial "result 0 8000, result 1 0, result 2 0; records 8000; missing 0"
 }
 
 # sd_stop without ending the background clients (a consumer must see the last seal).

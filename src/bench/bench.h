@@ -42,6 +42,8 @@ struct bench_opts {
 	int allow_refused;	/* result 2 (not stored) is not an error */
 	int ack_log_fd;		/* --ack-log, opened O_APPEND; -1: none */
 	int interval_hist;	/* --csv: per-second histograms */
+	int tag_payload;	/* --tag-payload: "conn:id:size:" then the pattern */
+	uint64_t retry_ns;	/* --retry: reopen after resets and refused reconnects; 0: off */
 };
 
 /* Submit acks by result, the index into bench_thread.results. */
@@ -94,7 +96,10 @@ struct bench_pub {
 	X(lost)                                                                                    \
 	X(refused)                                                                                 \
 	X(unacked)                                                                                 \
-	X(open_at_end)
+	X(open_at_end)                                                                             \
+	X(resets)	   /* --retry: resets, reconnected */                                      \
+	X(connect_retries) /* --retry: failed reconnects, tried again */                           \
+	X(cut_acks)	   /* --retry: partial acks dropped at a close or reset */
 
 /* What one thread counted; the main thread adds them up after the join (report_add). */
 struct bench_result {

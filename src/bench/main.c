@@ -60,6 +60,8 @@ static const char usage_text[] =
     "  -n, --requests N      send exactly N requests, then stop when all are acked;\n"
     "                        counts take k (thousand) and M (million), not m\n"
     "      --reconnect       reconnect after a server close between two acks\n"
+    "      --retry T         with --reconnect: also after a reset, and retry a refused\n"
+    "                        reconnect every T until the end (a server restart)\n"
     "      --source A[,A..]  source addresses, used round-robin (127.0.0.2,127.0.0.3)\n"
     "      --idle            connect (and send Conn with --conn), then hold, sending\n"
     "                        nothing, for the duration\n"
@@ -71,6 +73,7 @@ static const char usage_text[] =
     "      --hgrm FILE       write the latency distribution to FILE in HdrHistogram's\n"
     "                        percentile text format (milliseconds)\n"
     "      --ack-log FILE    write \"connection id-in-hex result\" per Submit ack\n"
+    "      --tag-payload     payloads start with \"conn:id:size:\" (see the man page)\n"
     "      --progress        a progress line a second on stderr (default on a tty)\n"
     "  -v, -V, --version     print the version\n"
     "  -h, --help            this text\n"
@@ -93,6 +96,8 @@ enum {
 	OPT_PERCENTILES,
 	OPT_HGRM,
 	OPT_ACK_LOG,
+	OPT_RETRY,
+	OPT_TAG_PAYLOAD,
 };
 
 static const struct option longopts[] = {
@@ -116,6 +121,8 @@ static const struct option longopts[] = {
     {"percentiles", required_argument, NULL, OPT_PERCENTILES},
     {"hgrm", required_argument, NULL, OPT_HGRM},
     {"ack-log", required_argument, NULL, OPT_ACK_LOG},
+    {"retry", required_argument, NULL, OPT_RETRY},
+    {"tag-payload", no_argument, NULL, OPT_TAG_PAYLOAD},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -370,6 +377,12 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	case OPT_ACK_LOG:
 		cli->ack_log_path = optarg;
 		break;
+	case OPT_RETRY:
+		o->retry_ns = parse_time_nz("--retry", optarg);
+		break;
+	case OPT_TAG_PAYLOAD:
+		o->tag_payload = 1;
+		break;
 	case 'v':
 	case 'V':
 		printf("submit-bench %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
@@ -423,6 +436,8 @@ static int parse_options(int argc, char **argv, struct bench_opts *o, struct cli
 		usage_error("-t: between 1 and the number of connections");
 	if (o->idle && (o->total > 0 || o->rate > 0))
 		usage_error("--idle sends nothing: no -n or -r with it");
+	if (o->retry_ns > 0 && !o->reconnect)
+		usage_error("--retry works with --reconnect");
 	if (o->total > 0 && !cli->duration_set)
 		o->duration_ns = 60000000000ull;
 	if (o->rate > 0 && o->rate < o->threads)

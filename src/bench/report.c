@@ -101,6 +101,7 @@ void report_json(const struct report *r)
 	       "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
 	       "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
 	       "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
+	       "\"resets\":%llu,\"connect_retries\":%llu,\"cut_acks\":%llu,"
 	       "\"results\":{\"0\":%llu,\"1\":%llu,\"2\":%llu,\"other\":%llu},"
 	       "\"not_stored\":%llu,"
 	       "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"stddev\":%.1f",
@@ -112,7 +113,9 @@ void report_json(const struct report *r)
 	       (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
 	       (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
 	       (unsigned long long)tot->lost, (unsigned long long)tot->refused,
-	       (unsigned long long)tot->open_at_end, (unsigned long long)tot->results[BENCH_RES_OK],
+	       (unsigned long long)tot->open_at_end, (unsigned long long)tot->resets,
+	       (unsigned long long)tot->connect_retries, (unsigned long long)tot->cut_acks,
+	       (unsigned long long)tot->results[BENCH_RES_OK],
 	       (unsigned long long)tot->results[BENCH_RES_REFUSED],
 	       (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
 	       (unsigned long long)tot->results[BENCH_RES_OTHER],
@@ -192,6 +195,11 @@ void report_text(const struct report *r)
 		printf("reconnects  %llu (lost in flight %llu, refused %llu)\n",
 		       (unsigned long long)tot->reconnects, (unsigned long long)tot->lost,
 		       (unsigned long long)tot->refused);
+	if (o->retry_ns > 0)
+		printf("retries     %llu resets reconnected, %llu connects retried, %llu acks cut "
+		       "short\n",
+		       (unsigned long long)tot->resets, (unsigned long long)tot->connect_retries,
+		       (unsigned long long)tot->cut_acks);
 	printf("connections %llu open at the end of %d\n", (unsigned long long)tot->open_at_end,
 	       o->conns);
 	if (tot->hist.count > 0)

@@ -9,6 +9,13 @@
            its payload byte for byte; prints counts, exit 1 if not
   consume  take ready segments while the server writes (rename into taken/,
            read, check whole, delete); write the records to --out
+  torn     per segment file: "<name> <size> <end of the whole records> <records>",
+           what recovery must keep of a dead writer's segment
+  bench    the same check against a submit-bench --ack-log, for a run with
+           --tag-payload: each record's payload names the bench connection
+           and id ("conn:id:size:"), so records are matched by (connection,
+           id) and every payload byte is predicted; reports missing,
+           duplicated and unexpected records and payload mismatches
 Exit status: 0 good, 1 a check failed, 2 usage.
 """
 import argparse
@@ -236,6 +243,143 @@ def cmd_check(args):
     sys.exit(1 if bad or extra or dups else 0)
 
 
+# ---- bench: submit-bench --ack-log against the spool ----
+
+def bench_payload(conn, idtext, size):
+    """What submit-bench --tag-payload sends (submit-bench(1))."""
+    tag = b"%d:%s:%d:" % (conn, idtext, size)
+    pat = bytes(0x61 + i % 26 for i in range(size))
+    return (tag + pat[len(tag):])[:size]
+
+
+def bench_records(args):
+    """Every record of the sources given: (where, offset, submit id, conn id or None, payload)."""
+    out = []
+    cats = [(p, "") for p in args.cat or []] + [(p, "suspect/") for p in args.cat_suspect or []]
+    for path, label in cats:
+        for line in open(path):
+            j = json.loads(line)
+            p = j["payload"]
+            p = base64.b64decode(p) if j["payload_encoding"] == "base64" else p.encode("utf-8")
+            if j["len"] != len(p):
+                raise Bad("%s: record at %s@%d: len %d, payload %d bytes"
+                          % (path, j["segment"], j["offset"], j["len"], len(p)))
+            cid = bytes.fromhex(j["conn_id"]) if "conn_id" in j else None
+            out.append((label + j["segment"], j["offset"], bytes.fromhex(j["submit_id"]), cid, p))
+    segs = []
+    if args.spool:
+        segs += [(d, os.path.join(args.spool, d)) for d in DIRS]
+    segs += [(d, d) for d in args.also or []]
+    for label, d in segs:
+        if not os.path.isdir(d):
+            continue
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".seg"):
+                for off, sid, cid, flags, payload in read_segment(
+                        os.path.join(d, name), allow_torn=(label == "active")):
+                    out.append((label + "/" + name, off, sid, cid if flags & 1 else None, payload))
+    for path in args.records or []:
+        for line in open(path):
+            where, off, idh, ph = line.split()
+            out.append((where, int(off), bytes.fromhex(idh), None,
+                        b"" if ph == "-" else bytes.fromhex(ph)))
+    return out
+
+
+def cmd_bench(args):
+    acks = {}  # (conn, id) -> result
+    last = {}  # conn -> highest id acked
+    for n, line in enumerate(open(args.ack_log), 1):
+        f = line.split()
+        if len(f) != 3:
+            raise Bad("%s:%d: not \"conn id result\": %r" % (args.ack_log, n, line))
+        key = (int(f[0]), bytes.fromhex(f[1]))
+        if key in acks:
+            raise Bad("%s:%d: connection %s id %s acked twice" % (args.ack_log, n, f[0], f[1]))
+        acks[key] = int(f[2])
+        last[key[0]] = max(last.get(key[0], b""), key[1])
+    seen = {}  # (conn, id) -> [where@offset]
+    bad, unexpected, refused_in, unacked, conn_ids = [], [], [], [], {}
+    refused_suspect = 0
+    records = bench_records(args)
+    for where, off, sid, cid, payload in records:
+        at = "%s@%d" % (where, off)
+        f = payload.split(b":", 3)
+        if len(f) < 4 or not f[0].isdigit() or not f[2].isdigit():
+            bad.append("%s: id %s: payload not tagged by submit-bench: %r" % (at, sid.hex(), payload[:40]))
+            continue
+        conn, size = int(f[0]), int(f[2])
+        if f[1] != sid:
+            bad.append("%s: id %s, payload names id %r" % (at, sid.hex(), f[1]))
+            continue
+        if size != len(payload):
+            bad.append("%s: conn %d id %s: %d payload bytes, the bench sent %d"
+                       % (at, conn, sid.decode(), len(payload), size))
+        elif payload != bench_payload(conn, sid, size):
+            want = bench_payload(conn, sid, size)
+            i = next(k for k in range(size) if payload[k] != want[k])
+            bad.append("%s: conn %d id %s: payload differs at byte %d" % (at, conn, sid.decode(), i))
+        conn_ids.setdefault(conn, set()).add(cid)
+        seen.setdefault((conn, sid), []).append(at)
+    for key, where in seen.items():
+        r = acks.get(key)
+        what = "conn %d id %s (%s)" % (key[0], key[1].decode("ascii", "replace"), ", ".join(where))
+        if r == 2 and all(w.startswith("suspect/") for w in where):
+            # The batch whose fdatasync failed: written, answered result 2, and
+            # set aside with its segment in suspect/ (docs/SPOOL.md).
+            refused_suspect += 1
+        elif r == 2:
+            refused_in.append(what)  # answered "not stored" but stored: never allowed
+        elif r is None:
+            # Sent and stored, the ack lost to a crash: at least once allows it, but
+            # only after the connection's last ack (ids go up along a connection).
+            if args.allow_unacked and key[1] > last.get(key[0], b""):
+                unacked.append(what)
+            else:
+                unexpected.append(what)
+        elif r != 0:
+            unexpected.append(what + " result %d" % r)
+    missing = ["conn %d id %s" % (k[0], k[1].decode("ascii", "replace"))
+               for k, r in acks.items() if r == 0 and k not in seen]
+    dups = ["conn %d id %s: %d times (%s)" % (k[0], k[1].decode("ascii", "replace"), len(w), ", ".join(w))
+            for k, w in seen.items() if len(w) > 1]
+    for conn, cids in conn_ids.items():
+        if len(cids) > 1:
+            bad.append("conn %d: records with different Conn ids %s"
+                       % (conn, sorted(c.hex() if c else "-" for c in cids)))
+    results = {r: sum(1 for v in acks.values() if v == r) for r in (0, 1, 2)}
+    print("acked %d: result 0 %d, result 1 %d, result 2 %d; records %d; missing %d, "
+          "duplicated %d, unexpected %d, result 2 stored %d (in suspect/ %d), unacked stored %d, "
+          "bad %d"
+          % (len(acks), results[0], results[1], results[2], len(records), len(missing),
+             len(dups), len(unexpected), len(refused_in), refused_suspect, len(unacked), len(bad)))
+    for name, lst in (("missing", missing), ("duplicated", dups), ("unexpected", unexpected),
+                      ("result 2 but stored", refused_in), ("bad", bad)):
+        for x in lst[:10]:
+            print("%s: %s" % (name, x))
+    if args.min_ok and results[0] < args.min_ok:
+        print("fewer than %d result-0 acks" % args.min_ok)
+        sys.exit(1)
+    sys.exit(1 if missing or dups or unexpected or refused_in or bad else 0)
+
+
+def cmd_torn(args):
+    for path in args.segments:
+        with open(path, "rb") as f:
+            data = f.read()
+        end, n = 0, 0
+        if len(data) >= 64 and data[:8] == b"SUBSPOOL":
+            end = 64
+            while end + 64 <= len(data):
+                crc, rec_len = struct.unpack_from("<II", data, end)
+                if rec_len < 64 or end + rec_len > len(data) or \
+                        crc32c(data[end + 4:end + rec_len]) != crc:
+                    break
+                end += rec_len
+                n += 1
+        print(os.path.basename(path), len(data), end, n)
+
+
 def cmd_read(args):
     for where, (off, sid, cid, flags, payload) in spool_records(args.spool, args.dirs or DIRS):
         print(where, off, sid.hex())
@@ -301,6 +445,21 @@ def main():
     a.add_argument("--cat", action="append", help="records as submit-spool cat or take prints them")
     a.add_argument("--cat-only", action="store_true", help="only --cat: do not read the spool here")
     a.set_defaults(fn=cmd_check)
+    a = sub.add_parser("bench")
+    a.add_argument("--ack-log", required=True, help="submit-bench --ack-log of a --tag-payload run")
+    a.add_argument("--spool", help="read every segment of this spool with the reader here")
+    a.add_argument("--cat", action="append", help="records as submit-spool cat or take prints them")
+    a.add_argument("--cat-suspect", action="append",
+                   help="submit-spool cat of suspect/ segments: result-2 records may be there")
+    a.add_argument("--also", action="append", help="a directory of segments taken out of the spool")
+    a.add_argument("--records", action="append", help="records a consumer took (consume --out)")
+    a.add_argument("--allow-unacked", action="store_true",
+                   help="records never acked may be stored (a crash): after their connection's last ack")
+    a.add_argument("--min-ok", type=int, default=1, help="at least this many result-0 acks")
+    a.set_defaults(fn=cmd_bench)
+    a = sub.add_parser("torn")
+    a.add_argument("segments", nargs="*")
+    a.set_defaults(fn=cmd_torn)
     a = sub.add_parser("read")
     a.add_argument("spool")
     a.add_argument("dirs", nargs="*")
