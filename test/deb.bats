@@ -357,6 +357,8 @@ syscall_set() {
 	run timeout 600 "$DEB_TOP/debian/tests/nspawn-run" "$(deb_file)"
 	assert_success
 	assert_output --partial 'PASS: submitd.service'
+	# The spool was checked under the unit, while serving and after a restart.
+	[ "$(grep -c '^spool-check: 4000 acked Submits on 4 connections' <<<"$output")" -eq 2 ]
 }
 
 # The spool's records are state: dpkg --remove keeps them (with the config),
