@@ -122,7 +122,8 @@ conf_set() {
 	grep -qx 'StateDirectory=submitd' /lib/systemd/system/submitd.service
 	run stat -c '%U:%G %a' /var/lib/submitd /var/lib/submitd/spool
 	assert_output $'root:root 755\n_submitd:_submitd 750'
-	[ -z "$(ls -A /var/lib/submitd/spool)" ]
+	run ls -lAR --time-style=full-iso /var/lib/submitd/spool
+	[ "${#lines[@]}" -eq 2 ] || fail "the new spool is not empty: $output"
 }
 
 @test "deb: the installed config passes submitd -t" {
