@@ -94,7 +94,7 @@ conf_set() {
 	refute_output --regexp '^[EW]: '
 }
 
-@test "deb: dpkg -i installs binaries, unit, man pages, conffile, the system user and the spool" {
+@test "deb: dpkg -i installs binaries, unit, man pages, conffile and the system user" {
 	run dpkg -i "$(deb_file)"
 	assert_success
 	[ -x /usr/sbin/submitd ]
