@@ -212,13 +212,17 @@ int spoolm_start(const struct conf *c, struct stats_shm *sh)
 		log_error("spool: mkdir %s", c->spool_dir);
 		return -1;
 	}
-	if ((fd = open(c->spool_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+	/*
+	 * O_PATH: under the unit the master is root without CAP_DAC_OVERRIDE, and
+	 * the packaged directory (0750, the workers' user) is not readable by it.
+	 */
+	if ((fd = open(c->spool_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
 		log_error("spool: %s", c->spool_dir);
 		return -1;
 	}
 	if (c->user[0] != '\0' && geteuid() == 0 && (pw = getpwnam(c->user)) != NULL &&
 	    fstat(fd, &st) == 0 && (st.st_uid != pw->pw_uid || st.st_gid != pw->pw_gid) &&
-	    fchown(fd, pw->pw_uid, pw->pw_gid) == -1)
+	    fchownat(fd, "", pw->pw_uid, pw->pw_gid, AT_EMPTY_PATH) == -1)
 		log_warn("spool: cannot give %s to user %s", c->spool_dir, c->user);
 	close(fd);
 	recover_pid = 0;

@@ -70,7 +70,7 @@ conf_set() {
 		run --separate-stderr env LC_ALL=C.UTF-8 groff -ww -z -man -Tutf8 "$m"
 		[ -z "$output$stderr" ] || fail "groff $m: $output$stderr"
 	done
-	[ "$(ls "$DEB_TOP"/man/*.[158] | wc -l)" -eq 3 ]
+	[ "$(ls "$DEB_TOP"/man/*.[158] | wc -l)" -eq 4 ]
 }
 
 @test "deb: make deb builds the package from a clean clone of HEAD" {
@@ -99,10 +99,12 @@ conf_set() {
 	assert_success
 	[ -x /usr/sbin/submitd ]
 	[ -x /usr/bin/submit-bench ]
+	[ -x /usr/bin/submit-spool ]
 	[ -f /lib/systemd/system/submitd.service ]
 	[ -f /usr/share/man/man8/submitd.8.gz ]
 	[ -f /usr/share/man/man5/submitd.conf.5.gz ]
 	[ -f /usr/share/man/man1/submit-bench.1.gz ]
+	[ -f /usr/share/man/man1/submit-spool.1.gz ]
 	[ -d /usr/share/doc/submitd/examples ]
 	compgen -G "/usr/share/doc/submitd/README.md*"
 	# Every document of docs/, compressed or not.
@@ -117,6 +119,15 @@ conf_set() {
 	getent group _submitd
 	run grep -Ex '[[:space:]]*user[[:space:]]*=.*' /etc/submitd/submitd.conf
 	assert_output 'user = "_submitd"'
+	# The spool: its directory made by the package (tmpfiles), empty, the
+	# workers' user's, where the conffile and the unit's StateDirectory= say.
+	run grep -Ex '[[:space:]]*spool_dir[[:space:]]*=.*' /etc/submitd/submitd.conf
+	assert_output 'spool_dir = "/var/lib/submitd/spool"'
+	grep -qx 'StateDirectory=submitd' /lib/systemd/system/submitd.service
+	run stat -c '%U:%G %a' /var/lib/submitd /var/lib/submitd/spool
+	assert_output $'root:root 755\n_submitd:_submitd 750'
+	run ls -lAR --time-style=full-iso /var/lib/submitd/spool
+	[ "${#lines[@]}" -eq 2 ] || fail "the new spool is not empty: $output"
 }
 
 @test "deb: the installed config passes submitd -t" {
@@ -130,6 +141,9 @@ conf_set() {
 	assert_success
 	assert_output "submitd $DEB_VERSION (commit $DEB_COMMIT)"
 	run /usr/bin/submit-bench --version
+	assert_success
+	assert_output --partial "$DEB_VERSION"
+	run /usr/bin/submit-spool --version
 	assert_success
 	assert_output --partial "$DEB_VERSION"
 }
@@ -154,25 +168,37 @@ conf_set() {
 	assert_output '# local edit'
 }
 
-# Run the installed binary with the installed config, changed only to bind
-# free loopback ports, under the unit's capability bounding set and
-# no_new_privs (the unit itself runs in the nspawn test below).
-@test "deb: installed submitd serves a round trip with workers running as _submitd" {
-	local conf=$BATS_TEST_TMPDIR/installed.conf caps wrapper=$BATS_TEST_TMPDIR/submitd-unit
-	cp /etc/submitd/submitd.conf "$conf"
-	conf_set "$conf" listen '{"127.0.0.1:0"}'
-	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
-	conf_set "$conf" workers 2
-	grep -qx 'user = "_submitd"' "$conf"
-	grep -qx 'pid_file = "/run/submitd/submitd.pid"' "$conf"
-
+# unit_wrapper FILE: a script that runs the installed submitd under the
+# unit's capability bounding set and no_new_privs (the unit itself runs in
+# the nspawn test below).
+unit_wrapper() {
+	local caps
 	caps=$(sed -n 's/^CapabilityBoundingSet=//p' /lib/systemd/system/submitd.service)
 	[ -n "$caps" ]
 	caps=$(echo "$caps" | tr 'A-Z' 'a-z' | sed -E 's/cap_/+/g; s/ +/,/g; s/^,//')
 	grep -qx 'NoNewPrivileges=yes' /lib/systemd/system/submitd.service
 	printf '#!/bin/sh\nexec setpriv --bounding-set=-all,%s --inh-caps=-all --no-new-privs /usr/sbin/submitd "$@"\n' \
-		"$caps" >"$wrapper"
-	chmod 755 "$wrapper"
+		"$caps" >"$1"
+	chmod 755 "$1"
+}
+
+# installed_conf FILE: the installed config, changed only to bind free
+# loopback ports and to run 2 workers.
+installed_conf() {
+	cp /etc/submitd/submitd.conf "$1"
+	conf_set "$1" listen '{"127.0.0.1:0"}'
+	conf_set "$1" metrics_listen '"127.0.0.1:0"'
+	conf_set "$1" workers 2
+	grep -qx 'user = "_submitd"' "$1"
+}
+
+# Run the installed binary with the installed config under the unit's
+# capabilities.
+@test "deb: installed submitd serves a round trip with workers running as _submitd" {
+	local conf=$BATS_TEST_TMPDIR/installed.conf wrapper=$BATS_TEST_TMPDIR/submitd-unit
+	installed_conf "$conf"
+	grep -qx 'pid_file = "/run/submitd/submitd.pid"' "$conf"
+	unit_wrapper "$wrapper"
 
 	SD_BIN=$wrapper sd_start_conf "$conf"
 	[ "$(ps -o uid= -p "$SD_PID" | tr -d ' ')" = 0 ]
@@ -200,6 +226,45 @@ conf_set() {
 	[ ! -e /run/submitd/submitd.pid ]
 }
 
+# The packaged spool, as the unit's master (no CAP_DAC_OVERRIDE, no
+# CAP_CHOWN) and its workers (_submitd) use it: every Submit that
+# submit-bench saw acked is read back by the installed submit-spool, once,
+# byte for byte (debian/tests/spool-check, also run under systemd by
+# debian/tests/service).
+@test "deb: Submits acked by the installed submitd are read back from /var/lib/submitd/spool" {
+	local conf=$BATS_TEST_TMPDIR/installed.conf wrapper=$BATS_TEST_TMPDIR/submitd-unit
+	local acks=$BATS_TEST_TMPDIR/acks cat=$BATS_TEST_TMPDIR/cat.json since
+	installed_conf "$conf"
+	grep -qx 'spool_dir = "/var/lib/submitd/spool"' "$conf"
+	grep -qx 'spool_sync = always' "$conf"
+	unit_wrapper "$wrapper"
+
+	since=$(date +%s%N)
+	SD_BIN=$wrapper sd_start_conf "$conf"
+	run timeout 120 /usr/bin/submit-bench -n 4000 -c 4 --conn -s 100 --ack-log "$acks" "127.0.0.1:$SD_PORT"
+	assert_success
+	[ "$(wc -l <"$acks")" -eq 4000 ]
+	# Read while the workers still write into active/, and after the stop
+	# sealed their segments into ready/.
+	run --separate-stderr /usr/bin/submit-spool cat
+	assert_success
+	printf '%s\n' "$output" >"$cat"
+	run "$DEB_TOP/debian/tests/spool-check" "$acks" "$cat" 100 --since "$since" --conn-id 3030303030303031
+	assert_success
+	sd_stop
+	compgen -G '/var/lib/submitd/spool/ready/*.seg'
+	[ -z "$(ls -A /var/lib/submitd/spool/active)" ]
+	run --separate-stderr /usr/bin/submit-spool cat
+	assert_success
+	printf '%s\n' "$output" >"$cat"
+	run "$DEB_TOP/debian/tests/spool-check" "$acks" "$cat" 100 --since "$since" --conn-id 3030303030303031
+	assert_success
+	run /usr/bin/submit-spool verify
+	assert_success
+	# Everything in the spool belongs to the workers' user.
+	[ -z "$(find /var/lib/submitd/spool ! -user _submitd -o ! -group _submitd)" ]
+}
+
 # syscall_set FILTER...: the system calls that systemd's filter groups and
 # names expand to, one per line.
 syscall_set() {
@@ -214,9 +279,11 @@ syscall_set() {
 }
 
 # The unit's SystemCallFilter= cannot be applied without systemd as PID 1:
-# trace the installed daemon through start, traffic, metrics, log reopen,
-# reload (by the unit's ExecReload= command) and stop, and check every
-# system call both made against the filter.
+# trace the installed daemon through start (with the spool's recovery),
+# traffic spooled with spool_sync = always and, after the reload (by the
+# unit's ExecReload= command), interval, segments sealed by size and age,
+# metrics, log reopen and stop, and check every system call both made
+# against the filter.
 @test "deb: the daemon makes only system calls the unit's SystemCallFilter allows" {
 	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
 	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
@@ -226,6 +293,10 @@ syscall_set() {
 	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
 	conf_set "$conf" workers 2
 	conf_set "$conf" pid_file "\"$BATS_TEST_TMPDIR/submitd.pid\""
+	grep -qx 'spool_dir = "/var/lib/submitd/spool"' "$conf"
+	conf_set "$conf" spool_sync always
+	conf_set "$conf" spool_segment_size 4096
+	conf_set "$conf" spool_segment_age 1
 	while read -r l; do
 		case $l in
 		'~'*) deny+=(${l#\~}) ;;
@@ -242,8 +313,14 @@ syscall_set() {
 	mport=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
 	run $SD_CLIENT --port "$port" pipeline 200 --mixed --payload-max 64
 	assert_success
+	# More than a segment's 4096 bytes: sealed by size into ready/.
+	run timeout 60 /usr/bin/submit-bench -n 400 -c 2 -s 100 --ack-log "$BATS_TEST_TMPDIR/acks" "127.0.0.1:$port"
+	assert_success
+	wait_for -t 10 compgen -G '/var/lib/submitd/spool/ready/*.seg'
 	curl -sf --max-time 5 "http://127.0.0.1:$mport/metrics" >/dev/null
 	kill -USR1 "$pid"
+	conf_set "$conf" spool_sync interval
+	conf_set "$conf" spool_sync_interval 50
 	# The reload as the unit's ExecReload= does it, under the same filter.
 	run timeout 60 strace -f -qq -o "$trace.reload" /usr/sbin/submitd -c "$conf" -s reload
 	assert_success
@@ -251,14 +328,27 @@ syscall_set() {
 	wait_for -t 10 sh -c "[ \$(grep -c 'ready: ' '$log') -ge 2 ]"
 	run $SD_CLIENT --port "$port" pipeline 20
 	assert_success
+	# A segment sealed by age (1 s) while the worker waits for traffic.
+	local ready
+	ready=$(ls /var/lib/submitd/spool/ready | wc -l)
+	run $SD_CLIENT --port "$port" pipeline 20
+	assert_success
+	wait_for -t 10 sh -c "[ \$(ls /var/lib/submitd/spool/ready | wc -l) -gt $ready ]"
 	kill -TERM "$pid"
 	wait_for -t 20 _sd_all_gone "$pid"
 	wait "$job"
+	run /usr/bin/submit-spool verify
+	assert_success
 
 	local used bad
 	used=$(awk '{ s = ($2 ~ /^[0-9]/) ? $3 : $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' \
 		"$trace" "$trace.reload" | sort -u)
 	[ "$(echo "$used" | wc -l)" -gt 20 ]
+	# The spool's calls were traced: the workers' writes, syncs and hand-over
+	# and the master's recovery.
+	for l in pwritev fdatasync fsync flock rename; do
+		grep -qE "^$l(at2?)?\$" <<<"$used" || fail "no $l in the trace: did the daemon spool?"
+	done
 	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
 	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))
 	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
@@ -272,17 +362,31 @@ syscall_set() {
 	run timeout 600 "$DEB_TOP/debian/tests/nspawn-run" "$(deb_file)"
 	assert_success
 	assert_output --partial 'PASS: submitd.service'
+	# The spool was checked under the unit, while serving and after a restart.
+	[ "$(grep -c '^spool-check: 4000 acked Submits on 4 connections' <<<"$output")" -eq 2 ]
 }
 
-@test "deb: dpkg --purge removes binaries, unit, man pages and config" {
+# The spool's records are state: dpkg --remove keeps them (with the config),
+# only --purge deletes /var/lib/submitd (debian/submitd.postrm).
+@test "deb: dpkg --remove keeps the spool; dpkg --purge removes binaries, unit, man pages, config and spool" {
+	local segs
+	segs=$(find /var/lib/submitd/spool -name '*.seg' | sort)
+	[ -n "$segs" ]
+	run dpkg --remove submitd
+	assert_success
+	[ ! -e /usr/sbin/submitd ]
+	[ "$(find /var/lib/submitd/spool -name '*.seg' | sort)" = "$segs" ]
+	run dpkg-query -W -f='${Status}' submitd
+	assert_output --regexp ' config-files$'
 	run dpkg --purge submitd
 	assert_success
 	local f
-	for f in /usr/sbin/submitd /usr/bin/submit-bench /lib/systemd/system/submitd.service \
+	for f in /usr/sbin/submitd /usr/bin/submit-bench /usr/bin/submit-spool /lib/systemd/system/submitd.service \
 		/etc/systemd/system/multi-user.target.wants/submitd.service \
 		/usr/share/man/man8/submitd.8.gz /usr/share/man/man5/submitd.conf.5.gz \
-		/usr/share/man/man1/submit-bench.1.gz /usr/share/doc/submitd /etc/submitd \
-		/var/log/submitd /run/submitd /usr/lib/tmpfiles.d/submitd.conf; do
+		/usr/share/man/man1/submit-bench.1.gz /usr/share/man/man1/submit-spool.1.gz \
+		/usr/share/doc/submitd /etc/submitd \
+		/var/log/submitd /run/submitd /var/lib/submitd /usr/lib/tmpfiles.d/submitd.conf; do
 		[ ! -e "$f" ] || {
 			echo "left after purge: $f"
 			false
