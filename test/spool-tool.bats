@@ -36,7 +36,8 @@ poke() {
 
 # has_lines FILE N: FILE has N lines (for wait_for).
 has_lines() {
-	[ -e "$1" ] && [ "$(wc -l <"$1")" -eq "$2" ]
+	[ -e "$1" ] || return 1
+	[ "$(wc -l <"$1")" -eq "$2" ]
 }
 
 is_locked() {
@@ -275,7 +276,8 @@ one_segment() {
 	run spool take
 	assert_success
 	assert_output "$want"
-	[ ! -e "$SEG" ] && [ ! -e "$SP/taken/$NAME" ]
+	[ ! -e "$SEG" ]
+	[ ! -e "$SP/taken/$NAME" ]
 	run spool take
 	assert_failure 3
 }
@@ -316,7 +318,8 @@ one_segment() {
 	one_segment
 	run --separate-stderr spool take -o "$BATS_TEST_TMPDIR/no/such/dir/out"
 	assert_failure 1
-	[ -e "$SP/taken/$NAME" ] && [ ! -e "$SEG" ]
+	[ -e "$SP/taken/$NAME" ]
+	[ ! -e "$SEG" ]
 	run spool take -o "$BATS_TEST_TMPDIR/out"
 	assert_success
 	[ ! -e "$SP/taken/$NAME" ]
@@ -344,7 +347,8 @@ one_segment() {
 	assert_failure 1
 	[ "${#lines[@]}" -eq 2 ]
 	[[ $stderr == *"offset 202: bad CRC"* ]]
-	[ -e "$SP/quarantine/$NAME" ] && [ ! -e "$SP/taken/$NAME" ]
+	[ -e "$SP/quarantine/$NAME" ]
+	[ ! -e "$SP/taken/$NAME" ]
 }
 
 @test "take: two concurrent takers take every segment exactly once, none partial" {
