@@ -632,13 +632,16 @@ failed:
 	reload_answer(0);
 }
 
+/* sig: the signal received; SIGQUIT drains the workers as SIGTERM does. */
 static void stop(int sig, uint64_t now)
 {
 	long t = sig == SIGINT ? 0 : conf.shutdown_timeout;
 
 	if (!stopping)
-		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	stopping = sig == SIGINT ? 2 : 1;
+		log_info("SIG%s: stopping", sigabbrev_np(sig));
+	stopping = 1;
+	if (sig == SIGQUIT)
+		sig = SIGTERM;
 	notify("STOPPING=1");
 	/*
 	 * Stop listening before the workers start to drain. Closing only the
@@ -728,7 +731,7 @@ static void on_signals(uint64_t now)
 			break;
 		case SIGTERM:
 		case SIGQUIT:
-			stop(SIGTERM, now);
+			stop((int)si.ssi_signo, now);
 			break;
 		case SIGINT:
 			stop(SIGINT, now);
