@@ -70,3 +70,15 @@ $(BUILD)/asan/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
 		-o $@ $< $(call asan_obj,$(HIST_TEST_SRC)) -lm
+
+# conf.c is compiled into its test, which replaces conf.c's own allocations
+# (not libconfuse's) to make each of them fail in turn.
+$(BUILD)/test/test_conf: test/unit/test_conf.c src/conf.c $(UNIT_HDR) $(call obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(LIB_SRC)) \
+		$(shell pkg-config --libs libconfuse jemalloc 2>/dev/null) -lm
+
+$(BUILD)/asan/test/test_conf: test/unit/test_conf.c src/conf.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
+		-o $@ $< $(call asan_obj,$(LIB_SRC)) $(shell pkg-config --libs libconfuse) -lm

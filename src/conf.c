@@ -22,10 +22,9 @@ struct int_opt {
 	size_t off;
 };
 
-#define IOPT(n, d, lo, hi)                                                                         \
-	{                                                                                          \
-#n, d, lo, hi, offsetof(struct conf, n)                                            \
-	}
+// clang-format off
+#define IOPT(n, d, lo, hi) {#n, d, lo, hi, offsetof(struct conf, n)}
+// clang-format on
 static const struct int_opt int_opts[] = {
     IOPT(max_connections, 10000, 1, 10000000),
     IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
@@ -491,12 +490,10 @@ static uint64_t buf_hash(const char *p)
 	return h;
 }
 
-static char *xstrdup(const char *s)
+/* A string value owned by the struct, "" for none; NULL when out of memory. */
+static char *dup_value(const char *s)
 {
-	char *p = strdup(s ? s : "");
-	if (p == NULL)
-		fatal("strdup");
-	return p;
+	return strdup(s ? s : "");
 }
 
 /*
@@ -676,7 +673,8 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	}
 
 	memset(&c, 0, sizeof(c));
-	c.path = xstrdup(path);
+	if ((c.path = dup_value(path)) == NULL)
+		goto oom;
 	c.hash = src_hash;
 	c.nlisten = (int)cfg_size(cfg, "listen");
 	if (c.nlisten == 0) {
@@ -691,9 +689,12 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	}
 	for (int i = 0; i < c.nlisten; i++) {
 		char e[256];
-		c.listen[i] = xstrdup(cfg_getnstr(cfg, "listen", (unsigned)i));
-		if (net_parse_addr(c.listen[i], &c.listen_addr[i], e, sizeof(e)) == -1)
-			fatalx("%s: listen: %s", path, e); /* validated above */
+		if ((c.listen[i] = dup_value(cfg_getnstr(cfg, "listen", (unsigned)i))) == NULL)
+			goto oom;
+		if (net_parse_addr(c.listen[i], &c.listen_addr[i], e, sizeof(e)) == -1) {
+			snprintf(err, errlen, "%s: listen: %s", path, e); /* validated above */
+			goto fail;
+		}
 	}
 	const char *w = cfg_getstr(cfg, "workers");
 	c.workers_auto = strcmp(w, "auto") == 0;
@@ -703,19 +704,24 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	} else {
 		c.workers = atoi(w);
 	}
-	c.metrics_listen = xstrdup(cfg_getstr(cfg, "metrics_listen"));
+	if ((c.metrics_listen = dup_value(cfg_getstr(cfg, "metrics_listen"))) == NULL)
+		goto oom;
 	if (c.metrics_listen[0] != '\0') {
 		char e[256];
-		if (net_parse_addr(c.metrics_listen, &c.metrics_addr, e, sizeof(e)) == -1)
-			fatalx("%s: metrics_listen: %s", path, e);
+		if (net_parse_addr(c.metrics_listen, &c.metrics_addr, e, sizeof(e)) == -1) {
+			snprintf(err, errlen, "%s: metrics_listen: %s", path, e);
+			goto fail;
+		}
 	}
-	c.user = xstrdup(cfg_getstr(cfg, "user"));
-	c.pid_file = xstrdup(cfg_getstr(cfg, "pid_file"));
-	c.log_file = xstrdup(cfg_getstr(cfg, "log_file"));
+	c.user = dup_value(cfg_getstr(cfg, "user"));
+	c.pid_file = dup_value(cfg_getstr(cfg, "pid_file"));
+	c.log_file = dup_value(cfg_getstr(cfg, "log_file"));
 	c.log_level = log_level_parse(cfg_getstr(cfg, "log_level"));
 	for (size_t i = 0; i < NINT; i++)
 		*(long *)((char *)&c + int_opts[i].off) = cfg_getint(cfg, int_opts[i].name);
-	c.spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
+	c.spool_dir = dup_value(cfg_getstr(cfg, "spool_dir"));
+	if (c.user == NULL || c.pid_file == NULL || c.log_file == NULL || c.spool_dir == NULL)
+		goto oom;
 	c.spool_sync = name_index(sync_names, 3, cfg_getstr(cfg, "spool_sync"));
 	c.spool_full = name_index(full_names, 2, cfg_getstr(cfg, "spool_full"));
 	cfg_free(cfg);
@@ -741,6 +747,13 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 
 	*out = c;
 	return 0;
+oom:
+	/* A reload that runs out of memory fails like a bad file: the caller keeps what runs. */
+	snprintf(err, errlen, "%s: out of memory", path);
+fail:
+	cfg_free(cfg);
+	conf_free(&c);
+	return -1;
 }
 
 /* Whether pw may search directory st (its own uid, primary and supplementary groups). */

@@ -484,6 +484,12 @@ static int apply_listeners(const struct conf *c)
 			continue;
 		}
 		int fd = net_listen(&c->listen_addr[i], (int)c->backlog, err, sizeof(err));
+		char *lname = fd == -1 ? NULL : strdup(c->listen[i]);
+		if (fd != -1 && lname == NULL) {
+			snprintf(err, sizeof(err), "listen: %s: out of memory", c->listen[i]);
+			close(fd);
+			fd = -1;
+		}
 		if (fd == -1) {
 			log_errorx("%s", err);
 			for (int j = 0; j < nnext; j++)
@@ -495,7 +501,7 @@ static int apply_listeners(const struct conf *c)
 		}
 		fresh[nnext] = 1;
 		next[nnext].fd = fd;
-		next[nnext].name = strdup(c->listen[i]);
+		next[nnext].name = lname;
 		net_sockname(fd, &next[nnext].addr);
 		net_addr_str(&next[nnext].addr, name, sizeof(name));
 		log_info("listening on %s", name);
@@ -554,6 +560,14 @@ static void commit_metrics(struct metrics *m, int ok)
 	mx = m;
 }
 
+static void swap_str(char **a, char **b)
+{
+	char *t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
 static void reload(uint64_t now)
 {
 	struct conf next;
@@ -590,13 +604,10 @@ static void reload(uint64_t now)
 	    log_init(next.log_file, next.log_level) == -1)
 		log_warn("reload: cannot open log_file %s, keeping the old one", next.log_file);
 	log_set_level(next.log_level);
-	/* Keep what a reload cannot change. */
-	free(next.user);
-	next.user = strdup(conf.user);
-	free(next.pid_file);
-	next.pid_file = strdup(conf.pid_file);
-	free(next.spool_dir);
-	next.spool_dir = strdup(conf.spool_dir);
+	/* Keep what a reload cannot change: swapped, not copied, so nothing here can fail. */
+	swap_str(&next.user, &conf.user);
+	swap_str(&next.pid_file, &conf.pid_file);
+	swap_str(&next.spool_dir, &conf.spool_dir);
 	conf_free(&conf);
 	conf = next;
 	spoolm_conf(&conf);
@@ -621,13 +632,16 @@ failed:
 	reload_answer(0);
 }
 
+/* sig: the signal received; SIGQUIT drains the workers as SIGTERM does. */
 static void stop(int sig, uint64_t now)
 {
 	long t = sig == SIGINT ? 0 : conf.shutdown_timeout;
 
 	if (!stopping)
-		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	stopping = sig == SIGINT ? 2 : 1;
+		log_info("SIG%s: stopping", sigabbrev_np(sig));
+	stopping = 1;
+	if (sig == SIGQUIT)
+		sig = SIGTERM;
 	notify("STOPPING=1");
 	/*
 	 * Stop listening before the workers start to drain. Closing only the
@@ -717,7 +731,7 @@ static void on_signals(uint64_t now)
 			break;
 		case SIGTERM:
 		case SIGQUIT:
-			stop(SIGTERM, now);
+			stop((int)si.ssi_signo, now);
 			break;
 		case SIGINT:
 			stop(SIGINT, now);

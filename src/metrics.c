@@ -66,7 +66,6 @@ static void family(struct out *o, const char *name, const char *type, const char
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* Counters of one label: what retired workers left plus every live slot with it. */
 /* Per label: what retired workers left plus every live slot with that label, in one pass. */
 static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *per,
 		       int64_t *connected, uint64_t *allocated)

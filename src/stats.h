@@ -106,7 +106,6 @@ struct stats_slot {
 	uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms, stamped every loop round */
 	uint64_t accepting;    /* 1 while it watches the listeners (not paused or draining) */
 	uint32_t state;	       /* enum stats_slot_state, written by the worker */
-	uint32_t hang;	       /* test builds: ask the worker to hang */
 } __attribute__((aligned(64)));
 
 struct stats_shm {

@@ -396,7 +396,11 @@ static void start_drain(int fast)
 		}
 		accept_paused = 0;
 		proc_title_set("worker %d (generation %u, draining)", label, generation);
-		log_info("draining %ld connections (at most %ld s)", nconns, cf->shutdown_timeout);
+		if (fast) /* not bound by shutdown_timeout: nothing is waited for */
+			log_info("stopping: closing %ld connections", nconns);
+		else
+			log_info("draining %ld connections (at most %ld s)", nconns,
+				 cf->shutdown_timeout);
 	}
 	if (fast)
 		stopping = 1;

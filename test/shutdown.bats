@@ -44,7 +44,8 @@ stopped_totals() {
 	echo "$t"
 }
 
-# graceful_stop CMD: CMD (evaluated once submitd runs) asks for a graceful stop. Ten clients between
+# graceful_stop CMD SIG: CMD (evaluated once submitd runs) asks for a graceful stop
+# by sending SIG, which the master's log names. Ten clients between
 # frames are closed at once (reason shutdown); one in the middle of a frame
 # keeps its worker draining, finishes its frame after the stop began, gets
 # its ack, then the close; the master exits 0 as soon as that connection is
@@ -91,14 +92,18 @@ graceful_stop() {
 	assert_equal "$totals" "11 11"
 	run grep -c "still running past the shutdown timeout" "$t/submitd.log"
 	assert_output 0
+	run sd_log_count "\]: $2: stopping$"
+	assert_output 1
+	run sd_log_count "SIG[A-Z]+: stopping"
+	assert_output 1
 }
 
 @test "SIGQUIT is graceful: a frame in flight is finished and acked, idle clients closed, exit 0 once drained" {
-	graceful_stop 'kill -QUIT "$SD_PID"'
+	graceful_stop 'kill -QUIT "$SD_PID"' SIGQUIT
 }
 
 @test "submitd -s quit is graceful: a frame in flight is finished and acked, exit 0 once drained" {
-	graceful_stop 'timeout 20 "$SD_BIN" -c "$SD_CONF" -s quit'
+	graceful_stop 'timeout 20 "$SD_BIN" -c "$SD_CONF" -s quit' SIGTERM
 }
 
 @test "submitd -s stop is fast: a client inside a frame is closed without waiting for shutdown_timeout" {
@@ -127,6 +132,11 @@ graceful_stop() {
 	run _sd_all_gone $pids
 	assert_success
 	assert_equal "$(stopped_totals)" "10 10"
+	# Each worker closes at once: no drain bounded by shutdown_timeout is announced.
+	run sd_log_count "worker [0-9]+: stopping: closing [0-9]+ connections"
+	assert_output 2
+	run sd_log_count "draining [0-9]+ connections"
+	assert_output 0
 }
 
 @test "shutdown_timeout on a reload: a client stuck inside a frame holds the old generation until the timeout, then is closed (reason shutdown)" {
