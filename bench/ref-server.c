@@ -5,11 +5,14 @@
  * order, and on a protocol error the acks of everything before it, then
  * close.
  *
- * usage: submit-ref [--corrupt-ack N] [--close-after N] [--max-frame N] [host:]port
+ * usage: submit-ref [--corrupt-ack N] [--close-after N] [--not-stored N]
+ *                   [--max-frame N] [host:]port
  *   --corrupt-ack N   corrupt the id of the Nth ack sent (counted over all
  *                     connections): a wrong server for submit-bench's tests
  *   --close-after N   close each connection after its Nth ack, between two
  *                     acks (exercises a client's reconnect)
+ *   --not-stored N    answer every Nth Submit (counted over all connections)
+ *                     with result 2, not stored, as a full spool would
  */
 #include <errno.h>
 #include <getopt.h>
@@ -42,7 +45,9 @@ static volatile sig_atomic_t stop;
 static uint64_t corrupt_ack;
 static uint64_t close_after;
 static uint32_t max_frame = 65536;
+static uint64_t not_stored;
 static uint64_t acks_sent;
+static uint64_t submits_seen;
 static int ep;
 
 static void on_signal(int sig)
@@ -88,6 +93,7 @@ static int conn_flush(struct ref_conn *c)
 static int conn_decode(struct ref_conn *c)
 {
 	struct proto_frame f;
+	uint8_t result;
 	int r;
 
 	for (;;) {
@@ -100,7 +106,10 @@ static int conn_decode(struct ref_conn *c)
 			return -1;
 		if (buf_reserve(&c->out, PROTO_ACK_LEN) == -1)
 			return -1;
-		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, PROTO_RESULT_OK);
+		result = PROTO_RESULT_OK;
+		if (f.cmd == PROTO_SUBMIT && not_stored > 0 && ++submits_seen % not_stored == 0)
+			result = 2;
+		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, result);
 		if (++acks_sent == corrupt_ack)
 			buf_tail(&c->out)[PROTO_MIN_FRAME] ^= 0xff;
 		buf_commit(&c->out, PROTO_ACK_LEN);
@@ -231,6 +240,7 @@ int main(int argc, char **argv)
 	    {"corrupt-ack", required_argument, NULL, 'C'},
 	    {"close-after", required_argument, NULL, 'A'},
 	    {"max-frame", required_argument, NULL, 'M'},
+	    {"not-stored", required_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -252,9 +262,12 @@ int main(int argc, char **argv)
 		case 'M':
 			max_frame = (uint32_t)parse_u64("--max-frame", optarg);
 			break;
+		case 'N':
+			not_stored = parse_u64("--not-stored", optarg);
+			break;
 		case 'h':
 			printf("usage: submit-ref [--corrupt-ack N] [--close-after N] "
-			       "[--max-frame N] [host:]port\n");
+			       "[--not-stored N] [--max-frame N] [host:]port\n");
 			return 0;
 		default:
 			return 2;
@@ -262,7 +275,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "usage: submit-ref [--corrupt-ack N] [--close-after N] "
-				"[--max-frame N] [host:]port\n");
+				"[--not-stored N] [--max-frame N] [host:]port\n");
 		return 2;
 	}
 	if (strchr(argv[optind], ':') == NULL)

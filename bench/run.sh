@@ -2,7 +2,9 @@
 # make bench: submitd against the reference server (bench/ref-server.c) on
 # the same machine, in the same run, alternating, several short rounds each;
 # medians and the submitd/reference ratio. Prints a markdown table and writes
-# it to bench/results/<date>-<commit>.md. docs/BENCHMARKS.md explains it.
+# it to bench/results/<date>-<commit>.md, with the latency percentile curves
+# (bench/plot.sh, gnuplot) beside it in <date>-<commit>.svg.
+# docs/BENCHMARKS.md explains it.
 #
 # Environment: BENCH_WORKERS (2), BENCH_ROUNDS (3), BENCH_SECONDS (2, per
 # round), BENCH_IDLE_CONNS (10000), BENCH_OUT (the results file).
@@ -19,6 +21,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 DATE=$(date -u +%Y-%m-%d)
 OUT=${BENCH_OUT:-bench/results/$DATE-$COMMIT.md}
+SVG=${OUT%.md}.svg
 BENCH="$BUILD/submit-bench"
 
 for b in "$BUILD/submitd" "$BUILD/submit-bench" "$BUILD/submit-ref"; do
@@ -55,8 +58,9 @@ ratio() {
 }
 
 # scenario NAME ARGS...: ROUNDS rounds against both servers, alternating which
-# goes first. Leaves every JSON line in $BENCH_TMP/NAME.{sd,ref}. A_PORT and
-# B_PORT, if set, name the two servers instead of submitd and the reference.
+# goes first. Leaves every JSON line in $BENCH_TMP/NAME.{sd,ref}, and the
+# latency distribution of round R in $BENCH_TMP/NAME.{sd,ref}.R.hgrm. A_PORT
+# and B_PORT, if set, name the two servers instead of submitd and the reference.
 scenario() {
 	local name=$1 r SD_PORT=${A_PORT:-$SD_PORT} REF_PORT=${B_PORT:-$REF_PORT}
 	shift
@@ -64,11 +68,11 @@ scenario() {
 	: >"$BENCH_TMP/$name.ref"
 	for r in $(seq "$ROUNDS"); do
 		if [ $((r % 2)) -eq 1 ]; then
-			run_bench "$SD_PORT" "$@" >>"$BENCH_TMP/$name.sd"
-			run_bench "$REF_PORT" "$@" >>"$BENCH_TMP/$name.ref"
+			run_bench "$SD_PORT" "$@" --hgrm "$BENCH_TMP/$name.sd.$r.hgrm" >>"$BENCH_TMP/$name.sd"
+			run_bench "$REF_PORT" "$@" --hgrm "$BENCH_TMP/$name.ref.$r.hgrm" >>"$BENCH_TMP/$name.ref"
 		else
-			run_bench "$REF_PORT" "$@" >>"$BENCH_TMP/$name.ref"
-			run_bench "$SD_PORT" "$@" >>"$BENCH_TMP/$name.sd"
+			run_bench "$REF_PORT" "$@" --hgrm "$BENCH_TMP/$name.ref.$r.hgrm" >>"$BENCH_TMP/$name.ref"
+			run_bench "$SD_PORT" "$@" --hgrm "$BENCH_TMP/$name.sd.$r.hgrm" >>"$BENCH_TMP/$name.sd"
 		fi
 	done
 	echo "  $name: submitd $(field "$name" sd rate) msgs/s, reference $(field "$name" ref rate) msgs/s" >&2
@@ -77,6 +81,15 @@ scenario() {
 # field NAME sd|ref JQ-PATH: the median over the rounds.
 field() {
 	jq -r ".$3 // 0" "$BENCH_TMP/$1.$2" | median
+}
+
+# median_hgrm NAME sd|ref: the .hgrm file of the round whose p99 is the
+# median (the lower middle one for an even number of rounds).
+median_hgrm() {
+	local r
+	r=$(jq -r '.latency_us.p99 // 0' "$BENCH_TMP/$1.$2" | awk '{ print $1, NR }' | sort -g |
+		awk '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
+	echo "$BENCH_TMP/$1.$2.$r.hgrm"
 }
 
 # errors NAME: total errors over every round against both servers.
@@ -160,6 +173,21 @@ for s in pipelined unbounded reqresp openloop kib1 kib16 counting reqresp1; do
 	total_errors=$((total_errors + $(errors_of $s)))
 done
 
+# The percentile curves, from the rounds with the median p99 (bench/plot.sh).
+echo "bench: drawing the latency percentiles" >&2
+mkdir -p "$(dirname "$OUT")"
+plotted=
+if bench/plot.sh "$BENCH_TMP/latency.svg" "submitd vs reference, $DATE, commit $COMMIT" \
+	"submitd, open loop 50,000 msgs/s" "$(median_hgrm openloop sd)" \
+	"reference, open loop 50,000 msgs/s" "$(median_hgrm openloop ref)" \
+	"submitd, request/response" "$(median_hgrm reqresp sd)" \
+	"reference, request/response" "$(median_hgrm reqresp ref)"; then
+	cp "$BENCH_TMP/latency.svg" "$SVG"
+	plotted=1
+else
+	echo "bench: no latency plot (bench/plot.sh failed)" >&2
+fi
+
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
 	echo "# submitd benchmark, $DATE, commit $COMMIT"
@@ -205,6 +233,12 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 	echo "- counting: pipelined as 1, counters in $(si "$a")msgs/s vs compiled out (build/submitd-nostats) $(si "$b")msgs/s: $(ratio "$a" "$b")"
 	echo "- allocations under load: submitd_worker_allocated_bytes changed by $alloc_delta bytes over $alloc_reqs requests (2 s in the middle of a pipelined run)"
 	echo "- errors reported by submit-bench over all runs: $total_errors"
+	if [ -n "$plotted" ]; then
+		echo
+		echo "Latency percentiles of rows 3 and 4, the round with the median p99 of each:"
+		echo
+		echo "![latency percentile curves]($(basename "$SVG"))"
+	fi
 	echo
 	echo "Targets: pipelined >= 0.90x reference: $(ratio "$(field pipelined sd rate)" "$(field pipelined ref rate)");" \
 		"request/response >= 0.95x: $(ratio "$(field reqresp sd rate)" "$(field reqresp ref rate)");" \
@@ -216,7 +250,7 @@ mkdir -p "$(dirname "$OUT")"
 cp "$BENCH_TMP/table.md" "$OUT"
 cat "$BENCH_TMP/table.md"
 echo
-echo "bench: written to $OUT" >&2
+echo "bench: written to $OUT${plotted:+ and $SVG}" >&2
 if [ -s "$BENCH_TMP/bench.err" ]; then
 	echo "bench: submit-bench reported:" >&2
 	head -20 "$BENCH_TMP/bench.err" >&2

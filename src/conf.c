@@ -24,6 +24,7 @@ static const struct int_opt int_opts[] = {
     IOPT(max_connections, 10000, 1, 10000000),
     IOPT(max_frame_size, 65536, 13, 64 * 1024 * 1024),
     IOPT(idle_timeout, 300, 0, 86400 * 7),
+    IOPT(send_timeout, 60, 0, 86400 * 7),
     IOPT(shutdown_timeout, 10, 0, 3600),
     IOPT(worker_timeout, 10, 0, 3600),
     IOPT(max_draining, 4, 1, 64),
@@ -374,6 +375,23 @@ static void explain_eof(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: unterminated list: missing }", path, open_list_line);
 }
 
+/* FNV-1a, 64 bits, of the file's bytes: tells an operator which version of it runs. */
+static uint64_t file_hash(const char *path)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	unsigned char b[8192];
+	size_t n;
+	FILE *f;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return 0;
+	while ((n = fread(b, 1, sizeof(b), f)) > 0)
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ b[i]) * 0x100000001b3ULL;
+	fclose(f);
+	return h;
+}
+
 static char *xstrdup(const char *s)
 {
 	char *p = strdup(s ? s : "");
@@ -388,6 +406,7 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	struct conf c;
 	cfg_t *cfg;
 	size_t k = 0;
+	uint64_t hash;
 	int r;
 
 	err[0] = '\0';
@@ -431,6 +450,7 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	parse_root = cfg;
 	parse_err = err;
 	parse_errlen = errlen;
+	hash = file_hash(path);
 	r = cfg_parse(cfg, path);
 	parse_root = NULL;
 	parse_err = NULL;
@@ -445,12 +465,14 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 	memset(&c, 0, sizeof(c));
 	c.path = xstrdup(path);
+	c.hash = hash;
 	c.nlisten = (int)cfg_size(cfg, "listen");
 	if (c.nlisten == 0) {
 		/* An empty list never reaches the validator. */
 		struct find_state fs = {"listen", 0};
 		scan_options(path, find_check, &fs);
-		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path, fs.line);
+		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path,
+			 fs.line);
 		free(c.path);
 		cfg_free(cfg);
 		return -1;

@@ -6,6 +6,7 @@
 #define SUBMITD_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "net.h"
@@ -19,6 +20,7 @@ enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
 
 struct conf {
 	char *path;
+	uint64_t hash; /* FNV-1a (64 bits) of the file as read, for /status */
 	int nlisten;
 	char *listen[CONF_MAX_LISTEN];
 	struct net_addr listen_addr[CONF_MAX_LISTEN];
@@ -29,6 +31,7 @@ struct conf {
 	long max_connections;
 	long max_frame_size;
 	long idle_timeout; /* seconds, 0 off */
+	long send_timeout; /* seconds without write progress while acks are owed, 0 off */
 	long shutdown_timeout;
 	long worker_timeout; /* seconds, 0 off */
 	long max_draining;   /* old generations draining at once */

@@ -26,6 +26,7 @@ enum conn_reason {
 	CONN_R_LIMIT,
 	CONN_R_SHUTDOWN,
 	CONN_R_ERROR,
+	CONN_R_SEND_TIMEOUT,
 };
 
 struct conn;
@@ -73,6 +74,9 @@ struct conn {
 	uint8_t eof;	 /* the peer half-closed */
 	uint32_t events; /* what epoll watches now */
 	uint64_t last_frame_ms;
+	/* Acks owed: the last write progress (or the start of the wait), for send_timeout. */
+	uint64_t send_ms;
+	uint32_t outq;	      /* bytes the kernel held for the peer at the last look, 0: none */
 	uint64_t deadline_ms; /* lingering: when to give up on the peer's FIN */
 	uint32_t lingered;    /* bytes discarded while lingering */
 	/*

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,8 +14,38 @@ static int log_fd = STDERR_FILENO;
 static int log_lvl = LOG_INFO;
 static char log_path[4096];
 static char log_tag[32];
+static char last_error[1024];
+/* stderr is a journald stream: lines carry "<N>" and no timestamp of ours. */
+static int log_journal;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* syslog(3) priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_prio[] = {3, 4, 6, 7};
+
+/*
+ * systemd puts "dev:ino" of the stream it connects to the journal in
+ * JOURNAL_STREAM (systemd.exec(5)). Compare it with fd 2 itself: a shell
+ * started from a unit inherits the variable while its stderr may go
+ * elsewhere, where a "<3>" would be noise.
+ */
+static int stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char *end;
+
+	if (e == NULL || *e < '0' || *e > '9')
+		return 0;
+	errno = 0;
+	dev = strtoull(e, &end, 10);
+	if (errno != 0 || *end != ':' || end[1] < '0' || end[1] > '9')
+		return 0;
+	ino = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 static int open_log(const char *path)
 {
@@ -29,6 +60,7 @@ int log_init(const char *path, int level)
 			close(log_fd);
 		log_fd = STDERR_FILENO;
 		log_path[0] = '\0';
+		log_journal = stderr_is_journal();
 		return 0;
 	}
 	int fd = open_log(path);
@@ -37,6 +69,7 @@ int log_init(const char *path, int level)
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = fd;
+	log_journal = 0;
 	snprintf(log_path, sizeof(log_path), "%s", path);
 	return 0;
 }
@@ -52,6 +85,16 @@ int log_reopen(void)
 	dup2(fd, log_fd);
 	close(fd);
 	return 0;
+}
+
+int log_fileno(void)
+{
+	return log_fd;
+}
+
+const char *log_last_error(void)
+{
+	return last_error;
 }
 
 void log_set_level(int level)
@@ -82,18 +125,27 @@ static void vlog(int level, int err, const char *fmt, va_list ap)
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
-	size_t n;
+	size_t n = 0;
 	int r;
 
 	if (level > log_lvl)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s[%d]%s%s: ", ts.tv_nsec / 1000000,
-		     level_names[level], (int)getpid(), log_tag[0] ? " " : "", log_tag);
+	if (log_journal) {
+		/* sd-daemon(3) prefix; the journal stamps each line itself. */
+		r = snprintf(line, sizeof(line), "<%d>", level_prio[level]);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		r = snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+	}
 	if (r > 0)
 		n += (size_t)r;
+	r = snprintf(line + n, sizeof(line) - n, "%s[%d]%s%s: ", level_names[level], (int)getpid(),
+		     log_tag[0] ? " " : "", log_tag);
+	if (r > 0)
+		n += (size_t)r;
+	size_t msg = n;
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	if (r > 0)
 		n += (size_t)r;
@@ -106,6 +158,8 @@ static void vlog(int level, int err, const char *fmt, va_list ap)
 		if (n > sizeof(line) - 2)
 			n = sizeof(line) - 2;
 	}
+	if (level == LOG_ERROR)
+		snprintf(last_error, sizeof(last_error), "%.*s", (int)(n - msg), line + msg);
 	line[n++] = '\n';
 	/* One write per line: lines of several processes never interleave. */
 	while (write(log_fd, line, n) == -1 && errno == EINTR)

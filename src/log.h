@@ -8,9 +8,17 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 #define LOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* path NULL or "" logs to stderr. Returns -1 (errno set) if the file cannot be opened. */
+/*
+ * path NULL or "" logs to stderr; when JOURNAL_STREAM names stderr, lines
+ * start with a syslog priority "<N>" instead of a timestamp. Returns -1
+ * (errno set) if the file cannot be opened.
+ */
 int log_init(const char *path, int level);
 int log_reopen(void);
+/* The descriptor lines go to (stderr without a file), to keep across fork or fchown. */
+int log_fileno(void);
+/* The message of the last error line, "" if none: for a report outside the log. */
+const char *log_last_error(void);
 void log_set_level(int level);
 /* Tag added to every line of this process, e.g. "worker 3"; NULL for none. */
 void log_set_tag(const char *tag);

@@ -6,35 +6,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "log.h"
 #include "master.h"
+#include "proc.h"
+#include "metrics.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: submitd [-tTfvh] [-c file] [-s reload|stop|quit]\n"
+	fprintf(f, "usage: submitd [-tTfvh] [-c file] [-s reload|stop|quit|status]\n"
 		   "  -c, --config FILE   configuration file (default " CONF_DEFAULT_PATH ")\n"
 		   "  -t, --test          check the configuration and exit\n"
 		   "  -T, --dump          check it, then print the effective configuration\n"
 		   "  -f, --foreground    do not detach\n"
 		   "  -s, --signal SIG    reload (and wait for the result), stop or quit the\n"
-		   "                      running master named in pid_file\n"
+		   "                      running master named in pid_file; status: print\n"
+		   "                      its /status page from metrics_listen\n"
 		   "  -v, --version       print the version\n"
 		   "  -h, --help          this text\n");
 }
 
 static int send_signal(const struct conf *c, const char *what)
 {
-	struct timespec ts = {120, 0};
-	union sigval v = {.sival_int = MASTER_RELOAD_ASK};
-	siginfo_t si;
+	struct timespec ts = {MASTER_RELOAD_WAIT_S, 0};
+	siginfo_t si, ask;
 	sigset_t set;
-	long pid = 0;
-	int sig;
-	FILE *f;
+	char err[4400];
+	pid_t pid = 0;
+	int sig, pidfd;
 
 	if (strcmp(what, "reload") == 0)
 		sig = SIGHUP;
@@ -50,17 +53,17 @@ static int send_signal(const struct conf *c, const char *what)
 		fprintf(stderr, "submitd: %s: no pid_file configured\n", c->path);
 		return 1;
 	}
-	if ((f = fopen(c->pid_file, "r")) == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
-		fprintf(stderr, "submitd: cannot read a pid from %s: %s\n", c->pid_file,
-			f ? "no pid" : strerror(errno));
-		if (f)
-			fclose(f);
+	/*
+	 * The master is whoever holds the lock on the pid file, signalled by
+	 * pidfd: neither a stale file nor a reused pid gets the signal.
+	 */
+	if ((pidfd = proc_pidfile_pidfd(c->pid_file, &pid, err, sizeof(err))) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
 		return 1;
 	}
-	fclose(f);
 	if (sig != SIGHUP) {
-		if (kill((pid_t)pid, sig) == -1) {
-			fprintf(stderr, "submitd: kill %ld: %s\n", pid, strerror(errno));
+		if (pidfd_send_signal(pidfd, sig, NULL, 0) == -1) {
+			fprintf(stderr, "submitd: signal pid %d: %s\n", (int)pid, strerror(errno));
 			return 1;
 		}
 		return 0;
@@ -69,18 +72,24 @@ static int send_signal(const struct conf *c, const char *what)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	if (sigqueue((pid_t)pid, SIGHUP, v) == -1) {
-		fprintf(stderr, "submitd: signal %ld: %s\n", pid, strerror(errno));
+	memset(&ask, 0, sizeof(ask)); /* what sigqueue() sends */
+	ask.si_signo = SIGHUP;
+	ask.si_code = SI_QUEUE;
+	ask.si_pid = getpid();
+	ask.si_uid = getuid();
+	ask.si_value.sival_int = MASTER_RELOAD_ASK;
+	if (pidfd_send_signal(pidfd, SIGHUP, &ask, 0) == -1) {
+		fprintf(stderr, "submitd: signal pid %d: %s\n", (int)pid, strerror(errno));
 		return 1;
 	}
 	for (;;) {
 		if (sigtimedwait(&set, &si, &ts) == -1) {
 			if (errno == EINTR)
 				continue;
-			fprintf(stderr, "submitd: no answer from pid %ld to the reload\n", pid);
+			fprintf(stderr, "submitd: no answer from pid %d to the reload\n", (int)pid);
 			return 1;
 		}
-		if (si.si_pid != (pid_t)pid)
+		if (si.si_pid != pid)
 			continue;
 		if (si.si_value.sival_int == 0) {
 			printf("reload: new configuration serving\n");
@@ -92,22 +101,51 @@ static int send_signal(const struct conf *c, const char *what)
 	}
 }
 
-static void daemonize(void)
+/* The running master's /status page, from the metrics endpoint the configuration names. */
+static int show_status(const struct conf *c)
 {
-	pid_t pid = fork();
-	int fd;
+	char err[512];
 
-	if (pid == -1)
-		fatal("fork");
-	if (pid > 0)
-		_exit(0);
-	setsid();
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
+	if (c->metrics_listen[0] == '\0') {
+		fprintf(stderr,
+			"submitd: status: metrics_listen is \"\" in %s: the endpoint is disabled\n",
+			c->path);
+		return 1;
 	}
+	if (metrics_status_get(&c->metrics_addr, stdout, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: status: %s (is submitd running with %s?)\n", err,
+			c->path);
+		return 1;
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * A daemon works from "/": the configuration is re-read on reload and the
+ * log and pid files are reopened by name, so relative names would change
+ * meaning.
+ */
+static int detach_paths(struct conf *c)
+{
+	char *abs;
+
+	if ((c->log_file[0] != '\0' && c->log_file[0] != '/') ||
+	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/')) {
+		fprintf(stderr,
+			"submitd: %s: log_file and pid_file must be absolute paths "
+			"unless -f is given\n",
+			c->path);
+		return -1;
+	}
+	if (c->path[0] != '/') {
+		if ((abs = realpath(c->path, NULL)) == NULL) {
+			fprintf(stderr, "submitd: %s: %s\n", c->path, strerror(errno));
+			return -1;
+		}
+		free(c->path);
+		c->path = abs;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -140,8 +178,10 @@ int main(int argc, char **argv)
 		case 's':
 			sig = optarg;
 			if (strcmp(sig, "reload") != 0 && strcmp(sig, "stop") != 0 &&
-			    strcmp(sig, "quit") != 0) {
-				fprintf(stderr, "submitd: -s %s: expected reload, stop or quit\n", sig);
+			    strcmp(sig, "quit") != 0 && strcmp(sig, "status") != 0) {
+				fprintf(stderr,
+					"submitd: -s %s: expected reload, stop, quit or status\n",
+					sig);
 				usage(stderr);
 				return 2;
 			}
@@ -176,18 +216,34 @@ int main(int argc, char **argv)
 		conf_free(&c);
 		return 0;
 	}
+	if (sig != NULL && strcmp(sig, "status") == 0) {
+		int r = show_status(&c);
+		conf_free(&c);
+		return r;
+	}
 	if (sig != NULL) {
 		int r = send_signal(&c, sig);
 		conf_free(&c);
 		return r;
 	}
+	if (!fg && (detach_paths(&c) == -1)) {
+		conf_free(&c);
+		return 1;
+	}
 	if (log_init(c.log_file, c.log_level) == -1) {
 		fprintf(stderr, "submitd: log_file %s: %s\n", c.log_file, strerror(errno));
 		return 1;
 	}
-	if (!fg)
-		daemonize();
 	log_info("submitd %s (commit %s) starting, configuration %s", SUBMITD_VERSION,
 		 SUBMITD_COMMIT, c.path);
-	return master_run(&c);
+	proc_title_init(argc, argv); /* argv's strings are not used past here */
+	int r = master_run(&c, !fg);
+	/*
+	 * A start-up failure: the detached daemon tells the waiting parent; the
+	 * process still attached says it on stderr unless the log already did.
+	 */
+	if (r != 0 && !fg && proc_detach_report(log_last_error()) == 0 &&
+	    log_fileno() != STDERR_FILENO)
+		fprintf(stderr, "submitd: %s\n", log_last_error());
+	return r;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "proc.h"
 #include "spoolm.h"
 #include "stats.h"
 #include "worker.h"
@@ -61,14 +63,17 @@ static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS];
 static pid_t pids[STATS_MAX_SLOTS + 1];
 static struct metrics_src msrc;
+static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
+static uint64_t next_sample_ms;
 static struct metrics *mx;
 static int sfd = -1;
 static unsigned gen;
 static int gen_ready;
 static int stopping;
 static uint64_t stop_kill_at;
-static pid_t reload_asker;
-static int pid_file_written;
+static int reload_asker = -1; /* pidfd of `submitd -s reload`, waiting for SIGUSR2 */
+static uint64_t reload_asker_until;
+static int pid_file_fd = -1;
 
 static uint64_t mono_ms(void)
 {
@@ -110,13 +115,30 @@ static void notify(const char *msg)
 
 static void reload_answer(int ok)
 {
-	union sigval v;
+	siginfo_t si;
 
-	if (reload_asker > 0) {
-		v.sival_int = ok ? 0 : 1;
-		sigqueue(reload_asker, SIGUSR2, v);
-		reload_asker = 0;
-	}
+	if (reload_asker == -1)
+		return;
+	/* What sigqueue() sends, through the pidfd taken when the asker asked. */
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIGUSR2;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_int = ok ? 0 : 1;
+	if (pidfd_send_signal(reload_asker, SIGUSR2, &si, 0) == -1 && errno != ESRCH)
+		log_warn("reload: answering the asker");
+	close(reload_asker);
+	reload_asker = -1;
+}
+
+/* Remember who asked for the reload, by pidfd: a pid reused meanwhile never gets SIGUSR2. */
+static void reload_ask(pid_t pid, uint64_t now)
+{
+	if (reload_asker != -1)
+		close(reload_asker);
+	reload_asker = pidfd_open(pid, 0);
+	reload_asker_until = now + (uint64_t)MASTER_RELOAD_WAIT_S * 1000;
 }
 
 static int count_running(void)
@@ -153,8 +175,19 @@ static void refresh_src(void)
 
 	pids[np++] = getpid();
 	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
-		if (children[i].pid <= 0)
+		struct metrics_worker *w = &wview[i];
+		if (children[i].pid <= 0) {
+			w->pid = 0;
 			continue;
+		}
+		if (w->pid != children[i].pid) {
+			memset(w, 0, sizeof(*w));
+			w->pid = children[i].pid;
+		}
+		w->label = children[i].label;
+		w->gen = children[i].gen;
+		w->draining = children[i].draining;
+		w->hung = children[i].hung;
 		pids[np++] = children[i].pid;
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
@@ -164,6 +197,20 @@ static void refresh_src(void)
 	msrc.workers_running = count_running();
 	msrc.generations = generations(gens, 1);
 	msrc.draining_connections = draining;
+	msrc.generation = gen;
+	msrc.config_path = conf.path;
+	msrc.config_hash = conf.hash;
+}
+
+/* Once a second: the request counts that /status turns into rates. */
+static void sample_workers(uint64_t now)
+{
+	if (now < next_sample_ms)
+		return;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (wview[i].pid > 0)
+			metrics_sample(&wview[i], &shm->slot[i], now);
+	next_sample_ms = now + 1000;
 }
 
 /* Descriptors a worker must not keep: the master's own. */
@@ -222,6 +269,7 @@ static void spawn(int label, uint64_t now)
 	a.nlisten = nls;
 	a.close_fds = cfds;
 	a.nclose = master_fds(cfds);
+	a.master = getpid();
 
 	fflush(stdout);
 	fflush(stderr);
@@ -270,8 +318,11 @@ static void reap(uint64_t now)
 		for (s = 0; s < STATS_MAX_SLOTS; s++)
 			if (children[s].pid == pid)
 				break;
-		if (s == STATS_MAX_SLOTS)
+		if (s == STATS_MAX_SLOTS) {
+			/* As PID 1 (a container's init) it inherits orphans: reap, ignore. */
+			log_debug("reaped pid %d, not a worker", (int)pid);
 			continue;
+		}
 		struct child ch = children[s];
 		/* Fold before freeing the slot: totals never go down. */
 		stats_fold(&retired[ch.label], &shm->slot[s]);
@@ -482,6 +533,7 @@ static void reload(uint64_t now)
 		 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
 	notify(msg);
 	log_info("reload: reading %s", conf.path);
+	msrc.reload_last_ts = wall_time();
 	if (conf_load(conf.path, &next, err, sizeof(err)) == -1) {
 		log_errorx("%s", err);
 		goto failed;
@@ -602,7 +654,7 @@ static void reopen_log(void)
 	 */
 	if (conf.log_file[0] == '\0' || conf.user[0] == '\0' || geteuid() != 0)
 		return;
-	if ((pw = getpwnam(conf.user)) == NULL || chown(conf.log_file, pw->pw_uid, (gid_t)-1) == -1)
+	if ((pw = getpwnam(conf.user)) == NULL || fchown(log_fileno(), pw->pw_uid, (gid_t)-1) == -1)
 		log_warn("reopen: cannot give %s to user %s", conf.log_file, conf.user);
 }
 
@@ -626,7 +678,7 @@ static void on_signals(uint64_t now)
 			if (stopping)
 				break;
 			if (si.ssi_code == SI_QUEUE && si.ssi_int == MASTER_RELOAD_ASK)
-				reload_asker = (pid_t)si.ssi_pid;
+				reload_ask((pid_t)si.ssi_pid, now);
 			reload(now);
 			break;
 		case SIGTERM:
@@ -681,52 +733,41 @@ static void raise_nofile(void)
 			  conf.max_connections, per);
 }
 
+/* The lock on the pid file, not the pid in it, says that a master runs (see proc.h). */
 static int pid_file_write(void)
 {
-	char tmp[4200], buf[32];
-	FILE *f;
+	char err[4400];
+	pid_t holder;
 
 	if (conf.pid_file[0] == '\0')
 		return 0;
-	if ((f = fopen(conf.pid_file, "r")) != NULL) {
-		long pid = 0;
-		if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && pid != getpid() &&
-		    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-			fclose(f);
-			log_errorx("another submitd is running (pid %ld, %s)", pid, conf.pid_file);
-			return -1;
-		}
-		fclose(f);
-	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", conf.pid_file);
-	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1 || write(fd, buf, strlen(buf)) != (ssize_t)strlen(buf) || close(fd) == -1 ||
-	    rename(tmp, conf.pid_file) == -1) {
-		log_error("pid file %s", conf.pid_file);
-		if (fd != -1)
-			unlink(tmp);
+	if ((pid_file_fd = proc_pidfile_acquire(conf.pid_file, &holder, err, sizeof(err))) == -1) {
+		log_errorx("%s", err);
 		return -1;
 	}
-	pid_file_written = 1;
 	return 0;
+}
+
+/* Refuse to start, before binding anything, while another master holds the pid file. */
+static int pid_file_busy(void)
+{
+	pid_t h;
+
+	if (conf.pid_file[0] == '\0' || (h = proc_pidfile_holder(conf.pid_file)) == 0)
+		return 0;
+	if (h == -1 && errno != ESRCH)
+		return 0; /* pid_file_write() says what is wrong */
+	log_errorx("another submitd is running (pid %d, %s)", h > 0 ? (int)h : 0, conf.pid_file);
+	return 1;
 }
 
 static void pid_file_remove(void)
 {
-	FILE *f;
-	long pid = 0;
-
-	if (!pid_file_written)
-		return;
-	if ((f = fopen(conf.pid_file, "r")) != NULL) {
-		if (fscanf(f, "%ld", &pid) == 1 && pid == getpid())
-			unlink(conf.pid_file);
-		fclose(f);
-	}
+	proc_pidfile_release(conf.pid_file, pid_file_fd);
+	pid_file_fd = -1;
 }
 
-int master_run(struct conf *c)
+int master_run(struct conf *c, int detach)
 {
 	sigset_t set;
 	uint64_t now, next_spool_scan = 0;
@@ -739,7 +780,7 @@ int master_run(struct conf *c)
 	raise_nofile();
 
 	/* Before anything else can fail: a second instance must not touch the first. */
-	if (pid_file_write() == -1)
+	if (pid_file_busy())
 		return 1;
 
 	sigemptyset(&set);
@@ -769,17 +810,30 @@ int master_run(struct conf *c)
 	msrc.start_time = wall_time();
 	msrc.reload_ts = msrc.start_time; /* as Prometheus does: the first load counts */
 	msrc.pids = pids;
+	msrc.workers = wview;
 
 	struct metrics *m;
-	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1) {
-		pid_file_remove();
+	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
 		return 1;
-	}
 	commit_metrics(m, 1);
-	if (spoolm_start(&conf, shm) == -1) {
-		pid_file_remove();
+	if (spoolm_start(&conf, shm) == -1)
 		return 1;
+	/* As nginx: whatever can fail has been tried, so the caller's exit status is true. */
+	if (detach) {
+		char msg[1024];
+		int status, r = proc_detach(&status, msg, sizeof(msg));
+		if (r == -1)
+			fatal("detach");
+		if (r == 1) {
+			if (msg[0] != '\0')
+				fprintf(stderr, "submitd: %s\n", msg);
+			_exit(status);
+		}
 	}
+	if (pid_file_write() == -1)
+		return 1;
+	proc_detach_report(NULL);
+	proc_title_set("master");
 	now = mono_ms();
 	gen = 1;
 	for (int l = 0; l < conf.workers; l++)
@@ -797,6 +851,8 @@ int master_run(struct conf *c)
 			if (t >= 0 && t < timeout)
 				timeout = t;
 		}
+		if (next_sample_ms > now && next_sample_ms - now < (uint64_t)timeout)
+			timeout = (int)(next_sample_ms - now);
 		if (!gen_ready && !stopping)
 			timeout =
 			    timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
@@ -812,7 +868,12 @@ int master_run(struct conf *c)
 		now = mono_ms();
 		if (pfd[0].revents)
 			on_signals(now);
+		if (reload_asker != -1 && now >= reload_asker_until) {
+			close(reload_asker); /* it has given up waiting */
+			reload_asker = -1;
+		}
 		refresh_src();
+		sample_workers(now);
 		if (mx != NULL)
 			metrics_run(mx);
 		if (now >= next_spool_scan) {

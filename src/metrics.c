@@ -3,14 +3,19 @@
 #include <dirent.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define CONTENT_TYPE	    "text/plain; version=0.0.4; charset=utf-8"
+#define STATUS_CONTENT_TYPE "text/plain; charset=utf-8"
+#define STATUS_MAX_BYTES    (1024 * 1024)
 
 struct metrics {
 	struct MHD_Daemon *d;
@@ -347,7 +352,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 				  size_t *upload_size, void **state)
 {
 	struct metrics *m = cls;
-	static char not_found[] = "not found: try /metrics\n";
+	static char not_found[] = "not found: try /metrics or /status\n";
 	static char not_allowed[] = "method not allowed\n";
 	static char unavailable[] = "out of memory\n";
 	size_t len;
@@ -360,6 +365,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond(mc, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", not_allowed,
 			       sizeof(not_allowed) - 1, 0);
+	if (strcmp(url, "/status") == 0) {
+		if ((body = metrics_status_render(m->src, &len)) == NULL)
+			return respond(mc, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", unavailable,
+				       sizeof(unavailable) - 1, 0);
+		return respond(mc, MHD_HTTP_OK, STATUS_CONTENT_TYPE, body, len, 1);
+	}
 	if (strcmp(url, "/metrics") != 0)
 		return respond(mc, MHD_HTTP_NOT_FOUND, "text/plain", not_found,
 			       sizeof(not_found) - 1, 0);
@@ -456,4 +467,182 @@ void metrics_forget(struct metrics *m, int *fds, int *nfds)
 		fds[(*nfds)++] = info->listen_fd;
 	if ((info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
 		fds[(*nfds)++] = info->epoll_fd;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t slot_requests(const struct stats_slot *s)
+{
+	return STATS_LOAD(s->c[STATS_req_submit]) + STATS_LOAD(s->c[STATS_req_conn]);
+}
+
+void metrics_sample(struct metrics_worker *w, const struct stats_slot *s, uint64_t now_ms)
+{
+	w->req[w->next] = slot_requests(s);
+	w->at_ms[w->next] = now_ms;
+	w->next = (w->next + 1) % METRICS_RATE_SAMPLES;
+	if (w->nsamples < METRICS_RATE_SAMPLES)
+		w->nsamples++;
+}
+
+/* Requests per second from the oldest sample in the ring to now. */
+static double worker_rate(const struct metrics_worker *w, uint64_t req, uint64_t now)
+{
+	int old = w->nsamples < METRICS_RATE_SAMPLES ? 0 : w->next;
+
+	if (w->nsamples == 0 || now <= w->at_ms[old] || req < w->req[old])
+		return 0;
+	return (double)(req - w->req[old]) * 1000.0 / (double)(now - w->at_ms[old]);
+}
+
+static const char *worker_state(const struct metrics_worker *w, uint32_t state)
+{
+	if (w->hung)
+		return "unresponsive";
+	if (w->draining || state == STATS_SLOT_DRAINING)
+		return "draining";
+	return state == STATS_SLOT_RUNNING ? "running" : "starting";
+}
+
+char *metrics_status_render(const struct metrics_src *s, size_t *len)
+{
+	struct out o = {NULL, 0, 4096, 0};
+	uint64_t now = mono_ms();
+	struct timespec ts;
+	char when[32] = "never";
+	int64_t conns = 0;
+
+	if ((o.p = malloc(o.cap)) == NULL)
+		return NULL;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (s->workers[i].pid > 0)
+			conns += STATS_LOAD(s->shm->slot[i].connected);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (s->reload_last_ts > 0) {
+		time_t t = (time_t)s->reload_last_ts;
+		struct tm tm;
+		if (gmtime_r(&t, &tm) != NULL)
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	outf(&o, "submitd %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+	outf(&o, "pid: %d\n", s->npids > 0 ? (int)s->pids[0] : (int)getpid());
+	outf(&o, "uptime_seconds: %.0f\n", (double)ts.tv_sec - s->start_time);
+	outf(&o, "config: %s\n", s->config_path ? s->config_path : "");
+	outf(&o, "config_fnv1a64: %016llx\n", (unsigned long long)s->config_hash);
+	outf(&o, "generation: %u\n", s->generation);
+	outf(&o, "last_reload: %s\n", when);
+	outf(&o, "last_reload_successful: %d\n", s->reload_ok);
+	outf(&o, "workers_configured: %d\n", s->workers_configured);
+	outf(&o, "workers_running: %d\n", s->workers_running);
+	outf(&o, "connections: %lld\n", (long long)conns);
+	outf(&o, "\n%-6s %-5s %-8s %-10s %-12s %-11s %-19s %s\n", "worker", "slot", "pid",
+	     "generation", "state", "connections", "requests_per_second", "heartbeat_age_ms");
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		const struct metrics_worker *w = &s->workers[i];
+		const struct stats_slot *sl = &s->shm->slot[i];
+		uint32_t state = STATS_LOAD(sl->state);
+		uint64_t hb = STATS_LOAD(sl->heartbeat_ms);
+		char age[24] = "-";
+
+		if (w->pid <= 0)
+			continue;
+		if (state == STATS_SLOT_RUNNING || state == STATS_SLOT_DRAINING)
+			snprintf(age, sizeof(age), "%llu",
+				 (unsigned long long)(now > hb ? now - hb : 0));
+		outf(&o, "%-6d %-5d %-8d %-10u %-12s %-11lld %-19.1f %s\n", w->label, i,
+		     (int)w->pid, w->gen, worker_state(w, state),
+		     (long long)STATS_LOAD(sl->connected), worker_rate(w, slot_requests(sl), now),
+		     age);
+	}
+	if (o.bad) {
+		free(o.p);
+		return NULL;
+	}
+	*len = o.len;
+	return o.p;
+}
+
+/* A wildcard address means "this host": ask its loopback. */
+static void loopback_if_any(struct net_addr *a)
+{
+	if (a->ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (a->ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+			in6->sin6_addr = in6addr_loopback;
+	}
+}
+
+int metrics_status_get(const struct net_addr *addr, FILE *out, char *err, size_t errlen)
+{
+	static const char req[] = "GET /status HTTP/1.0\r\nHost: localhost\r\n\r\n";
+	struct timeval tv = {5, 0};
+	struct net_addr a = *addr;
+	char name[NET_ADDRSTRLEN], *buf, *body;
+	size_t n = 0;
+	ssize_t r;
+	int fd, code = 0;
+
+	loopback_if_any(&a);
+	net_addr_str(&a, name, sizeof(name));
+	if ((fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a.ss, a.len) == -1) {
+		snprintf(err, errlen, "cannot connect to the metrics endpoint %s: %s", name,
+			 strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+		snprintf(err, errlen, "%s: send: %s", name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((buf = malloc(STATUS_MAX_BYTES + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		close(fd);
+		return -1;
+	}
+	/* HTTP/1.0: the server closes after the body. */
+	while (n < STATUS_MAX_BYTES && (r = read(fd, buf + n, STATUS_MAX_BYTES - n)) != 0) {
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "%s: read: %s", name,
+				 errno == EAGAIN ? "timed out" : strerror(errno));
+			free(buf);
+			close(fd);
+			return -1;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (sscanf(buf, "HTTP/%*d.%*d %d", &code) != 1 ||
+	    (body = strstr(buf, "\r\n\r\n")) == NULL) {
+		snprintf(err, errlen, "%s: not an HTTP answer", name);
+		free(buf);
+		return -1;
+	}
+	if (code != 200) {
+		snprintf(err, errlen, "%s: GET /status answered %d", name, code);
+		free(buf);
+		return -1;
+	}
+	body += 4;
+	fwrite(body, 1, n - (size_t)(body - buf), out);
+	free(buf);
+	return 0;
 }

@@ -1,17 +1,34 @@
 /*
- * Prometheus exposition from the shared-memory statistics, and the
- * libmicrohttpd endpoint that serves it. Master only; the daemon runs
- * without a thread of its own, driven by the master's poll loop.
+ * Prometheus exposition and the /status page from the shared-memory
+ * statistics, and the libmicrohttpd endpoint that serves them. Master only
+ * (but for metrics_status_get); the daemon runs without a thread of its
+ * own, driven by the master's poll loop.
  */
 #ifndef SUBMITD_METRICS_H
 #define SUBMITD_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "net.h"
 #include "stats.h"
+
+/* Request counts sampled once a second: /status rates cover the last few seconds. */
+#define METRICS_RATE_SAMPLES 6
+
+/* One worker as /status shows it: the master keeps one per statistics slot. */
+struct metrics_worker {
+	pid_t pid; /* 0: slot free */
+	int label;
+	unsigned gen;
+	int draining;
+	int hung; /* killed by the watchdog */
+	uint64_t req[METRICS_RATE_SAMPLES];
+	uint64_t at_ms[METRICS_RATE_SAMPLES]; /* CLOCK_MONOTONIC */
+	int nsamples, next;
+};
 
 /* What the master knows beyond shared memory; filled by the master, read on each scrape. */
 struct metrics_src {
@@ -31,12 +48,29 @@ struct metrics_src {
 	double start_time;
 	const pid_t *pids; /* master first, then the workers */
 	int npids;
+	/* For /status */
+	const struct metrics_worker *workers; /* STATS_MAX_SLOTS entries */
+	unsigned generation;
+	const char *config_path;
+	uint64_t config_hash;
+	double reload_last_ts; /* the last reload, failed or not; 0: none yet */
 };
 
 struct metrics;
 
 /* Render the exposition text; the result is malloc'd, *len bytes. NULL if out of memory. */
 char *metrics_render(const struct metrics_src *src, size_t *len);
+
+/* Add a sample of the slot's request count to w's ring (the master, once a second). */
+void metrics_sample(struct metrics_worker *w, const struct stats_slot *s, uint64_t now_ms);
+/* The /status text (malloc'd, *len bytes), or NULL if out of memory. */
+char *metrics_status_render(const struct metrics_src *src, size_t *len);
+/*
+ * For `submitd -s status`, in a process of its own: GET /status from the
+ * endpoint at a (a wildcard address means this host) and copy the body to
+ * out. 0, or -1 with err filled.
+ */
+int metrics_status_get(const struct net_addr *a, FILE *out, char *err, size_t errlen);
 
 /* Start the endpoint on a (port 0: any). src must outlive it. NULL with err on failure. */
 struct metrics *metrics_start(const struct net_addr *a, const struct metrics_src *src, char *err,

@@ -28,6 +28,7 @@
 	X(closed_limit, "connections_closed_total", "reason=\"limit\"", "")                        \
 	X(closed_shutdown, "connections_closed_total", "reason=\"shutdown\"", "")                  \
 	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                        \
+	X(closed_send_timeout, "connections_closed_total", "reason=\"send_timeout\"", "")          \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -20,6 +22,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
+#include "proc.h"
 #include "spoolw.h"
 
 #define MAX_EVENTS 256
@@ -32,6 +35,8 @@
 #define LINGER_MS	  2000
 #define LINGER_MAX_BYTES  (256 * 1024)
 #define EXIT_GRACE_MS	  1000
+/* Connection table slots past max_connections: the worker's own descriptors. */
+#define CONNS_MARGIN (CONF_MAX_LISTEN + 16)
 
 static const struct conf *cf;
 static struct conn_ctx ctx;
@@ -51,6 +56,8 @@ static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
 static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
+static int label;
+static unsigned generation;
 
 /* epoll data for non-connection descriptors: addresses inside tags[] */
 static char tags[CONF_MAX_LISTEN + 1];
@@ -73,9 +80,13 @@ static void mark_pending(struct conn *c)
 }
 
 static const enum stats_counter close_counter[] = {
-    [CONN_R_CLIENT] = STATS_closed_client,     [CONN_R_IDLE] = STATS_closed_idle,
-    [CONN_R_PROTOCOL] = STATS_closed_protocol, [CONN_R_LIMIT] = STATS_closed_limit,
-    [CONN_R_SHUTDOWN] = STATS_closed_shutdown, [CONN_R_ERROR] = STATS_closed_error,
+    [CONN_R_CLIENT] = STATS_closed_client,
+    [CONN_R_IDLE] = STATS_closed_idle,
+    [CONN_R_PROTOCOL] = STATS_closed_protocol,
+    [CONN_R_LIMIT] = STATS_closed_limit,
+    [CONN_R_SHUTDOWN] = STATS_closed_shutdown,
+    [CONN_R_ERROR] = STATS_closed_error,
+    [CONN_R_SEND_TIMEOUT] = STATS_closed_send_timeout,
 };
 
 /* Close now; the memory goes after the round, as events may still name it. */
@@ -165,9 +176,21 @@ static void on_readable(struct conn *c)
 /* End of round for one connection: write, advance the state, re-arm epoll. */
 static void settle(struct conn *c)
 {
-	if (buf_len(&c->out) > 0 && conn_write(c, &ctx) == -1) {
-		finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
-		return;
+	size_t owed = buf_len(&c->out);
+
+	if (owed > 0) {
+		if (conn_write(c, &ctx) == -1) {
+			finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT
+									: CONN_R_ERROR);
+			return;
+		}
+		/*
+		 * send_timeout runs from the last write that made progress; acks
+		 * that find the socket full start it. EPOLLOUT is armed exactly
+		 * while acks waited at the end of the previous round.
+		 */
+		if (buf_len(&c->out) < owed || !(c->events & EPOLLOUT))
+			c->send_ms = now;
 	}
 	if (c->state == CONN_FLUSHING && buf_len(&c->out) == 0) {
 		linger(c, c->reason);
@@ -371,6 +394,7 @@ static void start_drain(int fast)
 			listen_fds[i] = -1;
 		}
 		accept_paused = 0;
+		proc_title_set("worker %d (generation %u, draining)", label, generation);
 		log_info("draining %ld connections (at most %ld s)", nconns, cf->shutdown_timeout);
 	}
 	if (fast)
@@ -415,27 +439,67 @@ static void on_signal(void)
 	}
 }
 
+/*
+ * Whether the peer read some of what the kernel holds for it since the last
+ * look. Writes stall for as long as the socket's send buffer (megabytes,
+ * autotuned) stays over half full, so a client that reads slowly makes no
+ * write progress for a long time; the kernel's queue shrinking is progress.
+ * The first look at a queue counts as progress: it has nothing to compare.
+ */
+static int peer_took(struct conn *c)
+{
+	int q = 0;
+	int took;
+
+	if (ioctl(c->fd, SIOCOUTQ, &q) == -1 || q <= 0) {
+		c->outq = 0;
+		return 0;
+	}
+	took = c->outq == 0 || (uint32_t)q < c->outq;
+	c->outq = (uint32_t)q;
+	return took;
+}
+
 /* Once a second (and at the drain deadline): timeouts and memory figures. */
 static void tick(void)
 {
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
+	uint64_t send_ms = (uint64_t)cf->send_timeout * 1000;
 	int past_deadline = draining && now >= drain_deadline;
 
 	for (size_t fd = 0; fd < conns_cap; fd++) {
 		struct conn *c = conns[fd];
 		if (c == NULL)
 			continue;
-		if (c->state == CONN_LINGERING && now >= c->deadline_ms) {
-			finish(c, c->reason);
-		} else if (c->state == CONN_ACTIVE) {
-			if (past_deadline)
-				conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
-			else if (idle_ms && now - c->last_frame_ms >= idle_ms)
-				conn_set_state(c, CONN_FLUSHING, CONN_R_IDLE);
-			else
-				continue;
-			mark_pending(c);
+		if (c->state == CONN_LINGERING) {
+			if (now >= c->deadline_ms)
+				finish(c, c->reason);
+			continue;
 		}
+		if (buf_len(&c->out) > 0 && peer_took(c))
+			c->send_ms = now;
+		if (send_ms && buf_len(&c->out) > 0 && now - c->send_ms >= send_ms) {
+			/* The peer stopped reading: the acks it is owed can never leave. */
+			c->reason = CONN_R_SEND_TIMEOUT;
+			finish(c, CONN_R_SEND_TIMEOUT);
+			continue;
+		}
+		if (c->state != CONN_ACTIVE)
+			continue;
+		if (past_deadline) {
+			conn_set_state(c, CONN_FLUSHING, CONN_R_SHUTDOWN);
+		} else if (idle_ms && now - c->last_frame_ms >= idle_ms &&
+			   now - c->send_ms >= idle_ms) {
+			/* A slow reader still taking its acks is not idle: look again later. */
+			if (peer_took(c)) {
+				c->send_ms = now;
+				continue;
+			}
+			conn_set_state(c, CONN_FLUSHING, CONN_R_IDLE);
+		} else {
+			continue;
+		}
+		mark_pending(c);
 	}
 	STATS_STORE(slot->allocated, mem_allocated());
 }
@@ -459,19 +523,37 @@ static void setup(const struct worker_args *a)
 {
 	struct epoll_event ev;
 	struct rlimit rl;
-	char tag[32], err[256];
+	char tag[32], name[16], err[256];
 	sigset_t set;
 
 	cf = a->conf;
 	slot = a->slot;
 	shm = a->shm;
+	label = a->index;
+	generation = a->generation;
 	snprintf(tag, sizeof(tag), "worker %d", a->index);
 	log_set_tag(tag);
 	for (int i = 0; i < a->nclose; i++)
 		if (a->close_fds[i] >= 0)
 			close(a->close_fds[i]);
-	/* The master's death must not leave workers serving without supervision. */
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	/*
+	 * Keep only the log, stdio and the listeners: whatever else the master
+	 * had open at the fork (/metrics connections, a reload asker's pidfd,
+	 * the pid file) would stay open for this worker's life.
+	 */
+	int keep[CONF_MAX_LISTEN + 4], nkeep = 0;
+	keep[nkeep++] = STDIN_FILENO;
+	keep[nkeep++] = STDOUT_FILENO;
+	keep[nkeep++] = STDERR_FILENO;
+	keep[nkeep++] = log_fileno();
+	for (int i = 0; i < a->nlisten; i++)
+		keep[nkeep++] = a->listen_fds[i];
+	if (proc_close_fds(keep, nkeep) == -1)
+		fatal("closing inherited descriptors");
+	proc_title_set("worker %d (generation %u)", a->index, a->generation);
+	snprintf(name, sizeof(name), "submitd-w%d", a->index);
+	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
+	prctl(PR_SET_NAME, name);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -489,8 +571,6 @@ static void setup(const struct worker_args *a)
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
-	if (getppid() == 1)
-		exit(0); /* the master died before PR_SET_PDEATHSIG took */
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
 		fatalx("memory arena: %s", err);
@@ -505,11 +585,17 @@ static void setup(const struct worker_args *a)
 	ctx.max_output = (uint32_t)cf->max_output_buffer;
 	ctx.stats = slot;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		fatal("getrlimit");
-	conns_cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 16 * 1024 * 1024
-			? 16 * 1024 * 1024
-			: (size_t)rl.rlim_cur;
+	/*
+	 * Indexed by fd. Only stdio, the log, the listeners, the signalfd and
+	 * the epoll descriptor are open besides the clients, so fds stay below
+	 * max_connections plus those; accept refuses any fd past the end.
+	 * Sized by the open files limit, it was a million slots to memset and
+	 * scan every second under systemd's LimitNOFILE=1048576.
+	 */
+	conns_cap = (size_t)cf->max_connections + CONNS_MARGIN;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < conns_cap)
+		conns_cap = (size_t)rl.rlim_cur;
 	if ((conns = mem_alloc(conns_cap * sizeof(*conns))) == NULL)
 		fatalx("out of memory for %zu connection slots", conns_cap);
 	memset(conns, 0, conns_cap * sizeof(*conns));
@@ -523,6 +609,14 @@ static void setup(const struct worker_args *a)
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
 	drop_privileges();
+	/*
+	 * The master's death must not leave workers serving without
+	 * supervision. After the privilege drop: a change of credentials
+	 * clears the death signal. Then look: the master may be gone already.
+	 */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != a->master)
+		exit(0);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
 	STATS_STORE(slot->heartbeat_ms, now);

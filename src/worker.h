@@ -2,6 +2,8 @@
 #ifndef SUBMITD_WORKER_H
 #define SUBMITD_WORKER_H
 
+#include <sys/types.h>
+
 #include "conf.h"
 #include "stats.h"
 
@@ -15,6 +17,7 @@ struct worker_args {
 	int nlisten;
 	const int *close_fds; /* the master's descriptors, closed at start */
 	int nclose;
+	pid_t master; /* getppid() while the master lives (1 when it is a container's init) */
 };
 
 /* Runs in the forked child; never returns. Exit status 0 after a clean stop. */

@@ -209,7 +209,8 @@ syscall_set() {
 
 # The unit's SystemCallFilter= cannot be applied without systemd as PID 1:
 # trace the installed daemon through start, traffic, metrics, log reopen,
-# reload and stop, and check every system call it made against the filter.
+# reload (by the unit's ExecReload= command) and stop, and check every
+# system call both made against the filter.
 @test "deb: the daemon makes only system calls the unit's SystemCallFilter allows" {
 	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
 	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
@@ -237,7 +238,10 @@ syscall_set() {
 	assert_success
 	curl -sf --max-time 5 "http://127.0.0.1:$mport/metrics" >/dev/null
 	kill -USR1 "$pid"
-	kill -HUP "$pid"
+	# The reload as the unit's ExecReload= does it, under the same filter.
+	run timeout 60 strace -f -qq -o "$trace.reload" /usr/sbin/submitd -c "$conf" -s reload
+	assert_success
+	assert_output 'reload: new configuration serving'
 	wait_for -t 10 sh -c "[ \$(grep -c 'ready: ' '$log') -ge 2 ]"
 	run $SD_CLIENT --port "$port" pipeline 20
 	assert_success
@@ -247,7 +251,7 @@ syscall_set() {
 
 	local used bad
 	used=$(awk '{ s = ($2 ~ /^[0-9]/) ? $3 : $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' \
-		"$trace" | sort -u)
+		"$trace" "$trace.reload" | sort -u)
 	[ "$(echo "$used" | wc -l)" -gt 20 ]
 	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
 	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))

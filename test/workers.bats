@@ -14,7 +14,7 @@ teardown() {
 	assert_equal "${#lines[@]}" 3
 	local p
 	for p in "${lines[@]}"; do
-		assert_equal "$(cat "/proc/$p/comm")" "$(cat "/proc/$SD_PID/comm")"
+		assert_equal "$(readlink "/proc/$p/exe")" "$(readlink "/proc/$SD_PID/exe")"
 		run grep -cE "worker [0-2] started, pid $p\$" "$BATS_TEST_TMPDIR/submitd.log"
 		assert_output 1
 	done

@@ -35,7 +35,13 @@ struct bench_opts {
 	uint64_t total;		/* -n; 0: run for the duration */
 	int idle;		/* connect and hold, send nothing */
 	const uint8_t *payload; /* size_max bytes, shared read-only */
+	int allow_refused;	/* result 2 (not stored) is not an error */
+	int ack_log_fd;		/* --ack-log, opened O_APPEND; -1: none */
+	int interval_hist;	/* --csv: per-second histograms */
 };
+
+/* Submit acks by result, the index into bench_thread.results. */
+enum { BENCH_RES_OK, BENCH_RES_REFUSED, BENCH_RES_NOT_STORED, BENCH_RES_OTHER, BENCH_RES_N };
 
 /* Timeline of a run, set once by the main thread before the start barrier. */
 struct bench_times {
@@ -85,8 +91,24 @@ struct bench_thread {
 	uint64_t unacked; /* still unacked at the deadline */
 	uint64_t open_at_end;
 	uint64_t last_ack; /* time of the last Submit ack */
-	int finished;	   /* set last, with release order */
+	uint64_t results[BENCH_RES_N];
+	uint64_t ack_log_errors;
+	/*
+	 * --csv: the latencies of the last second, handed over when the main
+	 * thread advances bench_csv_tick; ival_done (release) says which.
+	 */
+	struct hist *ival_out;
+	uint64_t ival_done;
+	struct hist *ival_last; /* what came after the last hand-over, valid once finished */
+	int ival_last_taken;	/* by the main thread */
+	int finished;		/* set last, with release order */
 };
+
+/* Set by the main thread: the stop time after SIGINT, the current CSV second. */
+extern uint64_t bench_stop_ns;
+extern uint64_t bench_csv_tick;
+/* Connection numbers for reconnections: unique over all threads. */
+extern int bench_next_conn;
 
 void *bench_thread_main(void *arg);
 

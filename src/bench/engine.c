@@ -24,6 +24,8 @@
 #define RING_START	1024
 #define MAX_EVENTS	512
 #define TICK_NS		10000000ull /* longest sleep: how fast the loop sees the clock */
+#define ACK_LOG_BUF	65536	    /* --ack-log bytes buffered per thread before a write */
+#define ACK_LOG_LINE	48	    /* longest line: "%d %16x %u\n" */
 
 enum bconn_state {
 	BC_NEW,	       /* not connected yet */
@@ -36,7 +38,8 @@ enum bconn_state {
 
 struct bconn {
 	int fd;
-	int idx; /* global connection number, for messages */
+	int idx; /* global slot number: picks the source address and the random sizes */
+	int num; /* connection number in messages and the ack log; new on reconnect */
 	uint8_t state;
 	uint8_t writable;      /* last write did not hit EAGAIN */
 	uint8_t queued;	       /* on the work list */
@@ -81,9 +84,11 @@ struct engine {
 	uint64_t g_next;
 	uint64_t round_max_lat;
 	uint64_t last_ack;
+	struct hist *ival; /* --csv: this second's latencies */
+	uint64_t ival_tick;
+	char *ack_log; /* --ack-log: lines not written yet */
+	size_t ack_log_len;
 };
-
-extern uint64_t bench_stop_ns;
 
 uint64_t bench_now(void)
 {
@@ -168,10 +173,10 @@ static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (c->inflight > 0)
-		bench_error("connection %d: %s (%u requests unacked, next id %s)", c->idx, msg,
+		bench_error("connection %d: %s (%u requests unacked, next id %s)", c->num, msg,
 			    c->inflight, id_str(c->ack_id, id));
 	else
-		bench_error("connection %d: %s", c->idx, msg);
+		bench_error("connection %d: %s", c->num, msg);
 	e->t->errors++;
 	conn_kill(e, c);
 }
@@ -367,6 +372,44 @@ static void conn_work(struct engine *e, struct bconn *c)
 	e->next_work[e->nnext++] = c;
 }
 
+/* Write the buffered --ack-log lines: one write of whole lines, so threads never interleave. */
+static void ack_log_flush(struct engine *e)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < e->ack_log_len) {
+		n = write(e->o->ack_log_fd, e->ack_log + off, e->ack_log_len - off);
+		if (n > 0) {
+			off += (size_t)n;
+		} else if (n == -1 && errno != EINTR) {
+			if (e->t->ack_log_errors++ == 0)
+				bench_error("--ack-log: write: %s", strerror(errno));
+			e->t->errors++;
+			break;
+		}
+	}
+	e->ack_log_len = 0;
+}
+
+/* One line per Submit ack: connection number, the id in hex as it was sent, the result. */
+static void ack_log_add(struct engine *e, const struct bconn *c, const uint8_t *id, unsigned result)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p;
+
+	if (e->ack_log_len + ACK_LOG_LINE > ACK_LOG_BUF)
+		ack_log_flush(e);
+	p = e->ack_log + e->ack_log_len;
+	p += sprintf(p, "%d ", c->num);
+	for (int i = 0; i < PROTO_ID_LEN; i++) {
+		*p++ = hex[id[i] >> 4];
+		*p++ = hex[id[i] & 15];
+	}
+	p += sprintf(p, " %u\n", result);
+	e->ack_log_len = (size_t)(p - e->ack_log);
+}
+
 /* Check one ack against what was sent. -1 if the connection was closed. */
 static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame *f)
 {
@@ -389,12 +432,20 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 			  id_str(c->ack_id, want_id));
 		return -1;
 	}
-	if (f->result != PROTO_RESULT_OK) {
+	if (f->cmd == PROTO_SUBMITACK) {
+		t->results[f->result < BENCH_RES_OTHER ? f->result : BENCH_RES_OTHER]++;
+		if (e->ack_log != NULL)
+			ack_log_add(e, c, f->id, f->result);
+	}
+	if (f->result == BENCH_RES_NOT_STORED && f->cmd == PROTO_SUBMITACK && e->o->allow_refused) {
+		/* Not stored, and the client may send it again: counted, not an error. */
+	} else if (f->result != PROTO_RESULT_OK) {
 		if (e->o->reconnect && f->result == PROTO_RESULT_REFUSED) {
 			t->refused++;
 		} else {
-			bench_error("connection %d: ack id %s: result %u", c->idx,
-				    id_str(f->id, got_id), f->result);
+			bench_error("connection %d: ack id %s: result %u%s", c->num,
+				    id_str(f->id, got_id), f->result,
+				    f->result == BENCH_RES_NOT_STORED ? " (not stored)" : "");
 			t->errors++;
 		}
 	}
@@ -414,6 +465,8 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 	if (e->now >= e->tm->warm_end) {
 		lat = e->now > stamp ? e->now - stamp : 0;
 		hist_record(&t->hist, lat);
+		if (e->ival != NULL)
+			hist_record(e->ival, lat);
 		if (lat > e->round_max_lat)
 			e->round_max_lat = lat;
 		if (e->now <= e->end)
@@ -461,6 +514,7 @@ static void conn_eof(struct engine *e, struct bconn *c)
 		e->t->reconnects++;
 		conn_close(e, c);
 		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
+		c->num = __atomic_fetch_add(&bench_next_conn, 1, __ATOMIC_RELAXED);
 		c->state = BC_NEW;
 		c->queued = 0;
 		conn_start(e, c);
@@ -562,6 +616,15 @@ static void publish(struct engine *e)
 					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 	e->round_max_lat = 0;
+	if (e->ival != NULL) {
+		uint64_t tick = __atomic_load_n(&bench_csv_tick, __ATOMIC_ACQUIRE);
+		if (tick != e->ival_tick) {
+			memcpy(t->ival_out, e->ival, sizeof(*e->ival));
+			hist_init(e->ival);
+			e->ival_tick = tick;
+			__atomic_store_n(&t->ival_done, tick, __ATOMIC_RELEASE);
+		}
+	}
 }
 
 static int run_done(struct engine *e)
@@ -663,7 +726,12 @@ void *bench_thread_main(void *arg)
 	e.work = calloc((size_t)e.nconns, sizeof(*e.work));
 	e.next_work = calloc((size_t)e.nconns, sizeof(*e.next_work));
 	e.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (e.c == NULL || e.work == NULL || e.next_work == NULL || e.ep == -1) {
+	if (o->interval_hist && (e.ival = malloc(sizeof(*e.ival))) != NULL)
+		hist_init(e.ival);
+	if (o->ack_log_fd != -1)
+		e.ack_log = malloc(ACK_LOG_BUF);
+	if (e.c == NULL || e.work == NULL || e.next_work == NULL || e.ep == -1 ||
+	    (o->interval_hist && e.ival == NULL) || (o->ack_log_fd != -1 && e.ack_log == NULL)) {
 		bench_error("thread %d: %s", t->index, strerror(errno));
 		t->errors++;
 		e.nconns = 0;
@@ -672,6 +740,7 @@ void *bench_thread_main(void *arg)
 		struct bconn *c = &e.c[i];
 		c->fd = -1;
 		c->idx = t->first_conn + i;
+		c->num = c->idx;
 		c->rng = 2463534242u + (uint32_t)c->idx * 2654435761u;
 		memcpy(c->next_id, "00000001", PROTO_ID_LEN);
 		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
@@ -703,7 +772,7 @@ void *bench_thread_main(void *arg)
 			continue;
 		if (c->inflight > 0) {
 			bench_error("connection %d: %u requests unacked at the end, next id %s",
-				    c->idx, c->inflight, id_str(c->ack_id, id));
+				    c->num, c->inflight, id_str(c->ack_id, id));
 			t->unacked += c->inflight;
 			t->errors += c->inflight;
 		}
@@ -714,10 +783,15 @@ void *bench_thread_main(void *arg)
 	for (int i = 0; i < e.nconns; i++)
 		free(e.c[i].ring);
 	t->last_ack = e.last_ack;
+	if (e.ack_log != NULL)
+		ack_log_flush(&e);
 	publish(&e);
 	if (e.ep != -1)
 		close(e.ep);
 	free(e.c);
+	/* The last, partial second: the main thread takes it once it sees finished. */
+	t->ival_last = e.ival;
+	free(e.ack_log);
 	free(e.work);
 	free(e.next_work);
 	__atomic_store_n(&t->finished, 1, __ATOMIC_RELEASE);

@@ -1,0 +1,323 @@
+#!/usr/bin/env bats
+# The process around the server: PID 1 in a container, workers that must
+# not outlive the master, detaching with a true exit status, the pid file
+# lock, descriptors a worker must not inherit, the connection table's size,
+# process titles.
+
+load helpers/common
+
+# DAEMON_PID: processes of ours that sd_stop does not know (a detached
+# daemon, orphaned workers), killed if still running this binary.
+teardown() {
+	sd_stop
+	local p
+	for p in ${DAEMON_PID:-}; do
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
+			kill -KILL "$p" 2>/dev/null || true
+	done
+	[ -z "${DAEMON_PID:-}" ] || wait_for -t 10 _sd_all_gone $DAEMON_PID || true
+}
+
+needs_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
+# cmdline PID: /proc/PID/cmdline, NULs as spaces, trailing ones dropped.
+cmdline() {
+	tr '\0' ' ' <"/proc/$1/cmdline" | sed 's/ *$//'
+}
+
+# listener_inode PORT: the socket inode of the TCP listener on 127.0.0.1:PORT.
+listener_inode() {
+	awk -v want="$(printf '0100007F:%04X' "$1")" '$2 == want && $4 == "0A" { print $10 }' /proc/net/tcp
+}
+
+# port_free PORT: a new listener can bind 127.0.0.1:PORT.
+port_free() {
+	python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(1)' "$1"
+}
+
+# Ports from the log, as sd_start reads them.
+read_ports() {
+	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
+	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
+	[ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ]
+}
+
+# try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
+try_lock() {
+	python3 -c '
+import fcntl, sys
+fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
+}
+
+# the_orphan MASTER: the pid of the master's child named sleep.
+the_orphan() {
+	local p
+	for p in $(pgrep -P "$1"); do
+		[ "$(cat "/proc/$p/comm" 2>/dev/null)" = sleep ] && echo "$p" && return 0
+	done
+	return 1
+}
+
+@test "as PID 1 (unshare -pf): ready, answers, and reaps an orphan re-parented to it" {
+	needs_root
+	command -v unshare >/dev/null && command -v nsenter >/dev/null || skip "no unshare/nsenter"
+	timeout 10 unshare -pf --mount-proc true 2>/dev/null || skip "cannot create a PID namespace here"
+	SD_CONF=$(sd_config 'workers = 2')
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	timeout 120 unshare -pf --mount-proc "$SD_BIN" -f -c "$SD_CONF" \
+		>"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
+	SD_JOB=$!
+	wait_for -t 10 _sd_ready || {
+		sd_log
+		false
+	}
+	# timeout, then unshare, then submitd: PID 1 of its namespace.
+	SD_PID=$(pgrep -P "$(pgrep -P "$SD_JOB")")
+	assert_equal "$(awk '/^NSpid:/ { print $NF }' "/proc/$SD_PID/status")" 1
+	read_ports
+	run sd_client roundtrip
+	assert_success
+	assert_equal "$(sd_workers | wc -l)" 2
+	run sd_metric submitd_worker_restarts_total
+	assert_output 0
+
+	# sh exits at once: its sleep is re-parented to the namespace's init, the master.
+	nsenter -t "$SD_PID" -p sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & exit 0'
+	wait_for the_orphan "$SD_PID"
+	local orphan
+	orphan=$(the_orphan "$SD_PID")
+	kill -TERM "$orphan"
+	# Reaped, not left a zombie: /proc/PID goes only with the wait.
+	wait_for -t 10 test ! -e "/proc/$orphan"
+	run sd_client roundtrip
+	assert_success
+	assert_equal "$(sd_workers | wc -l)" 2
+	run sd_metric submitd_worker_restarts_total
+	assert_output 0
+}
+
+@test "user = nobody: after kill -9 of the master every worker is gone within 5 s and the port is free" {
+	needs_root
+	id nobody >/dev/null 2>&1 || skip "no user nobody"
+	sd_start 'user = "nobody"' 'workers = 3'
+	local workers
+	workers=$(sd_workers)
+	assert_equal "$(echo "$workers" | wc -l)" 3
+	[ "$(ps -o user= -p "$(echo "$workers" | head -1)")" = nobody ]
+	DAEMON_PID=$workers
+	kill -KILL "$SD_PID"
+	wait_for -t 5 _sd_all_gone $workers
+	port_free "$SD_PORT"
+	port_free "$SD_METRICS_PORT"
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB= SD_PID=
+}
+
+@test "without -f: a port in use exits non-zero with the bind message; a failed pid file too" {
+	local held=$BATS_TEST_TMPDIR/held
+	sd_spawn "$held" python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+print(s.getsockname()[1], flush=True)
+time.sleep(120)'
+	wait_for test -s "$held"
+	local port pidf=$BATS_TEST_TMPDIR/submitd.pid
+	port=$(cat "$held")
+	local conf
+	conf=$(sd_config "listen = {\"127.0.0.1:$port\"}" "pid_file = \"$pidf\"")
+	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
+	echo "status $status, stderr: $stderr"
+	assert_equal "$status" 1
+	[[ $stderr == *"bind 127.0.0.1:$port: Address already in use"* ]]
+	[ ! -e "$pidf" ]
+
+	# Fails in the detached child (the pid file's directory is missing): told through the pipe.
+	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/no/such/dir/submitd.pid\"")
+	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
+	echo "status $status, stderr: $stderr"
+	assert_equal "$status" 1
+	[[ $stderr == *"no/such/dir/submitd.pid"*"No such file or directory"* ]]
+	# Nothing is left serving.
+	read_ports
+	wait_for port_free "$SD_PORT"
+}
+
+@test "without -f: exit 0 once serving; the daemon works from /, in its own session; -s stop ends it" {
+	local pidf=$BATS_TEST_TMPDIR/submitd.pid conf
+	conf=$(sd_config "pid_file = \"$pidf\"" 'workers = 2')
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
+	echo "status $status, stderr: $stderr"
+	assert_success
+	# The pid file is there when the parent exits.
+	DAEMON_PID=$(cat "$pidf")
+	kill -0 "$DAEMON_PID"
+	assert_equal "$(readlink "/proc/$DAEMON_PID/cwd")" /
+	assert_equal "$(readlink "/proc/$DAEMON_PID/fd/0")" /dev/null
+	assert_equal "$(ps -o sid= -p "$DAEMON_PID" | tr -d ' ')" "$DAEMON_PID"
+	read_ports
+	run sd_client roundtrip
+	assert_success
+	run timeout 20 "$SD_BIN" -c "$conf" -s stop
+	assert_success
+	wait_for -t 15 _sd_all_gone "$DAEMON_PID"
+	[ ! -e "$pidf" ]
+	wait_for port_free "$SD_PORT"
+}
+
+@test "pid file: a stale one naming a live process neither blocks start nor gets -s signals" {
+	local pidf=$BATS_TEST_TMPDIR/submitd.pid
+	sd_spawn /dev/null sleep 300
+	local sleeper=$SD_SPAWNED
+	echo "$sleeper" >"$pidf"
+	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
+	# No master holds the file: -s refuses, the sleeper gets nothing.
+	for sig in stop quit reload; do
+		run --separate-stderr timeout 20 "$SD_BIN" -c "$SD_CONF" -s $sig
+		assert_failure
+		[[ $stderr == *"no submitd is running"* ]]
+	done
+	kill -0 "$sleeper"
+	assert_equal "$(awk '{ print $3 }' "/proc/$sleeper/stat")" S
+
+	sd_start_conf "$SD_CONF"
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	# The master holds a lock on it for its life, across the forks of a reload.
+	run try_lock "$pidf"
+	assert_failure
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_success
+	run try_lock "$pidf"
+	assert_failure
+	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
+	assert_success
+	wait_for -t 15 _sd_all_gone "$SD_PID"
+	local rc=0
+	wait "$SD_JOB" || rc=$?
+	SD_JOB=
+	assert_equal "$rc" 0
+	kill -0 "$sleeper"
+	[ ! -e "$pidf" ]
+}
+
+@test "pid file: a symlink at the old temporary name is not written through" {
+	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
+	echo precious >"$victim"
+	ln -s "$victim" "$pidf.tmp"
+	sd_start "pid_file = \"$pidf\""
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	[ ! -L "$pidf" ]
+	assert_equal "$(cat "$victim")" precious
+}
+
+@test "SIGHUP with 20 /metrics connections open: the new workers hold stdio, the log, the listener, a signalfd and an epoll fd" {
+	sd_start 'workers = 2'
+	local held=$BATS_TEST_TMPDIR/scrapes
+	# Half-sent requests: libmicrohttpd keeps them open (10 s); 16 per address at most.
+	sd_spawn "$held" python3 -c '
+import socket, sys, time
+socks = []
+for i in range(20):
+    s = socket.socket()
+    s.bind(("127.0.0.%d" % (1 + i % 2), 0))
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    socks.append(s)
+print("open", len(socks), flush=True)
+time.sleep(120)' "$SD_METRICS_PORT"
+	wait_for grep -q "open 20" "$held"
+	# The master has accepted all 20 when the fork happens.
+	wait_for eval '[ "$(find /proc/$SD_PID/fd -lname "socket:*" | wc -l)" -ge 22 ]'
+	local old new w listener
+	old=$(sd_workers | paste -sd' ')
+	kill -HUP "$SD_PID"
+	wait_for -t 15 eval '[ "$(grep -c "ready: 2 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -eq 2 ]'
+	new=$(sd_workers | grep -vxF -f <(tr ' ' '\n' <<<"$old"))
+	assert_equal "$(echo "$new" | wc -l)" 2
+	listener=$(listener_inode "$SD_PORT")
+	[ -n "$listener" ]
+	for w in $new; do
+		ls -l "/proc/$w/fd" >&2
+		# Past stdio: exactly the log file, the listener, the signalfd and the epoll fd.
+		run bash -c "find /proc/$w/fd -mindepth 1 ! -name 0 ! -name 1 ! -name 2 -printf '%l\n' | sort"
+		assert_output "$(printf '%s\n' "$BATS_TEST_TMPDIR/submitd.log" anon_inode:\[eventpoll\] \
+			anon_inode:\[signalfd\] "socket:[$listener]" | sort)"
+	done
+	# The scrapes still get their answers from the master.
+	run sd_metrics
+	assert_success
+}
+
+@test "the connection table is sized by max_connections, not by the open files limit" {
+	local hard
+	hard=$(ulimit -Hn)
+	[ "$hard" != unlimited ] || hard=1048576
+	[ "$hard" -ge 16384 ] || skip "open files hard limit $hard: too small to tell"
+	# The master raises its soft limit to the hard one; the table was 8 bytes per file.
+	sd_start 'workers = 1' 'max_connections = 100'
+	local w small
+	w=$(sd_workers)
+	awk '/^Max open files/ { print; exit ($4 < 16384) }' "/proc/$w/limits"
+	small=$(sd_metric submitd_worker_allocated_bytes)
+	echo "allocated with max_connections = 100: $small bytes"
+	[ "$small" -lt 16384 ]
+	run sd_client roundtrip
+	assert_success
+	sd_stop
+	# Proportional to max_connections: 10000 slots are about 80 KB.
+	sd_start 'workers = 1' 'max_connections = 10000'
+	local big
+	big=$(sd_metric submitd_worker_allocated_bytes)
+	echo "allocated with max_connections = 10000: $big bytes"
+	[ "$big" -ge $((small + 9900 * 8)) ]
+}
+
+@test "process titles: master, workers with their generation, a draining worker" {
+	sd_start 'workers = 2' 'shutdown_timeout = 60'
+	assert_equal "$(cmdline "$SD_PID")" "submitd: master"
+	local w labels=
+	for w in $(sd_workers); do
+		run cmdline "$w"
+		assert_output --regexp '^submitd: worker [01] \(generation 1\)$'
+		labels+="${output:16:1}"
+		assert_equal "$(cat "/proc/$w/comm")" "submitd-w${output:16:1}"
+	done
+	[[ $labels == 01 || $labels == 10 ]]
+	run ps -o args= -p "$SD_PID"
+	assert_output "submitd: master"
+
+	# A connection with half a frame keeps its worker draining after the reload.
+	local held=$BATS_TEST_TMPDIR/held
+	sd_spawn "$held" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x00\x00")
+print("sent", flush=True)
+time.sleep(120)' "$SD_PORT"
+	wait_for grep -q sent "$held"
+	wait_for sd_metric_is submitd_client_connected '' 1
+	local old
+	old=$(sd_workers | paste -sd' ')
+	kill -HUP "$SD_PID"
+	wait_for -t 15 eval '[ "$(grep -c "ready: 2 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -eq 2 ]'
+	# The worker without a connection exits; the other one drains, and says so.
+	wait_for -t 10 eval '[ "$(for p in '"$old"'; do [ -e /proc/$p ] && echo $p; done | wc -l)" -eq 1 ]'
+	local draining
+	draining=$(for p in $old; do if [ -e "/proc/$p" ]; then echo "$p"; fi; done)
+	run cmdline "$draining"
+	assert_output --regexp '^submitd: worker [01] \(generation 1, draining\)$'
+	for w in $(sd_workers); do
+		[ "$w" = "$draining" ] && continue
+		run cmdline "$w"
+		assert_output --regexp '^submitd: worker [01] \(generation 2\)$'
+	done
+}
