@@ -41,6 +41,7 @@ static uint64_t unsynced;     /* records written since the last fdatasync */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t now_ms;
+static uint64_t pub_ns, pub_off; /* the position last published in spool_end */
 static uint64_t last_log_ms[STATS_NCOUNTERS];
 static char ready_dir[PATH_MAX];
 #ifdef SUBMITD_TEST_HOOKS
@@ -362,6 +363,12 @@ void spoolw_commit(uint64_t now)
 		if (c->state != CONN_CLOSED && c->held > 0)
 			release(c, round_failed != 0);
 		c->held = 0;
+	}
+	/* What a consumer may take from the open segment: only what was acked (or owed). */
+	if (seg.fd >= 0 && (seg.created_ns != pub_ns || seg.size != pub_off)) {
+		stats_pos_store(&slot->spool_end, seg.created_ns, seg.size);
+		pub_ns = seg.created_ns;
+		pub_off = seg.size;
 	}
 	if (seg.fd >= 0 && seg.size >= (uint64_t)cf->spool_segment_size)
 		seal();

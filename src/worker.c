@@ -619,6 +619,8 @@ static void setup(const struct worker_args *a)
 		exit(0);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
+	STATS_STORE(slot->pid, (int32_t)getpid());
+	STATS_STORE(slot->label, (uint32_t)a->index);
 	STATS_STORE(slot->heartbeat_ms, now);
 	STATS_STORE(slot->allocated, mem_allocated());
 	STATS_STORE(slot->state, STATS_SLOT_RUNNING);

@@ -1,0 +1,10 @@
+# The NATS forwarder's test tool: reads a whole stream and checks it against
+# a submit-bench --ack-log (test/nats.bats). Built with `make all`.
+NATS_VERIFY := $(BUILD)/test/nats-verify
+
+all: $(NATS_VERIFY)
+
+$(NATS_VERIFY): test/nats/nats-verify.c Makefile mk/nats.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
+		$(shell pkg-config --libs libnats)
