@@ -65,7 +65,7 @@ struct conf {
 	long nats_stream_replicas;
 	long nats_stream_max_age; /* seconds, 0 unlimited */
 	long nats_stream_max_bytes;
-	long nats_dup_window; /* seconds: the stream's duplicate window, when created */
+	long nats_dup_window;	   /* seconds: the stream's duplicate window, when created */
 	int nats_stream_retention; /* enum conf_retention */
 	int ack_after;		   /* enum conf_ack_after */
 };

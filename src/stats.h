@@ -152,20 +152,20 @@ enum stats_fwd_state {
 	STATS_FWD_REFUSED,	/* the server refused us (credentials, TLS, permissions) */
 };
 struct stats_fwd {
-	uint64_t published;  /* publishes sent (retries included) */
-	uint64_t acked;	     /* PubAcks received (duplicates included) */
-	uint64_t duplicates; /* PubAcks with Duplicate set: resends the stream dropped */
-	uint64_t failed;     /* publishes that came back with an error */
-	uint64_t retried;    /* records published again after an error */
-	uint64_t segments;   /* segments forwarded whole and deleted */
-	uint64_t inflight;   /* gauge: published, not yet acknowledged */
-	uint64_t lag_bytes;  /* gauge: bytes of records in the spool not yet in the stream */
+	uint64_t published;    /* publishes sent (retries included) */
+	uint64_t acked;	       /* PubAcks received (duplicates included) */
+	uint64_t duplicates;   /* PubAcks with Duplicate set: resends the stream dropped */
+	uint64_t failed;       /* publishes that came back with an error */
+	uint64_t retried;      /* records published again after an error */
+	uint64_t segments;     /* segments forwarded whole and deleted */
+	uint64_t inflight;     /* gauge: published, not yet acknowledged */
+	uint64_t lag_bytes;    /* gauge: bytes of records in the spool not yet in the stream */
 	uint64_t lag_segments; /* gauge: segments with records not yet in the stream */
 	uint64_t oldest_ns;    /* gauge: CLOCK_REALTIME of the oldest record not in the stream, 0 */
 	uint64_t state;	       /* enum stats_fwd_state */
-	uint64_t state_since_ms; /* CLOCK_MONOTONIC ms of the last change of state */
-	uint64_t connects;	 /* connections made (the first and every reconnect) */
-	uint64_t errors_conn;	 /* connect attempts that failed */
+	uint64_t state_since_ms;  /* CLOCK_MONOTONIC ms of the last change of state */
+	uint64_t connects;	  /* connections made (the first and every reconnect) */
+	uint64_t errors_conn;	  /* connect attempts that failed */
 	uint64_t lat[STATS_NFWD]; /* spool write to PubAck, first acks only */
 	uint64_t lat_sum_us;
 	uint64_t heartbeat_ms;
