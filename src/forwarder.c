@@ -1270,7 +1270,7 @@ void forwarder_main(const struct forwarder_args *a)
 	_exit(0);
 }
 
-int forwarder_check(const struct conf *c, int timeout_ms, char *err, size_t errlen)
+int forwarder_check(const struct conf *c, int timeout_ms, int *reachable, char *err, size_t errlen)
 {
 	natsOptions *o = NULL;
 	natsConnection *conn = NULL;
@@ -1291,6 +1291,9 @@ int forwarder_check(const struct conf *c, int timeout_ms, char *err, size_t errl
 		const char *why = nats_GetLastError(NULL);
 		snprintf(err, errlen, "cannot connect to NATS (%s): %s%s%s", c->nats_servers[0],
 			 natsStatus_GetText(s), why ? ": " : "", why ? why : "");
+		/* Refused (credentials, TLS) is an answer: the configuration is wrong. */
+		*reachable = s == NATS_NOT_PERMITTED || s == NATS_SSL_ERROR ||
+			     (why != NULL && strstr(why, "uthoriz") != NULL);
 		return -1;
 	}
 	if ((s = natsConnection_JetStream(&j, conn, NULL)) == NATS_OK)

@@ -27,8 +27,9 @@ void forwarder_main(const struct forwarder_args *a) __attribute__((noreturn));
 
 /*
  * For `submitd -t`: connect once (timeout_ms) and look the stream up. 0 when
- * it exists (or nats_create_stream would create it), -1 with a message.
+ * it exists (or nats_create_stream would create it), -1 with a message;
+ * *reachable is 0 when no server could be reached.
  */
-int forwarder_check(const struct conf *c, int timeout_ms, char *err, size_t errlen);
+int forwarder_check(const struct conf *c, int timeout_ms, int *reachable, char *err, size_t errlen);
 
 #endif
