@@ -647,6 +647,12 @@ void worker_main(const struct worker_args *a)
 		long st = spoolw_timeout(now);
 		if (st >= 0 && st < timeout)
 			timeout = (int)st;
+		/*
+		 * ack_after = stream: the forwarder's position is polled every
+		 * millisecond while acks are owed (no wake-up descriptor to share).
+		 */
+		if (spoolw_owing() && timeout > 1)
+			timeout = 1;
 
 		int n = epoll_wait(ep, evs, MAX_EVENTS, timeout);
 		if (n == -1 && errno != EINTR)
@@ -689,6 +695,7 @@ void worker_main(const struct worker_args *a)
 			}
 		}
 		spoolw_commit(now);
+		spoolw_stream_release(mark_pending);
 		flush_pending();
 		spoolw_tick(now);
 

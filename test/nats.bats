@@ -1,0 +1,318 @@
+#!/usr/bin/env bats
+# The NATS forwarder (docs/NATS.md): the spool forwarded into a JetStream
+# stream exactly once, acks after the stream (ack_after = stream), NATS down
+# and back, the forwarder killed, NATS refusing. Each test starts its own
+# nats-server on a free loopback port and stops it by pid. The stream is read
+# back with build/test/nats-verify and compared with submit-bench's ack log.
+
+load helpers/common
+
+VERIFY=$SD_ROOT/build/test/nats-verify
+
+setup() {
+	command -v nats-server >/dev/null || skip "nats-server is not installed"
+	[ -x "$VERIFY" ] || skip "$VERIFY not built (make all)"
+	SPOOL=$BATS_TEST_TMPDIR/spool
+	ACKS=$BATS_TEST_TMPDIR/acks
+	NATS_PID=
+}
+
+teardown() {
+	sd_stop
+	nats_stop
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+_nats_ready() {
+	kill -0 "$NATS_PID" 2>/dev/null || return 255
+	grep -q "Server is ready" "$BATS_TEST_TMPDIR/nats.log"
+}
+
+# nats_start [ARGS...]: a JetStream server on NATS_PORT (picked once per test),
+# its store in $BATS_TEST_TMPDIR/js; pid in NATS_PID.
+nats_start() {
+	: "${NATS_PORT:=$(free_port)}"
+	export NATS_PORT
+	: >"$BATS_TEST_TMPDIR/nats.log"
+	timeout 300 nats-server -js -sd "$BATS_TEST_TMPDIR/js" -a 127.0.0.1 -p "$NATS_PORT" "$@" \
+		>>"$BATS_TEST_TMPDIR/nats.log" 2>&1 3>&- 4>&- &
+	NATS_PID=$!
+	wait_for -t 20 _nats_ready || {
+		cat "$BATS_TEST_TMPDIR/nats.log" >&2
+		return 1
+	}
+}
+
+nats_stop() {
+	[ -n "${NATS_PID:-}" ] || return 0
+	kill -TERM "$NATS_PID" 2>/dev/null || true
+	wait_for -t 10 _sd_all_gone "$NATS_PID" || kill -KILL "$NATS_PID" 2>/dev/null || true
+	wait "$NATS_PID" 2>/dev/null || true
+	NATS_PID=
+}
+
+# sd_nats [LINES...]: submitd with a spool forwarding to the test's server.
+sd_nats() {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_segment_size = 65536' \
+		"nats_servers = {\"nats://127.0.0.1:$NATS_PORT\"}" 'nats_stream = "SUB"' "$@"
+}
+
+forwarder_pid() {
+	pgrep -P "$SD_PID" -x submitd-fwd
+}
+
+# Every record of the spool is in the stream: nothing left to forward.
+drained() {
+	[ "$(sd_metric submitd_nats_lag_bytes)" = 0 ] &&
+		[ "$(sd_metric submitd_nats_inflight)" = 0 ] &&
+		[ -z "$(ls "$SPOOL/ready" "$SPOOL/taken")" ]
+}
+
+verify() {
+	run "$VERIFY" -s "nats://127.0.0.1:$NATS_PORT" -S SUB -a "$ACKS" "$@"
+	echo "$output"
+}
+
+metric_ge() {
+	local v
+	v=$(sd_metric "$1" "${3:-}")
+	[ "${v%.*}" -ge "$2" ]
+}
+
+@test "nats options: -T shows them, -t rejects bad values and reports a missing stream" {
+	local conf=$BATS_TEST_TMPDIR/c.conf
+	printf 'listen = {"127.0.0.1:0"}\n' >"$conf"
+	run "$SD_BIN" -T -c "$conf"
+	assert_success
+	assert_line 'nats_servers = {}'
+	assert_line 'ack_after = spool'
+	assert_line 'nats_subject = "submit.%h.%w"'
+	assert_line 'nats_max_inflight = 4096'
+	local bad
+	for bad in 'ack_after = later' 'nats_servers = {"http://x:1"}' 'nats_stream = "a.b"' \
+		'nats_subject = "submit.>"' 'nats_max_inflight = 0' 'nats_stream_retention = forever'; do
+		printf 'listen = {"127.0.0.1:0"}\n%s\n' "$bad" >"$conf"
+		run "$SD_BIN" -t -c "$conf"
+		assert_failure
+		assert_output --partial "$conf:2: ${bad%% *}"
+	done
+	# Forwarding needs a spool; ack_after = stream needs a forwarder.
+	printf 'listen = {"127.0.0.1:0"}\nnats_servers = {"nats://127.0.0.1:4"}\n' >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "$conf:2: nats_servers: the forwarder needs spool_dir"
+	printf 'listen = {"127.0.0.1:0"}\nack_after = stream\n' >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "$conf:2: ack_after = stream: needs nats_servers"
+
+	nats_start
+	printf 'listen = {"127.0.0.1:0"}\nspool_dir = "%s"\nnats_servers = {"nats://127.0.0.1:%s"}\nnats_stream = "NOPE"\n' \
+		"$SPOOL" "$NATS_PORT" >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "stream NOPE not found"
+	echo 'nats_create_stream = 1' >>"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_success
+}
+
+# One run per ack_after value: every result-0 ack in the stream once, byte for byte.
+roundtrip() {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = always' "ack_after = $1"
+	run "$SD_BENCH" -c 8 -n 20000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	echo "$output"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 20000
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 20000 other 0 stream 20000 read 20000 missing 0 unexpected 0 duplicated 0 bad_payload 0"
+	run sd_metric submitd_nats_acked_total
+	assert_output 20000
+	run sd_metric submitd_nats_forward_latency_seconds_count
+	assert_output 20000
+	run sd_metric submitd_nats_state '{state="connected"}'
+	assert_output 1
+	[ "$(sd_metric submitd_nats_segments_forwarded_total)" -ge 1 ]
+}
+
+@test "one node, ack_after = spool: every result-0 ack is in the stream exactly once, byte for byte" {
+	roundtrip spool
+}
+
+@test "one node, ack_after = stream: every result-0 ack is in the stream exactly once, byte for byte" {
+	roundtrip stream
+}
+
+@test "records carry their headers: Submit id, Conn id, client, worker, time; Nats-Msg-Id from the spool place" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'workers = 1'
+	run "$SD_BENCH" -c 1 -n 3 -s 5 --conn --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 30 drained
+	# The stream as nats-server stores it: headers are in the message blocks.
+	local blk
+	blk=$(cat "$BATS_TEST_TMPDIR"/js/jetstream/\$G/streams/SUB/msgs/*.blk | tr -c '[:print:]' '\n')
+	echo "$blk" | grep -q 'Submit-Id: 3030303030303031'
+	echo "$blk" | grep -q 'Submit-Conn-Id: 3030303030303030'
+	echo "$blk" | grep -q 'Submit-Client: 127.0.0.1:'
+	echo "$blk" | grep -q 'Submit-Worker: 0'
+	echo "$blk" | grep -q 'Submit-Time: 1[0-9]\{18\}'
+	echo "$blk" | grep -qE 'Nats-Msg-Id: [0-9]{20}-w000-p[0-9]+:64:'
+	verify -p 5
+	assert_success
+}
+
+@test "NATS stopped under load, then started again: the spool grows, then drains; exactly once" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = interval' 'spool_sync_interval = 20'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 4000 -n 40000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID
+	wait_for -t 30 metric_ge submitd_nats_acked_total 2000
+	nats_stop
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="disconnected"}' 1
+	# Acks keep coming (ack_after = spool) while the spool holds what NATS cannot take.
+	local lag0
+	lag0=$(sd_metric submitd_nats_lag_bytes)
+	wait_for -t 60 metric_ge submitd_nats_lag_bytes $((lag0 + 500000))
+	wait_for -t 30 metric_ge submitd_spool_ready_segments 2
+	nats_start
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 40000 other 0 stream 40000 read 40000 missing 0 unexpected 0 duplicated 0"
+	[ "$(sd_metric submitd_nats_connects_total)" -ge 2 ]
+}
+
+@test "kill -9 of the forwarder mid-segment: respawned, resumes from its checkpoint, exactly once" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'nats_max_inflight = 256'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 5000 -n 30000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID fpid
+	wait_for -t 30 metric_ge submitd_nats_acked_total 3000
+	fpid=$(forwarder_pid)
+	[ -n "$fpid" ]
+	# Mid-segment: a checkpoint past the first record and short of the end.
+	ls "$SPOOL/forwarder"
+	kill -KILL "$fpid"
+	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
+	local npid
+	npid=$(forwarder_pid)
+	[ -n "$npid" ] && [ "$npid" != "$fpid" ]
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 30000 other 0 stream 30000 read 30000 missing 0 unexpected 0 duplicated 0"
+	grep -q "forwarder (pid $fpid) killed by signal 9" "$BATS_TEST_TMPDIR/submitd.log"
+	echo "duplicates after the kill: $(sd_metric submitd_nats_duplicates_total)" >&3
+}
+
+@test "resends from behind the checkpoint are dropped by the duplicate window and counted" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'workers = 1' 'spool_segment_age = 0'
+	run "$SD_BENCH" -c 2 -n 5000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 5000
+	# The forwarder dies with its checkpoints lost: everything of the open segment goes again.
+	kill -STOP "$SD_PID"
+	local fpid
+	fpid=$(forwarder_pid)
+	kill -KILL "$fpid"
+	wait_for -t 10 _sd_all_gone "$fpid"
+	rm -f "$SPOOL"/forwarder/*.ckpt
+	kill -CONT "$SD_PID"
+	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
+	wait_for -t 60 metric_ge submitd_nats_duplicates_total 1
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 5000 other 0 stream 5000 read 5000 missing 0 unexpected 0 duplicated 0"
+	echo "duplicates dropped: $(sd_metric submitd_nats_duplicates_total)" >&3
+}
+
+@test "wrong credentials: a clear error in the log and /metrics; the service serves and spools" {
+	nats_start --user good --pass secret
+	sd_nats 'nats_create_stream = 1' 'nats_user = "good"' 'nats_password = "wrong"'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="refused"}' 1
+	run "$SD_BENCH" -c 2 -n 4000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 4000
+	grep -E "cannot connect to NATS .*[Aa]uthorization" "$BATS_TEST_TMPDIR/submitd.log"
+	[ "$(sd_metric submitd_nats_connect_errors_total)" -ge 1 ]
+	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
+	[ -n "$(ls "$SPOOL/ready" "$SPOOL/active")" ]
+	# Right credentials on reload: the spool drains into the stream.
+	sed -i 's/^nats_password = .*/nats_password = "secret"/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 4000
+	wait_for -t 60 drained
+	nats_stop
+	nats_start
+	verify -p 100
+	assert_success
+}
+
+@test "missing stream: a clear error in the log and /metrics; the spool fills, and drains once the stream exists" {
+	nats_start
+	sd_nats 'nats_create_stream = 0'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="no_stream"}' 1
+	grep -q "stream SUB: not found" "$BATS_TEST_TMPDIR/submitd.log"
+	run "$SD_BENCH" -c 2 -n 4000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 4000
+	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
+	# Allowed to create it now: a reload restarts the forwarder with the new setting.
+	sed -i 's/^nats_create_stream = .*/nats_create_stream = 1/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 4000
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+}
+
+@test "ack_after = stream: acks wait while NATS is down and resume when it is back; none wrong" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'ack_after = stream' 'spool_sync = none'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -w 16 -d 60 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID
+	wait_for -t 30 metric_ge submitd_submit_acks_total 2000 '{result="0"}'
+	nats_stop
+	# The acks stop: once every connection owes its window, nothing more is acked.
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="disconnected"}' 1
+	local a1 a2
+	a1=$(sd_metric submitd_submit_acks_total '{result="0"}')
+	wait_for -t 30 metric_ge submitd_nats_failed_total 0
+	a2=$a1
+	# Bounded look: the count stays still over 1 s once the owed acks are held.
+	for _ in 1 2 3 4 5; do
+		a1=$(sd_metric submitd_submit_acks_total '{result="0"}')
+		sleep 1
+		a2=$(sd_metric submitd_submit_acks_total '{result="0"}')
+		[ "$a1" = "$a2" ] && break
+	done
+	[ "$a1" = "$a2" ]
+	nats_start
+	wait_for -t 60 metric_ge submitd_submit_acks_total $((a2 + 2000)) '{result="0"}'
+	kill -INT "$bench"
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 60
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 60 drained
+	verify -p 100
+	echo "$output"
+	# Every result-0 ack is in the stream; records still owed at the client's stop may be too.
+	[[ "$output" == *" missing 0 "* ]]
+	[[ "$output" == *" duplicated 0 "* ]]
+}
