@@ -75,6 +75,8 @@ struct chain {
 	uint32_t head, n;
 	int slot; /* its writer's shared-memory slot, -1 if not (or no longer) alive */
 	uint64_t pub_ns, pub_off;
+	uint64_t done_ns; /* created_ns of the last segment forwarded whole */
+	uint64_t seen_ns; /* the newest segment a scan was made for */
 	char subject[256];
 };
 
@@ -473,6 +475,30 @@ static void scan(void)
 	next_scan = now_ms + SCAN_EVERY_MS;
 }
 
+/*
+ * A worker writes a segment newer than anything its chain knows: look at
+ * the directories now rather than at the next periodic scan, or each new
+ * segment would wait for it.
+ */
+static int idle_writer(void)
+{
+	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	uint64_t ns, off;
+
+	for (uint32_t i = 0; i < hwm && i < STATS_MAX_SLOTS; i++) {
+		const struct stats_slot *sl = &shm->slot[i];
+		uint32_t w = STATS_LOAD(sl->label);
+		if (STATS_LOAD(sl->state) == STATS_SLOT_FREE || w >= MAX_LABELS || chains[w].has ||
+		    stats_pos_load(&sl->spool_end, &ns, &off) == -1)
+			continue;
+		if (ns > chains[w].done_ns && off > SPOOL_FILE_HDR && ns != chains[w].seen_ns) {
+			chains[w].seen_ns = ns;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* The oldest pending segment of worker w, not the chain's own. */
 static struct pend *oldest_of(unsigned w, const char *skip)
 {
@@ -848,7 +874,9 @@ static void finish_if_done(struct chain *c)
 	unlink(ck);
 	STATS_ADD(fx->segments, 1);
 	forget_pend(c->name);
+	c->done_ns = c->ns;
 	chain_close(c);
+	next_scan = 0; /* its successor is probably there already */
 }
 
 static void gauges(void)
@@ -1214,7 +1242,7 @@ void forwarder_main(const struct forwarder_args *a)
 			if (stream_check_at != 0 && now_ms >= stream_check_at)
 				check_stream();
 			if (stream_ok) {
-				if (now_ms >= next_scan)
+				if (now_ms >= next_scan || idle_writer())
 					scan();
 				for (int w = 0; w < MAX_LABELS; w++) {
 					struct chain *c = &chains[w];

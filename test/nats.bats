@@ -68,7 +68,7 @@ forwarder_pid() {
 drained() {
 	[ "$(sd_metric submitd_nats_lag_bytes)" = 0 ] &&
 		[ "$(sd_metric submitd_nats_inflight)" = 0 ] &&
-		[ -z "$(ls "$SPOOL/ready" "$SPOOL/taken")" ]
+		[ -z "$(find "$SPOOL/ready" "$SPOOL/taken" -name '*.seg')" ]
 }
 
 verify() {
@@ -252,7 +252,7 @@ roundtrip() {
 	grep -E "cannot connect to NATS .*[Aa]uthorization" "$BATS_TEST_TMPDIR/submitd.log"
 	[ "$(sd_metric submitd_nats_connect_errors_total)" -ge 1 ]
 	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
-	[ -n "$(ls "$SPOOL/ready" "$SPOOL/active")" ]
+	[ -n "$(find "$SPOOL/ready" "$SPOOL/active" -name '*.seg')" ]
 	# Right credentials on reload: the spool drains into the stream.
 	sed -i 's/^nats_password = .*/nats_password = "secret"/' "$SD_CONF"
 	kill -HUP "$SD_PID"
