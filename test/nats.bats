@@ -156,17 +156,17 @@ roundtrip() {
 	run "$SD_BENCH" -c 1 -n 3 -s 5 --conn --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
 	assert_success
 	wait_for -t 30 drained
-	# The stream as nats-server stores it: headers are in the message blocks.
-	local blk
-	blk=$(cat "$BATS_TEST_TMPDIR"/js/jetstream/\$G/streams/SUB/msgs/*.blk | tr -c '[:print:]' '\n')
-	echo "$blk" | grep -q 'Submit-Id: 3030303030303031'
-	echo "$blk" | grep -q 'Submit-Conn-Id: 3030303030303030'
-	echo "$blk" | grep -q 'Submit-Client: 127.0.0.1:'
-	echo "$blk" | grep -q 'Submit-Worker: 0'
-	echo "$blk" | grep -q 'Submit-Time: 1[0-9]\{18\}'
-	echo "$blk" | grep -qE 'Nats-Msg-Id: [0-9]{20}-w000-p[0-9]+:64:'
-	verify -p 5
+	verify -p 5 -d 3
 	assert_success
+	local first=${lines[0]}
+	[[ "$first" == submit.*.0\ * ]]
+	[[ "$first" =~ " Submit-Id: 30303030303030"[0-9a-f]{2} ]]
+	[[ "$first" =~ " Submit-Conn-Id: 30303030303030"[0-9a-f]{2} ]]
+	[[ "$first" =~ " Submit-Client: 127.0.0.1:"[0-9]+ ]]
+	[[ "$first" == *" Submit-Worker: 0"* ]]
+	[[ "$first" =~ " Submit-Time: 1"[0-9]{18} ]]
+	[[ "$first" =~ " Nats-Msg-Id: "[0-9]{20}-w000-p[0-9]+:64: ]]
+	[[ "${lines[1]}" =~ " Nats-Msg-Id: "[0-9]{20}-w000-p[0-9]+:133: ]]
 }
 
 @test "NATS stopped under load, then started again: the spool grows, then drains; exactly once" {

@@ -2,7 +2,7 @@
  * nats-verify: read a whole JetStream stream and compare it with a
  * submit-bench --ack-log ("<conn> <id hex> <result>" per line).
  *
- *   nats-verify -s nats://127.0.0.1:4222 -S STREAM -a ACKLOG [-p LEN] [-q]
+ *   nats-verify -s nats://127.0.0.1:4222 -S STREAM -a ACKLOG [-p LEN] [-d N]
  *
  * Per Submit id (submit-bench repeats ids across connections, so ids are
  * counted, not matched one to one): missing = acked with result 0 more
@@ -11,7 +11,8 @@
  * duplicate window should have dropped. -p LEN: every payload must be
  * submit-bench's pattern ('a' + i % 26) of LEN bytes. Prints one line of
  * counts; exit 0 when all of missing, unexpected, duplicated and bad
- * payloads are 0, 1 if not, 2 on errors.
+ * payloads are 0, 1 if not, 2 on errors. -d N: first print the subject and
+ * headers of the first N messages, one "subject name: value ..." line each.
  */
 #include <inttypes.h>
 #include <nats/nats.h>
@@ -64,7 +65,7 @@ int main(int argc, char **argv)
 {
 	const char *url = "nats://127.0.0.1:4222", *stream = NULL, *acklog = NULL;
 	long plen = -1;
-	int opt, quiet = 0;
+	int opt, dump = 0;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
 	jsStreamInfo *si = NULL;
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	while ((opt = getopt(argc, argv, "s:S:a:p:q")) != -1) {
+	while ((opt = getopt(argc, argv, "s:S:a:p:d:")) != -1) {
 		switch (opt) {
 		case 's':
 			url = optarg;
@@ -86,12 +87,12 @@ int main(int argc, char **argv)
 		case 'p':
 			plen = atol(optarg);
 			break;
-		case 'q':
-			quiet = 1;
+		case 'd':
+			dump = atoi(optarg);
 			break;
 		default:
 			fprintf(stderr,
-				"usage: nats-verify -s URL -S STREAM -a ACKLOG [-p LEN] [-q]\n");
+				"usage: nats-verify -s URL -S STREAM -a ACKLOG [-p LEN] [-d N]\n");
 			return 2;
 		}
 	}
@@ -168,6 +169,21 @@ int main(int argc, char **argv)
 			natsMsg *m = list.Msgs[i];
 			const char *sid = NULL, *mid = NULL;
 			got++;
+			if (dump > 0) {
+				const char **keys = NULL;
+				int nk = 0;
+				dump--;
+				printf("%s", natsMsg_GetSubject(m));
+				if (natsMsgHeader_Keys(m, &keys, &nk) == NATS_OK) {
+					for (int k = 0; k < nk; k++) {
+						const char *v = NULL;
+						natsMsgHeader_Get(m, keys[k], &v);
+						printf(" %s: %s", keys[k], v ? v : "");
+					}
+					free((void *)keys);
+				}
+				printf("\n");
+			}
 			if (natsMsgHeader_Get(m, "Submit-Id", &sid) != NATS_OK || sid == NULL) {
 				no_id++;
 				continue;
@@ -208,7 +224,6 @@ int main(int argc, char **argv)
 	       " missing %" PRIu64 " unexpected %" PRIu64 " duplicated %" PRIu64
 	       " bad_payload %" PRIu64 " no_id %" PRIu64 "\n",
 	       acked0, other, total, got, missing, unexpected, dup_ids, bad_payload, no_id);
-	(void)quiet;
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
 	return missing || unexpected || dup_ids || bad_payload || no_id || got != total ? 1 : 0;
