@@ -1176,6 +1176,8 @@ static void setup(const struct forwarder_args *a)
 	for (int w = 0; w < MAX_LABELS; w++)
 		chains[w].fd = chains[w].ckfd = -1;
 	now_ms = mono_ms();
+	/* A killed predecessor's publishes are not in flight any more: they go again. */
+	STATS_STORE(fx->inflight, 0);
 	set_state(STATS_FWD_CONNECTING);
 	log_info("spool %s to stream %s at %s%s (ack_after = %s)", cf->spool_dir, cf->nats_stream,
 		 cf->nats_servers[0], cf->nnats > 1 ? ", ..." : "",
