@@ -8,3 +8,12 @@ $(NATS_VERIFY): test/nats/nats-verify.c Makefile mk/nats.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
 		$(shell pkg-config --libs libnats)
+
+# The reference for the forwarder's rate (bench/nats.sh).
+NATS_REF := $(BUILD)/nats-ref
+all: $(NATS_REF)
+
+$(NATS_REF): bench/nats-ref.c Makefile mk/nats.mk
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
+		$(shell pkg-config --libs libnats)

@@ -20,6 +20,7 @@ setup() {
 teardown() {
 	sd_stop
 	nats_stop
+	cluster_stop
 }
 
 free_port() {
@@ -316,4 +317,78 @@ roundtrip() {
 	verify -p 100
 	assert_success
 	assert_output --partial " missing 0 unexpected 0 duplicated 0 bad_payload 0"
+}
+
+# A three-node cluster on free loopback ports; pids in NODE_PID[1..3], client
+# ports in NODE_PORT[1..3].
+cluster_start() {
+	local i j routes=""
+	declare -gA NODE_PID NODE_PORT NODE_ROUTE
+	for i in 1 2 3; do
+		NODE_PORT[$i]=$(free_port)
+		NODE_ROUTE[$i]=$(free_port)
+		routes="$routes${routes:+, }nats-route://127.0.0.1:${NODE_ROUTE[$i]}"
+	done
+	for i in 1 2 3; do
+		cat >"$BATS_TEST_TMPDIR/n$i.conf" <<-EOC
+			server_name: n$i
+			listen: 127.0.0.1:${NODE_PORT[$i]}
+			jetstream { store_dir: "$BATS_TEST_TMPDIR/n$i" }
+			cluster { name: c1, listen: 127.0.0.1:${NODE_ROUTE[$i]}, routes: [$routes] }
+		EOC
+		node_start "$i"
+	done
+	for i in 1 2 3; do
+		wait_for -t 30 grep -q "Server is ready" "$BATS_TEST_TMPDIR/n$i.log"
+	done
+	# JetStream answers once the cluster elected its meta leader.
+	for j in 1 2 3; do
+		wait_for -t 60 grep -qE "JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader" \
+			"$BATS_TEST_TMPDIR/n$j.log" && break
+	done
+}
+
+node_start() {
+	timeout 300 nats-server -c "$BATS_TEST_TMPDIR/n$1.conf" >>"$BATS_TEST_TMPDIR/n$1.log" 2>&1 3>&- 4>&- &
+	NODE_PID[$1]=$!
+}
+
+cluster_stop() {
+	local i
+	[ "$(declare -p NODE_PID 2>/dev/null)" ] || return 0
+	for i in 1 2 3; do
+		[ -n "${NODE_PID[$i]:-}" ] || continue
+		kill -KILL "${NODE_PID[$i]}" 2>/dev/null || true
+		wait "${NODE_PID[$i]}" 2>/dev/null || true
+		NODE_PID[$i]=
+	done
+}
+
+@test "three nodes, R3 stream: kill -9 of the stream leader under load; nothing acked lost, nothing duplicated" {
+	cluster_start
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_segment_size = 65536' 'nats_stream = "SUB"' \
+		"nats_servers = {\"nats://127.0.0.1:${NODE_PORT[1]}\", \"nats://127.0.0.1:${NODE_PORT[2]}\", \"nats://127.0.0.1:${NODE_PORT[3]}\"}" \
+		'nats_create_stream = 1' 'nats_stream_replicas = 3' 'ack_after = stream' 'spool_sync = none'
+	wait_for -t 60 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 3000 -n 30000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID leader i survivor
+	wait_for -t 60 metric_ge submitd_nats_acked_total 3000
+	leader=$("$VERIFY" -s "nats://127.0.0.1:${NODE_PORT[1]}" -S SUB -L)
+	i=${leader#n}
+	[ -n "${NODE_PID[$i]:-}" ]
+	kill -KILL "${NODE_PID[$i]}"
+	wait "${NODE_PID[$i]}" 2>/dev/null || true
+	NODE_PID[$i]=
+	survivor=$((i % 3 + 1))
+	local before
+	before=$(sd_metric submitd_nats_acked_total)
+	wait_for -t 90 metric_ge submitd_nats_acked_total $((before + 3000))
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	run "$VERIFY" -s "nats://127.0.0.1:${NODE_PORT[$survivor]}" -S SUB -a "$ACKS" -p 100
+	echo "$output"
+	assert_success
+	assert_output --partial "acked0 30000 other 0 stream 30000 read 30000 missing 0 unexpected 0 duplicated 0"
+	echo "leader $leader killed; failed $(sd_metric submitd_nats_failed_total), duplicates $(sd_metric submitd_nats_duplicates_total)" >&3
 }

@@ -13,6 +13,7 @@
  * counts; exit 0 when all of missing, unexpected, duplicated and bad
  * payloads are 0, 1 if not, 2 on errors. -d N: first print the subject and
  * headers of the first N messages, one "subject name: value ..." line each.
+ * -L: print the name of the stream's cluster leader and exit (no -a needed).
  */
 #include <inttypes.h>
 #include <nats/nats.h>
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
 {
 	const char *url = "nats://127.0.0.1:4222", *stream = NULL, *acklog = NULL;
 	long plen = -1;
-	int opt, dump = 0;
+	int opt, dump = 0, leader = 0;
 	natsConnection *nc = NULL;
 	jsCtx *js = NULL;
 	jsStreamInfo *si = NULL;
@@ -73,7 +74,7 @@ int main(int argc, char **argv)
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	while ((opt = getopt(argc, argv, "s:S:a:p:d:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:S:a:p:d:L")) != -1) {
 		switch (opt) {
 		case 's':
 			url = optarg;
@@ -90,13 +91,16 @@ int main(int argc, char **argv)
 		case 'd':
 			dump = atoi(optarg);
 			break;
+		case 'L':
+			leader = 1;
+			break;
 		default:
 			fprintf(stderr,
 				"usage: nats-verify -s URL -S STREAM -a ACKLOG [-p LEN] [-d N]\n");
 			return 2;
 		}
 	}
-	if (stream == NULL || acklog == NULL) {
+	if (stream == NULL || (acklog == NULL && !leader)) {
 		fprintf(stderr, "nats-verify: -S and -a are needed\n");
 		return 2;
 	}
@@ -105,6 +109,13 @@ int main(int argc, char **argv)
 	    (s = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK) {
 		fprintf(stderr, "nats-verify: %s: %s\n", url, natsStatus_GetText(s));
 		return 2;
+	}
+	if (leader) {
+		int ok = si->Cluster != NULL && si->Cluster->Leader != NULL;
+		if (ok)
+			printf("%s\n", si->Cluster->Leader);
+		jsStreamInfo_Destroy(si);
+		return ok ? 0 : 1;
 	}
 	uint64_t total = si->State.Msgs;
 	jsStreamInfo_Destroy(si);
