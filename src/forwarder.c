@@ -90,6 +90,7 @@ static const struct conf *cf;
 static struct stats_shm *shm;
 static struct stats_fwd *fx;
 static struct chain *chains;
+static int nchains; /* 1 + the highest worker index seen: the loops stop there */
 static uint32_t ring_cap;
 static uint64_t window; /* entries in all rings */
 static char host[128], subj_host[128];
@@ -183,9 +184,15 @@ static void push_event(const struct ackev *ev)
 		q = n;
 		qcap = cap;
 	}
+	/*
+	 * One wake-up per batch: the loop reads the eventfd before it swaps the
+	 * queue, so an event pushed onto a non-empty queue is never missed.
+	 */
+	int first = qn == 0;
 	q[qn++] = *ev;
 	pthread_mutex_unlock(&qmu);
-	wake();
+	if (first)
+		wake();
 }
 
 static void on_ack(jsCtx *j, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -464,6 +471,10 @@ static void scan(void)
 				pends = p;
 				pend_cap = cap;
 			}
+			unsigned pw;
+			if (spool_seg_name_parse(e->d_name, NULL, &pw, NULL) == 0 &&
+			    pw < MAX_LABELS && (int)pw >= nchains)
+				nchains = (int)pw + 1;
 			memcpy(pends[npend].name, e->d_name, strlen(e->d_name) + 1);
 			pends[npend].dir = d;
 			pends[npend].size =
@@ -701,7 +712,7 @@ static int reread(struct chain *c, uint64_t off, struct spool_rec *r, const uint
 
 static void retry_failed(void)
 {
-	for (int w = 0; w < MAX_LABELS; w++) {
+	for (int w = 0; w < nchains; w++) {
 		struct chain *c = &chains[w];
 		if (!c->has || c->fd < 0)
 			continue;
@@ -840,7 +851,7 @@ static void drain_events(void)
 /* Tell the workers how far the stream has their records (ack_after = stream). */
 static void publish_positions(void)
 {
-	for (int w = 0; w < MAX_LABELS; w++) {
+	for (int w = 0; w < nchains; w++) {
 		struct chain *c = &chains[w];
 		if (!c->has)
 			continue;
@@ -1218,7 +1229,7 @@ void forwarder_main(const struct forwarder_args *a)
 	clean_checkpoints();
 	for (;;) {
 		int busy = 0;
-		for (int w = 0; w < MAX_LABELS && !busy; w++)
+		for (int w = 0; w < nchains && !busy; w++)
 			busy = chains[w].has;
 		int timeout = busy ? 2 : 50;
 		int n = epoll_wait(ep, evs, 4, timeout);
@@ -1246,7 +1257,7 @@ void forwarder_main(const struct forwarder_args *a)
 			if (stream_ok) {
 				if (now_ms >= next_scan || idle_writer())
 					scan();
-				for (int w = 0; w < MAX_LABELS; w++) {
+				for (int w = 0; w < nchains; w++) {
 					struct chain *c = &chains[w];
 					if (!c->has) {
 						struct pend *p = oldest_of((unsigned)w, NULL);
@@ -1266,7 +1277,7 @@ void forwarder_main(const struct forwarder_args *a)
 				}
 			}
 		}
-		for (int w = 0; w < MAX_LABELS; w++) {
+		for (int w = 0; w < nchains; w++) {
 			struct chain *c = &chains[w];
 			if (!c->has)
 				continue;
@@ -1285,7 +1296,7 @@ void forwarder_main(const struct forwarder_args *a)
 					  ack_events_dropped);
 		}
 	}
-	for (int w = 0; w < MAX_LABELS; w++)
+	for (int w = 0; w < nchains; w++)
 		if (chains[w].has)
 			ckpt_write(&chains[w]);
 	publish_positions();
