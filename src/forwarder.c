@@ -675,6 +675,16 @@ static void pump(struct chain *c)
 	c->rd.off = c->read_off;
 	while (k < PASS_MAX && window < (uint64_t)cf->nats_max_inflight) {
 		rc = spool_read_next(&c->rd, &r, &payload, &off);
+		if (rc == -1 || rc == SPOOL_BAD || (rc == SPOOL_TORN && c->where == WH_TAKEN)) {
+			/* Never skipped: the chain stops here until an operator looks. */
+			if (rate_ok(7))
+				log_errorx("%s: record at %" PRIu64
+					   " unreadable (%s): forwarding of "
+					   "worker %ld's segments stops here",
+					   c->name, off, rc == -1 ? strerror(errno) : c->rd.why,
+					   (long)(c - chains));
+			break;
+		}
 		if (rc != 1)
 			break;
 		uint64_t end = off + SPOOL_REC_HDR + r.len;
