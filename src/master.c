@@ -62,7 +62,7 @@ static struct child children[STATS_MAX_SLOTS];
 static int slot_label[STATS_MAX_SLOTS];
 static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS];
-static pid_t pids[STATS_MAX_SLOTS + 1];
+static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
 static uint64_t next_sample_ms;
@@ -197,6 +197,8 @@ static void refresh_src(void)
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
 	}
+	if (fwd_pid > 0)
+		pids[np++] = fwd_pid;
 	msrc.npids = np;
 	msrc.workers_configured = conf.workers;
 	msrc.workers_running = count_running();
