@@ -121,6 +121,29 @@ metric_ge() {
 	assert_success
 }
 
+@test "the forwarder: its own process titled submitd: forwarder, without the clients' listener" {
+	nats_start
+	sd_nats 'nats_create_stream = 1'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	local fpid
+	fpid=$(forwarder_pid)
+	[ -n "$fpid" ]
+	run ps -o args= -p "$fpid"
+	assert_output "submitd: forwarder"
+	# Only the workers hold the listening socket.
+	run ss -Hltnp "sport = :$SD_PORT"
+	echo "$output"
+	assert_output --partial "pid=$(sd_workers | grep -vx "$fpid" | head -1),"
+	refute_output --partial "pid=$fpid,"
+	# Threads: libnats' own, in the forwarder only.
+	[ "$(ls "/proc/$fpid/task" | wc -l)" -gt 1 ]
+	local w
+	for w in $(sd_workers | grep -vx "$fpid"); do
+		[ "$(ls "/proc/$w/task" | wc -l)" = 1 ]
+	done
+	[ "$(ls "/proc/$SD_PID/task" | wc -l)" = 1 ]
+}
+
 # One run per ack_after value: every result-0 ack in the stream once, byte for byte.
 roundtrip() {
 	nats_start
