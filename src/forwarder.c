@@ -90,7 +90,8 @@ static const struct conf *cf;
 static struct stats_shm *shm;
 static struct stats_fwd *fx;
 static struct chain *chains;
-static int nchains; /* 1 + the highest worker index seen: the loops stop there */
+static int nchains;	 /* 1 + the highest worker index seen: the loops stop there */
+static int more_to_read; /* a pass stopped at PASS_MAX: the next one without waiting */
 static uint32_t ring_cap;
 static uint64_t window; /* entries in all rings */
 static char host[128], subj_host[128];
@@ -703,9 +704,16 @@ static void pump(struct chain *c)
 		c->read_off = end;
 		k++;
 	}
-	/* Forget what was read ahead: past the limit it may still be rewritten. */
-	c->rd.blen = 0;
-	c->rd.boff = c->read_off;
+	/*
+	 * Forget what was read ahead of an active segment: past the limit it
+	 * may still be rewritten. A sealed one does not change.
+	 */
+	if (c->where == WH_ACTIVE) {
+		c->rd.blen = 0;
+		c->rd.boff = c->read_off;
+	}
+	if (k == PASS_MAX)
+		more_to_read = 1;
 }
 
 /* Re-read one record at off (for a retry). 1, or 0 if it is not there. */
@@ -1241,7 +1249,8 @@ void forwarder_main(const struct forwarder_args *a)
 		int busy = 0;
 		for (int w = 0; w < nchains && !busy; w++)
 			busy = chains[w].has;
-		int timeout = busy ? 2 : 50;
+		int timeout = more_to_read ? 0 : busy ? 2 : 50;
+		more_to_read = 0;
 		int n = epoll_wait(ep, evs, 4, timeout);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
