@@ -17,3 +17,9 @@ $(NATS_REF): bench/nats-ref.c Makefile mk/nats.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
 		$(shell pkg-config --libs libnats)
+
+# The forwarder against nats-ref on one local nats-server (docs/SCALING.md).
+.PHONY: bench-nats
+bench-nats: deps
+	$(MAKE) all
+	bench/nats.sh
