@@ -55,7 +55,8 @@ $(BUILD)/asan/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 $(BUILD)/asan/submitd: $(call asan_obj,$(D_SRC))
 	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd libnats) -lm
 
-# Test build: the daemon with hooks that only tests use (a worker that hangs on SIGUSR2).
+# Test build: the daemon with hooks that only tests use (a worker that hangs on SIGUSR2,
+# a 3 s reload wait instead of 120 s).
 $(BUILD)/hooks/%.o: src/%.c $(wildcard src/*.h) Makefile $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSUBMITD_TEST_HOOKS $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<

@@ -14,6 +14,7 @@ $(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
 bench: deps
 	$(MAKE) all $(BUILD)/submitd-nostats
 	bench/run.sh
+	bench/thresholds.sh
 
 profile: deps
 	$(MAKE) all

@@ -58,3 +58,15 @@ $(SPOOL_GEN): test/unit/spool_gen.c src/spool.h $(call obj,src/spool.c)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,src/spool.c)
 unit-build: $(SPOOL_GEN)
 bats: $(SPOOL_GEN)
+
+# submit-bench's histogram (test_hist) needs src/bench/hist.c besides the leaf modules.
+HIST_TEST_SRC := $(LIB_SRC) src/bench/hist.c
+$(BUILD)/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call obj,$(HIST_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(HIST_TEST_SRC)) \
+		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+
+$(BUILD)/asan/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call asan_obj,$(HIST_TEST_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
+		-o $@ $< $(call asan_obj,$(HIST_TEST_SRC)) -lm

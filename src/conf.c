@@ -2,10 +2,16 @@
 
 #include <confuse.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -52,24 +58,28 @@ static char *parse_err;
 static size_t parse_errlen;
 /* Set by scan_options: where a string or list left open at the end of the file began. */
 static int open_string_line, open_list_line;
+/*
+ * The file being parsed, read once (conf_read): scan_options, the error
+ * messages and libconfuse all see the same text, with comments blanked.
+ */
+static const char *src_path;
+static char *src_buf;
+/* FNV-1a of the file as read, before comments are blanked. */
+static uint64_t src_hash;
 
 /*
  * Call fn for each "name =" that starts an option line, with its line
- * number, skipping comments, strings and the inside of lists. Stops when
- * fn returns non-zero and returns that value.
+ * number, skipping strings and the inside of lists (comments are blanked
+ * by then). Stops when fn returns non-zero and returns that value.
  */
-static int scan_options(const char *path, int (*fn)(const char *name, int line, void *arg),
-			void *arg)
+static int scan_options(int (*fn)(const char *name, int line, void *arg), void *arg)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
+	const char *p = src_buf;
 	int lineno = 0, in_string = 0, depth = 0, r = 0;
 
 	open_string_line = open_list_line = 0;
-	if (f == NULL)
-		return 0; /* cfg_parse reports it */
-	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char *p = line, name[64];
+	while (r == 0 && *p != '\0') {
+		char name[64];
 		size_t n = 0;
 
 		lineno++;
@@ -80,7 +90,7 @@ static int scan_options(const char *path, int (*fn)(const char *name, int line, 
 			       (p[n] >= '0' && p[n] <= '9'))
 				n++;
 			if (n > 0 && n < sizeof(name)) {
-				char *q = p + n;
+				const char *q = p + n;
 				while (*q == ' ' || *q == '\t')
 					q++;
 				if (*q == '=' || (q[0] == '+' && q[1] == '=')) {
@@ -93,13 +103,13 @@ static int scan_options(const char *path, int (*fn)(const char *name, int line, 
 			}
 		}
 		/* Track strings and lists that run over several lines. */
-		for (; *p; p++) {
-			if (*p == '"' && (p == line || p[-1] != '\\')) {
-				in_string = !in_string;
+		for (; *p != '\0' && *p != '\n'; p++) {
+			if (in_string && *p == '\\' && p[1] != '\0' && p[1] != '\n') {
+				p++;
+			} else if (*p == in_string || (!in_string && (*p == '"' || *p == '\''))) {
+				in_string = in_string ? 0 : *p;
 				if (in_string)
 					open_string_line = lineno;
-			} else if (!in_string && *p == '#') {
-				break;
 			} else if (!in_string && *p == '{') {
 				if (depth++ == 0)
 					open_list_line = lineno;
@@ -107,8 +117,9 @@ static int scan_options(const char *path, int (*fn)(const char *name, int line, 
 				depth--;
 			}
 		}
+		if (*p == '\n')
+			p++;
 	}
-	fclose(f);
 	if (!in_string)
 		open_string_line = 0;
 	if (depth <= 0)
@@ -159,65 +170,76 @@ static int find_check(const char *name, int line, void *arg)
 	return 1;
 }
 
-/*
- * libconfuse 3.3 counts the newline that ends a comment twice, so its line
- * numbers drift by one per comment line. Walk the file the same way to
- * find the line a person would count.
- */
-static int real_line(const char *path, int lexline)
+/* Edit distance (insertions, deletions, substitutions) between two short names. */
+static size_t edit_distance(const char *a, const char *b)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
-	int real = 0, lex = 1, in_block = 0;
+	size_t la = strlen(a), lb = strlen(b), row[64];
 
-	if (f == NULL)
-		return lexline;
-	while (lex <= lexline && fgets(line, sizeof(line), f) != NULL) {
-		int comment = in_block, in_str = 0;
-		for (char *p = line; *p; p++) {
-			if (in_block) {
-				if (p[0] == '*' && p[1] == '/')
-					in_block = 0, p++;
-			} else if (*p == '"' && (p == line || p[-1] != '\\')) {
-				in_str = !in_str;
-			} else if (!in_str && (*p == '#' || (p[0] == '/' && p[1] == '/'))) {
-				comment = 1;
-				break;
-			} else if (!in_str && p[0] == '/' && p[1] == '*') {
-				in_block = comment = 1;
-				p++;
-			}
+	if (la >= sizeof(row) || lb >= sizeof(row))
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
 		}
-		real++;
-		lex += comment ? 2 : 1;
 	}
-	fclose(f);
-	return real > 0 ? real : lexline;
+	return row[lb];
+}
+
+/* The known option closest to name, if it is close enough to be a typo; NULL if none. */
+static const char *closest_option(cfg_t *root, const char *name)
+{
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX, len = strlen(name);
+
+	for (const cfg_opt_t *o = root->opts; o != NULL && o->name != NULL; o++) {
+		size_t d = edit_distance(name, o->name);
+		if (d < bestd)
+			bestd = d, best = o->name;
+	}
+	return bestd <= 2 && bestd * 2 <= len ? best : NULL;
 }
 
 static void error_fn(cfg_t *cfg, const char *fmt, va_list ap)
 {
-	char msg[512];
+	char msg[512], unknown[64];
 	cfg_t *root = parse_root ? parse_root : cfg;
+	const char *opt = err_option;
+	int line = root->line;
 
 	if (parse_err == NULL || parse_err[0] != '\0')
 		return; /* keep the first error: later ones tend to follow from it */
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (root->filename != NULL && err_option != NULL) {
+	if (sscanf(msg, "no such option '%63[^']'", unknown) == 1) {
+		const char *near = closest_option(root, unknown);
+		size_t n = strlen(msg);
+		if (near != NULL)
+			snprintf(msg + n, sizeof(msg) - n, " (did you mean \"%s\"?)", near);
+		opt = unknown;
+	}
+	if (opt != NULL) {
 		/*
 		 * Validators run after the parser has looked ahead to the next
 		 * option; duplicates are refused, so the option's own line is unique.
 		 */
-		struct find_state fs = {err_option, 0};
-		scan_options(root->filename, find_check, &fs);
-		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename,
-			 fs.line ? fs.line : real_line(root->filename, root->line), msg);
-	} else if (root->filename != NULL && root->line > 0)
-		snprintf(parse_err, parse_errlen, "%s:%d: %s", root->filename,
-			 real_line(root->filename, root->line), msg);
+		struct find_state fs = {opt, 0};
+		scan_options(find_check, &fs);
+		if (fs.line)
+			line = fs.line;
+	}
+	if (line > 0)
+		snprintf(parse_err, parse_errlen, "%s:%d: %s", src_path, line, msg);
 	else
-		snprintf(parse_err, parse_errlen, "%s: %s", root->filename ? root->filename : "?",
-			 msg);
+		snprintf(parse_err, parse_errlen, "%s: %s", src_path, msg);
 }
 
 static void opt_error(cfg_t *cfg, const char *name, const char *fmt, ...)
@@ -241,6 +263,33 @@ static const struct int_opt *find_int(const char *name)
 		if (strcmp(int_opts[i].name, name) == 0)
 			return &int_opts[i];
 	return NULL;
+}
+
+/*
+ * libconfuse reads integers with strtol base 0, so 010 would be 8. Accept
+ * decimal and 0x hex only, and refuse a leading zero rather than guess.
+ */
+static int parse_int(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const char *s = value + (value[0] == '-');
+	int hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	char *end;
+	long v;
+
+	if (s[0] == '0' && s[1] >= '0' && s[1] <= '9') {
+		opt_error(cfg, opt->name,
+			  "%s = %s: a number with a leading zero (octal is not supported)",
+			  opt->name, value);
+		return -1;
+	}
+	errno = 0;
+	v = strtol(value, &end, hex ? 16 : 10);
+	if (value[0] == '\0' || *end != '\0' || errno != 0 || (s[0] < '0' || s[0] > '9')) {
+		opt_error(cfg, opt->name, "%s = %s: not an integer", opt->name, value);
+		return -1;
+	}
+	*(long *)result = v;
+	return 0;
 }
 
 static int validate_int(cfg_t *cfg, cfg_opt_t *opt)
@@ -288,7 +337,7 @@ static int validate_workers(cfg_t *cfg, cfg_opt_t *opt)
 		return 0;
 	errno = 0;
 	v = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
+	if (s[0] < '1' || s[0] > '9' || *end != '\0' || errno != 0 || v < 1 ||
 	    v > CONF_MAX_WORKERS) {
 		opt_error(cfg, opt->name, "workers = \"%s\": expected auto or a number 1..%d", s,
 			  CONF_MAX_WORKERS);
@@ -435,7 +484,64 @@ static int check_duplicates(const char *path, char *err, size_t errlen)
 	d.path = path;
 	d.err = err;
 	d.errlen = errlen;
-	return scan_options(path, dup_check, &d) != 0 ? -1 : 0;
+	return scan_options(dup_check, &d) != 0 ? -1 : 0;
+}
+
+static int option_line(const char *name)
+{
+	struct find_state fs = {name, 0};
+
+	scan_options(find_check, &fs);
+	return fs.line;
+}
+
+/* Two addresses that cannot both be bound: the same, or one the wildcard of the other's family. */
+static int addr_overlap(const struct net_addr *a, const struct net_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family || net_addr_port(a) == 0 ||
+	    net_addr_port(a) != net_addr_port(b))
+		return 0;
+	if (a->ss.ss_family == AF_INET) {
+		in_addr_t x = ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr;
+		in_addr_t y = ((const struct sockaddr_in *)&b->ss)->sin_addr.s_addr;
+		return x == y || x == INADDR_ANY || y == INADDR_ANY;
+	}
+	const struct in6_addr *x = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+	const struct in6_addr *y = &((const struct sockaddr_in6 *)&b->ss)->sin6_addr;
+	return IN6_ARE_ADDR_EQUAL(x, y) || IN6_IS_ADDR_UNSPECIFIED(x) || IN6_IS_ADDR_UNSPECIFIED(y);
+}
+
+/*
+ * What the binds would refuse, said before any of them runs: an address
+ * listed twice, or metrics_listen on a client address. The master also
+ * matches listeners by their text on reload, so the same text twice
+ * (port 0 included) is refused too.
+ */
+static int check_addresses(const struct conf *c, char *err, size_t errlen)
+{
+	for (int i = 0; i < c->nlisten; i++) {
+		for (int j = 0; j < i; j++) {
+			if (strcmp(c->listen[i], c->listen[j]) != 0 &&
+			    !addr_overlap(&c->listen_addr[i], &c->listen_addr[j]))
+				continue;
+			if (strcmp(c->listen[i], c->listen[j]) == 0)
+				snprintf(err, errlen, "%s:%d: listen: \"%s\" is listed twice",
+					 c->path, option_line("listen"), c->listen[i]);
+			else
+				snprintf(err, errlen, "%s:%d: listen: \"%s\" overlaps \"%s\"",
+					 c->path, option_line("listen"), c->listen[i],
+					 c->listen[j]);
+			return -1;
+		}
+		if (c->metrics_listen[0] != '\0' &&
+		    addr_overlap(&c->metrics_addr, &c->listen_addr[i])) {
+			snprintf(err, errlen,
+				 "%s:%d: metrics_listen: \"%s\" overlaps listen \"%s\"", c->path,
+				 option_line("metrics_listen"), c->metrics_listen, c->listen[i]);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* libconfuse says "premature end of file" at the last line: name where it began. */
@@ -450,19 +556,12 @@ static void explain_eof(const char *path, char *err, size_t errlen)
 }
 
 /* FNV-1a, 64 bits, of the file's bytes: tells an operator which version of it runs. */
-static uint64_t file_hash(const char *path)
+static uint64_t buf_hash(const char *p)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
-	unsigned char b[8192];
-	size_t n;
-	FILE *f;
 
-	if ((f = fopen(path, "rb")) == NULL)
-		return 0;
-	while ((n = fread(b, 1, sizeof(b), f)) > 0)
-		for (size_t i = 0; i < n; i++)
-			h = (h ^ b[i]) * 0x100000001b3ULL;
-	fclose(f);
+	for (; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
 	return h;
 }
 
@@ -474,20 +573,134 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
+/*
+ * Read the whole file into a NUL-terminated buffer. libconfuse's scanner
+ * calls exit() when it cannot read its input (a directory, an I/O error),
+ * so it only ever gets this buffer: a bad file fails a reload, it must
+ * never end the master.
+ */
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t len = 0;
+	char *buf = NULL, *nul;
+	ssize_t n;
+	int fd;
+
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size > CONF_MAX_SIZE) {
+		snprintf(err, errlen, "%s: too large (%lld bytes, at most %d)", path,
+			 (long long)st.st_size, CONF_MAX_SIZE);
+		goto fail;
+	}
+	/* One byte past the bound tells a file that grew since fstat. */
+	if ((buf = malloc(CONF_MAX_SIZE + 2)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	while (len <= CONF_MAX_SIZE && (n = read(fd, buf + len, CONF_MAX_SIZE + 1 - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "%s: read: %s", path, strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	if (len > CONF_MAX_SIZE) {
+		snprintf(err, errlen, "%s: too large (more than %d bytes)", path, CONF_MAX_SIZE);
+		goto fail;
+	}
+	if ((nul = memchr(buf, '\0', len)) != NULL) {
+		int line = 1;
+		for (const char *p = buf; p < nul; p++)
+			line += *p == '\n';
+		snprintf(err, errlen, "%s:%d: a NUL byte: not a text file", path, line);
+		goto fail;
+	}
+	buf[len] = '\0';
+	close(fd);
+	return buf;
+fail:
+	free(buf);
+	if (fd != -1)
+		close(fd);
+	return NULL;
+}
+
+/*
+ * Blank out comments, keeping every newline: libconfuse 3.3 then counts
+ * lines as a person does (it counts a comment's newline twice), and a
+ * comment inside a list spread over several lines no longer breaks the
+ * parse. Strings are left alone; # starts a comment anywhere else, as for
+ * libconfuse, and // or / * only at the start of a word.
+ */
+static void blank_comments(char *p)
+{
+	char quote = 0;
+
+	for (; *p != '\0'; p++) {
+		int word_start = p == src_buf || p[-1] == ' ' || p[-1] == '\t' || p[-1] == '\n' ||
+				 p[-1] == '{' || p[-1] == ',';
+		if (quote) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == quote)
+				quote = 0;
+		} else if (*p == '"' || *p == '\'') {
+			quote = *p;
+		} else if (*p == '#' || (word_start && p[0] == '/' && p[1] == '/')) {
+			for (; *p != '\0' && *p != '\n'; p++)
+				*p = ' ';
+			if (*p == '\0')
+				break;
+		} else if (word_start && p[0] == '/' && p[1] == '*') {
+			char *end = strstr(p + 2, "*/");
+			char *stop = end ? end + 2 : p + strlen(p);
+			for (; p < stop; p++)
+				if (*p != '\n')
+					*p = ' ';
+			p--;
+		}
+	}
+}
+
+static int load(const char *path, struct conf *out, char *err, size_t errlen);
+
 int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
+{
+	int r;
+
+	err[0] = '\0';
+	if ((src_buf = read_file(path, err, errlen)) == NULL)
+		return -1;
+	src_path = path;
+	src_hash = buf_hash(src_buf);
+	blank_comments(src_buf);
+	r = load(path, out, err, errlen);
+	free(src_buf);
+	src_buf = NULL;
+	src_path = NULL;
+	return r;
+}
+
+static int load(const char *path, struct conf *out, char *err, size_t errlen)
 {
 	cfg_opt_t opts[NINT + 32];
 	struct conf c;
 	cfg_t *cfg;
 	size_t k = 0;
-	uint64_t hash;
 	int r;
 
-	err[0] = '\0';
-	if (access(path, R_OK) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
 	if (check_duplicates(path, err, errlen) == -1)
 		return -1;
 
@@ -511,7 +724,8 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	opts[k++] = (cfg_opt_t)CFG_STR("nats_stream_retention", "limits", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("ack_after", "spool", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
-		opts[k++] = (cfg_opt_t)CFG_INT(int_opts[i].name, int_opts[i].def, CFGF_NONE);
+		opts[k++] =
+		    (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE, parse_int);
 	opts[k++] = (cfg_opt_t)CFG_END();
 
 	cfg = cfg_init(opts, CFGF_NONE);
@@ -538,14 +752,12 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	parse_root = cfg;
 	parse_err = err;
 	parse_errlen = errlen;
-	hash = file_hash(path);
-	r = cfg_parse(cfg, path);
+	r = cfg_parse_buf(cfg, src_buf);
 	parse_root = NULL;
 	parse_err = NULL;
 	if (r != CFG_SUCCESS) {
 		if (err[0] == '\0')
-			snprintf(err, errlen, "%s: %s", path,
-				 r == CFG_FILE_ERROR ? strerror(errno) : "parse error");
+			snprintf(err, errlen, "%s: parse error", path);
 		explain_eof(path, err, errlen);
 		cfg_free(cfg);
 		return -1;
@@ -553,12 +765,12 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 	memset(&c, 0, sizeof(c));
 	c.path = xstrdup(path);
-	c.hash = hash;
+	c.hash = src_hash;
 	c.nlisten = (int)cfg_size(cfg, "listen");
 	if (c.nlisten == 0) {
 		/* An empty list never reaches the validator. */
 		struct find_state fs = {"listen", 0};
-		scan_options(path, find_check, &fs);
+		scan_options(find_check, &fs);
 		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path,
 			 fs.line);
 		free(c.path);
@@ -623,18 +835,22 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 			fs.name = "ack_after";
 		else if (c.nats_creds[0] != '\0' && c.nats_user[0] != '\0')
 			fs.name = "nats_creds";
-		scan_options(path, find_check, &fs);
+		scan_options(find_check, &fs);
 		snprintf(err, errlen, "%s:%d: %s", path, fs.line, need);
+		conf_free(&c);
+		return -1;
+	}
+	if (check_addresses(&c, err, errlen) == -1) {
 		conf_free(&c);
 		return -1;
 	}
 	/* A bound below one segment could never hold the segment being written. */
 	if (c.spool_max_size != 0 && c.spool_max_size < c.spool_segment_size) {
 		struct find_state fs = {"spool_max_size", 0};
-		scan_options(path, find_check, &fs);
+		scan_options(find_check, &fs);
 		if (fs.line == 0) {
 			fs.name = "spool_segment_size";
-			scan_options(path, find_check, &fs);
+			scan_options(find_check, &fs);
 		}
 		snprintf(err, errlen,
 			 "%s:%d: spool_max_size = %ld: below spool_segment_size (%ld); 0 is "
@@ -646,6 +862,101 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 	*out = c;
 	return 0;
+}
+
+/* Whether pw may search directory st (its own uid, primary and supplementary groups). */
+static int searchable_by(const struct stat *st, const struct passwd *pw)
+{
+	gid_t groups[256];
+	int ngroups = 256;
+
+	if (pw->pw_uid == 0 || st->st_uid == pw->pw_uid)
+		return pw->pw_uid == 0 || (st->st_mode & S_IXUSR);
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) == -1)
+		ngroups = 0;
+	for (int i = 0; i < ngroups; i++)
+		if (groups[i] == st->st_gid)
+			return (st->st_mode & S_IXGRP) != 0;
+	return (st->st_mode & S_IXOTH) != 0;
+}
+
+/*
+ * A file this process will create or append to: it exists and is writable,
+ * or its directory exists and is writable (always, with need_dir): -1 if
+ * not. 1 if user (NULL: none) cannot reach it: the workers, which reopen
+ * log_file by name after SIGUSR1, would fail then, but serving works.
+ */
+static int check_writable(const char *c_path, const char *opt, const char *path, int need_dir,
+			  const struct passwd *user, char *err, size_t errlen)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/'), *why = NULL;
+	int exists = access(path, W_OK) == 0;
+	struct stat st;
+
+	if (!exists && errno != ENOENT) {
+		snprintf(err, errlen, "%s: %s \"%s\": %s", c_path, opt, path, strerror(errno));
+		return -1;
+	}
+	/*
+	 * access() calls a directory writable for root, but nothing opens it
+	 * for writing; and the pid file (need_dir) is never written through a
+	 * symbolic link (see proc.h), not even a dangling one.
+	 */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s \"%s\": is a directory", c_path, opt, path);
+		return -1;
+	}
+	if (need_dir && lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "%s: %s \"%s\": is a symbolic link, which start-up refuses",
+			 c_path, opt, path);
+		return -1;
+	}
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (stat(dir, &st) == -1)
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	else if ((need_dir || !exists) && access(dir, W_OK | X_OK) == -1)
+		why = strerror(errno);
+	if (why != NULL) {
+		snprintf(err, errlen, "%s: %s \"%s\": directory %s: %s", c_path, opt, path, dir,
+			 why);
+		return -1;
+	}
+	if (user != NULL && !searchable_by(&st, user)) {
+		snprintf(err, errlen,
+			 "%s: %s \"%s\": directory %s: not searchable by user %s, whose workers "
+			 "reopen it on SIGUSR1",
+			 c_path, opt, path, dir, user->pw_name);
+		return 1;
+	}
+	return 0;
+}
+
+int conf_check_system(const struct conf *c, char *err, size_t errlen)
+{
+	struct passwd *pw = NULL;
+	int r = 0;
+
+	if (c->user[0] != '\0' && (pw = getpwnam(c->user)) == NULL) {
+		snprintf(err, errlen, "%s: user \"%s\": no such user", c->path, c->user);
+		return -1;
+	}
+	/* The workers switch to user only when the master runs as root. */
+	if (geteuid() != 0)
+		pw = NULL;
+	if (c->log_file[0] != '\0' &&
+	    (r = check_writable(c->path, "log_file", c->log_file, 0, pw, err, errlen)) == -1)
+		return -1;
+	/* The master writes FILE.tmp and renames it: the directory must be writable. */
+	if (c->pid_file[0] != '\0' &&
+	    check_writable(c->path, "pid_file", c->pid_file, 1, NULL, err, errlen) == -1)
+		return -1;
+	return r;
 }
 
 void conf_free(struct conf *c)
@@ -669,26 +980,52 @@ void conf_free(struct conf *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* A string as the parser reads it back: quoted, with ", \ and newlines escaped. */
+static void print_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '\n') {
+			fputs("\\n", f);
+			continue;
+		}
+		if (*s == '"' || *s == '\\')
+			fputc('\\', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
 void conf_print(const struct conf *c, FILE *f)
 {
 	fprintf(f, "# effective configuration of %s\n", c->path);
 	fprintf(f, "listen = {");
-	for (int i = 0; i < c->nlisten; i++)
-		fprintf(f, "%s\"%s\"", i ? ", " : "", c->listen[i]);
+	for (int i = 0; i < c->nlisten; i++) {
+		fprintf(f, "%s", i ? ", " : "");
+		print_str(f, c->listen[i]);
+	}
 	fprintf(f, "}\n");
 	if (c->workers_auto)
 		fprintf(f, "workers = auto  # %d online CPUs\n", c->workers);
 	else
 		fprintf(f, "workers = %d\n", c->workers);
-	fprintf(f, "metrics_listen = \"%s\"\n", c->metrics_listen);
+	fprintf(f, "metrics_listen = ");
+	print_str(f, c->metrics_listen);
+	fputc('\n', f);
 	for (size_t i = 0; i < NINT; i++)
 		fprintf(f, "%s = %ld\n", int_opts[i].name,
 			*(const long *)((const char *)c + int_opts[i].off));
-	fprintf(f, "user = \"%s\"\n", c->user);
-	fprintf(f, "pid_file = \"%s\"\n", c->pid_file);
-	fprintf(f, "log_level = %s\n", log_level_name(c->log_level));
-	fprintf(f, "log_file = \"%s\"\n", c->log_file);
-	fprintf(f, "spool_dir = \"%s\"\n", c->spool_dir);
+	fprintf(f, "user = ");
+	print_str(f, c->user);
+	fprintf(f, "\npid_file = ");
+	print_str(f, c->pid_file);
+	fprintf(f, "\nlog_level = %s\n", log_level_name(c->log_level));
+	fprintf(f, "log_file = ");
+	print_str(f, c->log_file);
+	fputc('\n', f);
+	fprintf(f, "spool_dir = ");
+	print_str(f, c->spool_dir);
+	fputc('\n', f);
 	fprintf(f, "spool_sync = %s\n", conf_spool_sync_name(c->spool_sync));
 	fprintf(f, "spool_full = %s\n", conf_spool_full_name(c->spool_full));
 	fprintf(f, "nats_servers = {");

@@ -14,6 +14,7 @@
 #define CONF_DEFAULT_PATH "/etc/submitd/submitd.conf"
 #define CONF_MAX_LISTEN	  16
 #define CONF_MAX_WORKERS  256
+#define CONF_MAX_SIZE	  (1024 * 1024) /* bytes: a config file is text, not data */
 
 enum conf_spool_sync { CONF_SYNC_ALWAYS, CONF_SYNC_INTERVAL, CONF_SYNC_NONE };
 enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
@@ -75,6 +76,12 @@ struct conf {
  * "file:line: message" (or "file: reason") in err; c is left untouched.
  */
 int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
+/*
+ * What start-up would stumble on outside the file: user exists, log_file
+ * and pid_file can be written. -1 with "file: message" in err; 1 with a
+ * warning in err for what fails only later (log reopening as user).
+ */
+int conf_check_system(const struct conf *c, char *err, size_t errlen);
 void conf_free(struct conf *c);
 /* The effective configuration in the file's own syntax. */
 void conf_print(const struct conf *c, FILE *f);

@@ -19,16 +19,54 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: submitd [-tTfvh] [-c file] [-s reload|stop|quit|status]\n"
+	fprintf(f, "usage: submitd [-tTqfvh] [-c file] [-s reload|stop|quit|status]\n"
 		   "  -c, --config FILE   configuration file (default " CONF_DEFAULT_PATH ")\n"
 		   "  -t, --test          check the configuration and exit\n"
-		   "  -T, --dump          check it, then print the effective configuration\n"
+		   "  -T, --dump          like -t, and print the effective configuration\n"
+		   "  -q, --quiet         with -t or -T: print only errors (and -T's output)\n"
 		   "  -f, --foreground    do not detach\n"
 		   "  -s, --signal SIG    reload (and wait for the result), stop or quit the\n"
 		   "                      running master named in pid_file; status: print\n"
 		   "                      its /status page from metrics_listen\n"
 		   "  -v, --version       print the version\n"
 		   "  -h, --help          this text\n");
+}
+
+/* After getopt_long refused arg: name the long option it was probably meant to be. */
+static void suggest_option(const struct option *opts, const char *arg)
+{
+	const char *best = NULL;
+	size_t bestd = 3;
+
+	if (arg == NULL || strncmp(arg, "--", 2) != 0)
+		return;
+	arg += 2;
+	size_t len = strcspn(arg, "=");
+	for (; opts->name != NULL; opts++) {
+		size_t lb = strlen(opts->name), row[32];
+		if (len >= 32 || lb >= 32)
+			continue;
+		/* Edit distance, one row at a time. */
+		for (size_t j = 0; j <= lb; j++)
+			row[j] = j;
+		for (size_t i = 1; i <= len; i++) {
+			size_t diag = row[0];
+			row[0] = i;
+			for (size_t j = 1; j <= lb; j++) {
+				size_t up = row[j], d = diag + (arg[i - 1] != opts->name[j - 1]);
+				if (up + 1 < d)
+					d = up + 1;
+				if (row[j - 1] + 1 < d)
+					d = row[j - 1] + 1;
+				diag = up;
+				row[j] = d;
+			}
+		}
+		if (row[lb] < bestd && row[lb] * 2 <= len)
+			bestd = row[lb], best = opts->name;
+	}
+	if (best != NULL)
+		fprintf(stderr, "submitd: did you mean --%s?\n", best);
 }
 
 static int send_signal(const struct conf *c, const char *what)
@@ -131,9 +169,10 @@ static int detach_paths(struct conf *c)
 	char *abs;
 
 	if ((c->log_file[0] != '\0' && c->log_file[0] != '/') ||
-	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/')) {
+	    (c->pid_file[0] != '\0' && c->pid_file[0] != '/') ||
+	    (c->spool_dir[0] != '\0' && c->spool_dir[0] != '/')) {
 		fprintf(stderr,
-			"submitd: %s: log_file and pid_file must be absolute paths "
+			"submitd: %s: log_file, pid_file and spool_dir must be absolute paths "
 			"unless -f is given\n",
 			c->path);
 		return -1;
@@ -152,17 +191,22 @@ static int detach_paths(struct conf *c)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-	    {"dump", no_argument, NULL, 'T'},	      {"foreground", no_argument, NULL, 'f'},
-	    {"signal", required_argument, NULL, 's'}, {"version", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"test", no_argument, NULL, 't'},
+	    {"dump", no_argument, NULL, 'T'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"signal", required_argument, NULL, 's'},
+	    {"version", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = CONF_DEFAULT_PATH, *sig = NULL;
-	int test = 0, dump = 0, fg = 0, ch;
+	int test = 0, dump = 0, quiet = 0, fg = 0, ch, chk = 0;
 	struct conf c;
 	char err[512];
 
-	while ((ch = getopt_long(argc, argv, "c:tTfs:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:tTqfs:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
@@ -172,6 +216,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			test = dump = 1;
+			break;
+		case 'q':
+			quiet = 1;
 			break;
 		case 'f':
 			fg = 1;
@@ -194,6 +241,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
+			suggest_option(longopts, argv[optind - 1]);
 			usage(stderr);
 			return 2;
 		}
@@ -208,6 +256,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "submitd: %s\n", err);
 		if (test)
 			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
+		return 1;
+	}
+	if (sig == NULL && (chk = conf_check_system(&c, err, sizeof(err))) != 0)
+		fprintf(stderr, "submitd: %s%s\n", chk == 1 ? "warning: " : "", err);
+	if (chk == -1) {
+		if (test)
+			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
+		conf_free(&c);
 		return 1;
 	}
 	if (test) {
@@ -231,7 +287,8 @@ int main(int argc, char **argv)
 		}
 		if (dump)
 			conf_print(&c, stdout);
-		printf("submitd: configuration file %s test is successful\n", path);
+		if (!quiet)
+			printf("submitd: configuration file %s test is successful\n", path);
 		conf_free(&c);
 		return 0;
 	}

@@ -220,14 +220,14 @@ static void sample_workers(uint64_t now)
 	next_sample_ms = now + 1000;
 }
 
-/* Descriptors a worker must not keep: the master's own. */
-static int master_fds(int *fds)
+/* Descriptors a worker must not keep: the master's own, at most max of them. */
+static int master_fds(int *fds, int max)
 {
 	int n = 0;
 
 	fds[n++] = sfd;
-	metrics_forget(mx, fds, &n);
-	for (int i = 0; i < nretiring_ls; i++)
+	metrics_forget(mx, fds, &n, max);
+	for (int i = 0; i < nretiring_ls && n < max; i++)
 		fds[n++] = retiring_ls[i].fd;
 	return n;
 }
@@ -275,7 +275,7 @@ static void spawn(int label, uint64_t now)
 	a.listen_fds = fds;
 	a.nlisten = nls;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds);
+	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
 	a.master = getpid();
 
 	fflush(stdout);
@@ -327,7 +327,7 @@ static void spawn_forwarder(uint64_t now)
 	a.conf = &conf;
 	a.shm = shm;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds);
+	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
 	a.master = getpid();
 	fflush(stdout);
 	fflush(stderr);
@@ -512,31 +512,59 @@ static int find_listener(const struct listener *set, int n, const char *name)
 
 /*
  * Make the listener set match c: keep the sockets of addresses that stay,
- * bind the new ones. Sockets of addresses that go are set aside and closed
- * once the new generation serves. -1 (nothing changed) if a bind fails.
+ * take back those still waiting to close from a previous change, bind the
+ * new ones. Sockets of addresses that go are set aside and closed once the
+ * new generation serves. -1 (nothing changed) if a bind fails, or if more
+ * sockets would wait to close than retiring_ls holds: changes that follow
+ * each other faster than generations become ready are refused, not queued.
  */
 static int apply_listeners(const struct conf *c)
 {
 	struct listener next[CONF_MAX_LISTEN];
-	int nnext = 0;
+	int nnext = 0, fresh[CONF_MAX_LISTEN], nretire = 0;
 	char err[256], name[NET_ADDRSTRLEN];
 
+	for (int i = 0; i < nretiring_ls; i++) {
+		int keep = 1;
+		for (int j = 0; j < c->nlisten; j++)
+			keep &= strcmp(retiring_ls[i].name, c->listen[j]) != 0;
+		nretire += keep;
+	}
+	for (int i = 0; i < nls; i++) {
+		int keep = 1;
+		for (int j = 0; j < c->nlisten; j++)
+			keep &= strcmp(ls[i].name, c->listen[j]) != 0;
+		nretire += keep;
+	}
+	if (nretire > CONF_MAX_LISTEN) {
+		log_errorx(
+		    "listen: %d sockets would wait to close, at most %d: the previous listen "
+		    "change is still pending (generation %u not ready); retry once it serves",
+		    nretire, CONF_MAX_LISTEN, gen);
+		return -1;
+	}
 	for (int i = 0; i < c->nlisten; i++) {
 		int k = find_listener(ls, nls, c->listen[i]);
+		fresh[nnext] = 0;
 		if (k >= 0) {
 			next[nnext++] = ls[k];
+			continue;
+		}
+		if ((k = find_listener(retiring_ls, nretiring_ls, c->listen[i])) >= 0) {
+			next[nnext++] = retiring_ls[k];
 			continue;
 		}
 		int fd = net_listen(&c->listen_addr[i], (int)c->backlog, err, sizeof(err));
 		if (fd == -1) {
 			log_errorx("%s", err);
 			for (int j = 0; j < nnext; j++)
-				if (find_listener(ls, nls, next[j].name) < 0) {
+				if (fresh[j]) {
 					close(next[j].fd);
 					free(next[j].name);
 				}
 			return -1;
 		}
+		fresh[nnext] = 1;
 		next[nnext].fd = fd;
 		next[nnext].name = strdup(c->listen[i]);
 		net_sockname(fd, &next[nnext].addr);
@@ -544,9 +572,15 @@ static int apply_listeners(const struct conf *c)
 		log_info("listening on %s", name);
 		nnext++;
 	}
+	/* What waits to close: the earlier leftovers and the sockets that go now. */
+	int n = 0;
+	for (int i = 0; i < nretiring_ls; i++)
+		if (find_listener(next, nnext, retiring_ls[i].name) < 0)
+			retiring_ls[n++] = retiring_ls[i];
 	for (int i = 0; i < nls; i++)
 		if (find_listener(next, nnext, ls[i].name) < 0)
-			retiring_ls[nretiring_ls++] = ls[i];
+			retiring_ls[n++] = ls[i];
+	nretiring_ls = n;
 	memcpy(ls, next, sizeof(next[0]) * (size_t)nnext);
 	nls = nnext;
 	return 0;

@@ -517,15 +517,15 @@ void metrics_stop(struct metrics *m)
 	free(m);
 }
 
-void metrics_forget(struct metrics *m, int *fds, int *nfds)
+void metrics_forget(struct metrics *m, int *fds, int *nfds, int max)
 {
 	const union MHD_DaemonInfo *info;
 
 	if (m == NULL)
 		return;
-	if ((info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_LISTEN_FD)) != NULL)
+	if (*nfds < max && (info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_LISTEN_FD)) != NULL)
 		fds[(*nfds)++] = info->listen_fd;
-	if ((info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
+	if (*nfds < max && (info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
 		fds[(*nfds)++] = info->epoll_fd;
 }
 

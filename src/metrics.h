@@ -82,7 +82,10 @@ int metrics_fd(const struct metrics *m);
 int metrics_timeout(const struct metrics *m);
 void metrics_run(struct metrics *m);
 void metrics_stop(struct metrics *m);
-/* In a forked worker: close the inherited descriptors without touching the sockets' state. */
-void metrics_forget(struct metrics *m, int *fds, int *nfds);
+/*
+ * The descriptors a forked worker must close (never stop: that would shut
+ * the master's socket down), appended to fds while *nfds < max.
+ */
+void metrics_forget(struct metrics *m, int *fds, int *nfds, int max);
 
 #endif

@@ -20,11 +20,10 @@
 
 #define CRC32C_POLY 0x82F63B78u
 
-/* Slicing-by-8 tables: built once, on first use. */
+/* Slicing-by-8 tables, built at load time (before any thread can race on them). */
 static uint32_t crc_tab[8][256];
-static int crc_tab_ready;
 
-static void crc_tab_init(void)
+__attribute__((constructor)) static void crc_tab_init(void)
 {
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
@@ -36,15 +35,12 @@ static void crc_tab_init(void)
 		for (int t = 1; t < 8; t++)
 			crc_tab[t][i] =
 			    (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
-	crc_tab_ready = 1;
 }
 
 uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n)
 {
 	const uint8_t *b = p;
 
-	if (!crc_tab_ready)
-		crc_tab_init();
 	crc = ~crc;
 	while (n > 0 && ((uintptr_t)b & 7) != 0) {
 		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
@@ -87,19 +83,19 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const voi
 }
 #endif
 
-/* -1: not decided yet; decided once, the answer never changes. */
-static int crc_use_hw = -1;
+/* Decided at load time, like the tables; the answer never changes. */
+static int crc_use_hw;
+
+__attribute__((constructor)) static void crc_hw_init(void)
+{
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#endif
+}
 
 int spool_crc32c_hw(void)
 {
-	if (crc_use_hw < 0) {
-#if defined(__x86_64__)
-		__builtin_cpu_init();
-		crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-#else
-		crc_use_hw = 0;
-#endif
-	}
 	return crc_use_hw;
 }
 
@@ -356,6 +352,17 @@ int spool_dirs(const char *dir, char *err, size_t errlen)
 		set_err(err, errlen, "fsync %s: %s", dir);
 		return -1;
 	}
+	if (created) {
+		/* The spool directory's own name, in its parent. */
+		const char *slash = strrchr(dir, '/');
+		if (slash == NULL)
+			snprintf(path, sizeof(path), ".");
+		else if (slash == dir)
+			snprintf(path, sizeof(path), "/");
+		else
+			snprintf(path, sizeof(path), "%.*s", (int)(slash - dir), dir);
+		(void)fsync_path(path);
+	}
 	return 0;
 }
 
@@ -447,6 +454,9 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 	size_t total = 0;
 	int i = 0, saved;
 
+	/* Bytes a failed batch left behind must not outlive a crash: cut them first. */
+	if (s->trunc_failed && ftruncate(s->fd, (off_t)s->size) == 0)
+		s->trunc_failed = 0;
 	while (i < iovcnt) {
 		int cnt = iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX;
 		ssize_t n = pwritev(s->fd, iov + i, cnt, (off_t)off);
@@ -851,7 +861,7 @@ int spool_scan(int fd, struct spool_scan *out)
 	const uint8_t *payload;
 	struct stat st;
 	uint64_t x = SPOOL_FILE_HDR;
-	int rc, later;
+	int rc, later = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (fstat(fd, &st) < 0)
@@ -868,31 +878,42 @@ int spool_scan(int fd, struct spool_scan *out)
 		return 0;
 	}
 	out->fh = rd.fh;
-	while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
-		if (out->records == 0)
-			out->first_ts = rec.ts_ns;
-		out->last_ts = rec.ts_ns;
-		out->records++;
+	for (uint64_t retried = 0;;) {
+		while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
+			if (out->records == 0)
+				out->first_ts = rec.ts_ns;
+			out->last_ts = rec.ts_ns;
+			out->records++;
+		}
+		out->why = rd.why;
+		out->end = x;
+		if (rc == -1 || rc == 0)
+			break;
+		/*
+		 * A torn tail is the last thing in the file: no whole record
+		 * after it (a header that does not fit, zeros of pages never
+		 * written, the part of a batch that made it). A whole record
+		 * after it means the damage is in the middle: a bad rec_len must
+		 * not cut off what follows.
+		 */
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
+			out->size = (uint64_t)st.st_size; /* a live writer added more */
+		later = record_after(fd, x + 1, out->size);
+		if (later <= 0 || retried == x)
+			break;
+		/*
+		 * On a live segment the record at x may have been a write in
+		 * progress that completed since: read it once more. A writer
+		 * appends in order, so if anything after it is whole, it is too.
+		 */
+		retried = x;
 	}
-	out->why = rd.why;
 	spool_reader_close(&rd);
-	out->end = x;
-	if (rc == -1)
+	if (rc == -1 || later < 0)
 		return -1;
 	if (rc == 0)
 		return 0;
-	/*
-	 * A torn tail is the last thing in the file: no whole record after it
-	 * (a header that does not fit, zeros of pages never written, the part
-	 * of a batch that made it). A whole record after it means the damage is
-	 * in the middle: a bad rec_len must not cut off what follows.
-	 */
 	out->bad_offset = x;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
-		out->size = (uint64_t)st.st_size; /* a live writer added more */
-	later = record_after(fd, x + 1, out->size);
-	if (later < 0)
-		return -1;
 	out->status = later ? SPOOL_BAD : SPOOL_TORN;
 	if (later && rc == SPOOL_TORN)
 		out->why = "bad record length (past the end of the file, whole records after it)";

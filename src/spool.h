@@ -95,21 +95,23 @@ int spool_dirs(const char *dir, char *err, size_t errlen);
  * updated to the segment's created_ns; last_ns may be NULL.
  */
 int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
-		   uint64_t *last_ns, char *err, size_t errlen);
+		   uint64_t *last_ns, char *err, size_t errlen) __attribute__((warn_unused_result));
 /*
  * Append the bytes of iov at s->size: all of them, or -1 with errno (a short
  * write counts as an error). On -1 the file is truncated back to s->size, so
  * a failed batch leaves nothing behind (if even that fails, trunc_failed is
  * set). Any number of iovecs (more than IOV_MAX are written in turns).
  */
-ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt);
+ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt)
+    __attribute__((warn_unused_result));
 /* fdatasync. After -1 never call it again on this segment: spool_seg_suspect() it. */
-int spool_seg_sync(struct spool_seg *s);
+int spool_seg_sync(struct spool_seg *s) __attribute__((warn_unused_result));
 /*
  * fdatasync, rename into ready/, fsync active/ and ready/, close. A segment
  * without records is deleted instead. On -1 the segment could not be sealed:
- * it has been moved into suspect/ (or, if even that failed, left in active/)
- * and closed; either way the caller opens a new one.
+ * it has been moved into suspect/ (or, if even that failed, left in active/;
+ * or it is in ready/ and only a directory fsync failed) and closed; either
+ * way the caller opens a new one.
  */
 int spool_seg_seal(struct spool_seg *s, const char *dir);
 /* Rename into suspect/ (no fsync of the file, ever), fsync the directories, close. */

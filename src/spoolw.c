@@ -490,6 +490,7 @@ void spoolw_commit(uint64_t now)
 	if (round_failed && seg.fd >= 0 && seg.size > round_start) {
 		if (ftruncate(seg.fd, (off_t)round_start) == 0) {
 			seg.size = round_start;
+			unsynced = unsynced > round_recs ? unsynced - round_recs : 0;
 		} else {
 			failure(STATS_spool_fail_write, errno, "truncate");
 			suspect();

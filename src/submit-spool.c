@@ -574,11 +574,19 @@ struct target {
 
 static int target_of(const char *arg, const char *spool, struct target *t)
 {
+	static char trimmed[PATH_MAX];
 	struct stat st;
+	size_t len;
 
 	memset(t, 0, sizeof(*t));
 	if (arg == NULL)
 		arg = spool;
+	/* "spool/ready/" names the same state as "spool/ready". */
+	snprintf(trimmed, sizeof(trimmed), "%s", arg);
+	len = strlen(trimmed);
+	while (len > 1 && trimmed[len - 1] == '/')
+		trimmed[--len] = '\0';
+	arg = trimmed;
 	if (stat(arg, &st) < 0) {
 		warnx("%s: %s", arg, strerror(errno));
 		return -1;

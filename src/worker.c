@@ -55,9 +55,9 @@ static int draining, stopping; /* SIGTERM, SIGINT */
 static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
-static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
 static int label;
 static unsigned generation;
+static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
 
 /* epoll data for non-connection descriptors: addresses inside tags[] */
 static char tags[CONF_MAX_LISTEN + 1];
@@ -378,6 +378,7 @@ static void on_accept(int li)
 		conns[fd] = c;
 		nconns++;
 		STATS_STORE(slot->connected, nconns);
+		log_debug("fd %d: accepted on listener %d", fd, li);
 	}
 }
 

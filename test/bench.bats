@@ -78,11 +78,14 @@ bench_json() {
 	[ "$(sd_metric submitd_req_recv_total '{cmd="conn"}')" = 5 ]
 }
 
-@test "open loop: -r holds the rate" {
+@test "open loop: -r paces the requests" {
 	sd_start
 	bench_json -r 4000 -d 1 -c 4 "127.0.0.1:$SD_PORT"
 	assert_success
-	jq -e '.acked >= 3600 and .acked <= 4400' <<<"$output"
+	echo "acked $(jq -r .acked <<<"$output") of 4000 scheduled"
+	# Never ahead of the schedule (a few frames of rounding aside), and not
+	# stalled; how close it keeps to 4,000/s is bench/thresholds.bats' check.
+	jq -e '.errors == 0 and .acked >= 1000 and .acked <= 4100' <<<"$output"
 }
 
 @test "a corrupted ack id is an error naming the connection and the id; exit 1" {

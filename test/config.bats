@@ -89,6 +89,7 @@ expect_bad() {
 	assert_line "max_frame_size = 1000"
 	assert_line "max_connections = 10000"
 	assert_line "idle_timeout = 300"
+	assert_line "send_timeout = 60"
 	assert_line 'metrics_listen = "127.0.0.1:8889"'
 	# What -T prints is itself a valid config file.
 	printf '%s\n' "${lines[@]}" | grep -v "test is successful" >"$BATS_TEST_TMPDIR/dump.conf"

@@ -3,21 +3,14 @@
 # Grafana dashboard and provisioning. No daemon needed; test/prometheus.bats
 # runs the same expressions against a live submitd.
 
-bats_load_library bats-support
-bats_load_library bats-assert
+load helpers/common
 
 PROM=contrib/prometheus
 DASH=contrib/grafana/dashboards/submitd.json
 
-# Every metric family of the /metrics contract (docs/METRICS.md).
-FAMILIES="submitd_client_connected submitd_req_recv_total submitd_rsp_send_total
-submitd_connections_accepted_total submitd_connections_closed_total
-submitd_protocol_errors_total submitd_received_bytes_total submitd_sent_bytes_total
-submitd_write_batch_size submitd_workers submitd_worker_restarts_total
-submitd_config_last_reload_successful submitd_config_last_reload_success_timestamp_seconds
-submitd_build_info submitd_worker_allocated_bytes submitd_accept_errors_total submitd_generations
-process_start_time_seconds process_cpu_seconds_total process_resident_memory_bytes
-process_open_fds"
+# Every metric family of the /metrics contract, as docs/METRICS.md lists them.
+FAMILIES=$(sd_doc_families)
+
 
 setup() {
 	cd "$BATS_TEST_DIRNAME/.." || return 1
@@ -64,8 +57,9 @@ dashboard_exprs() {
 @test "contrib: promtool check rules passes and the alerts exist" {
 	run promtool check rules "$PROM/submitd.rules.yml"
 	assert_success
-	assert_output --partial "SUCCESS: 19 rules found"
-	for a in SubmitdDown SubmitdWorkersMissing SubmitdReloadFailed SubmitdProtocolErrorsRising SubmitdWorkerRestarts; do
+	assert_output --partial "SUCCESS: 32 rules found"
+	for a in SubmitdDown SubmitdWorkersMissing SubmitdReloadFailed SubmitdProtocolErrorsRising SubmitdWorkerRestarts \
+		SubmitdSpoolNearlyFull SubmitdSpoolFsyncSlow SubmitdSpoolFailures SubmitdSubmitsNotStored; do
 		grep -q "^ *- alert: $a\$" "$PROM/submitd.rules.yml" || fail "alert $a missing"
 	done
 }
@@ -151,6 +145,7 @@ dashboard_exprs() {
 
 @test "contrib: dashboard and rules use only metrics of the contract, and the dashboard shows all of them" {
 	local used fam
+	[ "$(wc -w <<<"$FAMILIES")" -ge 20 ]
 	used=$( { dashboard_exprs; cat "$PROM/submitd.rules.yml"; } |
 		grep -oP '\b(submitd|process)_[a-z_]+(?![a-z_:])' | sed 's/_\(bucket\|sum\|count\)$//' | sort -u)
 	for fam in $used; do

@@ -94,7 +94,7 @@ conf_set() {
 	refute_output --regexp '^[EW]: '
 }
 
-@test "deb: dpkg -i installs binaries, unit, man pages, conffile and the system user" {
+@test "deb: dpkg -i installs binaries, unit, man pages, docs/*.md, conffile and the system user" {
 	run dpkg -i "$(deb_file)"
 	assert_success
 	[ -x /usr/sbin/submitd ]
@@ -104,6 +104,12 @@ conf_set() {
 	[ -f /usr/share/man/man5/submitd.conf.5.gz ]
 	[ -f /usr/share/man/man1/submit-bench.1.gz ]
 	[ -d /usr/share/doc/submitd/examples ]
+	compgen -G "/usr/share/doc/submitd/README.md*"
+	# Every document of docs/, compressed or not.
+	local d
+	for d in "$DEB_TOP"/docs/*.md; do
+		compgen -G "/usr/share/doc/submitd/$(basename "$d")*" >/dev/null || fail "not installed: $d"
+	done
 	[ -d /run/submitd ]
 	run dpkg-query -W -f='${Conffiles}' submitd
 	assert_output --partial '/etc/submitd/submitd.conf '

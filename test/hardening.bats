@@ -3,72 +3,36 @@
 # a client that never reads, descriptor exhaustion, abuse of the metrics
 # endpoint, and 50,000 concurrent connections.
 #
-# Rates are compared inside one test, alternating the two conditions and
-# taking medians, because the machine is small and shared.
+# Performance thresholds (rate ratios, CPU share) are make bench's:
+# bench/thresholds.bats. Here the behaviour is checked.
 
 load helpers/common
+load helpers/rates
 
 HOSTILE="python3 $SD_ROOT/test/fuzz/hostile.py"
-BENCH=${SD_BENCH:-$SD_ROOT/build/submit-bench}
+BENCH=$SD_BENCH
 
 teardown() {
 	sd_stop
 }
 
-# bench_rate: one 2 s closed-loop run on 10 connections; prints its rate,
-# fails on any error.
-bench_rate() {
-	local out
-	out=$(timeout 30 "$BENCH" --json -c 10 -d 2s "127.0.0.1:$SD_PORT" 2>/dev/null) || {
-		echo "bench failed: $out" >&2
-		return 1
-	}
-	jq -e '.errors == 0 and .acked > 0' <<<"$out" >/dev/null || {
-		echo "bench reported errors: $out" >&2
-		return 1
-	}
-	jq -r '.rate | floor' <<<"$out"
-}
-
-median() {
-	printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
-}
-
-# at_least RATIO WITH WITHOUT: WITH >= RATIO * WITHOUT, with the numbers in the message.
-at_least() {
-	echo "median rate with: $2, without: $3, ratio $(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.3f", a / b}') (need >= $1)" >&3
-	awk -v r="$1" -v a="$2" -v b="$3" 'BEGIN {exit !(a >= r * b)}'
-}
-
-# ticks PID: user + system CPU time of PID, in clock ticks.
-ticks() {
-	awk '{print $14 + $15}' "/proc/$1/stat"
-}
-
-metric_above() {
-	awk -v v="$(sd_metric "$1" "$2")" -v m="$3" 'BEGIN {exit !(v > m)}'
-}
-
-@test "hardening: 1,000 trickling connections do not slow the others and are closed by idle_timeout" {
+@test "hardening: 1,000 trickling connections: the others are served meanwhile, and idle_timeout closes them" {
 	sd_start 'idle_timeout = 3'
-	local with=() without=() r out
-	# Five alternating rounds: the median has to stand against a noisy 2-core machine.
-	for r in 1 2 3 4 5; do
-		without+=("$(bench_rate)")
-		out=$BATS_TEST_TMPDIR/trickle.$r
-		# A byte a second of a frame that never completes: more than the 5 s
-		# the idle rule was written for, and still no complete frame.
-		sd_spawn "$out" $HOSTILE --port "$SD_PORT" --max 30 trickle -n 1000 --every 1
-		wait_for -t 15 grep -q '^connected 1000' "$out"
-		# Connected on the client's side may still sit in the accept queue.
-		wait_for -t 10 metric_above submitd_client_connected '' 999
-		with+=("$(bench_rate)")
-		wait_for -t 15 grep -q '^all 1000 closed' "$out"
-	done
-	cat "$BATS_TEST_TMPDIR"/trickle.* >&3
-	at_least 0.9 "$(median "${with[@]}")" "$(median "${without[@]}")"
+	local out=$BATS_TEST_TMPDIR/trickle
+	# A byte a second of a frame that never completes: more than the 5 s
+	# the idle rule was written for, and still no complete frame.
+	sd_spawn "$out" $HOSTILE --port "$SD_PORT" --max 30 trickle -n 1000 --every 1
+	wait_for -t 15 grep -q '^connected 1000' "$out"
+	# Connected on the client's side may still sit in the accept queue.
+	wait_for -t 10 metric_above submitd_client_connected '' 999
+	# Served while they trickle: acks and no error (bench/thresholds.bats
+	# compares the rate with and without them).
+	run -0 bench_rate
+	[ "$output" -gt 0 ]
+	wait_for -t 15 grep -q '^all 1000 closed' "$out"
+	cat "$out" >&3
 	run sd_metric submitd_connections_closed_total '{reason="idle"}'
-	[ "$output" -ge 5000 ]
+	[ "$output" -ge 1000 ]
 	run sd_metric submitd_protocol_errors_total
 	assert_output 0
 }
@@ -121,9 +85,12 @@ metric_above() {
 	e1=$(sd_metric submitd_accept_errors_total)
 	l1=$(sd_log_count 'accept on')
 	echo "at the limit for 3 s: worker CPU $((t1 - t0)) ticks (${hz}/s), accept errors +$((e1 - e0)), log lines +$((l1 - l0)), connected $(sd_metric submitd_client_connected)" >&3
-	# Still at the limit, yet near idle: under 20% of a core.
+	# Still at the limit, and not spinning: each failed accept pauses
+	# accepting for 100 ms, so at most about 30 in 3 s, where a loop that
+	# polled the listener again would fail thousands of times (the CPU share
+	# is bench/thresholds.bats').
 	[ "$((e1 - e0))" -gt 0 ]
-	[ "$((t1 - t0))" -lt $((hz * 3 / 5)) ]
+	[ "$((e1 - e0))" -le 60 ]
 	# At most about once a second.
 	[ "$((l1 - l0))" -le 4 ]
 	[ "$(sd_log_count 'accept on')" -ge 1 ]
@@ -133,31 +100,26 @@ metric_above() {
 	wait_for -t 10 sd_metric_is submitd_client_connected '' 0
 }
 
-@test "hardening: metrics endpoint abuse does not slow the workers or stop the master reaping and reloading" {
+@test "hardening: under metrics endpoint abuse the workers serve and the master reaps and reloads" {
 	sd_start
-	local with=() without=() r out
-	for r in 1 2 3; do
-		without+=("$(bench_rate)")
-		out=$BATS_TEST_TMPDIR/abuse.$r
-		sd_spawn "$out" $HOSTILE --port "$SD_METRICS_PORT" --max 60 metrics -n 1000
-		local abuser=$SD_SPAWNED
-		wait_for -t 10 grep -q '^open' "$out"
-		with+=("$(bench_rate)")
-		if [ "$r" -eq 3 ]; then
-			# Still under abuse: a worker dies, and a reload is asked for.
-			local old new
-			old=$(sd_workers | head -1)
-			kill -KILL "$old"
-			wait_for -t 10 eval '[ "$(sd_workers | wc -l)" -eq 2 ] && ! sd_workers | grep -qx '"$old"
-			kill -HUP "$SD_PID"
-			wait_for -t 15 grep -q 'reload: configuration .* applied' "$BATS_TEST_TMPDIR/submitd.log"
-			wait_for -t 10 sd_client roundtrip
-		fi
-		kill -TERM "$abuser"
-		wait "$abuser" 2>/dev/null || true
-	done
-	cat "$BATS_TEST_TMPDIR"/abuse.* | grep '^metrics abuse' >&3
-	at_least 0.8 "$(median "${with[@]}")" "$(median "${without[@]}")"
+	local out=$BATS_TEST_TMPDIR/abuse
+	sd_spawn "$out" $HOSTILE --port "$SD_METRICS_PORT" --max 60 metrics -n 1000
+	local abuser=$SD_SPAWNED
+	wait_for -t 10 grep -q '^open' "$out"
+	# Served meanwhile (bench/thresholds.bats compares the rates).
+	run -0 bench_rate
+	[ "$output" -gt 0 ]
+	# Still under abuse: a worker dies, and a reload is asked for.
+	local old
+	old=$(sd_workers | head -1)
+	kill -KILL "$old"
+	wait_for -t 10 eval '[ "$(sd_workers | wc -l)" -eq 2 ] && ! sd_workers | grep -qx '"$old"
+	kill -HUP "$SD_PID"
+	wait_for -t 15 grep -q 'reload: configuration .* applied' "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 sd_client roundtrip
+	kill -TERM "$abuser"
+	wait "$abuser" 2>/dev/null || true
+	grep '^metrics abuse' "$out" >&3
 	# The endpoint serves again once the abuse stops.
 	wait_for -t 15 sd_metrics
 	run sd_metric submitd_worker_restarts_total '{reason="signal"}'
@@ -168,12 +130,13 @@ metric_above() {
 	local n=50000 procs=4
 	local per=$((n / procs))
 	sd_start 'workers = 4' 'max_connections = 19000' 'idle_timeout = 0' "backlog = ${SUBMITD_BACKLOG:-4096}"
-	local rss0 rss1 t0 t1 i
+	local rss0 rss1 t0 t1 i benches=()
 	rss0=$($HOSTILE --max 0.1 rss --pid "$SD_PID" | awk '$1 == "rss" {print $2; exit}')
 	t0=$EPOCHREALTIME
 	for ((i = 0; i < procs; i++)); do
 		sd_spawn "$BATS_TEST_TMPDIR/bench.$i" "$BENCH" --json --idle --conn -c "$per" -d 60s \
 			--source "127.0.0.$((i + 2))" "127.0.0.1:$SD_PORT"
+		benches+=("$SD_SPAWNED")
 	done
 	wait_for -t 120 sd_metric_is submitd_client_connected '' "$n"
 	t1=$EPOCHREALTIME
@@ -187,4 +150,20 @@ metric_above() {
 	sd_metric submitd_client_connected '{worker="0"}' >&3
 	[ "$conn_acked" -ge "$n" ]
 	[ "$(sd_metric submitd_connections_closed_total)" -eq 0 ]
+	# Stopped, each bench reports: every connection ConnAcked and still
+	# open, no error of any kind.
+	for i in "${!benches[@]}"; do
+		kill -TERM "${benches[$i]}"
+	done
+	local rc json
+	for i in "${!benches[@]}"; do
+		wait_for -t 60 _sd_all_gone "${benches[$i]}"
+		rc=0
+		wait "${benches[$i]}" || rc=$?
+		json=$(tail -1 "$BATS_TEST_TMPDIR/bench.$i")
+		echo "bench $i: status $rc, $(jq -c '{conn_acked, open_at_end, errors, connect_errors}' <<<"$json")" >&3
+		assert_equal "$rc" 0
+		jq -e --argjson n "$per" '.conn_acked == $n and .open_at_end == $n and .errors == 0 and
+			.connect_errors == 0 and .ok' <<<"$json"
+	done
 }

@@ -3,100 +3,44 @@
 # the watchdog, SIGTTIN/SIGTTOU, SIGUSR1 log reopening, the pid file.
 
 load helpers/common
+load helpers/lifecycle
 
 teardown() {
 	sd_stop
 }
 
-# The master's totals from its last log line, "stopped: N requests received, M acks sent".
+# The master's totals from its last log line, "stopped: N requests received, M
+# acks sent", as "N M"; fails when the master logged no such line.
 stopped_totals() {
-	sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1
+	local t
+	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
+	[ -n "$t" ] || {
+		echo "stopped_totals: no \"stopped:\" line in the log" >&2
+		return 1
+	}
+	echo "$t"
 }
 
-# respawn_watch METRICS_PORT MASTER_PID KILLS: kill -9 one worker a second,
-# KILLS times, alternating between the two oldest so none is killed young
-# (a worker dying within a second of its start is respawned with backoff).
-# After each kill, poll /metrics every ~5 ms until the victim is reaped and
-# submitd_workers{state="running"} is back at the configured count. Prints
-# per kill "kill I victim PID label L connections C respawn_ms T", then "worst_ms T".
-respawn_watch() {
-	python3 - "$@" <<'PY'
-import os, signal, sys, time, urllib.request
-port, master, kills = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-url = "http://127.0.0.1:%d/metrics" % port
-
-def metrics():
-    with urllib.request.urlopen(url, timeout=2) as r:
-        out = {}
-        for line in r.read().decode().splitlines():
-            if line and line[0] != "#":
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
-
-def children():
-    with open("/proc/%d/task/%d/children" % (master, master)) as f:
-        return [int(p) for p in f.read().split()]
-
-def label_of(pid):
-    # "worker I started, pid P" is the master's contract line; the slot label is I.
-    for line in open(os.environ["SD_LOGFILE"]):
-        if line.rstrip().endswith("started, pid %d" % pid):
-            label = int(line.split("worker ")[1].split(" ")[0])
-    return label
-
-m = metrics()
-want = int(m['submitd_workers{state="configured"}'])
-worst = 0.0
-born = {}
-for i in range(kills):
-    now = time.monotonic()
-    kids = children()
-    for k in kids:
-        born.setdefault(k, now)
-    victim = min(kids, key=lambda k: born[k])  # the oldest
-    label = label_of(victim)
-    conns = int(metrics().get('submitd_client_connected{worker="%d"}' % label, 0))
-    t0 = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
-    while True:
-        m = metrics()
-        if victim not in children() and int(m['submitd_workers{state="running"}']) == want:
-            break
-        if time.monotonic() - t0 > 10:
-            print("kill %d: no recovery in 10 s" % i)
-            sys.exit(1)
-        time.sleep(0.005)
-    dt = (time.monotonic() - t0) * 1000
-    worst = max(worst, dt)
-    print("kill %d victim %d label %d connections %d respawn_ms %.1f" % (i, victim, label, conns, dt), flush=True)
-    time.sleep(max(0, 1 - (time.monotonic() - t0)))
-print("worst_ms %.1f" % worst)
-PY
-}
-
-# bench_loop OUT: one-second submit-bench runs (-c 50 --reconnect) back to
-# back until OUT.stop exists, one JSON line each in OUT. A reset ends a
-# connection for submit-bench, so fresh runs keep the load on across kills.
-bench_loop() {
-	local out=$1 b=
-	trap 'kill -TERM $b 2>/dev/null; exit 0' TERM
-	while [ ! -e "$out.stop" ]; do
-		"$SD_BENCH" --json -c 50 --reconnect -d 1 --drain 2 "127.0.0.1:$SD_PORT" >>"$out" 2>>"$out.err" &
-		b=$!
-		wait "$b" || true
+# workers_older_than S: every worker has run for at least S seconds.
+workers_older_than() {
+	local w n=0
+	for w in $(sd_workers); do
+		[ "$(ps -o etimes= -p "$w" | tr -d ' ')" -ge "$1" ] || return 1
+		n=$((n + 1))
 	done
+	[ "$n" -gt 0 ]
 }
 
-@test "kill -9 of a worker every second under load: only its connections fail; respawned fast" {
+@test "kill -9 of a worker every second under load: only its connections fail; respawned each time" {
 	sd_start 'workers = 2'
 	local out=$BATS_TEST_TMPDIR/bench.json
 	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
 	local loop=$!
 	SD_BG_PIDS+=("$loop")
 	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	# Let both workers pass the crash-loop age so every kill is a plain respawn.
-	sleep 1
+	# Both workers past the crash-loop age (1 s) so every kill is a plain
+	# respawn: ps counts whole seconds, so 2 means at least 2.
+	wait_for -t 10 workers_older_than 2
 	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
 	echo "$output"
 	assert_success
@@ -120,8 +64,9 @@ bench_loop() {
 	assert_equal "$connect_errors" 0
 	run sd_metric submitd_worker_restarts_total '{reason="signal"}'
 	assert_output 10
-	# Measured with a 5 ms poll of /metrics: about 10 ms here.
-	awk -v w="$worst" 'BEGIN { exit !(w < 100) }'
+	# Respawned every time, within a bound no busy machine misses (make bench
+	# measures the time itself: bench/thresholds.sh).
+	awk -v w="$worst" 'BEGIN { exit !(w < 2000) }'
 }
 
 # wait_exit SECONDS: wait for the master (SD_JOB) to end; its status in SD_RC,
@@ -135,21 +80,36 @@ wait_exit() {
 	SD_JOB=
 }
 
+# stuck_closed_ms OUT START: when the sd_stuck_client of OUT saw its close, in
+# ms after START (an EPOCHREALTIME); fails if it saw none or not a clean one.
+stuck_closed_ms() {
+	awk -v s="$2" '$1 == "closed" && $4 == "eof" { printf "%d\n", ($3 - s) * 1000; f = 1 }
+		END { exit !f }' "$1"
+}
+
 @test "SIGTERM under load: exit 0 within shutdown_timeout, every request read was acked" {
 	sd_start 'workers = 2' 'shutdown_timeout = 5'
 	local out=$BATS_TEST_TMPDIR/bench.json pids
 	sd_bench "$out" -c 50 --reconnect -d 4 --drain 2
 	local bench=$SD_BENCH_PID
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	local before
+	# A client inside a frame: the drain has to wait the timeout for it.
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	local before start closed_ms
 	before=$(sd_metric submitd_req_recv_total)
 	wait_for eval '[ "$(sd_metric submitd_req_recv_total)" -gt "$before" ]'
 	pids="$SD_PID $(sd_workers)"
+	start=$EPOCHREALTIME
 	kill -TERM "$SD_PID"
-	wait_exit 15
-	echo "exit status $SD_RC after $SD_EXIT_MS ms"
+	wait_exit 20
+	closed_ms=$(stuck_closed_ms "$BATS_TEST_TMPDIR/stuck" "$start")
+	echo "exit status $SD_RC after $SD_EXIT_MS ms; the stuck client closed after $closed_ms ms"
 	assert_equal "$SD_RC" 0
-	[ "$SD_EXIT_MS" -lt 5000 ]
+	# The stuck client held on until the timeout, and the exit followed it
+	# (plus the 2 s a worker gives a closed client to close its end).
+	[ "$closed_ms" -ge 4900 ]
+	[ "$SD_EXIT_MS" -ge 5000 ]
+	[ "$SD_EXIT_MS" -le 12000 ]
 	run _sd_all_gone $pids
 	assert_success
 	# With the server gone the clients' reconnects fail and submit-bench ends.
@@ -157,8 +117,8 @@ wait_exit() {
 	local totals
 	totals=$(stopped_totals)
 	echo "server: $totals (received, acked); bench acked $(sd_bench_field acked), lost $(sd_bench_field lost)"
-	[ -n "$totals" ]
 	set -- $totals
+	assert_equal "$#" 2
 	assert_equal "$1" "$2"
 	assert_equal "$(sd_bench_field acked)" "$1"
 	# Every connection was closed between two acks (none reset, none inside an
@@ -171,17 +131,25 @@ wait_exit() {
 	sd_start 'workers = 2' 'shutdown_timeout = 30'
 	local out=$BATS_TEST_TMPDIR/bench.json
 	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	# A client inside a frame, which a SIGTERM would wait 30 s for.
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
 	local pids="$SD_PID $(sd_workers)"
 	kill -INT "$SD_PID"
-	wait_exit 15
+	wait_exit 25
 	echo "exit status $SD_RC after $SD_EXIT_MS ms"
 	assert_equal "$SD_RC" 0
 	# Not bound by shutdown_timeout (30 s): no waiting for clients at all.
-	[ "$SD_EXIT_MS" -lt 2000 ]
+	# The time itself is measured by make bench (bench/thresholds.sh).
+	[ "$SD_EXIT_MS" -lt 15000 ]
+	run grep -c "^closed at" "$BATS_TEST_TMPDIR/stuck"
+	assert_output 1
 	run _sd_all_gone $pids
 	assert_success
-	set -- $(stopped_totals)
+	local totals
+	totals=$(stopped_totals)
+	set -- $totals
+	assert_equal "$#" 2
 	assert_equal "$1" "$2"
 }
 
@@ -189,11 +157,15 @@ wait_exit() {
 	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
 	SD_BIN=$SD_ROOT/build/submitd-hooks
 	sd_start 'workers = 2' 'worker_timeout = 1'
-	local out=$BATS_TEST_TMPDIR/bench.json victim
+	local out=$BATS_TEST_TMPDIR/bench.json victim label held
 	sd_bench "$out" -c 50 --reconnect -d 6 --drain 1
 	local bench=$SD_BENCH_PID
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	wait_for sd_metric_is submitd_client_connected '' 50
 	victim=$(sd_workers | head -1)
+	label=$(sd_worker_label "$victim")
+	# Nothing closes cleanly before the kill, so the victim's clients stay its own.
+	held=$(sd_metric submitd_client_connected "{worker=\"$label\"}")
+	[ "$held" -gt 0 ]
 	local start=$EPOCHREALTIME
 	kill -USR2 "$victim"
 	wait_for -t 10 sd_log_count "pid $victim\\) unresponsive"
@@ -206,9 +178,11 @@ wait_exit() {
 	run sd_log_count "killed by signal 9"
 	assert_output 1
 	sd_bench_wait "$bench" "$out" 30 || true
-	# Only the hung worker's clients were cut: the others kept going.
+	# Only the hung worker's clients were cut (a failed connection is not
+	# reopened, so each counts once): the others kept going.
+	echo "the hung worker held $held of 50 connections; bench errors $(sd_bench_field errors)"
 	[ "$(sd_bench_field acked)" -gt 0 ]
-	[ "$(sd_bench_field errors)" -le 50 ]
+	[ "$(sd_bench_field errors)" -le "$held" ]
 	run sd_client roundtrip
 	assert_success
 }
@@ -261,7 +235,7 @@ wait_exit() {
 	python3 -c 'import os; print(os.getpid())' >"$pidf"
 	local dead
 	dead=$(cat "$pidf")
-	! kill -0 "$dead" 2>/dev/null
+	run ! kill -0 "$dead"
 	sd_start "pid_file = \"$pidf\""
 	assert_equal "$(cat "$pidf")" "$SD_PID"
 	# A second instance with the same pid_file: refused, exit 1, the first untouched.
@@ -284,6 +258,18 @@ wait_exit() {
 	[ ! -e "$pidf" ]
 }
 
+# usr2_pending PID: SIGUSR2 is pending for PID (SigPnd or ShdPnd, bit 12),
+# or PID ignores it (SigIgn: the kernel drops it when sent).
+usr2_pending() {
+	local k m
+	while read -r k m; do
+		case $k in
+		SigPnd: | ShdPnd: | SigIgn:) (((0x$m & 0x800) != 0)) && return 0 ;;
+		esac
+	done <"/proc/$1/status"
+	return 1
+}
+
 @test "SIGUSR2 (nginx's binary upgrade) is ignored by the master and the workers" {
 	sd_start 'workers = 2'
 	local workers
@@ -291,6 +277,12 @@ wait_exit() {
 	kill -USR2 "$SD_PID"
 	wait_for sd_log_count "SIGUSR2 ignored"
 	kill -USR2 $workers
+	# Arrived and left pending (blocked, outside the workers' signalfd), not
+	# acted on, or dropped: nothing can still happen to them because of it.
+	local w
+	for w in $workers; do
+		wait_for usr2_pending "$w"
+	done
 	run sd_client roundtrip
 	assert_success
 	kill -0 "$SD_PID"

@@ -47,8 +47,12 @@ workers_are_nobody() {
 	echo "$output"
 	workers_are_nobody
 	# A respawned worker drops its privileges too.
-	local victim
+	local victim label held
+	wait_for sd_metric_is submitd_client_connected '' 50
 	victim=$(sd_workers | head -1)
+	label=$(sd_worker_label "$victim")
+	held=$(sd_metric submitd_client_connected "{worker=\"$label\"}")
+	[ "$held" -gt 0 ]
 	kill -KILL "$victim"
 	wait_for -t 10 eval '! sd_workers | grep -qx "$victim" && [ "$(sd_workers | wc -l)" -eq 2 ]'
 	wait_for sd_metric_is submitd_workers '{state="running"}' 2
@@ -61,8 +65,10 @@ workers_are_nobody() {
 	workers_are_nobody
 	sd_bench_wait "$bench" "$out" 30
 	[ "$(sd_bench_field acked)" -gt 0 ]
-	# Only the killed worker's connections may have failed.
-	[ "$(sd_bench_field errors)" -le 50 ]
+	# Only the killed worker's connections may have failed; the reload's
+	# drain closes between acks, which --reconnect does not count.
+	echo "the killed worker held $held of 50 connections; bench errors $(sd_bench_field errors)"
+	[ "$(sd_bench_field errors)" -le "$held" ]
 	assert_equal "$(sd_bench_field connect_errors)" 0
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # The process around the server: PID 1 in a container, workers that must
 # not outlive the master, detaching with a true exit status, the pid file
-# lock, descriptors a worker must not inherit, the connection table's size,
-# process titles.
+# lock, the reload asker held by pidfd, descriptors a worker must not
+# inherit, the connection table's size, process titles.
 
 load helpers/common
 
@@ -10,6 +10,10 @@ load helpers/common
 # daemon, orphaned workers), killed if still running this binary.
 teardown() {
 	sd_stop
+	if [ -n "${PIDS_CG:-}" ] && [ -d "$PIDS_CG" ]; then
+		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
+		rmdir "$PIDS_CG" || true
+	fi
 	local p
 	for p in ${DAEMON_PID:-}; do
 		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
@@ -46,7 +50,8 @@ s.listen(1)' "$1"
 read_ports() {
 	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
 	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	[ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ]
+	[ -n "$SD_PORT" ] || return 1
+	[ -n "$SD_METRICS_PORT" ]
 }
 
 # try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
@@ -120,7 +125,7 @@ the_orphan() {
 	SD_JOB= SD_PID=
 }
 
-@test "without -f: a port in use exits non-zero with the bind message; a failed pid file too" {
+@test "without -f: a port in use exits non-zero with the bind message; so does a pid file that fails after detaching" {
 	local held=$BATS_TEST_TMPDIR/held
 	sd_spawn "$held" python3 -c '
 import socket, sys, time
@@ -140,15 +145,38 @@ time.sleep(120)'
 	[[ $stderr == *"bind 127.0.0.1:$port: Address already in use"* ]]
 	[ ! -e "$pidf" ]
 
-	# Fails in the detached child (the pid file's directory is missing): told through the pipe.
+	# A missing directory for the pid file: refused before binding, as -t refuses it.
 	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/no/such/dir/submitd.pid\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
 	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
 	echo "status $status, stderr: $stderr"
 	assert_equal "$status" 1
 	[[ $stderr == *"no/such/dir/submitd.pid"*"No such file or directory"* ]]
-	# Nothing is left serving.
+	run sd_log_count "listening on"
+	assert_output 0
+
+	# Fails in the detached child, after binding: a file system with no
+	# inode left for the pid file, which -t cannot foresee. Told through the pipe.
+	needs_root
+	command -v unshare >/dev/null || skip "no unshare"
+	mkdir "$BATS_TEST_TMPDIR/full"
+	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/full/submitd.pid\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	run --separate-stderr timeout 20 unshare -m sh -c '
+		mount -t tmpfs -o size=64k,nr_inodes=4 none "$1" || exit 99
+		i=0
+		while [ $i -lt 10 ] && touch "$1/fill$i" 2>/dev/null; do i=$((i + 1)); done
+		[ $i -lt 10 ] || exit 98
+		"$2" -t -q -c "$3" || exit 97
+		exec "$2" -c "$3"' sh "$BATS_TEST_TMPDIR/full" "$SD_BIN" "$conf"
+	echo "status $status, stderr: $stderr"
+	[ "$status" -ne 99 ] || skip "cannot mount a tmpfs here"
+	assert_equal "$status" 1
+	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/full/submitd.pid."*".tmp: No space left on device"* ]]
+	# It had bound its ports; nothing is left serving.
 	read_ports
 	wait_for port_free "$SD_PORT"
+	wait_for port_free "$SD_METRICS_PORT"
 }
 
 @test "without -f: exit 0 once serving; the daemon works from /, in its own session; -s stop ends it" {
@@ -209,13 +237,138 @@ time.sleep(120)'
 	[ ! -e "$pidf" ]
 }
 
-@test "pid file: a symlink at the old temporary name is not written through" {
+# A pids cgroup (v1) holding only the master: its forks fail, so a reload
+# stays pending (no generation becomes ready) until the limit is lifted.
+PIDS_CG=
+hold_forks() {
+	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
+	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
+	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
+}
+
+# reuse_pid PID OUT: a process with pid PID (ns_last_pid) that reports into
+# OUT "reused PID", then, on SIGUSR1, whether a SIGUSR2 reached it:
+# "SIGUSR2 from PID" or "no SIGUSR2". Fails if PID could not be had.
+reuse_pid() {
+	python3 - "$1" >"$2" 2>&1 3>&- 4>&- <<-'PY' &
+		import os, signal, sys
+		target = int(sys.argv[1])
+		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+		for attempt in range(20):
+		    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+		        f.write(str(target - 1))
+		    pid = os.fork()
+		    if pid == 0:
+		        if os.getpid() != target:
+		            os._exit(3)
+		        print("reused", target, flush=True)
+		        got = None
+		        while True:
+		            si = signal.sigtimedwait({signal.SIGUSR1, signal.SIGUSR2}, 120)
+		            if si is None:
+		                print("no SIGUSR1 within 120 s", flush=True)
+		                os._exit(1)
+		            if si.si_signo == signal.SIGUSR2:
+		                got = si.si_pid
+		            elif signal.SIGUSR2 in signal.sigpending():
+		                got = signal.sigwaitinfo({signal.SIGUSR2}).si_pid
+		            if si.si_signo == signal.SIGUSR1:
+		                break
+		        print("SIGUSR2 from %d" % got if got else "no SIGUSR2", flush=True)
+		        os._exit(0)
+		    _, status = os.waitpid(pid, 0)
+		    if os.WEXITSTATUS(status) != 3:
+		        sys.exit(os.WEXITSTATUS(status))
+		    if os.path.exists("/proc/%d" % target):
+		        break  # taken by some other process: give up
+		print("pid", target, "not had", flush=True)
+		sys.exit(1)
+	PY
+	REUSER=$!
+	SD_BG_PIDS+=("$REUSER")
+}
+
+@test "-s reload: an asker killed while the reload is pending; its pid reused meanwhile gets no SIGUSR2" {
+	needs_root
+	[ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose pids here (ns_last_pid)"
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local asker
+	sd_spawn "$BATS_TEST_TMPDIR/asker.out" "$SD_BIN" -c "$SD_CONF" -s reload
+	asker=$SD_SPAWNED
+	# The master took the asker's pidfd; the new worker cannot fork.
+	wait_for sd_log_count "generation 2 starting"
+	wait_for -t 10 eval '[ "$(find /proc/$SD_PID/fd -lname "*pidfd*" | wc -l)" -eq 1 ]'
+	{
+		kill -KILL "$asker"
+		wait "$asker" || true
+	} 2>/dev/null
+	# Another process gets the asker's pid, as a busy machine would give it.
+	reuse_pid "$asker" "$BATS_TEST_TMPDIR/reuser.out"
+	wait_for eval 'grep -q "^reused $asker\$\|not had" "$BATS_TEST_TMPDIR/reuser.out"'
+	grep -q "^reused $asker\$" "$BATS_TEST_TMPDIR/reuser.out" || skip "pid $asker was taken by another process ($(cat "/proc/$asker/cmdline" 2>/dev/null | tr "\0" " "))"
+	# The reload completes: the master answers whoever asked, by pidfd.
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	# A live asker after it still gets its answer.
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_success
+	assert_output "reload: new configuration serving"
+	local reuser
+	reuser=$(pgrep -P "$REUSER")
+	assert_equal "$reuser" "$asker"
+	kill -USR1 "$reuser"
+	wait_for grep -q SIGUSR2 "$BATS_TEST_TMPDIR/reuser.out"
+	run cat "$BATS_TEST_TMPDIR/reuser.out"
+	assert_output "$(printf 'reused %s\nno SIGUSR2' "$asker")"
+	# The master keeps no pidfd once it answered.
+	run find "/proc/$SD_PID/fd" -lname "*pidfd*"
+	assert_output ""
+}
+
+@test "-s reload: the master forgets an asker past the wait (hooks build: 3 s), the reload still pending" {
+	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
+	needs_root
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local start=$EPOCHREALTIME
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	echo "asker: status $status after $(_sd_elapsed_ms "$start") ms: $output"
+	assert_failure 1
+	assert_output --partial "no answer from pid $SD_PID to the reload"
+	# The master drops the asker's pidfd at the same deadline, the reload still pending.
+	wait_for -t 5 eval '[ -z "$(find /proc/$SD_PID/fd -lname "*pidfd*")" ]'
+	run sd_log_count "ready: 1 workers running"
+	assert_output 1
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	run sd_client roundtrip
+	assert_success
+}
+
+@test "pid file: a symlink at the temporary name, old or current, is not written through" {
 	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
 	echo precious >"$victim"
 	ln -s "$victim" "$pidf.tmp"
 	sd_start "pid_file = \"$pidf\""
 	assert_equal "$(cat "$pidf")" "$SD_PID"
 	[ ! -L "$pidf" ]
+	assert_equal "$(cat "$victim")" precious
+	sd_stop
+	# At the name the master uses now, FILE.PID.tmp: a shell that puts the
+	# link there and becomes the master keeps its pid.
+	rm -f "$pidf.tmp"
+	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
+	: >"$BATS_TEST_TMPDIR/submitd.log"
+	bash -c 'ln -s "$1" "$2.$$.tmp" && exec "$3" -f -c "$4"' sh "$victim" "$pidf" "$SD_BIN" "$SD_CONF" \
+		>"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
+	SD_JOB=$!
+	SD_PID=$SD_JOB
+	wait_for -t 10 _sd_ready
+	assert_equal "$(cat "$pidf")" "$SD_PID"
+	[ ! -L "$pidf" ]
+	[ ! -e "$pidf.$SD_PID.tmp" ]
 	assert_equal "$(cat "$victim")" precious
 }
 

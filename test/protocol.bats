@@ -107,16 +107,17 @@ check_protocol_error() {
 
 @test "every total_len from 0 to 4 is frame_too_short, 5 to 12 body_too_short" {
 	local l
+	# Closed with no byte sent back: a connection left open fails the client.
 	for l in 0 1 2 3 4; do
-		run sd_client raw "$(printf '%08x' "$l")" --bytes 1
+		run sd_client raw "$(printf '%08x' "$l")" --bytes 1 --eof
 		assert_success
-		assert_output ""
+		assert_output --regexp '^(eof|reset)$'
 	done
 	for l in 5 6 7 8 9 10 11 12; do
 		# A complete frame of total_len l: command 0x02, l-5 body bytes.
-		run sd_client raw "$(printf '%08x02' "$l")$(head -c $((l - 5)) /dev/zero | od -An -tx1 | tr -d ' \n')" --bytes 1
+		run sd_client raw "$(printf '%08x02' "$l")$(head -c $((l - 5)) /dev/zero | od -An -tx1 | tr -d ' \n')" --bytes 1 --eof
 		assert_success
-		assert_output ""
+		assert_output --regexp '^(eof|reset)$'
 	done
 	wait_for sd_metric_is submitd_protocol_errors_total '{reason="frame_too_short"}' 5
 	wait_for sd_metric_is submitd_protocol_errors_total '{reason="body_too_short"}' 8
@@ -140,9 +141,14 @@ check_protocol_error() {
 }
 
 @test "a protocol error on one connection leaves the worker's other connections open" {
-	# 20 idle connections held open, then errors on 4 others; all 20 still counted.
+	# One worker, so the errors and the held connections share it: 20
+	# connections held open, then errors on 4 others, then a round trip on
+	# each of the 20.
+	sd_stop
+	sd_start 'workers = 1'
 	local out=$BATS_TEST_TMPDIR/hold.out
-	sd_spawn "$out" $SD_CLIENT --port "$SD_PORT" hold 20 --verify --hold 60
+	sd_spawn "$out" $SD_CLIENT --port "$SD_PORT" hold 20 --verify --again --hold 60
+	local holder=$SD_SPAWNED
 	wait_for grep -q "connected 20" "$out"
 	wait_for sd_metric_is submitd_client_connected '' 20
 	local k
@@ -150,6 +156,12 @@ check_protocol_error() {
 		run sd_client bad "$k" --before 1
 		assert_success
 	done
+	wait_for sd_metric_is submitd_protocol_errors_total '' 4
+	kill -USR1 "$holder"
+	wait_for -t 15 grep -q "^again 20$" "$out"
 	run sd_metric submitd_client_connected
 	assert_output 20
+	# 20 + 20 from the holder, 4 before the bad frames.
+	run sd_metric submitd_req_recv_total
+	assert_output 44
 }

@@ -101,10 +101,18 @@ policy_roundtrip() {
 	wait_for sd_metric_is submitd_spool_ready_segments '' "$(ls "$SPOOL/ready" | wc -l)"
 	[ "$(ls "$SPOOL/ready" | wc -l)" -ge 2 ]
 	sd_stop
+	# Read back twice: with submit-spool cat, and with the independent reader here.
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat.json"
+	run $SC check "$SPOOL" --ack-log "$ACKS" --cat-only --cat "$BATS_TEST_TMPDIR/cat.json"
+	echo "$output"
+	assert_success
+	assert_output --partial "result 0 12000"
 	run $SC check "$SPOOL" --ack-log "$ACKS"
 	echo "$output"
 	assert_success
 	assert_output --partial "result 0 12000"
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL"
+	assert_success
 	# A clean stop sealed every segment.
 	run ls "$SPOOL/active"
 	assert_output ""
@@ -151,6 +159,42 @@ PY
 	echo "$output"
 	# One record: the Submit came on the second connection, which sent no Conn.
 	assert_output "1 69 SUBMIT01 0000000000000000 00000000000000000000ffff7f000001 True 0 1 0 xxxxx 2 True"
+}
+
+@test "spool_segment_age = 1: a quiet worker's segment is sealed into ready/ within seconds" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_segment_age = 1'
+	run sd_client pipeline 10
+	assert_success
+	wait_for -t 5 sd_metric_is submitd_spool_segments_sealed_total '' 1
+	run ls "$SPOOL/active"
+	assert_output ""
+	run ls "$SPOOL/ready"
+	assert_equal "${#lines[@]}" 1
+	wait_for -t 5 sd_metric_is submitd_spool_ready_segments '' 1
+}
+
+@test "reload: spool_sync and the bound change for the new workers, spool_dir only at restart" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = none'
+	run sd_client pipeline 10
+	assert_success
+	run sd_metric submitd_spool_fsyncs_total
+	assert_output 0
+	sed -i -e 's/^spool_sync = none/spool_sync = always/' "$SD_CONF"
+	sed -i -e "s|^spool_dir = .*|spool_dir = \"$BATS_TEST_TMPDIR/other\"|" "$SD_CONF"
+	echo 'spool_max_size = 134217728' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 10 grep -q "generation 2 starting" "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 eval '[ "$(grep -c "ready: 1 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -ge 2 ]'
+	grep -q "reload: spool_dir takes effect only after a restart" "$BATS_TEST_TMPDIR/submitd.log"
+	run sd_client pipeline 10
+	assert_success
+	wait_for sd_metric_is submitd_spool_fsyncs_total '' 1
+	run sd_metric submitd_spool_max_bytes
+	assert_output 134217728
+	[ ! -e "$BATS_TEST_TMPDIR/other" ]
+	sd_stop
+	run $SC read "$SPOOL"
+	assert_equal "${#lines[@]}" 20
 }
 
 @test "Conn id of the connection goes into its records" {
@@ -297,6 +341,36 @@ PY
 	assert_output --partial "result 0 200"
 }
 
+@test "a bad checksum in the middle of a dead writer's segment: quarantined, the records before it salvaged" {
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
+	run spool_load --conns 1 --count 200
+	assert_success
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+	local seg name size
+	seg=$(ls "$SPOOL"/active/*.seg | head -1)
+	name=$(basename "$seg")
+	size=$(stat -c %s "$seg")
+	# Flip one byte half-way: whole records follow it, so it is not a torn tail.
+	printf '\xff' | dd of="$seg" bs=1 seek=$((size / 2)) conv=notrunc status=none
+	sd_start_conf "$SD_CONF"
+	run sd_metric submitd_spool_recovered_segments_total '{outcome="quarantined"}'
+	assert_output 1
+	[ -f "$SPOOL/quarantine/$name" ]
+	assert_equal "$(stat -c %s "$SPOOL/quarantine/$name")" "$size"
+	[ -f "$SPOOL/ready/$name" ]
+	[ "$(stat -c %s "$SPOOL/ready/$name")" -lt $((size / 2 + 1)) ]
+	grep -E "spool: $name: corrupt record at offset [0-9]+: moved into quarantine/" \
+		"$BATS_TEST_TMPDIR/submitd.log"
+	sd_stop
+	run "$SD_ROOT/build/submit-spool" verify "$SPOOL/ready/$name"
+	assert_success
+}
+
 @test "ENOSPC on a full tmpfs: result 2, no crash, acked data intact, storing resumes when space returns" {
 	[ "$(id -u)" = 0 ] || skip "mounting a tmpfs needs root"
 	TMPFS=$BATS_TEST_TMPDIR/tmpfs
@@ -315,16 +389,21 @@ PY
 	assert_equal "$(sd_workers)" "$workers"
 	run sd_client roundtrip --cmd conn
 	assert_success
-	# A consumer takes segments away: storing resumes by itself.
-	local before
+	# A consumer takes segments away (submit-spool take): storing resumes by itself.
+	local before i
 	before=$(acks_with 0)
-	mkdir -p "$BATS_TEST_TMPDIR/taken"
-	mv "$SPOOL"/ready/*.seg "$BATS_TEST_TMPDIR/taken/"
+	# Four of the (about seven) ready segments: room for more, while the server goes on.
+	for i in 1 2 3 4; do
+		run "$SD_ROOT/build/submit-spool" take -o "$BATS_TEST_TMPDIR/take.$i.json" "$SPOOL"
+		assert_success
+	done
 	wait_for -t 20 eval '[ "$(acks_with 0)" -ge $((before + 500)) ]'
 	spool_load_stop
 	assert_equal "$(sd_workers)" "$workers"
 	sd_stop
-	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 --also "$BATS_TEST_TMPDIR/taken"
+	local cats=()
+	for f in "$BATS_TEST_TMPDIR"/take.*.json; do [ -s "$f" ] && cats+=(--cat "$f"); done
+	run $SC check "$SPOOL" --ack-log "$ACKS" --payload-max 2000 "${cats[@]}"
 	echo "$output"
 	assert_success
 }

@@ -1,7 +1,11 @@
 /*
- * submit-bench: the load generator. main.c parses options, runs the
- * threads and reports; engine.c is one thread's epoll loop over its share
- * of the connections.
+ * submit-bench: the load generator. The types the three parts share and
+ * the clock. Levels, lowest first; a file uses only those below it:
+ *
+ *   hist.c    latency histograms (leaf)
+ *   report.c  error lines and the printed results (report.h)
+ *   engine.c  one thread's epoll loop over its share of the connections (engine.h)
+ *   main.c    options, the threads, the progress loop, collection
  */
 #ifndef SUBMIT_BENCH_H
 #define SUBMIT_BENCH_H
@@ -9,8 +13,8 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
-#include "buf.h"
 #include "hist.h"
 #include "net.h"
 
@@ -51,6 +55,15 @@ struct bench_times {
 	uint64_t deadline; /* nothing is waited for after this */
 };
 
+/* What the main thread and the engine threads share for one run. */
+struct bench_run {
+	struct bench_times times;
+	pthread_barrier_t barrier; /* connected; then: the times are set */
+	uint64_t stop_ns;	   /* when SIGINT stopped the sending, 0 before; atomic */
+	uint64_t csv_tick;	   /* --csv: the current second, advanced by the main thread */
+	int next_conn; /* connection numbers for reconnections, unique over all threads */
+};
+
 /*
  * Counters one thread publishes for the progress line: written by the
  * thread with relaxed atomic stores, read by the main thread.
@@ -63,6 +76,36 @@ struct bench_pub {
 	uint64_t max_lat; /* largest latency since the main thread last took it */
 };
 
+/*
+ * The counters of a result, listed once: the struct has one field for each
+ * and report_add() sums each. acked_window: acks inside [warm_end, end];
+ * lost: unacked when the server closed cleanly (--reconnect); refused:
+ * result 1 in --reconnect mode; unacked: still unacked at the deadline.
+ */
+#define BENCH_RESULT_COUNTERS(X)                                                                   \
+	X(sent)                                                                                    \
+	X(sent_bytes)                                                                              \
+	X(acked)                                                                                   \
+	X(acked_window)                                                                            \
+	X(conn_acked)                                                                              \
+	X(errors)                                                                                  \
+	X(connect_errors)                                                                          \
+	X(reconnects)                                                                              \
+	X(lost)                                                                                    \
+	X(refused)                                                                                 \
+	X(unacked)                                                                                 \
+	X(open_at_end)
+
+/* What one thread counted; the main thread adds them up after the join (report_add). */
+struct bench_result {
+	struct hist hist;
+#define X(name) uint64_t name;
+	BENCH_RESULT_COUNTERS(X)
+#undef X
+	uint64_t last_ack; /* time of the last Submit ack; in a sum, the latest */
+	uint64_t results[BENCH_RES_N];
+};
+
 struct bench_thread {
 	pthread_t tid;
 	int index;
@@ -71,31 +114,14 @@ struct bench_thread {
 	uint64_t total; /* -n share */
 	double rate;	/* open-loop share, msgs/s */
 	const struct bench_opts *o;
-	const struct bench_times *times;
-	pthread_barrier_t *barrier;
+	struct bench_run *run;
 
 	struct bench_pub pub;
 
-	/* Results, read by the main thread after join. */
-	struct hist hist;
-	uint64_t sent;
-	uint64_t sent_bytes;
-	uint64_t acked;
-	uint64_t acked_window; /* acks inside [warm_end, end] */
-	uint64_t conn_acked;
-	uint64_t errors;
-	uint64_t connect_errors;
-	uint64_t reconnects;
-	uint64_t lost;	  /* unacked when the server closed cleanly (--reconnect) */
-	uint64_t refused; /* result 1 in --reconnect mode */
-	uint64_t unacked; /* still unacked at the deadline */
-	uint64_t open_at_end;
-	uint64_t last_ack; /* time of the last Submit ack */
-	uint64_t results[BENCH_RES_N];
-	uint64_t ack_log_errors;
+	struct bench_result res; /* read by the main thread after join */
 	/*
 	 * --csv: the latencies of the last second, handed over when the main
-	 * thread advances bench_csv_tick; ival_done (release) says which.
+	 * thread advances run->csv_tick; ival_done (release) says which.
 	 */
 	struct hist *ival_out;
 	uint64_t ival_done;
@@ -104,16 +130,12 @@ struct bench_thread {
 	int finished;		/* set last, with release order */
 };
 
-/* Set by the main thread: the stop time after SIGINT, the current CSV second. */
-extern uint64_t bench_stop_ns;
-extern uint64_t bench_csv_tick;
-/* Connection numbers for reconnections: unique over all threads. */
-extern int bench_next_conn;
+static inline uint64_t bench_now(void)
+{
+	struct timespec ts;
 
-void *bench_thread_main(void *arg);
-
-uint64_t bench_now(void);
-/* Print one error line unless too many were printed already. */
-void bench_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #endif

@@ -14,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "buf.h"
+#include "engine.h"
 #include "proto.h"
+#include "report.h"
 
 #define MAX_CONNECTING	128	   /* connects in flight: stay under the server's backlog */
 #define FILL_BYTES	32768	   /* bytes of requests queued per connection per write */
@@ -88,15 +90,8 @@ struct engine {
 	uint64_t ival_tick;
 	char *ack_log; /* --ack-log: lines not written yet */
 	size_t ack_log_len;
+	uint64_t ack_log_errors; /* only the first is reported */
 };
-
-uint64_t bench_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void id_inc(uint8_t id[PROTO_ID_LEN])
 {
@@ -126,6 +121,12 @@ static const char *id_str(const uint8_t *id, char out[40])
 	return out;
 }
 
+/* Connected and not closed: counted in pub.open, may send. */
+static int bconn_is_open(const struct bconn *c)
+{
+	return c->state >= BC_READY && c->state <= BC_RUN;
+}
+
 static void work_add(struct engine *e, struct bconn *c)
 {
 	if (c->queued)
@@ -134,14 +135,14 @@ static void work_add(struct engine *e, struct bconn *c)
 	e->work[e->nwork++] = c;
 }
 
-static void conn_close(struct engine *e, struct bconn *c)
+static void bconn_close(struct engine *e, struct bconn *c)
 {
 	if (c->fd != -1)
 		close(c->fd);
 	c->fd = -1;
 	if (c->state == BC_CONNECTING)
 		e->connecting--;
-	else if (c->state >= BC_READY && c->state <= BC_RUN)
+	else if (bconn_is_open(c))
 		__atomic_store_n(&e->t->pub.open, e->t->pub.open - 1, __ATOMIC_RELAXED);
 	e->inflight -= c->inflight;
 	c->inflight = 0;
@@ -151,20 +152,20 @@ static void conn_close(struct engine *e, struct bconn *c)
 	buf_free(&c->out);
 }
 
-static void conn_kill(struct engine *e, struct bconn *c)
+static void bconn_kill(struct engine *e, struct bconn *c)
 {
-	conn_close(e, c);
+	bconn_close(e, c);
 	e->due -= c->due;
 	c->due = 0;
 	c->state = BC_DEAD;
 	e->alive--;
 }
 
-static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
+static void bconn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* An error that ends the connection: count it, say which, close. */
-static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
+static void bconn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
 {
 	char msg[256], id[40];
 	va_list ap;
@@ -173,15 +174,15 @@ static void conn_fail(struct engine *e, struct bconn *c, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (c->inflight > 0)
-		bench_error("connection %d: %s (%u requests unacked, next id %s)", c->num, msg,
-			    c->inflight, id_str(c->ack_id, id));
+		report_error("connection %d: %s (%u requests unacked, next id %s)", c->num, msg,
+			     c->inflight, id_str(c->ack_id, id));
 	else
-		bench_error("connection %d: %s", c->num, msg);
-	e->t->errors++;
-	conn_kill(e, c);
+		report_error("connection %d: %s", c->num, msg);
+	e->t->res.errors++;
+	bconn_kill(e, c);
 }
 
-static void conn_start(struct engine *e, struct bconn *c)
+static void bconn_start(struct engine *e, struct bconn *c)
 {
 	const struct bench_opts *o = e->o;
 	const struct net_addr *src = o->nsrc > 0 ? &o->src[c->idx % o->nsrc] : NULL;
@@ -191,8 +192,8 @@ static void conn_start(struct engine *e, struct bconn *c)
 
 	fd = net_connect(&o->dst, src, err, sizeof(err));
 	if (fd == -1) {
-		e->t->connect_errors++;
-		conn_fail(e, c, "%s", err);
+		e->t->res.connect_errors++;
+		bconn_fail(e, c, "%s", err);
 		return;
 	}
 	c->fd = fd;
@@ -201,10 +202,10 @@ static void conn_start(struct engine *e, struct bconn *c)
 	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 	ev.data.ptr = c;
 	if (epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
-		conn_fail(e, c, "epoll_ctl: %s", strerror(errno));
+		bconn_fail(e, c, "epoll_ctl: %s", strerror(errno));
 }
 
-static void conn_connected(struct engine *e, struct bconn *c)
+static void bconn_connected(struct engine *e, struct bconn *c)
 {
 	int err = 0;
 	socklen_t len = sizeof(err);
@@ -214,8 +215,8 @@ static void conn_connected(struct engine *e, struct bconn *c)
 	if (err == EINPROGRESS || err == EALREADY)
 		return;
 	if (err != 0) {
-		e->t->connect_errors++;
-		conn_fail(e, c, "connect %s: %s", e->o->dst_name, strerror(err));
+		e->t->res.connect_errors++;
+		bconn_fail(e, c, "connect %s: %s", e->o->dst_name, strerror(err));
 		return;
 	}
 	e->connecting--;
@@ -261,7 +262,7 @@ static uint32_t pick_size(const struct bench_opts *o, struct bconn *c)
 }
 
 /* Queue as many requests as the window, the schedule and the budget allow. */
-static int conn_fill(struct engine *e, struct bconn *c)
+static int bconn_fill(struct engine *e, struct bconn *c)
 {
 	const struct bench_opts *o = e->o;
 	size_t limit = FILL_BYTES, n;
@@ -300,7 +301,7 @@ static int conn_fill(struct engine *e, struct bconn *c)
 				break;
 		}
 		if (buf_reserve(&c->out, PROTO_MIN_REQUEST + (size_t)size) == -1) {
-			conn_fail(e, c, "out of memory");
+			bconn_fail(e, c, "out of memory");
 			return -1;
 		}
 		n = proto_encode_request(buf_tail(&c->out), buf_space(&c->out), cmd, c->next_id,
@@ -320,8 +321,8 @@ static int conn_fill(struct engine *e, struct bconn *c)
 				if (e->nmode)
 					e->budget--;
 			}
-			e->t->sent++;
-			e->t->sent_bytes += n;
+			e->t->res.sent++;
+			e->t->res.sent_bytes += n;
 		}
 		c->ring[(c->ring_head + c->inflight) & (c->ring_cap - 1)] = stamp;
 		c->inflight++;
@@ -333,7 +334,7 @@ static int conn_fill(struct engine *e, struct bconn *c)
 	return 0;
 }
 
-static int conn_flush(struct engine *e, struct bconn *c)
+static int bconn_flush(struct engine *e, struct bconn *c)
 {
 	ssize_t n;
 	size_t len;
@@ -348,23 +349,23 @@ static int conn_flush(struct engine *e, struct bconn *c)
 		} else if (errno == EAGAIN) {
 			c->writable = 0;
 		} else if (errno != EINTR) {
-			conn_fail(e, c, "write: %s", strerror(errno));
+			bconn_fail(e, c, "write: %s", strerror(errno));
 			return -1;
 		}
 	}
 	return 0;
 }
 
-static void conn_work(struct engine *e, struct bconn *c)
+static void bconn_work(struct engine *e, struct bconn *c)
 {
 	for (int i = 0; i < ROUNDS_PER_WAKE; i++) {
-		if (c->state < BC_READY || c->state > BC_RUN)
+		if (!bconn_is_open(c))
 			return;
-		if (conn_fill(e, c) == -1)
+		if (bconn_fill(e, c) == -1)
 			return;
 		if (buf_len(&c->out) == 0 || !c->writable)
 			return;
-		if (conn_flush(e, c) == -1 || buf_len(&c->out) > 0)
+		if (bconn_flush(e, c) == -1 || buf_len(&c->out) > 0)
 			return;
 	}
 	/* Maybe more to send: after the others had their turn. */
@@ -383,9 +384,9 @@ static void ack_log_flush(struct engine *e)
 		if (n > 0) {
 			off += (size_t)n;
 		} else if (n == -1 && errno != EINTR) {
-			if (e->t->ack_log_errors++ == 0)
-				bench_error("--ack-log: write: %s", strerror(errno));
-			e->t->errors++;
+			if (e->ack_log_errors++ == 0)
+				report_error("--ack-log: write: %s", strerror(errno));
+			e->t->res.errors++;
 			break;
 		}
 	}
@@ -419,21 +420,21 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 	uint64_t stamp, lat;
 
 	if (c->inflight == 0) {
-		conn_fail(e, c, "unexpected ack id %s, nothing in flight", id_str(f->id, got_id));
+		bconn_fail(e, c, "unexpected ack id %s, nothing in flight", id_str(f->id, got_id));
 		return -1;
 	}
 	if (f->cmd != want) {
-		conn_fail(e, c, "ack id %s: command 0x%02x, expected 0x%02x", id_str(f->id, got_id),
-			  f->cmd, want);
+		bconn_fail(e, c, "ack id %s: command 0x%02x, expected 0x%02x",
+			   id_str(f->id, got_id), f->cmd, want);
 		return -1;
 	}
 	if (memcmp(f->id, c->ack_id, PROTO_ID_LEN) != 0) {
-		conn_fail(e, c, "ack id %s, expected %s", id_str(f->id, got_id),
-			  id_str(c->ack_id, want_id));
+		bconn_fail(e, c, "ack id %s, expected %s", id_str(f->id, got_id),
+			   id_str(c->ack_id, want_id));
 		return -1;
 	}
 	if (f->cmd == PROTO_SUBMITACK) {
-		t->results[f->result < BENCH_RES_OTHER ? f->result : BENCH_RES_OTHER]++;
+		t->res.results[f->result < BENCH_RES_OTHER ? f->result : BENCH_RES_OTHER]++;
 		if (e->ack_log != NULL)
 			ack_log_add(e, c, f->id, f->result);
 	}
@@ -441,12 +442,12 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 		/* Not stored, and the client may send it again: counted, not an error. */
 	} else if (f->result != PROTO_RESULT_OK) {
 		if (e->o->reconnect && f->result == PROTO_RESULT_REFUSED) {
-			t->refused++;
+			t->res.refused++;
 		} else {
-			bench_error("connection %d: ack id %s: result %u%s", c->num,
-				    id_str(f->id, got_id), f->result,
-				    f->result == BENCH_RES_NOT_STORED ? " (not stored)" : "");
-			t->errors++;
+			report_error("connection %d: ack id %s: result %u%s", c->num,
+				     id_str(f->id, got_id), f->result,
+				     f->result == BENCH_RES_NOT_STORED ? " (not stored)" : "");
+			t->res.errors++;
 		}
 	}
 	stamp = c->ring[c->ring_head];
@@ -457,25 +458,25 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 	if (c->conn_inflight) {
 		c->conn_inflight = 0;
 		c->state = BC_RUN;
-		t->conn_acked++;
+		t->res.conn_acked++;
 		return 0;
 	}
-	t->acked++;
+	t->res.acked++;
 	e->last_ack = e->now;
 	if (e->now >= e->tm->warm_end) {
 		lat = e->now > stamp ? e->now - stamp : 0;
-		hist_record(&t->hist, lat);
+		hist_record(&t->res.hist, lat);
 		if (e->ival != NULL)
 			hist_record(e->ival, lat);
 		if (lat > e->round_max_lat)
 			e->round_max_lat = lat;
 		if (e->now <= e->end)
-			t->acked_window++;
+			t->res.acked_window++;
 	}
 	return 0;
 }
 
-static int conn_parse(struct engine *e, struct bconn *c)
+static int bconn_parse(struct engine *e, struct bconn *c)
 {
 	struct proto_frame f;
 	int r, got = 0;
@@ -488,8 +489,8 @@ static int conn_parse(struct engine *e, struct bconn *c)
 	}
 	if (r != PROTO_NEED_MORE) {
 		const uint8_t *p = buf_head(&c->in);
-		conn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x", proto_get_u32(p),
-			  buf_len(&c->in) > 4 ? p[4] : 0);
+		bconn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x", proto_get_u32(p),
+			   buf_len(&c->in) > 4 ? p[4] : 0);
 		return -1;
 	}
 	if (got)
@@ -497,7 +498,7 @@ static int conn_parse(struct engine *e, struct bconn *c)
 	return 0;
 }
 
-static void conn_eof(struct engine *e, struct bconn *c)
+static void bconn_eof(struct engine *e, struct bconn *c)
 {
 	char id[40];
 
@@ -506,36 +507,36 @@ static void conn_eof(struct engine *e, struct bconn *c)
 		 * A close between two acks: what was in flight is lost, the ids
 		 * go on where they were.
 		 */
-		e->t->lost += c->inflight;
+		e->t->res.lost += c->inflight;
 		if (!e->sending) {
-			conn_kill(e, c);
+			bconn_kill(e, c);
 			return;
 		}
-		e->t->reconnects++;
-		conn_close(e, c);
+		e->t->res.reconnects++;
+		bconn_close(e, c);
 		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
-		c->num = __atomic_fetch_add(&bench_next_conn, 1, __ATOMIC_RELAXED);
+		c->num = __atomic_fetch_add(&e->t->run->next_conn, 1, __ATOMIC_RELAXED);
 		c->state = BC_NEW;
 		c->queued = 0;
-		conn_start(e, c);
+		bconn_start(e, c);
 		return;
 	}
 	if (buf_len(&c->in) > 0)
-		conn_fail(e, c, "closed by the server inside an ack frame");
+		bconn_fail(e, c, "closed by the server inside an ack frame");
 	else if (c->inflight > 0)
-		conn_fail(e, c, "closed by the server before ack id %s", id_str(c->ack_id, id));
+		bconn_fail(e, c, "closed by the server before ack id %s", id_str(c->ack_id, id));
 	else
-		conn_fail(e, c, "closed by the server");
+		bconn_fail(e, c, "closed by the server");
 }
 
-static void conn_read(struct engine *e, struct bconn *c, uint32_t events)
+static void bconn_read(struct engine *e, struct bconn *c, uint32_t events)
 {
 	ssize_t n;
 	size_t want;
 
 	for (;;) {
 		if (buf_reserve(&c->in, 8192) == -1) {
-			conn_fail(e, c, "out of memory");
+			bconn_fail(e, c, "out of memory");
 			return;
 		}
 		want = buf_space(&c->in);
@@ -543,7 +544,7 @@ static void conn_read(struct engine *e, struct bconn *c, uint32_t events)
 		if (n > 0) {
 			buf_commit(&c->in, (size_t)n);
 			e->now = bench_now();
-			if (conn_parse(e, c) == -1)
+			if (bconn_parse(e, c) == -1)
 				return;
 			/*
 			 * Edge-triggered: a short read drained the socket, unless
@@ -553,12 +554,12 @@ static void conn_read(struct engine *e, struct bconn *c, uint32_t events)
 			if ((size_t)n < want && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 				return;
 		} else if (n == 0) {
-			conn_eof(e, c);
+			bconn_eof(e, c);
 			return;
 		} else if (errno == EAGAIN) {
 			return;
 		} else if (errno != EINTR) {
-			conn_fail(e, c, "read: %s", strerror(errno));
+			bconn_fail(e, c, "read: %s", strerror(errno));
 			return;
 		}
 	}
@@ -569,13 +570,13 @@ static void handle_event(struct engine *e, struct bconn *c, uint32_t events)
 	if (c->state == BC_DEAD || c->state == BC_NEW)
 		return;
 	if (c->state == BC_CONNECTING) {
-		conn_connected(e, c);
+		bconn_connected(e, c);
 		if (c->state != BC_READY)
 			return;
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-		conn_read(e, c, events);
-	if (c->state >= BC_READY && c->state <= BC_RUN && (events & EPOLLOUT)) {
+		bconn_read(e, c, events);
+	if (bconn_is_open(c) && (events & EPOLLOUT)) {
 		c->writable = 1;
 		work_add(e, c);
 	}
@@ -607,9 +608,9 @@ static void publish(struct engine *e)
 	struct bench_thread *t = e->t;
 	uint64_t cur;
 
-	__atomic_store_n(&t->pub.sent, t->sent, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->pub.acked, t->acked, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->pub.errors, t->errors, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pub.sent, t->res.sent, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pub.acked, t->res.acked, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->pub.errors, t->res.errors, __ATOMIC_RELAXED);
 	cur = __atomic_load_n(&t->pub.max_lat, __ATOMIC_RELAXED);
 	while (e->round_max_lat > cur &&
 	       !__atomic_compare_exchange_n(&t->pub.max_lat, &cur, e->round_max_lat, 1,
@@ -617,7 +618,7 @@ static void publish(struct engine *e)
 		;
 	e->round_max_lat = 0;
 	if (e->ival != NULL) {
-		uint64_t tick = __atomic_load_n(&bench_csv_tick, __ATOMIC_ACQUIRE);
+		uint64_t tick = __atomic_load_n(&t->run->csv_tick, __ATOMIC_ACQUIRE);
 		if (tick != e->ival_tick) {
 			memcpy(t->ival_out, e->ival, sizeof(*e->ival));
 			hist_init(e->ival);
@@ -653,9 +654,9 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 	for (;;) {
 		e->now = bench_now();
 		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns)
-			conn_start(e, &e->c[e->next_connect++]);
+			bconn_start(e, &e->c[e->next_connect++]);
 		if (e->started) {
-			stop = __atomic_load_n(&bench_stop_ns, __ATOMIC_RELAXED);
+			stop = __atomic_load_n(&e->t->run->stop_ns, __ATOMIC_RELAXED);
 			e->end = e->tm->end;
 			e->deadline = e->tm->deadline;
 			if (stop != 0 && stop < e->end)
@@ -669,7 +670,7 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 		for (int i = 0; i < e->nwork; i++) {
 			struct bconn *c = e->work[i];
 			c->queued = 0;
-			conn_work(e, c);
+			bconn_work(e, c);
 		}
 		tmp = e->work;
 		e->work = e->next_work;
@@ -693,8 +694,8 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 		ts.tv_nsec = (long)(wait % 1000000000ull);
 		n = epoll_pwait2(e->ep, evs, MAX_EVENTS, &ts, NULL);
 		if (n == -1 && errno != EINTR) {
-			bench_error("epoll_pwait2: %s", strerror(errno));
-			e->t->errors++;
+			report_error("epoll_pwait2: %s", strerror(errno));
+			e->t->res.errors++;
 			break;
 		}
 		e->now = bench_now();
@@ -703,41 +704,39 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 	}
 }
 
-void *bench_thread_main(void *arg)
+/* Set up the engine for thread t; on failure it has no connections and one error counted. */
+static void engine_init(struct engine *e, struct bench_thread *t)
 {
-	struct bench_thread *t = arg;
 	const struct bench_opts *o = t->o;
-	struct engine e;
-	char id[40];
 
-	memset(&e, 0, sizeof(e));
-	e.t = t;
-	e.o = o;
-	e.tm = t->times;
-	e.nconns = t->nconns;
-	e.alive = t->nconns;
-	e.nmode = o->total > 0;
-	e.budget = t->total;
-	e.open_loop = o->rate > 0;
-	e.period = t->rate > 0 ? 1e9 / t->rate : 0;
+	memset(e, 0, sizeof(*e));
+	e->t = t;
+	e->o = o;
+	e->tm = &t->run->times;
+	e->nconns = t->nconns;
+	e->alive = t->nconns;
+	e->nmode = o->total > 0;
+	e->budget = t->total;
+	e->open_loop = o->rate > 0;
+	e->period = t->rate > 0 ? 1e9 / t->rate : 0;
 	/* Open-loop sends are due every few microseconds: sleep that precisely. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-	e.c = calloc((size_t)e.nconns, sizeof(*e.c));
-	e.work = calloc((size_t)e.nconns, sizeof(*e.work));
-	e.next_work = calloc((size_t)e.nconns, sizeof(*e.next_work));
-	e.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (o->interval_hist && (e.ival = malloc(sizeof(*e.ival))) != NULL)
-		hist_init(e.ival);
+	e->c = calloc((size_t)e->nconns, sizeof(*e->c));
+	e->work = calloc((size_t)e->nconns, sizeof(*e->work));
+	e->next_work = calloc((size_t)e->nconns, sizeof(*e->next_work));
+	e->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (o->interval_hist && (e->ival = malloc(sizeof(*e->ival))) != NULL)
+		hist_init(e->ival);
 	if (o->ack_log_fd != -1)
-		e.ack_log = malloc(ACK_LOG_BUF);
-	if (e.c == NULL || e.work == NULL || e.next_work == NULL || e.ep == -1 ||
-	    (o->interval_hist && e.ival == NULL) || (o->ack_log_fd != -1 && e.ack_log == NULL)) {
-		bench_error("thread %d: %s", t->index, strerror(errno));
-		t->errors++;
-		e.nconns = 0;
+		e->ack_log = malloc(ACK_LOG_BUF);
+	if (e->c == NULL || e->work == NULL || e->next_work == NULL || e->ep == -1 ||
+	    (o->interval_hist && e->ival == NULL) || (o->ack_log_fd != -1 && e->ack_log == NULL)) {
+		report_error("thread %d: %s", t->index, strerror(errno));
+		t->res.errors++;
+		e->nconns = 0;
 	}
-	for (int i = 0; i < e.nconns; i++) {
-		struct bconn *c = &e.c[i];
+	for (int i = 0; i < e->nconns; i++) {
+		struct bconn *c = &e->c[i];
 		c->fd = -1;
 		c->idx = t->first_conn + i;
 		c->num = c->idx;
@@ -745,55 +744,75 @@ void *bench_thread_main(void *arg)
 		memcpy(c->next_id, "00000001", PROTO_ID_LEN);
 		memcpy(c->ack_id, c->next_id, PROTO_ID_LEN);
 	}
+}
 
-	/* Connect everything before the clock starts. */
-	loop(&e, bench_now() + 10000000000ull + (uint64_t)e.nconns * 1000000ull);
-	for (int i = 0; i < e.nconns; i++) {
-		struct bconn *c = &e.c[i];
+/* Connect everything before the clock starts; what is not connected in time is an error. */
+static void connect_all(struct engine *e)
+{
+	loop(e, bench_now() + 10000000000ull + (uint64_t)e->nconns * 1000000ull);
+	for (int i = 0; i < e->nconns; i++) {
+		struct bconn *c = &e->c[i];
 		if (c->state == BC_NEW || c->state == BC_CONNECTING) {
-			t->connect_errors++;
-			conn_fail(&e, c, "connect %s: timed out", o->dst_name);
+			e->t->res.connect_errors++;
+			bconn_fail(e, c, "connect %s: timed out", e->o->dst_name);
 		}
 	}
-	pthread_barrier_wait(t->barrier); /* connected */
-	pthread_barrier_wait(t->barrier); /* the main thread has set the times */
+}
+
+/* Count what is still in flight or open, close everything, publish the last numbers. */
+static void engine_finish(struct engine *e)
+{
+	struct bench_thread *t = e->t;
+	char id[40];
+
+	for (int i = 0; i < e->nconns; i++) {
+		struct bconn *c = &e->c[i];
+		if (c->state == BC_DEAD)
+			continue;
+		if (c->inflight > 0) {
+			report_error("connection %d: %u requests unacked at the end, next id %s",
+				     c->num, c->inflight, id_str(c->ack_id, id));
+			t->res.unacked += c->inflight;
+			t->res.errors += c->inflight;
+		}
+		if (bconn_is_open(c))
+			t->res.open_at_end++;
+		bconn_close(e, c);
+	}
+	for (int i = 0; i < e->nconns; i++)
+		free(e->c[i].ring);
+	t->res.last_ack = e->last_ack;
+	if (e->ack_log != NULL)
+		ack_log_flush(e);
+	publish(e);
+	if (e->ep != -1)
+		close(e->ep);
+	free(e->c);
+	/* The last, partial second: the main thread takes it once it sees finished. */
+	t->ival_last = e->ival;
+	free(e->ack_log);
+	free(e->work);
+	free(e->next_work);
+}
+
+void *engine_thread_main(void *arg)
+{
+	struct bench_thread *t = arg;
+	struct engine e;
+
+	engine_init(&e, t);
+	connect_all(&e);
+	pthread_barrier_wait(&t->run->barrier); /* connected */
+	pthread_barrier_wait(&t->run->barrier); /* the main thread has set the times */
 	e.started = 1;
 	for (int i = 0; i < e.nconns; i++)
-		if (e.c[i].state >= BC_READY && e.c[i].state <= BC_RUN)
+		if (bconn_is_open(&e.c[i]))
 			work_add(&e, &e.c[i]);
 	e.end = e.tm->end;
 	e.deadline = e.tm->deadline;
 	if (e.nconns > 0)
 		loop(&e, 0);
-
-	for (int i = 0; i < e.nconns; i++) {
-		struct bconn *c = &e.c[i];
-		if (c->state == BC_DEAD)
-			continue;
-		if (c->inflight > 0) {
-			bench_error("connection %d: %u requests unacked at the end, next id %s",
-				    c->num, c->inflight, id_str(c->ack_id, id));
-			t->unacked += c->inflight;
-			t->errors += c->inflight;
-		}
-		if (c->state >= BC_READY && c->state <= BC_RUN)
-			t->open_at_end++;
-		conn_close(&e, c);
-	}
-	for (int i = 0; i < e.nconns; i++)
-		free(e.c[i].ring);
-	t->last_ack = e.last_ack;
-	if (e.ack_log != NULL)
-		ack_log_flush(&e);
-	publish(&e);
-	if (e.ep != -1)
-		close(e.ep);
-	free(e.c);
-	/* The last, partial second: the main thread takes it once it sees finished. */
-	t->ival_last = e.ival;
-	free(e.ack_log);
-	free(e.work);
-	free(e.next_work);
+	engine_finish(&e);
 	__atomic_store_n(&t->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
 }

@@ -1,7 +1,7 @@
 /*
  * submit-bench: a load generator for the submit protocol. Options, the
- * threads, the progress line and the report; the per-connection work is
- * in engine.c.
+ * threads, the progress loop and the collection of the results; the
+ * per-connection work is in engine.c, the printing in report.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,17 +17,31 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "proto.h"
+#include "buf.h"
+#include "engine.h"
+#include "report.h"
 
-#define MAX_ERROR_LINES 20
 #define MAX_PAYLOAD	(16u << 20)
 #define MAX_PERCENTILES 16
 #define HGRM_UNIT	1e6 /* .hgrm values in milliseconds, as HdrHistogram's tools write them */
 
-uint64_t bench_stop_ns;
-uint64_t bench_csv_tick;
-int bench_next_conn;
-static unsigned error_lines;
+/* What only main uses: the output choices and files. */
+struct cli {
+	const char *target;
+	const char *csv_path;
+	const char *hgrm_path;
+	const char *ack_log_path;
+	int json;
+	int progress;
+	int duration_set; /* -d given: -n does not default it to 60 s */
+	double pcts[MAX_PERCENTILES];
+	int npcts;
+	FILE *csv;
+	FILE *hgrm;
+};
+
+/* The run SIGINT stops: main's, set before the handler is installed. */
+static struct bench_run *sig_run;
 
 static const char usage_text[] =
     "usage: submit-bench [options] [host:port]\n"
@@ -106,25 +120,6 @@ static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
-
-void bench_error(const char *fmt, ...)
-{
-	unsigned n = __atomic_fetch_add(&error_lines, 1, __ATOMIC_RELAXED);
-	char line[512];
-	va_list ap;
-
-	if (n > MAX_ERROR_LINES)
-		return;
-	if (n == MAX_ERROR_LINES) {
-		fprintf(stderr, "submit-bench: more errors, not shown\n");
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "submit-bench: error: %s\n", line);
-}
-
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -193,18 +188,6 @@ static uint64_t parse_time_nz(const char *opt, const char *s)
 	return ns;
 }
 
-/* A JSON key for a percentile: its digits, 99.9 -> "p999". */
-static void pct_key(double p, char *out, size_t n)
-{
-	char num[32], *d = num;
-
-	snprintf(num, sizeof(num), "%.10g", p);
-	snprintf(out, n, "p");
-	for (char *q = out + 1; *d != '\0' && q < out + n - 1; d++)
-		if (*d != '.')
-			*q++ = *d, *q = '\0';
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -244,8 +227,8 @@ static int parse_percentiles(const char *s, double *out)
 	/* The keys drop the dot: 9.99 and 99.9 would both be p999. */
 	for (int i = 0; i < m; i++)
 		for (int j = i + 1; j < m; j++) {
-			pct_key(out[i], k1, sizeof(k1));
-			pct_key(out[j], k2, sizeof(k2));
+			report_pct_key(out[i], k1, sizeof(k1));
+			report_pct_key(out[j], k2, sizeof(k2));
 			if (strcmp(k1, k2) == 0)
 				usage_error("--percentiles: %.10g and %.10g would share the key %s",
 					    out[i], out[j], k1);
@@ -314,27 +297,253 @@ static void on_sigint(int sig)
 	uint64_t zero = 0;
 
 	(void)sig;
-	__atomic_compare_exchange_n(&bench_stop_ns, &zero, bench_now(), 0, __ATOMIC_RELAXED,
+	__atomic_compare_exchange_n(&sig_run->stop_ns, &zero, bench_now(), 0, __ATOMIC_RELAXED,
 				    __ATOMIC_RELAXED);
 }
 
-static void fmt_lat(char *out, size_t n, uint64_t ns)
+/* One option. -1 to go on, else the exit status: help, version, an unknown option. */
+static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 {
-	if (ns < 1000000)
-		snprintf(out, n, "%.1f us", (double)ns / 1e3);
-	else if (ns < 1000000000)
-		snprintf(out, n, "%.3f ms", (double)ns / 1e6);
-	else
-		snprintf(out, n, "%.3f s", (double)ns / 1e9);
+	switch (ch) {
+	case 'c':
+		o->conns = (int)parse_count("-c", optarg, 1000000);
+		break;
+	case 't':
+		o->threads = (int)parse_count("-t", optarg, 256);
+		break;
+	case 'd':
+		o->duration_ns = parse_time_nz("-d", optarg);
+		cli->duration_set = 1;
+		break;
+	case OPT_WARMUP:
+		o->warmup_ns = parse_time("--warmup", optarg);
+		break;
+	case 'w':
+		o->window = (uint32_t)parse_count("-w", optarg, 1u << 20);
+		break;
+	case 's':
+		parse_sizes(optarg, o);
+		break;
+	case OPT_CONN:
+		o->send_conn = 1;
+		break;
+	case 'r':
+		o->rate = (double)parse_count("-r", optarg, 1000000000ull);
+		if (o->rate == 0)
+			usage_error("-r: at least 1 msg/s (without -r the load is a closed loop)");
+		break;
+	case 'n':
+		o->total = parse_count("-n", optarg, UINT64_MAX / 4);
+		if (o->total == 0)
+			usage_error("-n: at least 1 request (without -n the run lasts -d)");
+		break;
+	case OPT_RECONNECT:
+		o->reconnect = 1;
+		break;
+	case OPT_SOURCE:
+		parse_sources(optarg, o);
+		break;
+	case OPT_IDLE:
+		o->idle = 1;
+		break;
+	case OPT_DRAIN:
+		o->drain_ns = parse_time_nz("--drain", optarg);
+		break;
+	case OPT_JSON:
+		cli->json = 1;
+		break;
+	case OPT_CSV:
+		cli->csv_path = optarg;
+		break;
+	case OPT_PROGRESS:
+		cli->progress = 1;
+		break;
+	case OPT_ALLOW_REFUSED:
+		o->allow_refused = 1;
+		break;
+	case OPT_PERCENTILES:
+		cli->npcts = parse_percentiles(optarg, cli->pcts);
+		break;
+	case OPT_HGRM:
+		cli->hgrm_path = optarg;
+		break;
+	case OPT_ACK_LOG:
+		cli->ack_log_path = optarg;
+		break;
+	case 'v':
+	case 'V':
+		printf("submit-bench %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+		return 0;
+	case 'h':
+		fputs(usage_text, stdout);
+		return 0;
+	default:
+		fprintf(stderr, "Try 'submit-bench --help'.\n");
+		return 2;
+	}
+	return -1;
 }
 
-struct totals {
-	struct hist hist;
-	struct hist ival;
-	uint64_t sent, sent_bytes, acked, acked_window, conn_acked, errors, connect_errors;
-	uint64_t reconnects, lost, refused, unacked, open_at_end, last_ack;
-	uint64_t results[BENCH_RES_N];
-};
+/* The command line into o and cli. -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, struct bench_opts *o, struct cli *cli)
+{
+	char err[192];
+	int ch, rc;
+
+	memset(o, 0, sizeof(*o));
+	o->conns = 100;
+	o->threads = 1;
+	o->duration_ns = 10000000000ull;
+	o->drain_ns = 5000000000ull;
+	o->window = 64;
+	o->size_min = o->size_max = 20;
+	o->ack_log_fd = -1;
+	memset(cli, 0, sizeof(*cli));
+	cli->target = "127.0.0.1:8888";
+	cli->progress = isatty(2);
+	cli->pcts[0] = 50;
+	cli->pcts[1] = 90;
+	cli->pcts[2] = 99;
+	cli->pcts[3] = 99.9;
+	cli->npcts = 4;
+
+	while ((ch = getopt_long(argc, argv, "c:t:d:w:s:r:n:vVh", longopts, NULL)) != -1)
+		if ((rc = parse_option(ch, o, cli)) != -1)
+			return rc;
+	if (optind < argc)
+		cli->target = argv[optind++];
+	if (optind < argc)
+		usage_error("unexpected argument \"%s\"", argv[optind]);
+	if (net_parse_addr(cli->target, &o->dst, err, sizeof(err)) == -1)
+		usage_error("%s", err);
+	net_addr_str(&o->dst, o->dst_name, sizeof(o->dst_name));
+	if (o->conns < 1)
+		usage_error("-c: at least one connection");
+	if (o->threads < 1 || o->threads > o->conns)
+		usage_error("-t: between 1 and the number of connections");
+	if (o->idle && (o->total > 0 || o->rate > 0))
+		usage_error("--idle sends nothing: no -n or -r with it");
+	if (o->total > 0 && !cli->duration_set)
+		o->duration_ns = 60000000000ull;
+	if (o->rate > 0 && o->rate < o->threads)
+		usage_error("-r: at least one msg/s per thread");
+	return -1;
+}
+
+/* The descriptor limit and the output files. 0, or the exit status. */
+static int open_outputs(struct bench_opts *o, struct cli *cli)
+{
+	struct rlimit rl;
+
+	/* One fd per connection, and a few more. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o->conns + 32) {
+		fprintf(stderr,
+			"submit-bench: %d connections need more open files than the limit %llu%s\n",
+			o->conns, (unsigned long long)rl.rlim_cur,
+			o->nsrc == 0 ? "" : " (per process)");
+		return 2;
+	}
+	if (cli->csv_path != NULL && (cli->csv = fopen(cli->csv_path, "w")) == NULL) {
+		fprintf(stderr, "submit-bench: %s: %s\n", cli->csv_path, strerror(errno));
+		return 2;
+	}
+	o->interval_hist = cli->csv != NULL;
+	if (cli->hgrm_path != NULL && (cli->hgrm = fopen(cli->hgrm_path, "w")) == NULL) {
+		fprintf(stderr, "submit-bench: %s: %s\n", cli->hgrm_path, strerror(errno));
+		return 2;
+	}
+	/* O_APPEND: each thread's write of whole lines lands whole. */
+	if (cli->ack_log_path != NULL &&
+	    (o->ack_log_fd = open(cli->ack_log_path,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644)) ==
+		-1) {
+		fprintf(stderr, "submit-bench: %s: %s\n", cli->ack_log_path, strerror(errno));
+		return 2;
+	}
+	return 0;
+}
+
+/* Start o->threads engine threads, each with its share of the connections. NULL on failure. */
+static struct bench_thread *start_threads(const struct bench_opts *o, struct bench_run *run)
+{
+	struct bench_thread *th;
+
+	if ((th = calloc((size_t)o->threads, sizeof(*th))) == NULL) {
+		fprintf(stderr, "submit-bench: out of memory\n");
+		return NULL;
+	}
+	pthread_barrier_init(&run->barrier, NULL, (unsigned)o->threads + 1);
+	for (int i = 0, first = 0; i < o->threads; i++) {
+		struct bench_thread *t = &th[i];
+		t->index = i;
+		t->first_conn = first;
+		t->nconns = o->conns / o->threads + (i < o->conns % o->threads);
+		first += t->nconns;
+		t->total = o->total / (uint64_t)o->threads +
+			   ((uint64_t)i < o->total % (uint64_t)o->threads);
+		t->rate = o->rate / o->threads;
+		t->o = o;
+		t->run = run;
+		hist_init(&t->res.hist);
+		if (o->interval_hist && (t->ival_out = calloc(1, sizeof(*t->ival_out))) == NULL) {
+			fprintf(stderr, "submit-bench: out of memory\n");
+			return NULL;
+		}
+		if ((errno = pthread_create(&t->tid, NULL, engine_thread_main, t)) != 0) {
+			fprintf(stderr, "submit-bench: pthread_create: %s\n", strerror(errno));
+			return NULL;
+		}
+	}
+	return th;
+}
+
+/* Once every thread is connected: set the timeline and let them send. */
+static void start_clock(const struct bench_opts *o, struct bench_run *run)
+{
+	struct bench_times *times = &run->times;
+
+	pthread_barrier_wait(&run->barrier); /* every thread has its connections */
+	times->t0 = bench_now();
+	if (o->total > 0 || o->idle) {
+		times->warm_end = times->t0;
+		times->end = times->t0 + o->duration_ns;
+		times->deadline = times->end;
+	} else {
+		times->warm_end = times->t0 + o->warmup_ns;
+		times->end = times->warm_end + o->duration_ns;
+		times->deadline = times->end + o->drain_ns;
+	}
+	pthread_barrier_wait(&run->barrier);
+}
+
+static int any_running(const struct bench_thread *th, int nthreads)
+{
+	for (int i = 0; i < nthreads; i++)
+		if (!__atomic_load_n(&th[i].finished, __ATOMIC_ACQUIRE))
+			return 1;
+	return 0;
+}
+
+/* What the threads published: sums, and the largest latency since the last call. */
+static void take_published(struct bench_thread *th, int nthreads, struct report_tick *k)
+{
+	uint64_t l;
+
+	k->sent = k->acked = k->errors = k->open = k->max_lat = 0;
+	for (int i = 0; i < nthreads; i++) {
+		k->sent += __atomic_load_n(&th[i].pub.sent, __ATOMIC_RELAXED);
+		k->acked += __atomic_load_n(&th[i].pub.acked, __ATOMIC_RELAXED);
+		k->errors += __atomic_load_n(&th[i].pub.errors, __ATOMIC_RELAXED);
+		k->open += __atomic_load_n(&th[i].pub.open, __ATOMIC_RELAXED);
+		l = __atomic_exchange_n(&th[i].pub.max_lat, 0, __ATOMIC_RELAXED);
+		if (l > k->max_lat)
+			k->max_lat = l;
+	}
+}
 
 /*
  * --csv: advance the second and collect every running thread's histogram
@@ -342,9 +551,10 @@ struct totals {
  * one round of work); one that does not within 200 ms is left out. A
  * finished thread's last partial second is taken once.
  */
-static void collect_interval(struct bench_thread *th, int nthreads, struct hist *out)
+static void collect_interval(struct bench_thread *th, int nthreads, struct bench_run *run,
+			     struct hist *out)
 {
-	uint64_t tick = __atomic_add_fetch(&bench_csv_tick, 1, __ATOMIC_RELEASE);
+	uint64_t tick = __atomic_add_fetch(&run->csv_tick, 1, __ATOMIC_RELEASE);
 	uint64_t limit = bench_now() + 200000000ull;
 	struct timespec ts = {0, 1000000};
 
@@ -363,169 +573,139 @@ static void collect_interval(struct bench_thread *th, int nthreads, struct hist 
 	}
 }
 
-int main(int argc, char **argv)
+/* Until every thread has finished: a progress line and a --csv row a second. */
+static void progress_loop(struct bench_thread *th, const struct bench_opts *o,
+			  struct bench_run *run, const struct cli *cli)
 {
-	struct bench_opts o;
-	struct bench_times times;
-	struct bench_thread *th;
-	struct totals *tot;
-	pthread_barrier_t barrier;
-	struct rlimit rl;
-	const char *target = "127.0.0.1:8888", *csv_path = NULL, *hgrm_path = NULL;
-	const char *ack_log_path = NULL;
-	int json = 0, progress = isatty(2), ch, duration_set = 0, rc = 0;
-	double pcts[MAX_PERCENTILES] = {50, 90, 99, 99.9};
-	int npcts = 4;
-	FILE *csv = NULL, *hgrm = NULL;
-	char err[192];
-	uint8_t *payload;
-	uint64_t now, next_tick, prev_acked = 0, measured_ns;
-	double rate, mbps, mean_frame;
+	struct report_tick k;
+	struct hist ival;
+	uint64_t now, next_tick, prev_acked = 0;
 
-	memset(&o, 0, sizeof(o));
-	o.conns = 100;
-	o.threads = 1;
-	o.duration_ns = 10000000000ull;
-	o.drain_ns = 5000000000ull;
-	o.window = 64;
-	o.size_min = o.size_max = 20;
-	o.ack_log_fd = -1;
+	if (cli->csv != NULL)
+		report_csv_header(cli->csv);
+	next_tick = run->times.t0 + 1000000000ull;
+	while (any_running(th, o->threads)) {
+		struct timespec ts = {0, 20000000};
 
-	while ((ch = getopt_long(argc, argv, "c:t:d:w:s:r:n:vVh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			o.conns = (int)parse_count("-c", optarg, 1000000);
-			break;
-		case 't':
-			o.threads = (int)parse_count("-t", optarg, 256);
-			break;
-		case 'd':
-			o.duration_ns = parse_time_nz("-d", optarg);
-			duration_set = 1;
-			break;
-		case OPT_WARMUP:
-			o.warmup_ns = parse_time("--warmup", optarg);
-			break;
-		case 'w':
-			o.window = (uint32_t)parse_count("-w", optarg, 1u << 20);
-			break;
-		case 's':
-			parse_sizes(optarg, &o);
-			break;
-		case OPT_CONN:
-			o.send_conn = 1;
-			break;
-		case 'r':
-			o.rate = (double)parse_count("-r", optarg, 1000000000ull);
-			if (o.rate == 0)
-				usage_error("-r: at least 1 msg/s (without -r the load is a closed "
-					    "loop)");
-			break;
-		case 'n':
-			o.total = parse_count("-n", optarg, UINT64_MAX / 4);
-			if (o.total == 0)
-				usage_error("-n: at least 1 request (without -n the run lasts -d)");
-			break;
-		case OPT_RECONNECT:
-			o.reconnect = 1;
-			break;
-		case OPT_SOURCE:
-			parse_sources(optarg, &o);
-			break;
-		case OPT_IDLE:
-			o.idle = 1;
-			break;
-		case OPT_DRAIN:
-			o.drain_ns = parse_time_nz("--drain", optarg);
-			break;
-		case OPT_JSON:
-			json = 1;
-			break;
-		case OPT_CSV:
-			csv_path = optarg;
-			break;
-		case OPT_PROGRESS:
-			progress = 1;
-			break;
-		case OPT_ALLOW_REFUSED:
-			o.allow_refused = 1;
-			break;
-		case OPT_PERCENTILES:
-			npcts = parse_percentiles(optarg, pcts);
-			break;
-		case OPT_HGRM:
-			hgrm_path = optarg;
-			break;
-		case OPT_ACK_LOG:
-			ack_log_path = optarg;
-			break;
-		case 'v':
-		case 'V':
-			printf("submit-bench %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
-			return 0;
-		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
-		default:
-			fprintf(stderr, "Try 'submit-bench --help'.\n");
-			return 2;
+		nanosleep(&ts, NULL);
+		now = bench_now();
+		if (now < next_tick)
+			continue;
+		k.elapsed_s = (double)(now - run->times.t0) / 1e9;
+		take_published(th, o->threads, &k);
+		k.rate = (double)(k.acked - prev_acked) * 1e9 /
+			 (double)(now - next_tick + 1000000000ull);
+		prev_acked = k.acked;
+		if (cli->progress)
+			report_progress(&k);
+		if (cli->csv != NULL) {
+			collect_interval(th, o->threads, run, &ival);
+			report_csv_row(cli->csv, &k, &ival);
+		}
+		next_tick = now + 1000000000ull;
+	}
+}
+
+/* Join the threads and add up their results. */
+static void collect(struct bench_thread *th, int nthreads, struct bench_result *tot)
+{
+	memset(tot, 0, sizeof(*tot));
+	for (int i = 0; i < nthreads; i++) {
+		pthread_join(th[i].tid, NULL);
+		report_add(tot, &th[i].res);
+		free(th[i].ival_out);
+		free(th[i].ival_last);
+	}
+}
+
+/* Close the --csv and --ack-log files, write --hgrm; a failure is an error of the run. */
+static void close_outputs(const struct bench_opts *o, const struct cli *cli,
+			  struct bench_result *tot)
+{
+	if (cli->csv != NULL)
+		fclose(cli->csv);
+	if (o->ack_log_fd != -1 && close(o->ack_log_fd) == -1) {
+		report_error("--ack-log: %s: %s", cli->ack_log_path, strerror(errno));
+		tot->errors++;
+	}
+	if (cli->hgrm != NULL) {
+		if ((hist_write_hgrm(cli->hgrm, &tot->hist, HGRM_UNIT) | fclose(cli->hgrm)) != 0) {
+			report_error("--hgrm: %s: write failed", cli->hgrm_path);
+			tot->errors++;
 		}
 	}
-	if (optind < argc)
-		target = argv[optind++];
-	if (optind < argc)
-		usage_error("unexpected argument \"%s\"", argv[optind]);
-	if (net_parse_addr(target, &o.dst, err, sizeof(err)) == -1)
-		usage_error("%s", err);
-	net_addr_str(&o.dst, o.dst_name, sizeof(o.dst_name));
-	if (o.conns < 1)
-		usage_error("-c: at least one connection");
-	bench_next_conn = o.conns;
-	if (o.threads < 1 || o.threads > o.conns)
-		usage_error("-t: between 1 and the number of connections");
-	if (o.idle && (o.total > 0 || o.rate > 0))
-		usage_error("--idle sends nothing: no -n or -r with it");
-	if (o.total > 0 && !duration_set)
-		o.duration_ns = 60000000000ull;
-	if (o.rate > 0 && o.rate < o.threads)
-		usage_error("-r: at least one msg/s per thread");
+}
 
-	/* One fd per connection, and a few more. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o.conns + 32) {
-		fprintf(stderr,
-			"submit-bench: %d connections need more open files than the limit %llu%s\n",
-			o.conns, (unsigned long long)rl.rlim_cur,
-			o.nsrc == 0 ? "" : " (per process)");
-		return 2;
-	}
-	if (csv_path != NULL && (csv = fopen(csv_path, "w")) == NULL) {
-		fprintf(stderr, "submit-bench: %s: %s\n", csv_path, strerror(errno));
-		return 2;
-	}
-	o.interval_hist = csv != NULL;
-	if (hgrm_path != NULL && (hgrm = fopen(hgrm_path, "w")) == NULL) {
-		fprintf(stderr, "submit-bench: %s: %s\n", hgrm_path, strerror(errno));
-		return 2;
-	}
-	/* O_APPEND: each thread's write of whole lines lands whole. */
-	if (ack_log_path != NULL &&
-	    (o.ack_log_fd = open(ack_log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
-				 0644)) == -1) {
-		fprintf(stderr, "submit-bench: %s: %s\n", ack_log_path, strerror(errno));
-		return 2;
-	}
+/* The measured time and the rate: to the last ack with -n, else the window (cut by SIGINT). */
+static void measure(const struct bench_run *run, struct report *r)
+{
+	const struct bench_opts *o = r->o;
+	const struct bench_result *tot = r->tot;
+	uint64_t stop = run->stop_ns, end = run->times.end, counted;
+	double mean_frame;
 
-	if ((payload = malloc(o.size_max + 1)) == NULL) {
+	if (stop != 0 && stop < end)
+		end = stop;
+	if (o->total > 0)
+		end = tot->last_ack > run->times.t0 ? tot->last_ack : run->times.t0 + 1;
+	r->measured_ns = end > run->times.warm_end ? end - run->times.warm_end : 1;
+	counted = o->total > 0 ? tot->acked : tot->acked_window;
+	r->rate = (double)counted * 1e9 / (double)r->measured_ns;
+	mean_frame = tot->sent ? (double)tot->sent_bytes / (double)tot->sent : 0;
+	r->mbps = r->rate * mean_frame / 1e6;
+}
+
+/*
+ * 0 when every ack checked out and at least one arrived (with --idle: every
+ * connection stayed open). A -n run that got fewer acks than it sent is an
+ * error even when no ack was wrong: counted here, so that the summary says so.
+ */
+static int exit_status(const struct bench_opts *o, struct bench_result *tot)
+{
+	if (o->total > 0 && tot->acked != o->total && tot->errors == 0)
+		tot->errors++;
+	if (tot->errors > 0)
+		return 1;
+	if (o->idle ? tot->open_at_end != (uint64_t)o->conns : tot->acked == 0)
+		return 1;
+	return 0;
+}
+
+/* The payload every request carries a prefix of, shared read-only by the threads. */
+static uint8_t *make_payload(uint32_t size)
+{
+	uint8_t *payload = malloc(size + 1);
+
+	if (payload == NULL)
+		return NULL;
+	for (uint32_t i = 0; i <= size; i++)
+		payload[i] = (uint8_t)('a' + i % 26);
+	return payload;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_result tot;
+	struct bench_opts o;
+	struct bench_run run;
+	struct bench_thread *th;
+	struct report r;
+	struct cli cli;
+	uint8_t *payload;
+	int rc;
+
+	if ((rc = parse_options(argc, argv, &o, &cli)) != -1)
+		return rc;
+	if ((rc = open_outputs(&o, &cli)) != 0)
+		return rc;
+	if ((payload = make_payload(o.size_max)) == NULL) {
 		fprintf(stderr, "submit-bench: out of memory\n");
 		return 1;
 	}
-	for (uint32_t i = 0; i <= o.size_max; i++)
-		payload[i] = (uint8_t)('a' + i % 26);
 	o.payload = payload;
+	memset(&run, 0, sizeof(run));
+	run.next_conn = o.conns;
+	sig_run = &run;
 	/*
 	 * No free-chunk pool: the pool is per process and unlocked, and the
 	 * threads share it; every buffer goes straight to jemalloc instead.
@@ -535,264 +715,26 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
 
-	th = calloc((size_t)o.threads, sizeof(*th));
-	tot = calloc(1, sizeof(*tot));
-	if (th == NULL || tot == NULL) {
-		fprintf(stderr, "submit-bench: out of memory\n");
+	if ((th = start_threads(&o, &run)) == NULL)
 		return 1;
-	}
-	pthread_barrier_init(&barrier, NULL, (unsigned)o.threads + 1);
-	for (int i = 0, first = 0; i < o.threads; i++) {
-		struct bench_thread *t = &th[i];
-		t->index = i;
-		t->first_conn = first;
-		t->nconns = o.conns / o.threads + (i < o.conns % o.threads);
-		first += t->nconns;
-		t->total =
-		    o.total / (uint64_t)o.threads + ((uint64_t)i < o.total % (uint64_t)o.threads);
-		t->rate = o.rate / o.threads;
-		t->o = &o;
-		t->times = &times;
-		t->barrier = &barrier;
-		hist_init(&t->hist);
-		if (o.interval_hist && (t->ival_out = calloc(1, sizeof(*t->ival_out))) == NULL) {
-			fprintf(stderr, "submit-bench: out of memory\n");
-			return 1;
-		}
-		if ((errno = pthread_create(&t->tid, NULL, bench_thread_main, t)) != 0) {
-			fprintf(stderr, "submit-bench: pthread_create: %s\n", strerror(errno));
-			return 1;
-		}
-	}
+	start_clock(&o, &run);
+	progress_loop(th, &o, &run, &cli);
+	collect(th, o.threads, &tot);
+	close_outputs(&o, &cli, &tot);
 
-	pthread_barrier_wait(&barrier); /* every thread has its connections */
-	times.t0 = bench_now();
-	if (o.total > 0 || o.idle) {
-		times.warm_end = times.t0;
-		times.end = times.t0 + o.duration_ns;
-		times.deadline = times.end;
-	} else {
-		times.warm_end = times.t0 + o.warmup_ns;
-		times.end = times.warm_end + o.duration_ns;
-		times.deadline = times.end + o.drain_ns;
-	}
-	pthread_barrier_wait(&barrier);
-
-	if (csv != NULL)
-		fprintf(csv, "elapsed_s,sent,acked,rate,errors,open,max_latency_us,p50_latency_us,"
-			     "p99_latency_us\n");
-	next_tick = times.t0 + 1000000000ull;
-	for (;;) {
-		struct timespec ts = {0, 20000000};
-		int running = 0;
-
-		for (int i = 0; i < o.threads; i++)
-			if (!__atomic_load_n(&th[i].finished, __ATOMIC_ACQUIRE))
-				running = 1;
-		if (!running)
-			break;
-		nanosleep(&ts, NULL);
-		now = bench_now();
-		if (now < next_tick)
-			continue;
-		{
-			uint64_t sent = 0, acked = 0, errors = 0, open = 0, maxl = 0, l;
-			double el = (double)(now - times.t0) / 1e9;
-			for (int i = 0; i < o.threads; i++) {
-				sent += __atomic_load_n(&th[i].pub.sent, __ATOMIC_RELAXED);
-				acked += __atomic_load_n(&th[i].pub.acked, __ATOMIC_RELAXED);
-				errors += __atomic_load_n(&th[i].pub.errors, __ATOMIC_RELAXED);
-				open += __atomic_load_n(&th[i].pub.open, __ATOMIC_RELAXED);
-				l = __atomic_exchange_n(&th[i].pub.max_lat, 0, __ATOMIC_RELAXED);
-				if (l > maxl)
-					maxl = l;
-			}
-			rate = (double)(acked - prev_acked) * 1e9 /
-			       (double)(now - next_tick + 1000000000ull);
-			prev_acked = acked;
-			if (progress) {
-				char ml[32];
-				fmt_lat(ml, sizeof(ml), maxl);
-				fprintf(stderr,
-					"%6.1fs %10.0f msgs/s  acked %llu  errors %llu  open %llu  "
-					"max %s\n",
-					el, rate, (unsigned long long)acked,
-					(unsigned long long)errors, (unsigned long long)open, ml);
-			}
-			if (csv != NULL) {
-				/* max from the same histogram: p99 <= max holds */
-				collect_interval(th, o.threads, &tot->ival);
-				fprintf(csv, "%.3f,%llu,%llu,%.0f,%llu,%llu,%.1f,%.1f,%.1f\n", el,
-					(unsigned long long)sent, (unsigned long long)acked, rate,
-					(unsigned long long)errors, (unsigned long long)open,
-					(double)tot->ival.max / 1e3,
-					(double)hist_quantile(&tot->ival, 0.5) / 1e3,
-					(double)hist_quantile(&tot->ival, 0.99) / 1e3);
-			}
-			next_tick = now + 1000000000ull;
-		}
-	}
-
-	hist_init(&tot->hist);
-	for (int i = 0; i < o.threads; i++) {
-		struct bench_thread *t = &th[i];
-		pthread_join(t->tid, NULL);
-		hist_merge(&tot->hist, &t->hist);
-		tot->sent += t->sent;
-		tot->sent_bytes += t->sent_bytes;
-		tot->acked += t->acked;
-		tot->acked_window += t->acked_window;
-		tot->conn_acked += t->conn_acked;
-		tot->errors += t->errors;
-		tot->connect_errors += t->connect_errors;
-		tot->reconnects += t->reconnects;
-		tot->lost += t->lost;
-		tot->refused += t->refused;
-		tot->unacked += t->unacked;
-		tot->open_at_end += t->open_at_end;
-		if (t->last_ack > tot->last_ack)
-			tot->last_ack = t->last_ack;
-		for (int r = 0; r < BENCH_RES_N; r++)
-			tot->results[r] += t->results[r];
-		free(t->ival_out);
-		free(t->ival_last);
-	}
-	if (csv != NULL)
-		fclose(csv);
-	if (o.ack_log_fd != -1 && close(o.ack_log_fd) == -1) {
-		bench_error("--ack-log: %s: %s", ack_log_path, strerror(errno));
-		tot->errors++;
-	}
-	if (hgrm != NULL) {
-		if ((hist_write_hgrm(hgrm, &tot->hist, HGRM_UNIT) | fclose(hgrm)) != 0) {
-			bench_error("--hgrm: %s: write failed", hgrm_path);
-			tot->errors++;
-		}
-	}
-
-	{
-		uint64_t stop = bench_stop_ns, end = times.end;
-		if (stop != 0 && stop < end)
-			end = stop;
-		if (o.total > 0)
-			end = tot->last_ack > times.t0 ? tot->last_ack : times.t0 + 1;
-		measured_ns = end > times.warm_end ? end - times.warm_end : 1;
-	}
-	{
-		uint64_t counted = o.total > 0 ? tot->acked : tot->acked_window;
-		rate = (double)counted * 1e9 / (double)measured_ns;
-		mean_frame = tot->sent ? (double)tot->sent_bytes / (double)tot->sent : 0;
-		mbps = rate * mean_frame / 1e6;
-	}
-
-	if (o.total > 0 && tot->acked != o.total && tot->errors == 0)
-		tot->errors++;
-	if (tot->errors > 0)
-		rc = 1;
-	else if (o.idle ? tot->open_at_end != (uint64_t)o.conns : tot->acked == 0)
-		rc = 1;
-
-	if (json) {
-		const struct hist *h = &tot->hist;
-		char key[40];
-
-		printf(
-		    "{\"version\":\"%s\",\"target\":\"%s\",\"connections\":%d,\"threads\":%d,"
-		    "\"window\":%u,\"size_min\":%u,\"size_max\":%u,\"rate_target\":%.0f,"
-		    "\"conn\":%s,\"idle\":%s,\"measured_s\":%.3f,\"sent\":%llu,\"acked\":%llu,"
-		    "\"acked_measured\":%llu,\"conn_acked\":%llu,\"rate\":%.1f,\"mb_per_s\":%.3f,"
-		    "\"errors\":%llu,\"connect_errors\":%llu,\"unacked\":%llu,"
-		    "\"reconnects\":%llu,\"lost\":%llu,\"refused\":%llu,\"open_at_end\":%llu,"
-		    "\"results\":{\"0\":%llu,\"1\":%llu,\"2\":%llu,\"other\":%llu},"
-		    "\"not_stored\":%llu,"
-		    "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"stddev\":%.1f",
-		    SUBMITD_VERSION, o.dst_name, o.conns, o.threads, o.window, o.size_min,
-		    o.size_max, o.rate, o.send_conn ? "true" : "false", o.idle ? "true" : "false",
-		    (double)measured_ns / 1e9, (unsigned long long)tot->sent,
-		    (unsigned long long)tot->acked, (unsigned long long)tot->acked_window,
-		    (unsigned long long)tot->conn_acked, rate, mbps,
-		    (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
-		    (unsigned long long)tot->unacked, (unsigned long long)tot->reconnects,
-		    (unsigned long long)tot->lost, (unsigned long long)tot->refused,
-		    (unsigned long long)tot->open_at_end,
-		    (unsigned long long)tot->results[BENCH_RES_OK],
-		    (unsigned long long)tot->results[BENCH_RES_REFUSED],
-		    (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
-		    (unsigned long long)tot->results[BENCH_RES_OTHER],
-		    (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
-		    (unsigned long long)h->count, (double)h->min / 1e3, hist_mean(h) / 1e3,
-		    hist_stddev(h) / 1e3);
-		for (int i = 0; i < npcts; i++) {
-			pct_key(pcts[i], key, sizeof(key));
-			printf(",\"%s\":%.1f", key, (double)hist_quantile(h, pcts[i] / 100) / 1e3);
-		}
-		printf(",\"max\":%.1f},\"ok\":%s}\n", (double)h->max / 1e3,
-		       rc == 0 ? "true" : "false");
-	} else {
-		const struct hist *h = &tot->hist;
-		char lat[32], mean[32], sd[32], win[32], sz[48], mode[48];
-
-		if (o.window)
-			snprintf(win, sizeof(win), "window %u", o.window);
-		else
-			snprintf(win, sizeof(win), "unbounded window");
-		if (o.size_min == o.size_max)
-			snprintf(sz, sizeof(sz), "payload %u B", o.size_min);
-		else
-			snprintf(sz, sizeof(sz), "payload %u-%u B", o.size_min, o.size_max);
-		if (o.idle)
-			snprintf(mode, sizeof(mode), "idle");
-		else if (o.rate > 0)
-			snprintf(mode, sizeof(mode), "open loop at %.0f msgs/s", o.rate);
-		else
-			snprintf(mode, sizeof(mode), "closed loop");
-		printf("target      %s, %d connections, %d thread%s, %s, %s, %s%s\n", o.dst_name,
-		       o.conns, o.threads, o.threads == 1 ? "" : "s", win, sz, mode,
-		       o.send_conn ? ", Conn first" : "");
-		printf("measured    %.3f s%s\n", (double)measured_ns / 1e9,
-		       o.total > 0 ? " (first send to last ack)" : "");
-		printf("requests    %llu sent, %llu acked, %llu in the measured time\n",
-		       (unsigned long long)tot->sent, (unsigned long long)tot->acked,
-		       (unsigned long long)(o.total > 0 ? tot->acked : tot->acked_window));
-		printf("results     %llu stored (0), %llu refused (1), %llu not stored (2)%s, "
-		       "%llu other\n",
-		       (unsigned long long)tot->results[BENCH_RES_OK],
-		       (unsigned long long)tot->results[BENCH_RES_REFUSED],
-		       (unsigned long long)tot->results[BENCH_RES_NOT_STORED],
-		       o.allow_refused ? " allowed" : "",
-		       (unsigned long long)tot->results[BENCH_RES_OTHER]);
-		printf("rate        %.0f msgs/s, %.2f MB/s\n", rate, mbps);
-		if (o.send_conn)
-			printf("conn acks   %llu\n", (unsigned long long)tot->conn_acked);
-		printf("errors      %llu (connect %llu, unacked %llu)\n",
-		       (unsigned long long)tot->errors, (unsigned long long)tot->connect_errors,
-		       (unsigned long long)tot->unacked);
-		if (o.reconnect)
-			printf("reconnects  %llu (lost in flight %llu, refused %llu)\n",
-			       (unsigned long long)tot->reconnects, (unsigned long long)tot->lost,
-			       (unsigned long long)tot->refused);
-		printf("connections %llu open at the end of %d\n",
-		       (unsigned long long)tot->open_at_end, o.conns);
-		if (h->count > 0) {
-			fmt_lat(mean, sizeof(mean), (uint64_t)hist_mean(h));
-			fmt_lat(sd, sizeof(sd), (uint64_t)hist_stddev(h));
-			printf("latency     mean %s  stddev %s ", mean, sd);
-			for (int i = 0; i < npcts; i++) {
-				fmt_lat(lat, sizeof(lat), hist_quantile(h, pcts[i] / 100));
-				printf(" p%.10g %s ", pcts[i], lat);
-			}
-			fmt_lat(lat, sizeof(lat), h->max);
-			printf(" max %s\n", lat);
-		}
-	}
-	if (rc != 0 && tot->errors == 0)
-		fprintf(stderr, "submit-bench: %s\n",
-			o.idle ? "not every connection stayed open" : "nothing was acked");
-	else if (o.total > 0 && tot->acked != o.total)
-		fprintf(stderr, "submit-bench: %llu of %llu requests acked\n",
-			(unsigned long long)tot->acked, (unsigned long long)o.total);
+	r.o = &o;
+	r.tot = &tot;
+	r.pcts = cli.pcts;
+	r.npcts = cli.npcts;
+	measure(&run, &r);
+	rc = exit_status(&o, &tot);
+	r.ok = rc == 0;
+	if (cli.json)
+		report_json(&r);
+	else
+		report_text(&r);
+	report_verdict(&r);
 	free(payload);
 	free(th);
-	free(tot);
 	return rc;
 }

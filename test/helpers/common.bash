@@ -125,6 +125,33 @@ sd_spawn() {
 	SD_BG_PIDS+=("$SD_SPAWNED")
 }
 
+# sd_stuck_client OUT [close|keep]: a client in the middle of a frame (2 bytes
+# of a header sent), so its connection never reaches a frame boundary and a
+# drain must wait for shutdown_timeout. Prints "held" into OUT once
+# connected (sd_stuck_client returns then), and when the server closes it
+# "closed at T eof|reset" (T: Unix time, comparable with EPOCHREALTIME).
+# Then `close` closes at once; `keep` (the default) holds the socket until
+# killed or 60 s, so the server has to give up on it. Pid in SD_SPAWNED.
+sd_stuck_client() {
+	sd_spawn "$1" python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x00\x00")
+print("held", flush=True)
+s.settimeout(120)
+try:
+    how = "data" if s.recv(1) else "eof"
+except ConnectionResetError:
+    how = "reset"
+except socket.timeout:
+    how = "timeout"
+print("closed at %.6f %s" % (time.time(), how), flush=True)
+if sys.argv[2] != "close":
+    time.sleep(60)
+' "${SD_PORT:?}" "${2:-keep}"
+	wait_for grep -q held "$1"
+}
+
 sd_kill_spawned() {
 	local p
 	for p in "${SD_BG_PIDS[@]}"; do
@@ -172,19 +199,57 @@ sd_workers() {
 	pgrep -P "$SD_PID" | sort -n
 }
 
+# sd_doc_families [--types]: the metric families of the /metrics contract,
+# one per line ("NAME TYPE" with --types), read from the tables of
+# docs/METRICS.md ("| `NAME` | TYPE |" rows), so that checks follow the
+# document; fails if it finds none.
+sd_doc_families() {
+	local out='\1'
+	[ "${1:-}" != --types ] || out='\1 \2'
+	sed -n '/^## Families/,/^## /p' "$SD_ROOT/docs/METRICS.md" |
+		sed -n "s/^| \`\([a-z_:]*\)\` | \(counter\|gauge\|histogram\|summary\) |.*/$out/p" | grep .
+}
+
+# sd_worker_label PID: the slot label of worker PID (the worker="I" of the
+# metrics), from the master's "worker I started, pid P" line; fails if none.
+sd_worker_label() {
+	local l
+	l=$(sd_log | sed -n "s/.*worker \([0-9][0-9]*\) started, pid $1\$/\1/p" | tail -1)
+	[ -n "$l" ] || {
+		echo "sd_worker_label: no worker with pid $1 in the log" >&2
+		return 1
+	}
+	echo "$l"
+}
+
 sd_metrics() {
 	curl -sf --max-time 5 "http://127.0.0.1:$SD_METRICS_PORT/metrics"
 }
 
 # sd_metric NAME ['{label="v",...}']: the sum of NAME's samples whose labels
-# include all the given ones; 0 if none.
+# include all the given ones. Fails, with the reason on stderr and nothing on
+# stdout, when the scrape fails, when NAME's family has no "# TYPE" line
+# (for NAME_bucket, _sum and _count: the histogram NAME), or when no sample
+# matches: a check such as `sd_metric_is NAME '' 0` must not pass because
+# the endpoint is closed or the name is misspelt.
 sd_metric() {
-	local name=$1 filter=${2:-}
-	sd_metrics | awk -v name="$name" -v filter="$filter" '
+	local name=$1 filter=${2:-} text
+	text=$(sd_metrics) || {
+		echo "sd_metric $name: scrape of 127.0.0.1:${SD_METRICS_PORT:-}/metrics failed" >&2
+		return 1
+	}
+	awk -v name="$name" -v filter="$filter" '
 	BEGIN {
 		gsub(/^\{|\}$/, "", filter)
 		nf = filter == "" ? 0 : split(filter, want, ",")
 		sum = 0
+		fam = name
+		sub(/_(bucket|sum|count)$/, "", fam)
+	}
+	$1 == "#" && $2 == "TYPE" {
+		if ($3 == name || ($3 == fam && $4 == "histogram"))
+			typed = 1
+		next
 	}
 	/^#/ { next }
 	{
@@ -200,13 +265,26 @@ sd_metric() {
 				next
 		}
 		sum += $2
+		matched++
 	}
-	END { printf "%.17g\n", sum }'
+	END {
+		if (!typed) {
+			printf "sd_metric %s: no such family in the scrape (no # TYPE line)\n", name > "/dev/stderr"
+			exit 1
+		}
+		if (!matched) {
+			printf "sd_metric %s: no sample matches %s\n", name, filter > "/dev/stderr"
+			exit 1
+		}
+		printf "%.17g\n", sum
+	}' <<<"$text"
 }
 
-# sd_metric_is NAME LABELS VALUE: for wait_for.
+# sd_metric_is NAME LABELS VALUE: for wait_for; false also when sd_metric fails.
 sd_metric_is() {
-	[ "$(sd_metric "$1" "$2")" = "$3" ]
+	local v
+	v=$(sd_metric "$1" "$2") || return 1
+	[ "$v" = "$3" ]
 }
 
 sd_client() {
@@ -298,17 +376,26 @@ PY
 }
 
 # sd_log_moved_check LOG: after `mv LOG LOG.1`, SIGUSR1 makes the master and
-# a worker started before the move (worker 1, drained by SIGTTOU) write to a
-# new LOG, and nothing more to LOG.1.
+# every worker running at the move write to a new LOG, and nothing more to
+# LOG.1. A reload then makes each of those workers log its drain and exit
+# (log lines carry the pid), which shows that each one reopened.
 sd_log_moved_check() {
-	local log=$1
+	local log=$1 old p n=0
+	old=$(sd_workers)
 	kill -USR1 "$SD_PID"
 	wait_for test -e "$log"
-	kill -TTOU "$SD_PID"
-	wait_for grep -q "worker 1: exiting" "$log"
-	grep -q "worker 1: draining" "$log"
-	grep -q "workers: 1" "$log"
-	run grep -c "worker 1: draining\|workers: 1" "$log.1"
+	kill -HUP "$SD_PID"
+	for p in $old; do
+		wait_for -t 15 grep -q "\[$p\] worker [0-9]*: exiting" "$log"
+		grep -q "\[$p\] worker [0-9]*: draining" "$log"
+		run grep -c "\[$p\] worker [0-9]*: \(draining\|exiting\)" "$log.1"
+		assert_output 0
+		n=$((n + 1))
+	done
+	echo "$n workers wrote to the new log after SIGUSR1"
+	[ "$n" -ge 2 ]
+	grep -q "reload: configuration .* applied" "$log"
+	run grep -c "reload: " "$log.1"
 	assert_output 0
 	run grep -E "reopen|error" "$log" "$log.1"
 	assert_output ""

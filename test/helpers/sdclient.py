@@ -8,6 +8,7 @@ not (with the reason on stderr), 2 on a usage error.
 import argparse
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -192,17 +193,31 @@ def cmd_halfclose(args):
 
 def cmd_hold(args):
     """Open n connections, print "connected n", keep them for --hold s, until
-    SIGTERM, or with --stdin until stdin closes."""
+    SIGTERM, or with --stdin until stdin closes. With --again, each SIGUSR1
+    does one more round trip on every connection and prints "again n"; a
+    failure ends the client with status 1."""
     socks = []
     for i in range(args.n):
         socks.append(connect(args))
         if args.verify:
             roundtrip_on(socks[-1], SUBMIT, ident(i))
+    asked = []
+    if args.again:
+        signal.signal(signal.SIGUSR1, lambda *_: asked.append(1))
     print("connected %d" % len(socks), flush=True)
     deadline = time.monotonic() + args.hold
+    rounds = 0
     while time.monotonic() < deadline:
+        if asked:
+            asked.clear()
+            rounds += 1
+            for i, s in enumerate(socks):
+                roundtrip_on(s, SUBMIT, ident(rounds * args.n + i))
+            print("again %d" % len(socks), flush=True)
         wait = [sys.stdin] if args.stdin else []
-        r, _, _ = select.select(wait, [], [], max(0.0, deadline - time.monotonic()))
+        # Short waits when SIGUSR1 may ask for a round (select resumes after a handler).
+        left = max(0.0, deadline - time.monotonic())
+        r, _, _ = select.select(wait, [], [], min(left, 0.05) if args.again else left)
         if r and not os.read(sys.stdin.fileno(), 4096):
             break
     for s in socks:
@@ -258,18 +273,30 @@ def cmd_frame(args):
 
 
 def cmd_raw(args):
-    """Send hex bytes, print the hex of what comes back: --bytes N of it, or all until EOF."""
+    """Send hex bytes, print the hex of what comes back: --bytes N of it, or all until EOF.
+    With --eof, the server must then close (EOF or reset) within --timeout: the
+    output is the hex and "eof" or "reset", and a connection left open fails."""
     s = connect(args)
     s.sendall(bytes.fromhex(args.hex))
     out = bytearray()
+    how = None
     try:
         while args.bytes is None or len(out) < args.bytes:
             chunk = s.recv(65536 if args.bytes is None else args.bytes - len(out))
             if not chunk:
+                how = "eof"
                 break
             out += chunk
-    except (socket.timeout, ConnectionResetError):
-        pass
+    except ConnectionResetError:
+        how = "reset"
+    except socket.timeout:
+        if args.eof:
+            raise Fail("no close within %.1f s, after %d bytes: %s" % (args.timeout, len(out), out.hex()))
+    if args.eof:
+        if how is None:
+            how = expect_eof(s, "after %d bytes" % len(out))
+        print(("%s %s" % (out.hex(), how)).strip())
+        return
     print(out.hex())
 
 
@@ -341,6 +368,7 @@ def main():
     a.add_argument("--hold", type=float, default=60.0)
     a.add_argument("--verify", action="store_true", help="one roundtrip on each")
     a.add_argument("--stdin", action="store_true", help="also stop when stdin closes")
+    a.add_argument("--again", action="store_true", help="a round trip on each at SIGUSR1")
     a.set_defaults(fn=cmd_hold)
 
     a = sub.add_parser("idle")
@@ -361,6 +389,7 @@ def main():
     a = sub.add_parser("raw")
     a.add_argument("hex")
     a.add_argument("--bytes", type=int)
+    a.add_argument("--eof", action="store_true", help="then expect the server to close")
     a.set_defaults(fn=cmd_raw)
 
     a = sub.add_parser("trickle")

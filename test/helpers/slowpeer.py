@@ -57,15 +57,18 @@ def cmd_stall(args):
 
 
 def cmd_slowread(args):
-    s = connect(args)
     n = args.n
+    # Built before connecting: on a loaded machine building it can take
+    # longer than the idle_timeout the test sets.
+    data = payload(n)
+    s = connect(args)
     ids = [ident(i) for i in range(n)] + [b"LAST0000"]
     errors = []
     slow_over = threading.Event()
 
     def send():
         try:
-            s.sendall(payload(n))
+            s.sendall(data)
             # One more request once the slow phase is over: the connection
             # went without a new frame for all of it.
             slow_over.wait()

@@ -12,7 +12,9 @@
 Exit status: 0 good, 1 a check failed, 2 usage.
 """
 import argparse
+import base64
 import hashlib
+import json
 import os
 import socket
 import struct
@@ -196,7 +198,16 @@ def cmd_check(args):
             where, off, idh, ph = line.split()
             seen.setdefault(bytes.fromhex(idh), []).append(
                 (where, int(off), b"" if ph == "-" else bytes.fromhex(ph)))
-    found = list(spool_records(args.spool))
+    found = [] if args.cat_only else list(spool_records(args.spool))
+    for path in args.cat or []:
+        # submit-spool cat / take output: one JSON object per record.
+        for line in open(path):
+            j = json.loads(line)
+            p = j["payload"]
+            p = base64.b64decode(p) if j["payload_encoding"] == "base64" else p.encode("utf-8")
+            cid = bytes.fromhex(j["conn_id"]) if "conn_id" in j else bytes(8)
+            found.append((j["segment"], (j["offset"], bytes.fromhex(j["submit_id"]), cid,
+                                         1 if "conn_id" in j else 0, p)))
     for d in args.also or []:
         for name in sorted(os.listdir(d)):
             if name.endswith(".seg"):
@@ -287,6 +298,8 @@ def main():
     a.add_argument("--payload-max", type=int, default=100)
     a.add_argument("--records", action="append", help="records a consumer took (consume --out)")
     a.add_argument("--also", action="append", help="a directory of segments taken out of the spool")
+    a.add_argument("--cat", action="append", help="records as submit-spool cat or take prints them")
+    a.add_argument("--cat-only", action="store_true", help="only --cat: do not read the spool here")
     a.set_defaults(fn=cmd_check)
     a = sub.add_parser("read")
     a.add_argument("spool")

@@ -286,6 +286,51 @@ static void test_crc(void)
 	ok(chain, "chained CRC equals the CRC of the whole");
 }
 
+/* The worked example of docs/SPOOL.md, byte for byte. */
+static void test_golden(void)
+{
+	static const uint8_t want[133] = {
+	    0x53, 0x55, 0x42, 0x53, 0x50, 0x4f, 0x4f, 0x4c, 0x01, 0x00, 0x40, 0x00, 0x02, 0x00,
+	    0x00, 0x00, 0x12, 0xa1, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x15, 0xcd, 0xde, 0x49,
+	    0x48, 0x18, 0xee, 0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x08, 0x7a, 0xf6, 0x6b, 0x89, 0x66, 0x0d, 0xe5, 0x45, 0x00,
+	    0x00, 0x00, 0x00, 0xc2, 0x6e, 0x4e, 0x48, 0x18, 0xee, 0x18, 0x01, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xa0, 0xa1,
+	    0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x01, 0x50, 0xc3, 0x02, 0x00, 0x01, 0x01,
+	    0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+	};
+	struct spool_file_hdr fh = {0};
+	struct spool_rec r;
+	uint8_t got[133];
+
+	fh.worker = 2;
+	fh.pid = 41234;
+	fh.gen = 1;
+	fh.created_ns = 1796400000123456789ull;
+	spool_file_header(got, &fh);
+	memset(&r, 0, sizeof(r));
+	r.ts_ns = 1796400000200000000ull;
+	r.conn_seq = 1;
+	for (int i = 0; i < 8; i++) {
+		r.submit_id[i] = (uint8_t)(i + 1);
+		r.conn_id[i] = (uint8_t)(0xa0 + i);
+	}
+	r.addr[10] = r.addr[11] = 0xff;
+	r.addr[12] = 127;
+	r.addr[15] = 1;
+	r.port = 50000;
+	r.worker = 2;
+	r.type = SPOOL_TYPE_SUBMIT;
+	r.flags = SPOOL_FLAG_CONN_ID;
+	r.len = 5;
+	spool_rec_header(got + 64, &r, "hello");
+	memcpy(got + 128, "hello", 5);
+	ok(memcmp(got, want, sizeof(want)) == 0,
+	   "the worked example of docs/SPOOL.md, byte for byte");
+}
+
 /* ---- headers and names ---- */
 
 static void test_headers(void)
@@ -472,6 +517,56 @@ static void test_writer(void)
 	ok(spool_seg_open(&s2, "/nonexistent/spool", 0, 0, NULL, err, sizeof(err)) == -1 &&
 	       strstr(err, "/nonexistent/spool") != NULL,
 	   "open in a missing directory fails with a message: %s", err);
+}
+
+/* The reader on a file that grows under it, as cat --follow reads one. */
+static void test_reader_growing(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX], err[256];
+	struct spool_reader rd;
+	struct spool_rec rec;
+	const uint8_t *p;
+	struct spool_seg s;
+	uint64_t off;
+	int fd;
+
+	fresh(dir, sizeof(dir), "grow");
+	if (spool_seg_open(&s, dir, 3, 1, NULL, err, sizeof(err)) < 0) {
+		ok(0, "open: %s", err);
+		return;
+	}
+	pathf(path, sizeof(path), "%s/active/%s", dir, s.name);
+	fd = open(path, O_RDONLY);
+	is_int(spool_reader_open(&rd, fd), 0, "reader opens a new segment");
+	is_int(spool_read_next(&rd, &rec, &p, &off), 0, "nothing in it yet: end");
+	ok(write_recs(&s, 0, 2) > 0, "append two records");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && off == 64 && rec.len == pay_len(0),
+	   "the first appears");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && rec.len == pay_len(1), "the second");
+	is_int(spool_read_next(&rd, &rec, &p, &off), 0, "end again");
+
+	/* Half a record: torn, and the reader stays where it is. */
+	uint8_t hdr[SPOOL_REC_HDR], pay[256];
+	struct spool_rec r;
+	rec_of(&r, 2);
+	pay_fill(pay, 2);
+	spool_rec_header(hdr, &r, pay);
+	uint64_t at = s.size;
+	ok(pwrite(s.fd, hdr, 40, (off_t)at) == 40, "write 40 bytes of a record header");
+	ok(spool_read_next(&rd, &rec, &p, &off) == SPOOL_TORN && off == at, "torn at %llu",
+	   (unsigned long long)at);
+	ok(pwrite(s.fd, hdr + 40, 24, (off_t)(at + 40)) == 24 &&
+	       pwrite(s.fd, pay, 5, (off_t)(at + 64)) == 5,
+	   "the rest of the header and 5 payload bytes");
+	ok(spool_read_next(&rd, &rec, &p, &off) == SPOOL_TORN && off == at, "still torn");
+	ok(pwrite(s.fd, pay + 5, pay_len(2) - 5, (off_t)(at + 69)) == (ssize_t)(pay_len(2) - 5),
+	   "the rest of the payload");
+	ok(spool_read_next(&rd, &rec, &p, &off) == 1 && off == at && rec_eq(&rec, &r) &&
+	       memcmp(p, pay, pay_len(2)) == 0,
+	   "now whole, read from where it stopped");
+	spool_reader_close(&rd);
+	close(fd);
+	spool_seg_close(&s);
 }
 
 /* ---- recovery ---- */
@@ -735,8 +830,10 @@ int main(void)
 	}
 	test_crc();
 	test_headers();
+	test_golden();
 	test_names();
 	test_writer();
+	test_reader_growing();
 	test_torn();
 	test_flips();
 	test_recover_all();
