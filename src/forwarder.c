@@ -1071,7 +1071,7 @@ static void try_connect(void)
 	log_info("connected to NATS");
 	stream_ok = 0;
 	stream_check_at = now_ms;
-	set_state(STATS_FWD_NO_STREAM);
+	/* Connected, the stream not looked up yet: check_stream says which state follows. */
 }
 
 static void check_stream(void)

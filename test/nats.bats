@@ -273,7 +273,7 @@ roundtrip() {
 	assert_success
 	run sd_metric submitd_submit_acks_total '{result="0"}'
 	assert_output 4000
-	grep -E "cannot connect to NATS .*[Aa]uthorization" "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 grep -qE "cannot connect to NATS .*[Aa]uthorization" "$BATS_TEST_TMPDIR/submitd.log"
 	[ "$(sd_metric submitd_nats_connect_errors_total)" -ge 1 ]
 	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
 	[ -n "$(find "$SPOOL/ready" "$SPOOL/active" -name '*.seg')" ]
@@ -292,7 +292,7 @@ roundtrip() {
 	nats_start
 	sd_nats 'nats_create_stream = 0'
 	wait_for -t 30 sd_metric_is submitd_nats_state '{state="no_stream"}' 1
-	grep -q "stream SUB: not found" "$BATS_TEST_TMPDIR/submitd.log"
+	wait_for -t 10 grep -q "stream SUB: not found" "$BATS_TEST_TMPDIR/submitd.log"
 	run "$SD_BENCH" -c 2 -n 4000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
 	assert_success
 	run sd_metric submitd_submit_acks_total '{result="0"}'
