@@ -1,7 +1,7 @@
 # submitd: see README.md. `make run` and `make test` install what is missing first.
 
 CC       ?= cc
-PKGS     := libconfuse libmicrohttpd jemalloc
+PKGS     := libconfuse libmicrohttpd jemalloc libnats
 BUILD    := build
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -18,7 +18,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Leaf modules shared by the daemon, the bench and the tests.
 LIB_SRC  := src/log.c src/proto.c src/mem.c src/buf.c src/net.c src/spool.c
-CORE_SRC := $(LIB_SRC) src/stats.c src/conf.c src/conn.c src/spoolw.c src/worker.c src/metrics.c src/spoolm.c src/master.c src/proc.c
+CORE_SRC := $(LIB_SRC) src/stats.c src/conf.c src/conn.c src/spoolw.c src/worker.c src/metrics.c src/spoolm.c src/master.c src/proc.c src/forwarder.c
 D_SRC    := $(CORE_SRC) src/main.c
 B_SRC    := $(LIB_SRC) $(wildcard src/bench/*.c)
 
@@ -53,7 +53,7 @@ $(BUILD)/asan/%.o: src/%.c $(wildcard src/*.h src/bench/*.h) Makefile $(STAMP)
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC $(PKG_CFLAGS) -std=gnu11 $(WARN) $(ASAN_FLAGS) -c -o $@ $<
 
 $(BUILD)/asan/submitd: $(call asan_obj,$(D_SRC))
-	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd) -lm
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd libnats) -lm
 
 # Test build: the daemon with hooks that only tests use (a worker that hangs on SIGUSR2,
 # a 3 s reload wait instead of 120 s).

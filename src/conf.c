@@ -41,6 +41,12 @@ static const struct int_opt int_opts[] = {
     IOPT(spool_segment_size, 64L * 1024 * 1024, 4096, 4L * 1024 * 1024 * 1024),
     IOPT(spool_segment_age, 10, 0, 86400),
     IOPT(spool_max_size, 1024L * 1024 * 1024, 0, 1L << 50),
+    IOPT(nats_max_inflight, 4096, 1, 65536),
+    IOPT(nats_create_stream, 0, 0, 1),
+    IOPT(nats_stream_replicas, 1, 1, 5),
+    IOPT(nats_stream_max_age, 0, 0, 86400L * 3650),
+    IOPT(nats_stream_max_bytes, 0, 0, 1L << 50),
+    IOPT(nats_dup_window, 120, 1, 86400),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 
@@ -372,6 +378,74 @@ const char *conf_spool_full_name(int v)
 	return v >= 0 && v < 2 ? full_names[v] : "?";
 }
 
+static const char *const ack_after_names[] = {"spool", "stream"};
+static const char *const retention_names[] = {"limits", "interest", "workqueue"};
+
+const char *conf_ack_after_name(int v)
+{
+	return v >= 0 && v < 2 ? ack_after_names[v] : "?";
+}
+
+const char *conf_retention_name(int v)
+{
+	return v >= 0 && v < 3 ? retention_names[v] : "?";
+}
+
+/* NATS names: a stream name and subject tokens, as nats-server accepts them. */
+static int bad_nats_name(const char *s, int subject)
+{
+	if (s[0] == '\0' || strlen(s) > 200)
+		return 1;
+	for (; *s; s++)
+		if (*s <= ' ' || *s == 0x7f || (!subject && (*s == '.' || *s == '*' || *s == '>')))
+			return 1;
+	return 0;
+}
+
+static int validate_nats(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (strcmp(opt->name, "nats_servers") == 0) {
+		for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+			const char *u = cfg_opt_getnstr(opt, i);
+			if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) {
+				opt_error(cfg, opt->name,
+					  "nats_servers: \"%s\": expected nats://host:port or "
+					  "tls://host:port",
+					  u);
+				return -1;
+			}
+		}
+		return 0;
+	}
+	const char *s = cfg_opt_getnstr(opt, 0);
+	if (strcmp(opt->name, "ack_after") == 0 && name_index(ack_after_names, 2, s) < 0) {
+		opt_error(cfg, opt->name, "ack_after = \"%s\": expected spool or stream", s);
+		return -1;
+	}
+	if (strcmp(opt->name, "nats_stream_retention") == 0 &&
+	    name_index(retention_names, 3, s) < 0) {
+		opt_error(cfg, opt->name,
+			  "nats_stream_retention = \"%s\": expected limits, interest or workqueue",
+			  s);
+		return -1;
+	}
+	if (strcmp(opt->name, "nats_stream") == 0 && bad_nats_name(s, 0)) {
+		opt_error(cfg, opt->name,
+			  "nats_stream = \"%s\": expected a name without spaces, '.', '*' or '>'",
+			  s);
+		return -1;
+	}
+	if (strcmp(opt->name, "nats_subject") == 0 &&
+	    (bad_nats_name(s, 1) || strchr(s, '*') != NULL || strchr(s, '>') != NULL)) {
+		opt_error(cfg, opt->name,
+			  "nats_subject = \"%s\": expected a subject without spaces or wildcards "
+			  "(%%h: host, %%w: worker)",
+			  s);
+		return -1;
+	}
+	return 0;
+}
+
 static int validate_spool(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *s = cfg_opt_getnstr(opt, 0);
@@ -618,7 +692,7 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 static int load(const char *path, struct conf *out, char *err, size_t errlen)
 {
-	cfg_opt_t opts[NINT + 16];
+	cfg_opt_t opts[NINT + 32];
 	struct conf c;
 	cfg_t *cfg;
 	size_t k = 0;
@@ -637,6 +711,15 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	opts[k++] = (cfg_opt_t)CFG_STR("spool_dir", "", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("spool_sync", "always", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("spool_full", "refuse", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR_LIST("nats_servers", "{}", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_stream", "SUBMIT", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_subject", "submit.%h.%w", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_user", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_password", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_creds", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_tls_ca", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("nats_stream_retention", "limits", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("ack_after", "spool", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
 		opts[k++] =
 		    (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE, parse_int);
@@ -655,6 +738,11 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	cfg_set_validate_func(cfg, "spool_dir", validate_spool);
 	cfg_set_validate_func(cfg, "spool_sync", validate_spool);
 	cfg_set_validate_func(cfg, "spool_full", validate_spool);
+	cfg_set_validate_func(cfg, "nats_servers", validate_nats);
+	cfg_set_validate_func(cfg, "nats_stream", validate_nats);
+	cfg_set_validate_func(cfg, "nats_subject", validate_nats);
+	cfg_set_validate_func(cfg, "nats_stream_retention", validate_nats);
+	cfg_set_validate_func(cfg, "ack_after", validate_nats);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
 
@@ -724,7 +812,45 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 		goto oom;
 	c.spool_sync = name_index(sync_names, 3, cfg_getstr(cfg, "spool_sync"));
 	c.spool_full = name_index(full_names, 2, cfg_getstr(cfg, "spool_full"));
+	c.nnats = (int)cfg_size(cfg, "nats_servers");
+	if (c.nnats > CONF_MAX_NATS)
+		c.nnats = CONF_MAX_NATS;
+	for (int i = 0; i < c.nnats; i++)
+		if ((c.nats_servers[i] = dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) ==
+		    NULL)
+			goto oom;
+	c.nats_stream = dup_value(cfg_getstr(cfg, "nats_stream"));
+	c.nats_subject = dup_value(cfg_getstr(cfg, "nats_subject"));
+	c.nats_user = dup_value(cfg_getstr(cfg, "nats_user"));
+	c.nats_password = dup_value(cfg_getstr(cfg, "nats_password"));
+	c.nats_creds = dup_value(cfg_getstr(cfg, "nats_creds"));
+	c.nats_tls_ca = dup_value(cfg_getstr(cfg, "nats_tls_ca"));
+	if (c.nats_stream == NULL || c.nats_subject == NULL || c.nats_user == NULL ||
+	    c.nats_password == NULL || c.nats_creds == NULL || c.nats_tls_ca == NULL)
+		goto oom;
+	c.nats_stream_retention =
+	    name_index(retention_names, 3, cfg_getstr(cfg, "nats_stream_retention"));
+	c.ack_after = name_index(ack_after_names, 2, cfg_getstr(cfg, "ack_after"));
 	cfg_free(cfg);
+	/* The forwarder reads the spool: without one there is nothing to forward. */
+	const char *need = NULL;
+	if (c.nnats > 0 && c.spool_dir[0] == '\0')
+		need = "nats_servers: the forwarder needs spool_dir";
+	else if (c.ack_after == CONF_ACK_STREAM && c.nnats == 0)
+		need = "ack_after = stream: needs nats_servers";
+	else if (c.nats_creds[0] != '\0' && c.nats_user[0] != '\0')
+		need = "nats_creds and nats_user: give one of them";
+	if (need != NULL) {
+		struct find_state fs = {"nats_servers", 0};
+		if (c.ack_after == CONF_ACK_STREAM && c.nnats == 0)
+			fs.name = "ack_after";
+		else if (c.nats_creds[0] != '\0' && c.nats_user[0] != '\0')
+			fs.name = "nats_creds";
+		scan_options(find_check, &fs);
+		snprintf(err, errlen, "%s:%d: %s", path, fs.line, need);
+		conf_free(&c);
+		return -1;
+	}
 	if (check_addresses(&c, err, errlen) == -1) {
 		conf_free(&c);
 		return -1;
@@ -861,6 +987,14 @@ void conf_free(struct conf *c)
 	free(c->pid_file);
 	free(c->log_file);
 	free(c->spool_dir);
+	for (int i = 0; i < c->nnats; i++)
+		free(c->nats_servers[i]);
+	free(c->nats_stream);
+	free(c->nats_subject);
+	free(c->nats_user);
+	free(c->nats_password);
+	free(c->nats_creds);
+	free(c->nats_tls_ca);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -912,4 +1046,16 @@ void conf_print(const struct conf *c, FILE *f)
 	fputc('\n', f);
 	fprintf(f, "spool_sync = %s\n", conf_spool_sync_name(c->spool_sync));
 	fprintf(f, "spool_full = %s\n", conf_spool_full_name(c->spool_full));
+	fprintf(f, "nats_servers = {");
+	for (int i = 0; i < c->nnats; i++)
+		fprintf(f, "%s\"%s\"", i ? ", " : "", c->nats_servers[i]);
+	fprintf(f, "}\n");
+	fprintf(f, "nats_stream = \"%s\"\n", c->nats_stream);
+	fprintf(f, "nats_subject = \"%s\"\n", c->nats_subject);
+	fprintf(f, "nats_user = \"%s\"\n", c->nats_user);
+	fprintf(f, "nats_password = \"%s\"\n", c->nats_password[0] ? "(set)" : "");
+	fprintf(f, "nats_creds = \"%s\"\n", c->nats_creds);
+	fprintf(f, "nats_tls_ca = \"%s\"\n", c->nats_tls_ca);
+	fprintf(f, "nats_stream_retention = %s\n", conf_retention_name(c->nats_stream_retention));
+	fprintf(f, "ack_after = %s\n", conf_ack_after_name(c->ack_after));
 }

@@ -18,6 +18,9 @@
 
 enum conf_spool_sync { CONF_SYNC_ALWAYS, CONF_SYNC_INTERVAL, CONF_SYNC_NONE };
 enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
+enum conf_ack_after { CONF_ACK_SPOOL, CONF_ACK_STREAM };
+enum conf_retention { CONF_RET_LIMITS, CONF_RET_INTEREST, CONF_RET_WORKQUEUE };
+#define CONF_MAX_NATS 16
 
 struct conf {
 	char *path;
@@ -52,6 +55,20 @@ struct conf {
 	long spool_segment_size;  /* bytes */
 	long spool_segment_age;	  /* seconds, 0 off */
 	long spool_max_size;	  /* bytes, 0 unbounded */
+	/* The NATS forwarder (docs/NATS.md); no nats_servers, no forwarder. */
+	int nnats;
+	char *nats_servers[CONF_MAX_NATS];
+	char *nats_stream;
+	char *nats_subject; /* %h: host name, %w: worker index */
+	char *nats_user, *nats_password, *nats_creds, *nats_tls_ca;
+	long nats_max_inflight; /* unacknowledged publishes, all segments together */
+	long nats_create_stream;
+	long nats_stream_replicas;
+	long nats_stream_max_age; /* seconds, 0 unlimited */
+	long nats_stream_max_bytes;
+	long nats_dup_window;	   /* seconds: the stream's duplicate window, when created */
+	int nats_stream_retention; /* enum conf_retention */
+	int ack_after;		   /* enum conf_ack_after */
 };
 
 /*
@@ -70,5 +87,7 @@ void conf_free(struct conf *c);
 void conf_print(const struct conf *c, FILE *f);
 const char *conf_spool_sync_name(int v);
 const char *conf_spool_full_name(int v);
+const char *conf_ack_after_name(int v);
+const char *conf_retention_name(int v);
 
 #endif

@@ -66,6 +66,17 @@ struct conn_ctx {
 	struct conn_batch *batch; /* NULL: no spool, acks leave at once with result 0 */
 };
 
+/*
+ * ack_after = stream: a run of held acks that waits until the stream has
+ * the spool up to (ns, off) of this worker (ns = 0: releasable at once,
+ * behind the runs before it).
+ */
+#define CONN_MARKS 8
+struct conn_mark {
+	uint64_t ns, off;
+	uint32_t bytes;
+};
+
 struct conn {
 	int fd;
 	uint8_t state;	 /* enum conn_state: change it with conn_set_state() */
@@ -90,6 +101,15 @@ struct conn {
 	uint8_t addr[16];   /* the peer's, IPv6 or IPv4-mapped */
 	uint8_t conn_id[8]; /* the last Conn id seen */
 	uint64_t seq;	    /* the connection's number in this worker, from 1 */
+	/*
+	 * ack_after = stream: the first owed bytes of the held acks wait for
+	 * the stream, in runs (marks, oldest first). A full ring merges the
+	 * two oldest runs: released together, later, never early.
+	 */
+	uint32_t owed;
+	uint8_t mhead, mn;
+	struct conn_mark marks[CONN_MARKS];
+	struct conn *owing_next, *owing_prev; /* the worker's list of connections that owe */
 	struct conn *next_touched;
 	struct buf in;
 	struct buf out;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "forwarder.h"
 #include "log.h"
 #include "master.h"
 #include "proc.h"
@@ -266,6 +267,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test) {
+		/*
+		 * The stream is checked when NATS answers: a missing stream fails the
+		 * test, an unreachable server is only a warning (it may be down now).
+		 */
+		if (c.nnats > 0) {
+			int reachable = 1;
+			if (forwarder_check(&c, 2000, &reachable, err, sizeof(err)) == -1) {
+				fprintf(stderr, "submitd: %s%s\n",
+					reachable ? "" : "warning: ", err);
+				if (reachable) {
+					fprintf(stderr,
+						"submitd: configuration file %s test failed\n",
+						path);
+					conf_free(&c);
+					return 1;
+				}
+			}
+		}
 		if (dump)
 			conf_print(&c, stdout);
 		if (!quiet)

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forwarder.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -61,7 +62,7 @@ static struct child children[STATS_MAX_SLOTS];
 static int slot_label[STATS_MAX_SLOTS];
 static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS];
-static pid_t pids[STATS_MAX_SLOTS + 1];
+static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
 static uint64_t next_sample_ms;
@@ -74,6 +75,10 @@ static uint64_t stop_kill_at;
 static int reload_asker = -1; /* pidfd of `submitd -s reload`, waiting for SIGUSR2 */
 static uint64_t reload_asker_until;
 static int pid_file_fd = -1;
+/* The NATS forwarder: one process, supervised like a worker (docs/NATS.md). */
+static pid_t fwd_pid;
+static uint64_t fwd_started_ms, fwd_respawn_at, fwd_backoff_ms;
+static int fwd_stop_sent;
 
 static uint64_t mono_ms(void)
 {
@@ -192,6 +197,8 @@ static void refresh_src(void)
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
 	}
+	if (fwd_pid > 0)
+		pids[np++] = fwd_pid;
 	msrc.npids = np;
 	msrc.workers_configured = conf.workers;
 	msrc.workers_running = count_running();
@@ -308,6 +315,66 @@ static void drain_child(int s, int sig, uint64_t now, long timeout_s)
 	publish_active();
 }
 
+static void spawn_forwarder(uint64_t now)
+{
+	struct forwarder_args a;
+	int cfds[8 + CONF_MAX_LISTEN];
+	pid_t pid;
+
+	fwd_respawn_at = 0;
+	if (conf.nnats == 0 || stopping || fwd_pid > 0)
+		return;
+	a.conf = &conf;
+	a.shm = shm;
+	a.close_fds = cfds;
+	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
+	a.master = getpid();
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork forwarder");
+		fwd_respawn_at = now + RESPAWN_MAX_MS;
+		return;
+	}
+	if (pid == 0)
+		forwarder_main(&a);
+	fwd_pid = pid;
+	fwd_started_ms = now;
+	fwd_stop_sent = 0;
+	STATS_ADD(shm->fwd.starts, 1);
+	log_info("forwarder started, pid %d", (int)pid);
+}
+
+/* The forwarder exited: respawn it, backing off if it dies young. */
+static void reaped_forwarder(int status, uint64_t now)
+{
+	int expected = stopping || fwd_stop_sent;
+
+	if (WIFSIGNALED(status) && !expected)
+		log_warnx("forwarder (pid %d) killed by signal %d", (int)fwd_pid, WTERMSIG(status));
+	else if (!expected || WEXITSTATUS(status) != 0)
+		log_warnx("forwarder (pid %d) exited with status %d", (int)fwd_pid,
+			  WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+	else
+		log_info("forwarder (pid %d) exited", (int)fwd_pid);
+	fwd_pid = 0;
+	if (stopping || conf.nnats == 0)
+		return;
+	if (!expected && now - fwd_started_ms < CRASH_LOOP_MS) {
+		fwd_backoff_ms = fwd_backoff_ms ? fwd_backoff_ms * 2 : RESPAWN_MIN_MS;
+		if (fwd_backoff_ms > RESPAWN_MAX_MS)
+			fwd_backoff_ms = RESPAWN_MAX_MS;
+		log_warnx("forwarder died %llu ms after start: respawning in %llu ms",
+			  (unsigned long long)(now - fwd_started_ms),
+			  (unsigned long long)fwd_backoff_ms);
+		fwd_respawn_at = now + fwd_backoff_ms;
+	} else {
+		fwd_backoff_ms = 0;
+		fwd_respawn_at = now;
+	}
+}
+
 static void reap(uint64_t now)
 {
 	int status;
@@ -315,6 +382,10 @@ static void reap(uint64_t now)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		int s;
+		if (pid == fwd_pid) {
+			reaped_forwarder(status, now);
+			continue;
+		}
 		for (s = 0; s < STATS_MAX_SLOTS; s++)
 			if (children[s].pid == pid)
 				break;
@@ -611,6 +682,14 @@ static void reload(uint64_t now)
 	conf_free(&conf);
 	conf = next;
 	spoolm_conf(&conf);
+	/* The forwarder restarts with the new settings; it resumes from its checkpoints. */
+	if (fwd_pid > 0) {
+		kill(fwd_pid, SIGTERM);
+		fwd_stop_sent = 1;
+	} else {
+		fwd_backoff_ms = 0;
+		spawn_forwarder(now);
+	}
 
 	gen++;
 	gen_ready = 0;
@@ -711,6 +790,8 @@ static void forward(int sig)
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0)
 			kill(children[i].pid, sig);
+	if (fwd_pid > 0)
+		kill(fwd_pid, sig);
 }
 
 static void on_signals(uint64_t now)
@@ -886,6 +967,7 @@ int master_run(struct conf *c, int detach)
 	gen = 1;
 	for (int l = 0; l < conf.workers; l++)
 		spawn(l, now);
+	spawn_forwarder(now);
 
 	for (;;) {
 		struct pollfd pfd[2];
@@ -910,6 +992,11 @@ int master_run(struct conf *c, int detach)
 				if (t < (uint64_t)timeout)
 					timeout = (int)t;
 			}
+		if (fwd_respawn_at) {
+			uint64_t t = fwd_respawn_at > now ? fwd_respawn_at - now : 0;
+			if (t < (uint64_t)timeout)
+				timeout = (int)t;
+		}
 
 		if (poll(pfd, (nfds_t)npfd, timeout) == -1 && errno != EINTR)
 			fatal("poll");
@@ -933,6 +1020,15 @@ int master_run(struct conf *c, int detach)
 			int alive = 0;
 			for (int i = 0; i < STATS_MAX_SLOTS; i++)
 				alive += children[i].pid > 0;
+			/*
+			 * The forwarder goes last: workers that wait for the stream
+			 * (ack_after = stream) need it until they have drained.
+			 */
+			if (alive == 0 && fwd_pid > 0 && !fwd_stop_sent) {
+				kill(fwd_pid, SIGTERM);
+				fwd_stop_sent = 1;
+			}
+			alive += fwd_pid > 0;
 			if (alive == 0)
 				break;
 			if (now >= stop_kill_at) {
@@ -947,6 +1043,8 @@ int master_run(struct conf *c, int detach)
 		for (int l = 0; l < conf.workers; l++)
 			if (respawns[l].at_ms && now >= respawns[l].at_ms && current_child(l) < 0)
 				spawn(l, now);
+		if (fwd_respawn_at && now >= fwd_respawn_at)
+			spawn_forwarder(now);
 		if (!gen_ready && count_running() == conf.workers)
 			on_ready(now);
 		watchdog(now);

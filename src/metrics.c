@@ -267,6 +267,66 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	outf(&o, "submitd_spool_truncated_bytes_total %llu\n",
 	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
 
+	/* The NATS forwarder (docs/NATS.md): its own figures, written by it alone. */
+	const struct stats_fwd *fw = &sh->fwd;
+	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
+						 "disconnected", "no_stream",  "refused"};
+	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns);
+#define FWD_COUNTER(name, field, help)                                                             \
+	family(&o, "submitd_nats_" name, "counter", help);                                         \
+	outf(&o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
+	FWD_COUNTER("published_total", published,
+		    "Publishes sent to the stream, retries included.");
+	FWD_COUNTER("acked_total", acked, "PubAcks received, duplicates included.");
+	FWD_COUNTER("duplicates_total", duplicates,
+		    "PubAcks marked duplicate: resends the stream's duplicate window dropped.");
+	FWD_COUNTER("failed_total", failed, "Publishes answered with an error or timed out.");
+	FWD_COUNTER("retried_total", retried, "Records published again after a failure.");
+	FWD_COUNTER("segments_forwarded_total", segments,
+		    "Segments whose every record is in the stream, deleted from the spool.");
+	FWD_COUNTER("connects_total", connects, "Connections to NATS made, reconnects included.");
+	FWD_COUNTER("connect_errors_total", errors_conn, "Connection attempts that failed.");
+	FWD_COUNTER("forwarder_starts_total", starts, "Forwarder processes started.");
+#undef FWD_COUNTER
+	family(&o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.");
+	outf(&o, "submitd_nats_inflight %llu\n", (unsigned long long)STATS_LOAD(fw->inflight));
+	family(&o, "submitd_nats_lag_bytes", "gauge",
+	       "Bytes of spooled records not yet acknowledged by the stream.");
+	outf(&o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
+	family(&o, "submitd_nats_lag_segments", "gauge",
+	       "Segments holding records not yet acknowledged by the stream.");
+	outf(&o, "submitd_nats_lag_segments %llu\n",
+	     (unsigned long long)STATS_LOAD(fw->lag_segments));
+	family(&o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
+	       "Age of the oldest record not yet in the stream; 0 if none.");
+	outf(&o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
+	     fold && wall_ns() > fold ? (double)(wall_ns() - fold) / 1e9 : 0.0);
+	family(&o, "submitd_nats_state", "gauge",
+	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
+	       "permissions; no_stream: the stream is missing).");
+	for (uint64_t k = 0; k < sizeof(fwd_states) / sizeof(fwd_states[0]); k++)
+		outf(&o, "submitd_nats_state{state=\"%s\"} %d\n", fwd_states[k], fst == k);
+	family(&o, "submitd_nats_connected", "gauge",
+	       "1 while the forwarder is connected and the stream is there.");
+	outf(&o, "submitd_nats_connected %d\n", fst == STATS_FWD_CONNECTED);
+	static const uint64_t fwd_bounds[] = STATS_FWD_BOUNDS;
+	family(&o, "submitd_nats_forward_latency_seconds", "histogram",
+	       "From the spool write (the Submit's decoding) to the stream's PubAck.");
+	cum = 0;
+	for (int b = 0; b < STATS_NFWD; b++) {
+		cum += STATS_LOAD(fw->lat[b]);
+		if (b < STATS_NFWD - 1)
+			outf(&o, "submitd_nats_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
+			     (double)fwd_bounds[b] / 1e6, (unsigned long long)cum);
+		else
+			outf(&o, "submitd_nats_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(&o,
+	     "submitd_nats_forward_latency_seconds_sum %.6f\n"
+	     "submitd_nats_forward_latency_seconds_count %llu\n",
+	     (double)STATS_LOAD(fw->lat_sum_us) / 1e6, (unsigned long long)cum);
+
 	family(&o, "submitd_worker_allocated_bytes", "gauge",
 	       "Bytes allocated from the workers' memory arenas.");
 	for (int l = 0; l < nl; l++)

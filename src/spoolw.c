@@ -41,6 +41,10 @@ static uint64_t unsynced;     /* records written since the last fdatasync */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t now_ms;
+static uint64_t pub_ns, pub_off;   /* the position last published in spool_end */
+static struct conn *owing;	   /* ack_after = stream: connections with acks owed */
+static uint64_t seen_ns, seen_off; /* the stream's position at the last release */
+static int owing_new;		   /* marks added since the last release */
 static uint64_t last_log_ms[STATS_NCOUNTERS];
 static char ready_dir[PATH_MAX];
 #ifdef SUBMITD_TEST_HOOKS
@@ -310,10 +314,146 @@ void spoolw_round_begin(void)
 	round_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void owing_unlink(struct conn *c)
+{
+	if (c->owing_prev != NULL)
+		c->owing_prev->owing_next = c->owing_next;
+	else if (owing == c)
+		owing = c->owing_next;
+	if (c->owing_next != NULL)
+		c->owing_next->owing_prev = c->owing_prev;
+	c->owing_next = c->owing_prev = NULL;
+}
+
 void spoolw_forget(struct conn *c)
 {
-	if (cf != NULL && c->touched)
+	if (cf == NULL)
+		return;
+	if (c->touched)
 		flush(&batch);
+	/* Its owed acks go with it; the records stay in the spool (at least once). */
+	if (c->mn > 0 || owing == c) {
+		owing_unlink(c);
+		c->mn = 0;
+		c->owed = 0;
+	}
+}
+
+/* Set the result byte of every SubmitAck in len bytes of acks at p; count results. */
+static void results(uint8_t *p, uint32_t len, int failed)
+{
+	uint64_t n = 0;
+
+	for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
+		if (p[off + PROTO_HDR_LEN] != PROTO_SUBMITACK)
+			continue;
+		if (failed)
+			p[off + PROTO_ACK_LEN - 1] = PROTO_RESULT_NOT_STORED;
+		/* A run merged after a failure holds result 2 acks, counted when they failed. */
+		else if (p[off + PROTO_ACK_LEN - 1] != PROTO_RESULT_OK)
+			continue;
+		n++;
+	}
+	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
+}
+
+/*
+ * ack_after = stream: this round's held acks (after the owed ones) wait for
+ * the stream to reach the round's end; failed ones get result 2 now and
+ * still wait behind the owed ones, as acks leave in order.
+ */
+static void owe(struct conn *c, int failed)
+{
+	uint32_t fresh = c->held - c->owed;
+	uint8_t *p = buf_tail(&c->out) - fresh;
+	uint64_t ns = seg.fd >= 0 ? seg.created_ns : 0, off = seg.fd >= 0 ? seg.size : 0;
+
+	if (fresh == 0)
+		return;
+	if (failed) {
+		results(p, fresh, 1);
+		ns = off = 0;
+		if (c->owed == 0) {
+			c->held -= fresh; /* nothing ahead of them: they leave now */
+			return;
+		}
+	}
+	if (c->mn == CONN_MARKS) {
+		/*
+		 * Full: merge the two oldest runs (the first now waits for the
+		 * second's position). Merging into the newest instead would let a
+		 * busy pipeline move its target forever.
+		 */
+		struct conn_mark *a = &c->marks[c->mhead],
+				 *b = &c->marks[(c->mhead + 1) % CONN_MARKS];
+		if (b->ns != 0 || b->off != 0) {
+			a->ns = b->ns;
+			a->off = b->off;
+		}
+		a->bytes += b->bytes;
+		for (uint8_t i = 1; i + 1 < c->mn; i++)
+			c->marks[(c->mhead + i) % CONN_MARKS] =
+			    c->marks[(c->mhead + i + 1) % CONN_MARKS];
+		c->mn--;
+	}
+	struct conn_mark *m = &c->marks[(c->mhead + c->mn) % CONN_MARKS];
+	m->ns = ns;
+	m->off = off;
+	m->bytes = fresh;
+	c->mn++;
+	/* A merged failed run counted its result 2 above; the others count at release. */
+	c->owed += fresh;
+	if (c->mn == 1 && owing != c && c->owing_prev == NULL) {
+		c->owing_next = owing;
+		if (owing != NULL)
+			owing->owing_prev = c;
+		owing = c;
+	}
+	owing_new = 1;
+}
+
+void spoolw_stream_release(void (*ready)(struct conn *c))
+{
+	uint64_t ns = seen_ns, off = seen_off;
+
+	if (cf == NULL || owing == NULL)
+		return;
+	if (stats_pos_load(&slot->stream_acked, &ns, &off) == -1)
+		return;
+	if (!owing_new && ns == seen_ns && off == seen_off)
+		return;
+	seen_ns = ns;
+	seen_off = off;
+	owing_new = 0;
+	for (struct conn *c = owing, *next; c != NULL; c = next) {
+		uint32_t done = 0;
+		next = c->owing_next;
+		while (c->mn > 0) {
+			struct conn_mark *m = &c->marks[c->mhead];
+			if ((m->ns != 0 || m->off != 0) &&
+			    stats_pos_cmp(ns, off, m->ns, m->off) < 0)
+				break;
+			/* The front of the held region: the oldest owed acks. */
+			uint8_t *p = buf_tail(&c->out) - c->held + done;
+			if (m->ns != 0 || m->off != 0)
+				results(p, m->bytes, 0);
+			done += m->bytes;
+			c->mhead = (uint8_t)((c->mhead + 1) % CONN_MARKS);
+			c->mn--;
+		}
+		if (done == 0)
+			continue;
+		c->held -= done;
+		c->owed -= done;
+		if (c->mn == 0)
+			owing_unlink(c);
+		ready(c);
+	}
+}
+
+int spoolw_owing(void)
+{
+	return owing != NULL;
 }
 
 /* Set the result byte of every SubmitAck in the held region; count results. */
@@ -360,9 +500,20 @@ void spoolw_commit(uint64_t now)
 		struct conn *c = batch.touched;
 		batch.touched = c->next_touched;
 		c->touched = 0;
+		if (cf->ack_after == CONF_ACK_STREAM) {
+			if (c->state != CONN_CLOSED)
+				owe(c, round_failed != 0);
+			continue;
+		}
 		if (c->state != CONN_CLOSED && c->held > 0)
 			release(c, round_failed != 0);
 		c->held = 0;
+	}
+	/* What a consumer may take from the open segment: only what was acked (or owed). */
+	if (seg.fd >= 0 && (seg.created_ns != pub_ns || seg.size != pub_off)) {
+		stats_pos_store(&slot->spool_end, seg.created_ns, seg.size);
+		pub_ns = seg.created_ns;
+		pub_off = seg.size;
 	}
 	if (seg.fd >= 0 && seg.size >= (uint64_t)cf->spool_segment_size)
 		seal();

@@ -29,6 +29,13 @@ void spoolw_forget(struct conn *c);
  * if the batch was not stored. Call before any connection writes its acks.
  */
 void spoolw_commit(uint64_t now_ms);
+/*
+ * ack_after = stream: release the acks the stream now holds, in order;
+ * ready() is called for each connection that has acks to write.
+ */
+void spoolw_stream_release(void (*ready)(struct conn *c));
+/* ack_after = stream: 1 while acks wait for the stream (the loop polls every ms then). */
+int spoolw_owing(void);
 /* Timers: the interval fdatasync and sealing by age. */
 void spoolw_tick(uint64_t now_ms);
 /* Milliseconds until spoolw_tick has work, or -1. */

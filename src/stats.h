@@ -84,7 +84,93 @@ enum stats_counter {
 	}
 #define STATS_NFSYNC 13
 
+/* Buckets of the forward latency histogram (spool write to PubAck), in microseconds; +Inf last. */
+#define STATS_FWD_BOUNDS                                                                           \
+	{                                                                                          \
+		500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,      \
+		    30000000                                                                       \
+	}
+#define STATS_NFWD 13
+
 #define STATS_MAX_SLOTS 1024
+
+/*
+ * A position in one worker's spool: the segment (its created_ns) and a byte
+ * offset in it. One writer; a reader that finds seq odd or changed reads
+ * again (a seqlock, bounded: see stats_pos_load). Positions of one worker
+ * only grow: segments are named in increasing created_ns.
+ */
+struct stats_pos {
+	uint64_t seq, ns, off;
+};
+
+static inline void stats_pos_store(struct stats_pos *p, uint64_t ns, uint64_t off)
+{
+	uint64_t s = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
+
+	__atomic_store_n(&p->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&p->ns, ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->off, off, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+/*
+ * 0 and the position, or -1 if no consistent read came in a few tries (a
+ * writer killed in the middle of a store leaves seq odd for good).
+ */
+static inline int stats_pos_load(const struct stats_pos *p, uint64_t *ns, uint64_t *off)
+{
+	for (int i = 0; i < 64; i++) {
+		uint64_t s = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+		if (s & 1)
+			continue;
+		*ns = __atomic_load_n(&p->ns, __ATOMIC_RELAXED);
+		*off = __atomic_load_n(&p->off, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&p->seq, __ATOMIC_RELAXED) == s)
+			return 0;
+	}
+	return -1;
+}
+
+/* -1, 0, 1 as (ans, aoff) is before, at or after (bns, boff). */
+static inline int stats_pos_cmp(uint64_t ans, uint64_t aoff, uint64_t bns, uint64_t boff)
+{
+	if (ans != bns)
+		return ans < bns ? -1 : 1;
+	return aoff < boff ? -1 : aoff > boff;
+}
+
+/* The NATS forwarder's figures (docs/NATS.md); written by the forwarder only. */
+enum stats_fwd_state {
+	STATS_FWD_OFF = 0,	/* no nats_servers */
+	STATS_FWD_CONNECTING,	/* never connected since it started */
+	STATS_FWD_CONNECTED,	/* connected, the stream checked */
+	STATS_FWD_DISCONNECTED, /* lost the connection: libnats reconnects */
+	STATS_FWD_NO_STREAM,	/* connected, the stream is missing */
+	STATS_FWD_REFUSED,	/* the server refused us (credentials, TLS, permissions) */
+};
+struct stats_fwd {
+	uint64_t published;    /* publishes sent (retries included) */
+	uint64_t acked;	       /* PubAcks received (duplicates included) */
+	uint64_t duplicates;   /* PubAcks with Duplicate set: resends the stream dropped */
+	uint64_t failed;       /* publishes that came back with an error */
+	uint64_t retried;      /* records published again after an error */
+	uint64_t segments;     /* segments forwarded whole and deleted */
+	uint64_t inflight;     /* gauge: published, not yet acknowledged */
+	uint64_t lag_bytes;    /* gauge: bytes of records in the spool not yet in the stream */
+	uint64_t lag_segments; /* gauge: segments with records not yet in the stream */
+	uint64_t oldest_ns;    /* gauge: CLOCK_REALTIME of the oldest record not in the stream, 0 */
+	uint64_t state;	       /* enum stats_fwd_state */
+	uint64_t state_since_ms;  /* CLOCK_MONOTONIC ms of the last change of state */
+	uint64_t connects;	  /* connections made (the first and every reconnect) */
+	uint64_t errors_conn;	  /* connect attempts that failed */
+	uint64_t lat[STATS_NFWD]; /* spool write to PubAck, first acks only */
+	uint64_t lat_sum_us;
+	uint64_t heartbeat_ms;
+	uint64_t starts; /* forwarder processes started (written by the master) */
+};
 
 enum stats_slot_state {
 	STATS_SLOT_FREE = 0,
@@ -106,6 +192,12 @@ struct stats_slot {
 	uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms, stamped every loop round */
 	uint64_t accepting;    /* 1 while it watches the listeners (not paused or draining) */
 	uint32_t state;	       /* enum stats_slot_state, written by the worker */
+	int32_t pid;	       /* the worker's, written by it at start */
+	uint32_t label;	       /* the worker's index, written by it at start */
+	/* Written by the worker: its open segment and how far its records may be forwarded. */
+	struct stats_pos spool_end;
+	/* Written by the forwarder: how far the stream holds this worker's records. */
+	struct stats_pos stream_acked;
 } __attribute__((aligned(64)));
 
 struct stats_shm {
@@ -135,6 +227,7 @@ struct stats_shm {
 	uint64_t spool_truncated_bytes;
 	uint64_t spool_quarantined; /* corrupt in the middle, or a bad header */
 	uint64_t spool_removed;	    /* no whole record: deleted */
+	struct stats_fwd fwd;
 	struct stats_slot slot[];
 };
 

@@ -624,6 +624,8 @@ static void setup(const struct worker_args *a)
 		exit(0);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
+	STATS_STORE(slot->pid, (int32_t)getpid());
+	STATS_STORE(slot->label, (uint32_t)a->index);
 	STATS_STORE(slot->heartbeat_ms, now);
 	STATS_STORE(slot->allocated, mem_allocated());
 	STATS_STORE(slot->state, STATS_SLOT_RUNNING);
@@ -650,6 +652,12 @@ void worker_main(const struct worker_args *a)
 		long st = spoolw_timeout(now);
 		if (st >= 0 && st < timeout)
 			timeout = (int)st;
+		/*
+		 * ack_after = stream: the forwarder's position is polled every
+		 * millisecond while acks are owed (no wake-up descriptor to share).
+		 */
+		if (spoolw_owing() && timeout > 1)
+			timeout = 1;
 
 		int n = epoll_wait(ep, evs, MAX_EVENTS, timeout);
 		if (n == -1 && errno != EINTR)
@@ -692,6 +700,7 @@ void worker_main(const struct worker_args *a)
 			}
 		}
 		spoolw_commit(now);
+		spoolw_stream_release(mark_pending);
 		flush_pending();
 		spoolw_tick(now);
 

@@ -1,0 +1,417 @@
+#!/usr/bin/env bats
+# The NATS forwarder (docs/NATS.md): the spool forwarded into a JetStream
+# stream exactly once, acks after the stream (ack_after = stream), NATS down
+# and back, the forwarder killed, NATS refusing. Each test starts its own
+# nats-server on a free loopback port and stops it by pid. The stream is read
+# back with build/test/nats-verify and compared with submit-bench's ack log.
+
+load helpers/common
+
+VERIFY=$SD_ROOT/build/test/nats-verify
+
+setup() {
+	command -v nats-server >/dev/null || skip "nats-server is not installed"
+	[ -x "$VERIFY" ] || skip "$VERIFY not built (make all)"
+	SPOOL=$BATS_TEST_TMPDIR/spool
+	ACKS=$BATS_TEST_TMPDIR/acks
+	NATS_PID=
+}
+
+teardown() {
+	sd_stop
+	nats_stop
+	cluster_stop
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+_nats_ready() {
+	kill -0 "$NATS_PID" 2>/dev/null || return 255
+	grep -q "Server is ready" "$BATS_TEST_TMPDIR/nats.log"
+}
+
+# nats_start [ARGS...]: a JetStream server on NATS_PORT (picked once per test),
+# its store in $BATS_TEST_TMPDIR/js; pid in NATS_PID.
+nats_start() {
+	: "${NATS_PORT:=$(free_port)}"
+	export NATS_PORT
+	: >"$BATS_TEST_TMPDIR/nats.log"
+	timeout 300 nats-server -js -sd "$BATS_TEST_TMPDIR/js" -a 127.0.0.1 -p "$NATS_PORT" "$@" \
+		>>"$BATS_TEST_TMPDIR/nats.log" 2>&1 3>&- 4>&- &
+	NATS_PID=$!
+	wait_for -t 20 _nats_ready || {
+		cat "$BATS_TEST_TMPDIR/nats.log" >&2
+		return 1
+	}
+}
+
+nats_stop() {
+	[ -n "${NATS_PID:-}" ] || return 0
+	kill -TERM "$NATS_PID" 2>/dev/null || true
+	wait_for -t 10 _sd_all_gone "$NATS_PID" || kill -KILL "$NATS_PID" 2>/dev/null || true
+	wait "$NATS_PID" 2>/dev/null || true
+	NATS_PID=
+}
+
+# sd_nats [LINES...]: submitd with a spool forwarding to the test's server.
+sd_nats() {
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_segment_size = 65536' \
+		"nats_servers = {\"nats://127.0.0.1:$NATS_PORT\"}" 'nats_stream = "SUB"' "$@"
+}
+
+forwarder_pid() {
+	pgrep -P "$SD_PID" -x submitd-fwd
+}
+
+# Every record of the spool is in the stream: nothing left to forward.
+drained() {
+	[ "$(sd_metric submitd_nats_lag_bytes)" = 0 ] &&
+		[ "$(sd_metric submitd_nats_inflight)" = 0 ] &&
+		[ -z "$(find "$SPOOL/ready" "$SPOOL/taken" -name '*.seg')" ]
+}
+
+verify() {
+	run "$VERIFY" -s "nats://127.0.0.1:$NATS_PORT" -S SUB -a "$ACKS" "$@"
+	echo "$output"
+}
+
+metric_ge() {
+	local v
+	v=$(sd_metric "$1" "${3:-}")
+	[ "${v%.*}" -ge "$2" ]
+}
+
+@test "nats options: -T shows them, -t rejects bad values and reports a missing stream" {
+	local conf=$BATS_TEST_TMPDIR/c.conf
+	printf 'listen = {"127.0.0.1:0"}\n' >"$conf"
+	run "$SD_BIN" -T -c "$conf"
+	assert_success
+	assert_line 'nats_servers = {}'
+	assert_line 'ack_after = spool'
+	assert_line 'nats_subject = "submit.%h.%w"'
+	assert_line 'nats_max_inflight = 4096'
+	local bad
+	for bad in 'ack_after = later' 'nats_servers = {"http://x:1"}' 'nats_stream = "a.b"' \
+		'nats_subject = "submit.>"' 'nats_max_inflight = 0' 'nats_stream_retention = forever'; do
+		printf 'listen = {"127.0.0.1:0"}\n%s\n' "$bad" >"$conf"
+		run "$SD_BIN" -t -c "$conf"
+		assert_failure
+		assert_output --partial "$conf:2: ${bad%% *}"
+	done
+	# Forwarding needs a spool; ack_after = stream needs a forwarder.
+	printf 'listen = {"127.0.0.1:0"}\nnats_servers = {"nats://127.0.0.1:4"}\n' >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "$conf:2: nats_servers: the forwarder needs spool_dir"
+	printf 'listen = {"127.0.0.1:0"}\nack_after = stream\n' >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "$conf:2: ack_after = stream: needs nats_servers"
+
+	nats_start
+	printf 'listen = {"127.0.0.1:0"}\nspool_dir = "%s"\nnats_servers = {"nats://127.0.0.1:%s"}\nnats_stream = "NOPE"\n' \
+		"$SPOOL" "$NATS_PORT" >"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_failure
+	assert_output --partial "stream NOPE not found"
+	echo 'nats_create_stream = 1' >>"$conf"
+	run "$SD_BIN" -t -c "$conf"
+	assert_success
+}
+
+@test "the forwarder: its own process titled submitd: forwarder, without the clients' listener" {
+	nats_start
+	sd_nats 'nats_create_stream = 1'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	local fpid
+	fpid=$(forwarder_pid)
+	[ -n "$fpid" ]
+	run ps -o args= -p "$fpid"
+	assert_output "submitd: forwarder"
+	# Only the workers hold the listening socket.
+	run ss -Hltnp "sport = :$SD_PORT"
+	echo "$output"
+	assert_output --partial "pid=$(sd_workers | grep -vx "$fpid" | head -1),"
+	refute_output --partial "pid=$fpid,"
+	# Threads: libnats' own, in the forwarder only.
+	[ "$(ls "/proc/$fpid/task" | wc -l)" -gt 1 ]
+	local w
+	for w in $(sd_workers | grep -vx "$fpid"); do
+		[ "$(ls "/proc/$w/task" | wc -l)" = 1 ]
+	done
+	[ "$(ls "/proc/$SD_PID/task" | wc -l)" = 1 ]
+}
+
+# One run per ack_after value: every result-0 ack in the stream once, byte for byte.
+roundtrip() {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = always' "ack_after = $1"
+	run "$SD_BENCH" -c 8 -n 20000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	echo "$output"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 20000
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 20000 other 0 stream 20000 read 20000 missing 0 unexpected 0 duplicated 0 bad_payload 0"
+	run sd_metric submitd_nats_acked_total
+	assert_output 20000
+	run sd_metric submitd_nats_forward_latency_seconds_count
+	assert_output 20000
+	run sd_metric submitd_nats_state '{state="connected"}'
+	assert_output 1
+	[ "$(sd_metric submitd_nats_segments_forwarded_total)" -ge 1 ]
+}
+
+@test "one node, ack_after = spool: every result-0 ack is in the stream exactly once, byte for byte" {
+	roundtrip spool
+}
+
+@test "one node, ack_after = stream: every result-0 ack is in the stream exactly once, byte for byte" {
+	roundtrip stream
+}
+
+@test "records carry their headers: Submit id, Conn id, client, worker, time; Nats-Msg-Id from the spool place" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'workers = 1'
+	run "$SD_BENCH" -c 1 -n 3 -s 5 --conn --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 30 drained
+	verify -p 5 -d 3
+	assert_success
+	local first=${lines[0]}
+	[[ "$first" == submit.*.0\ * ]]
+	[[ "$first" =~ " Submit-Id: 30303030303030"[0-9a-f]{2} ]]
+	[[ "$first" =~ " Submit-Conn-Id: 30303030303030"[0-9a-f]{2} ]]
+	[[ "$first" =~ " Submit-Client: 127.0.0.1:"[0-9]+ ]]
+	[[ "$first" == *" Submit-Worker: 0"* ]]
+	[[ "$first" =~ " Submit-Time: 1"[0-9]{18} ]]
+	[[ "$first" =~ " Nats-Msg-Id: "[0-9]{20}-w000-p[0-9]+:64: ]]
+	[[ "${lines[1]}" =~ " Nats-Msg-Id: "[0-9]{20}-w000-p[0-9]+:133: ]]
+}
+
+@test "NATS stopped under load, then started again: the spool grows, then drains; exactly once" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = interval' 'spool_sync_interval = 20'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 4000 -n 40000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID
+	wait_for -t 30 metric_ge submitd_nats_acked_total 2000
+	nats_stop
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="disconnected"}' 1
+	# Acks keep coming (ack_after = spool) while the spool holds what NATS cannot take.
+	local lag0
+	lag0=$(sd_metric submitd_nats_lag_bytes)
+	wait_for -t 60 metric_ge submitd_nats_lag_bytes $((lag0 + 500000))
+	wait_for -t 30 metric_ge submitd_spool_ready_segments 2
+	nats_start
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 40000 other 0 stream 40000 read 40000 missing 0 unexpected 0 duplicated 0"
+	[ "$(sd_metric submitd_nats_connects_total)" -ge 2 ]
+}
+
+@test "kill -9 of the forwarder mid-segment: respawned, resumes from its checkpoint, exactly once" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'nats_max_inflight = 256'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 5000 -n 30000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID fpid
+	wait_for -t 30 metric_ge submitd_nats_acked_total 3000
+	fpid=$(forwarder_pid)
+	[ -n "$fpid" ]
+	# Mid-segment: a checkpoint past the first record and short of the end.
+	ls "$SPOOL/forwarder"
+	kill -KILL "$fpid"
+	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
+	local npid
+	npid=$(forwarder_pid)
+	[ -n "$npid" ] && [ "$npid" != "$fpid" ]
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 30000 other 0 stream 30000 read 30000 missing 0 unexpected 0 duplicated 0"
+	grep -q "forwarder (pid $fpid) killed by signal 9" "$BATS_TEST_TMPDIR/submitd.log"
+	echo "duplicates after the kill: $(sd_metric submitd_nats_duplicates_total)" >&3
+}
+
+@test "resends from behind the checkpoint are dropped by the duplicate window and counted" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'workers = 1' 'spool_segment_age = 0'
+	run "$SD_BENCH" -c 2 -n 5000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 5000
+	# The forwarder dies with its checkpoints lost: everything of the open segment goes again.
+	kill -STOP "$SD_PID"
+	local fpid
+	fpid=$(forwarder_pid)
+	kill -KILL "$fpid"
+	wait_for -t 10 _sd_all_gone "$fpid"
+	rm -f "$SPOOL"/forwarder/*.ckpt
+	kill -CONT "$SD_PID"
+	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
+	wait_for -t 60 metric_ge submitd_nats_duplicates_total 1
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 5000 other 0 stream 5000 read 5000 missing 0 unexpected 0 duplicated 0"
+	echo "duplicates dropped: $(sd_metric submitd_nats_duplicates_total)" >&3
+}
+
+@test "wrong credentials: a clear error in the log and /metrics; the service serves and spools" {
+	nats_start --user good --pass secret
+	sd_nats 'nats_create_stream = 1' 'nats_user = "good"' 'nats_password = "wrong"'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="refused"}' 1
+	run "$SD_BENCH" -c 2 -n 4000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 4000
+	wait_for -t 10 grep -qE "cannot connect to NATS .*[Aa]uthorization" "$BATS_TEST_TMPDIR/submitd.log"
+	[ "$(sd_metric submitd_nats_connect_errors_total)" -ge 1 ]
+	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
+	[ -n "$(find "$SPOOL/ready" "$SPOOL/active" -name '*.seg')" ]
+	# Right credentials on reload: the spool drains into the stream.
+	sed -i 's/^nats_password = .*/nats_password = "secret"/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 4000
+	wait_for -t 60 drained
+	nats_stop
+	nats_start
+	verify -p 100
+	assert_success
+}
+
+@test "missing stream: a clear error in the log and /metrics; the spool fills, and drains once the stream exists" {
+	nats_start
+	sd_nats 'nats_create_stream = 0'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="no_stream"}' 1
+	wait_for -t 10 grep -q "stream SUB: not found" "$BATS_TEST_TMPDIR/submitd.log"
+	run "$SD_BENCH" -c 2 -n 4000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	run sd_metric submitd_submit_acks_total '{result="0"}'
+	assert_output 4000
+	[ "$(sd_metric submitd_nats_published_total)" = 0 ]
+	# Allowed to create it now: a reload restarts the forwarder with the new setting.
+	sed -i 's/^nats_create_stream = .*/nats_create_stream = 1/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 4000
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+}
+
+@test "ack_after = stream: acks wait while NATS is down and resume when it is back; none wrong" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'ack_after = stream' 'spool_sync = none'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -w 16 -d 20 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID
+	wait_for -t 30 metric_ge submitd_submit_acks_total 2000 '{result="0"}'
+	nats_stop
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="disconnected"}' 1
+	# No result-0 ack before the stream's PubAck: in one scrape, acks (rendered
+	# first) never exceed the PubAcks received.
+	local m acks acked
+	m=$(sd_metrics)
+	acks=$(awk '/^submitd_submit_acks_total\{.*result="0"/ {s += $2} END {print s + 0}' <<<"$m")
+	acked=$(awk '/^submitd_nats_acked_total / {print $2}' <<<"$m")
+	[ "$acks" -le "$acked" ]
+	# The acks stop: measured over one second, bounded to five tries.
+	local a1 a2
+	for _ in 1 2 3 4 5; do
+		a1=$(sd_metric submitd_submit_acks_total '{result="0"}')
+		sleep 1
+		a2=$(sd_metric submitd_submit_acks_total '{result="0"}')
+		[ "$a1" = "$a2" ] && break
+	done
+	[ "$a1" = "$a2" ]
+	[ "$(sd_metric submitd_nats_acked_total)" -ge "$a2" ]
+	nats_start
+	wait_for -t 60 metric_ge submitd_submit_acks_total $((a2 + 2000)) '{result="0"}'
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 90
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 60 drained
+	verify -p 100
+	assert_success
+	assert_output --partial " missing 0 unexpected 0 duplicated 0 bad_payload 0"
+}
+
+# A three-node cluster on free loopback ports; pids in NODE_PID[1..3], client
+# ports in NODE_PORT[1..3].
+cluster_start() {
+	local i j routes=""
+	declare -gA NODE_PID NODE_PORT NODE_ROUTE
+	for i in 1 2 3; do
+		NODE_PORT[$i]=$(free_port)
+		NODE_ROUTE[$i]=$(free_port)
+		routes="$routes${routes:+, }nats-route://127.0.0.1:${NODE_ROUTE[$i]}"
+	done
+	for i in 1 2 3; do
+		cat >"$BATS_TEST_TMPDIR/n$i.conf" <<-EOC
+			server_name: n$i
+			listen: 127.0.0.1:${NODE_PORT[$i]}
+			jetstream { store_dir: "$BATS_TEST_TMPDIR/n$i" }
+			cluster { name: c1, listen: 127.0.0.1:${NODE_ROUTE[$i]}, routes: [$routes] }
+		EOC
+		node_start "$i"
+	done
+	for i in 1 2 3; do
+		wait_for -t 30 grep -q "Server is ready" "$BATS_TEST_TMPDIR/n$i.log"
+	done
+	# JetStream answers once the cluster elected its meta leader.
+	for j in 1 2 3; do
+		wait_for -t 60 grep -qE "JetStream cluster new metadata leader|Self is new JetStream cluster metadata leader" \
+			"$BATS_TEST_TMPDIR/n$j.log" && break
+	done
+}
+
+node_start() {
+	timeout 300 nats-server -c "$BATS_TEST_TMPDIR/n$1.conf" >>"$BATS_TEST_TMPDIR/n$1.log" 2>&1 3>&- 4>&- &
+	NODE_PID[$1]=$!
+}
+
+cluster_stop() {
+	local i
+	[ "$(declare -p NODE_PID 2>/dev/null)" ] || return 0
+	for i in 1 2 3; do
+		[ -n "${NODE_PID[$i]:-}" ] || continue
+		kill -KILL "${NODE_PID[$i]}" 2>/dev/null || true
+		wait "${NODE_PID[$i]}" 2>/dev/null || true
+		NODE_PID[$i]=
+	done
+}
+
+@test "three nodes, R3 stream: kill -9 of the stream leader under load; nothing acked lost, nothing duplicated" {
+	cluster_start
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_segment_size = 65536' 'nats_stream = "SUB"' \
+		"nats_servers = {\"nats://127.0.0.1:${NODE_PORT[1]}\", \"nats://127.0.0.1:${NODE_PORT[2]}\", \"nats://127.0.0.1:${NODE_PORT[3]}\"}" \
+		'nats_create_stream = 1' 'nats_stream_replicas = 3' 'ack_after = stream' 'spool_sync = none'
+	wait_for -t 60 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 3000 -n 30000 -s 100 --ack-log "$ACKS"
+	local bench=$SD_BENCH_PID leader i survivor
+	wait_for -t 60 metric_ge submitd_nats_acked_total 3000
+	leader=$("$VERIFY" -s "nats://127.0.0.1:${NODE_PORT[1]}" -S SUB -L)
+	i=${leader#n}
+	[ -n "${NODE_PID[$i]:-}" ]
+	kill -KILL "${NODE_PID[$i]}"
+	wait "${NODE_PID[$i]}" 2>/dev/null || true
+	NODE_PID[$i]=
+	survivor=$((i % 3 + 1))
+	local before
+	before=$(sd_metric submitd_nats_acked_total)
+	wait_for -t 90 metric_ge submitd_nats_acked_total $((before + 3000))
+	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
+	[ "$(sd_bench_field errors)" = 0 ]
+	wait_for -t 120 drained
+	run "$VERIFY" -s "nats://127.0.0.1:${NODE_PORT[$survivor]}" -S SUB -a "$ACKS" -p 100
+	echo "$output"
+	assert_success
+	assert_output --partial "acked0 30000 other 0 stream 30000 read 30000 missing 0 unexpected 0 duplicated 0"
+	echo "leader $leader killed; failed $(sd_metric submitd_nats_failed_total), duplicates $(sd_metric submitd_nats_duplicates_total)" >&3
+}
