@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -590,7 +591,9 @@ char *metrics_status_render(const struct metrics_src *s, size_t *len)
 	}
 	outf(&o, "submitd %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
 	outf(&o, "pid: %d\n", s->npids > 0 ? (int)s->pids[0] : (int)getpid());
-	outf(&o, "uptime_seconds: %.0f\n", (double)ts.tv_sec - s->start_time);
+	/* Whole seconds since start, never below 0 (start_time has a fraction, tv_sec not). */
+	double up = (double)ts.tv_sec + ts.tv_nsec / 1e9 - s->start_time;
+	outf(&o, "uptime_seconds: %.0f\n", up > 0 ? floor(up) : 0.0);
 	outf(&o, "config: %s\n", s->config_path ? s->config_path : "");
 	outf(&o, "config_fnv1a64: %016llx\n", (unsigned long long)s->config_hash);
 	outf(&o, "generation: %u\n", s->generation);
