@@ -36,6 +36,8 @@
  * the CRC of a followed by b. Uses the SSE4.2 instruction where the CPU has it.
  */
 uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+/* spool_crc32c of src while copying its n bytes to dst (they must not overlap). */
+uint32_t spool_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t n);
 /* The portable table path, always; for tests that compare both paths. */
 uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n);
 /* 1 if spool_crc32c uses the CPU instruction. */
@@ -52,6 +54,11 @@ struct spool_rec {
 
 /* Fill the 64-byte header for r and payload p (computes rec_len and crc over hdr+payload). */
 void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
+/*
+ * The whole record into out (64 + r->len bytes): the header and a copy of
+ * payload p, the CRC computed while copying. Returns 64 + r->len.
+ */
+size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
 /*
  * Decode a record header. Returns rec_len (64 + payload length), or 0 if
  * rec_len is out of range [64, SPOOL_REC_MAX]; *crc gets the stored CRC.
