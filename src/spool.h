@@ -36,8 +36,6 @@
  * the CRC of a followed by b. Uses the SSE4.2 instruction where the CPU has it.
  */
 uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
-/* spool_crc32c of src while copying its n bytes to dst (they must not overlap). */
-uint32_t spool_crc32c_copy(uint32_t crc, void *dst, const void *src, size_t n);
 /* The portable table path, always; for tests that compare both paths. */
 uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n);
 /* 1 if spool_crc32c uses the CPU instruction. */
@@ -56,7 +54,7 @@ struct spool_rec {
 void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
 /*
  * The whole record into out (64 + r->len bytes): the header and a copy of
- * payload p, the CRC computed while copying. Returns 64 + r->len.
+ * payload p, the CRC in one pass over both (still in cache). Returns 64 + r->len.
  */
 size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
 /*
@@ -110,6 +108,12 @@ int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsign
  * set). Any number of iovecs (more than IOV_MAX are written in turns).
  */
 ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt);
+/*
+ * Start the writeback of the bytes [from, to) without waiting for it
+ * (sync_file_range WRITE): no durability, but a later fdatasync has less
+ * left to do. Errors are left for that fdatasync to report.
+ */
+void spool_seg_writeback(struct spool_seg *s, uint64_t from, uint64_t to);
 /* fdatasync. After -1 never call it again on this segment: spool_seg_suspect() it. */
 int spool_seg_sync(struct spool_seg *s);
 /*

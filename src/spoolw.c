@@ -29,9 +29,16 @@
  * copy costs little: the CRC reads the payload anyway and is computed while
  * copying. Larger payloads are written from the input buffers (zero-copy).
  */
-#define STAGE_MAX    512
-#define DROP_MAX     64 /* ready segments deleted per check at the bound */
-#define LOG_EVERY_MS 1000
+#define STAGE_MAX 512
+/*
+ * spool_sync = interval: start the writeback of every this many bytes
+ * written, so the fdatasync at the interval does not find a whole interval
+ * of dirty pages to write while the loop waits (PostgreSQL's
+ * wal_writer_flush_after does the same).
+ */
+#define WRITEBACK_AFTER (1u << 20)
+#define DROP_MAX	64 /* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS	1000
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -47,6 +54,7 @@ static uint64_t round_start;  /* segment offset where this round's records begin
 static uint64_t round_recs;   /* records of this round written */
 static int round_failed;      /* a stats counter (reason), or 0 */
 static uint64_t unsynced;     /* records written since the last fdatasync */
+static uint64_t written_back; /* offset up to which writeback was started */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t now_ms;
@@ -219,6 +227,7 @@ static int ensure_open(void)
 		return -1;
 	}
 	round_start = seg.size;
+	written_back = seg.size;
 	unsynced = 0;
 	first_rec_ms = 0;
 	next_sync_ms = now_ms + (uint64_t)cf->spool_sync_interval;
@@ -292,6 +301,12 @@ static void flush(struct conn_batch *b)
 		if (seg.trunc_failed)
 			suspect();
 		return;
+	}
+	if (cf->spool_sync == CONF_SYNC_INTERVAL) {
+		if (seg.size - written_back >= WRITEBACK_AFTER) {
+			spool_seg_writeback(&seg, written_back, seg.size);
+			written_back = seg.size;
+		}
 	}
 	if (first_rec_ms == 0)
 		first_rec_ms = now_ms;
@@ -376,6 +391,8 @@ void spoolw_commit(uint64_t now)
 	if (round_failed && seg.fd >= 0 && seg.size > round_start) {
 		if (ftruncate(seg.fd, (off_t)round_start) == 0) {
 			seg.size = round_start;
+			if (written_back > round_start)
+				written_back = round_start;
 			unsynced = unsynced > round_recs ? unsynced - round_recs : 0;
 		} else {
 			failure(STATS_spool_fail_write, errno, "truncate");
