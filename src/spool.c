@@ -199,6 +199,24 @@ size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p)
 	return n;
 }
 
+size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
+			     const void *p, uint32_t len, int copy)
+{
+	uint32_t crc;
+
+	memcpy(out + 8, prev + 8, SPOOL_REC_HDR - 8);
+	put32(out + 4, SPOOL_REC_HDR + len);
+	memcpy(out + 24, id, 8);
+	if (!copy) {
+		crc = spool_crc32c(0, out + 4, SPOOL_REC_HDR - 4);
+		put32(out, len > 0 ? spool_crc32c(crc, p, len) : crc);
+		return SPOOL_REC_HDR;
+	}
+	memcpy(out + SPOOL_REC_HDR, p, len);
+	put32(out, spool_crc32c(0, out + 4, SPOOL_REC_HDR - 4 + (size_t)len));
+	return SPOOL_REC_HDR + (size_t)len;
+}
+
 uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc)
 {
 	uint32_t rec_len = get32(hdr + 4);

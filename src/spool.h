@@ -58,6 +58,15 @@ void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, con
  */
 size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
 /*
+ * The next record of a writer whose previous record header prev (already
+ * encoded) has the same fields but for rec_len and submit_id: one copy
+ * instead of field by field. With copy, as spool_rec_encode (header and
+ * payload into out, returns 64 + len); without, only the header (CRC over
+ * it and p), returns 64.
+ */
+size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
+			     const void *p, uint32_t len, int copy);
+/*
  * Decode a record header. Returns rec_len (64 + payload length), or 0 if
  * rec_len is out of range [64, SPOOL_REC_MAX]; *crc gets the stored CRC.
  * The CRC is not checked here (it covers the payload too).

@@ -257,14 +257,21 @@ static void flush(struct conn_batch *b)
 	if (ensure_open() == -1)
 		return;
 	/* Records go into stage back to back; iov[k] grows while they stay contiguous. */
-	uint8_t *sp = stage;
+	uint8_t *sp = stage, *prev = NULL;
+	struct conn *prev_c = NULL;
 	int k = -1;
 	for (uint32_t i = 0; i < n; i++) {
 		struct conn_rec *r = &b->rec[i];
 		struct conn *c = r->c;
 		struct spool_rec h;
 		size_t len;
+		int copy = r->len <= STAGE_MAX;
 
+		/* A connection's Submits of a round are mostly consecutive: reuse its header. */
+		if (c == prev_c) {
+			len = spool_rec_encode_like(sp, prev, r->id, r->payload, r->len, copy);
+			goto staged;
+		}
 		h.ts_ns = round_ns;
 		h.conn_seq = c->seq;
 		memcpy(h.submit_id, r->id, sizeof(h.submit_id));
@@ -275,12 +282,15 @@ static void flush(struct conn_batch *b)
 		h.type = SPOOL_TYPE_SUBMIT;
 		h.flags = c->has_conn_id ? SPOOL_FLAG_CONN_ID : 0;
 		h.len = r->len;
-		if (r->len <= STAGE_MAX) {
+		if (copy) {
 			len = spool_rec_encode(sp, &h, r->payload);
 		} else {
 			spool_rec_header(sp, &h, r->payload);
 			len = SPOOL_REC_HDR;
 		}
+		prev_c = c;
+	staged:
+		prev = sp;
 		if (k >= 0 && (uint8_t *)iov[k].iov_base + iov[k].iov_len == sp) {
 			iov[k].iov_len += len;
 		} else {
@@ -288,7 +298,7 @@ static void flush(struct conn_batch *b)
 			iov[k].iov_len = len;
 		}
 		sp += len;
-		if (r->len > STAGE_MAX) {
+		if (!copy) {
 			iov[++k].iov_base = (void *)r->payload;
 			iov[k].iov_len = r->len;
 		}
