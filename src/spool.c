@@ -249,6 +249,7 @@ void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr 
 	put32(out + 16, h->pid);
 	put32(out + 20, h->gen);
 	put64(out + 24, h->created_ns);
+	put32(out + 32, h->flags);
 	put32(out + 60, spool_crc32c(0, out, 60));
 }
 
@@ -262,6 +263,7 @@ int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_
 	h->pid = get32(in + 16);
 	h->gen = get32(in + 20);
 	h->created_ns = get64(in + 24);
+	h->flags = get32(in + 32);
 	if (h->version != SPOOL_VERSION || h->hdr_len != SPOOL_FILE_HDR)
 		return -1;
 	return 0;
@@ -418,6 +420,12 @@ static uint64_t now_ns(void)
 int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
 		   uint64_t *last_ns, char *err, size_t errlen)
 {
+	return spool_seg_open_flags(s, dir, worker, gen, 0, last_ns, err, errlen);
+}
+
+int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
+			 uint32_t flags, uint64_t *last_ns, char *err, size_t errlen)
+{
 	char path[PATH_MAX];
 	uint8_t hdr[SPOOL_FILE_HDR];
 	struct spool_file_hdr fh;
@@ -453,6 +461,7 @@ int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsign
 	fh.pid = (uint32_t)pid;
 	fh.gen = gen;
 	fh.created_ns = ns;
+	fh.flags = flags;
 	spool_file_header(hdr, &fh);
 	ssize_t n = pwrite(fd, hdr, sizeof(hdr), 0);
 	if (n != (ssize_t)sizeof(hdr)) {
@@ -471,6 +480,8 @@ int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsign
 	}
 	s->fd = fd;
 	s->size = SPOOL_FILE_HDR;
+	s->alloc = SPOOL_FILE_HDR;
+	s->flags = flags;
 	s->created_ns = ns;
 	s->worker = worker;
 	s->gen = gen;
@@ -532,10 +543,60 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 		}
 	}
 	s->size = off;
+	if (s->alloc < off)
+		s->alloc = off;
 	return (ssize_t)total;
 fail:
 	saved = errno;
-	if (off > s->size && ftruncate(s->fd, (off_t)s->size) < 0)
+	if (off > s->size || s->alloc > s->size) {
+		if (ftruncate(s->fd, (off_t)s->size) < 0)
+			s->trunc_failed = 1;
+		else
+			s->alloc = s->size;
+	}
+	errno = saved;
+	return -1;
+}
+
+int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to)
+{
+	static const uint8_t zero[65536];
+	struct iovec iov[16];
+	uint64_t off = s->alloc;
+	int saved;
+
+	if (!(s->flags & SPOOL_FILE_ZERO_AHEAD)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int i = 0; i < 16; i++) {
+		iov[i].iov_base = (void *)zero;
+		iov[i].iov_len = sizeof(zero);
+	}
+	while (off < to) {
+		uint64_t left = to - off;
+		int cnt = 0;
+		while (cnt < 16 && left > 0) {
+			iov[cnt].iov_len = left < sizeof(zero) ? (size_t)left : sizeof(zero);
+			left -= iov[cnt++].iov_len;
+		}
+		ssize_t n = pwritev(s->fd, iov, cnt, (off_t)off);
+		for (int i = 0; i < cnt; i++)
+			iov[i].iov_len = sizeof(zero);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;
+			goto fail;
+		}
+		off += (uint64_t)n;
+	}
+	s->alloc = off;
+	return 0;
+fail:
+	saved = errno;
+	if (off > s->alloc && ftruncate(s->fd, (off_t)s->alloc) < 0)
 		s->trunc_failed = 1;
 	errno = saved;
 	return -1;
@@ -562,8 +623,13 @@ void spool_seg_close(struct spool_seg *s)
 
 int spool_seg_suspect(struct spool_seg *s, const char *dir)
 {
-	int rc = move_seg(dir, SPOOL_ACTIVE, SPOOL_SUSPECT, s->name);
-	int saved = errno;
+	int rc, saved;
+
+	/* Truncating is not syncing: the rule against a second fsync still holds. */
+	if (s->fd >= 0 && (s->alloc > s->size || s->trunc_failed))
+		(void)ftruncate(s->fd, (off_t)s->size);
+	rc = move_seg(dir, SPOOL_ACTIVE, SPOOL_SUSPECT, s->name);
+	saved = errno;
 
 	spool_seg_close(s);
 	errno = saved;
@@ -575,20 +641,25 @@ int spool_seg_seal(struct spool_seg *s, const char *dir)
 	char path[PATH_MAX];
 	int saved;
 
+	if (s->alloc > s->size || s->trunc_failed) {
+		/*
+		 * Zeros written ahead, or bytes of a failed batch: a sealed segment
+		 * ends after its last record. trunc_failed stays set if this fails.
+		 */
+		if (ftruncate(s->fd, (off_t)s->size) < 0)
+			goto suspect;
+		s->alloc = s->size;
+		s->trunc_failed = 0;
+	}
 	if (fdatasync(s->fd) < 0)
 		goto suspect;
-	if (s->size <= SPOOL_FILE_HDR && !s->trunc_failed) {
+	if (s->size <= SPOOL_FILE_HDR) {
 		/* No record: nothing to hand over. */
 		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0 ||
 		    unlink(path) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
 			goto suspect;
 		spool_seg_close(s);
 		return 0;
-	}
-	if (s->trunc_failed) {
-		/* A failed batch may have left bytes after the last record: cut them now. */
-		if (ftruncate(s->fd, (off_t)s->size) < 0 || fdatasync(s->fd) < 0)
-			goto suspect;
 	}
 	if (move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, s->name) < 0) {
 		saved = errno;
@@ -897,13 +968,38 @@ static int record_after(int fd, uint64_t from, uint64_t end)
 	return found;
 }
 
+/* *n = the number of zero bytes from off on (up to end). 0, or -1 on a read error. */
+static int zero_run(int fd, uint64_t off, uint64_t end, uint64_t *n)
+{
+	uint8_t b[65536];
+	uint64_t x = off;
+
+	while (x < end) {
+		size_t want = end - x < sizeof(b) ? (size_t)(end - x) : sizeof(b);
+		ssize_t m = pread_full(fd, b, want, x);
+		if (m < 0)
+			return -1;
+		for (ssize_t i = 0; i < m; i++) {
+			if (b[i] != 0) {
+				*n = x + (uint64_t)i - off;
+				return 0;
+			}
+		}
+		if ((size_t)m < want)
+			break;
+		x += (uint64_t)m;
+	}
+	*n = x - off;
+	return 0;
+}
+
 int spool_scan(int fd, struct spool_scan *out)
 {
 	struct spool_reader rd;
 	struct spool_rec rec;
 	const uint8_t *payload;
 	struct stat st;
-	uint64_t x = SPOOL_FILE_HDR;
+	uint64_t x = SPOOL_FILE_HDR, zeros;
 	int rc, later;
 
 	memset(out, 0, sizeof(*out));
@@ -943,7 +1039,22 @@ int spool_scan(int fd, struct spool_scan *out)
 	out->bad_offset = x;
 	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
 		out->size = (uint64_t)st.st_size; /* a live writer added more */
-	later = record_after(fd, x + 1, out->size);
+	if (zero_run(fd, x, out->size, &zeros) < 0)
+		return -1;
+	/*
+	 * Zeros after the last whole record are space written ahead where the
+	 * header says so (a record's first 8 bytes, crc and rec_len >= 64, are
+	 * never all zero; fewer zeros may start a torn record). Elsewhere they
+	 * are pages never written: part of the torn tail.
+	 */
+	if (zeros >= 8 && (out->fh.flags & SPOOL_FILE_ZERO_AHEAD))
+		out->zeros = zeros;
+	if (zeros > 0 && x + zeros >= out->size) {
+		out->status = SPOOL_TORN; /* only zeros after the last whole record */
+		return 0;
+	}
+	/* A record starting where its rec_len bytes (4..7) are still zeros is no record. */
+	later = record_after(fd, zeros > 8 ? x + zeros - 7 : x + 1, out->size);
 	if (later < 0)
 		return -1;
 	out->status = later ? SPOOL_BAD : SPOOL_TORN;
@@ -1001,8 +1112,13 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 			goto fail;
 	} else {
 		if (sc.status == SPOOL_TORN) {
-			/* Shorter than its header: died while creating it, no record in there. */
-			out->truncated_bytes = sc.size - sc.end;
+			/*
+			 * Shorter than its header: died while creating it, no record in there.
+			 * Zeros right after the last whole record were written ahead (or
+			 * never written): cut, but not counted as torn.
+			 */
+			out->zero_bytes = sc.zeros;
+			out->truncated_bytes = sc.size - sc.end - sc.zeros;
 			what = "truncate";
 			if (sc.end > 0 && (ftruncate(fd, (off_t)sc.end) < 0 || fdatasync(fd) < 0))
 				goto fail;
@@ -1013,8 +1129,9 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 			if (remove_seg(dir, name) < 0)
 				goto fail;
 		} else {
-			out->action =
-			    sc.status == SPOOL_TORN ? SPOOL_ACT_TRUNCATED : SPOOL_ACT_SEALED;
+			out->action = sc.status == SPOOL_TORN && out->truncated_bytes > 0
+					  ? SPOOL_ACT_TRUNCATED
+					  : SPOOL_ACT_SEALED;
 			what = "seal";
 			if (fdatasync(fd) < 0 || move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
 				goto fail;

@@ -37,8 +37,19 @@
  * wal_writer_flush_after does the same).
  */
 #define WRITEBACK_AFTER (1u << 20)
-#define DROP_MAX	64 /* ready segments deleted per check at the bound */
-#define LOG_EVERY_MS	1000
+/*
+ * spool_sync = always: zeros are written and synced ahead of the data, in
+ * chunks, after the round's acks have left (PostgreSQL fills its WAL
+ * segments the same way). An fdatasync of an append that grows the file
+ * must commit the file system's journal (the new size and blocks); one of
+ * a write into space already written does not, and is cheaper and steadier
+ * (docs/BENCHMARKS.md). Sealing cuts the zeros; recovery tells them from a
+ * torn record.
+ */
+#define ZERO_CHUNK   (4u << 20)
+#define ZERO_LOW     (2u << 20) /* write more when less than this is left ahead */
+#define DROP_MAX     64		/* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS 1000
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -57,6 +68,7 @@ static uint64_t unsynced;     /* records written since the last fdatasync */
 static uint64_t written_back; /* offset up to which writeback was started */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
+static uint64_t zero_retry_ms; /* zero_ahead failed: not before this */
 static uint64_t now_ms;
 static uint64_t last_log_ms[STATS_NCOUNTERS];
 static char ready_dir[PATH_MAX];
@@ -216,8 +228,9 @@ static int ensure_open(void)
 
 	if (seg.fd >= 0)
 		return 0;
-	if (spool_seg_open(&seg, cf->spool_dir, worker, generation, &last_ns, err, sizeof(err)) ==
-	    -1) {
+	if (spool_seg_open_flags(&seg, cf->spool_dir, worker, generation,
+				 cf->spool_sync == CONF_SYNC_ALWAYS ? SPOOL_FILE_ZERO_AHEAD : 0,
+				 &last_ns, err, sizeof(err)) == -1) {
 		int e = errno;
 		seg.fd = -1;
 		seg.name[0] = '\0';
@@ -401,6 +414,7 @@ void spoolw_commit(uint64_t now)
 	if (round_failed && seg.fd >= 0 && seg.size > round_start) {
 		if (ftruncate(seg.fd, (off_t)round_start) == 0) {
 			seg.size = round_start;
+			seg.alloc = round_start;
 			if (written_back > round_start)
 				written_back = round_start;
 			unsynced = unsynced > round_recs ? unsynced - round_recs : 0;
@@ -424,6 +438,39 @@ void spoolw_commit(uint64_t now)
 	round_start = seg.fd >= 0 ? seg.size : 0;
 }
 
+/* spool_sync = always: keep ZERO_LOW..ZERO_CHUNK bytes of zeros ahead, synced. */
+static void zero_ahead(void)
+{
+	uint64_t max = (uint64_t)cf->spool_segment_size, to = seg.size + ZERO_CHUNK;
+
+	if (cf->spool_sync != CONF_SYNC_ALWAYS || seg.fd < 0 || seg.alloc >= max ||
+	    seg.alloc >= seg.size + ZERO_LOW || now_ms < zero_retry_ms)
+		return;
+	if (to > max)
+		to = max;
+	/*
+	 * No space for zeros is no failure: appends grow the file as before.
+	 * Try again in a second, not every round (a full disk stays full a while).
+	 */
+	if (spool_seg_zero_ahead(&seg, to) == -1) {
+		zero_retry_ms = now_ms + LOG_EVERY_MS;
+		if (seg.trunc_failed) {
+			failure(STATS_spool_fail_write, errno, "truncate");
+			suspect();
+		}
+		return;
+	}
+	/* Its own fdatasync (no records in it); a failure is one like any other. */
+	uint64_t t0 = mono_us();
+	int r = spool_seg_sync(&seg), err = errno;
+	stats_add(slot, STATS_spool_fsyncs, 1);
+	stats_fsync(slot, mono_us() - t0, 0);
+	if (r == -1) {
+		failure(STATS_spool_fail_fsync, err, "fdatasync");
+		suspect();
+	}
+}
+
 void spoolw_tick(uint64_t now)
 {
 	if (cf == NULL || seg.fd < 0)
@@ -434,6 +481,7 @@ void spoolw_tick(uint64_t now)
 	if (seg.fd >= 0 && cf->spool_segment_age > 0 && first_rec_ms != 0 &&
 	    now - first_rec_ms >= (uint64_t)cf->spool_segment_age * 1000)
 		seal();
+	zero_ahead();
 	round_start = seg.fd >= 0 ? seg.size : 0;
 }
 

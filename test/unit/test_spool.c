@@ -697,6 +697,105 @@ static void test_torn(void)
 	free(seg);
 }
 
+/*
+ * spool_sync = always: zeros written ahead. Sealing cuts them; recovery of
+ * a dead writer cuts them without counting them as torn, but still counts
+ * torn bytes after them; without the header flag zeros stay a torn tail.
+ */
+#define BAIL_OUT(...)                                                                              \
+	do {                                                                                       \
+		printf("Bail out! ");                                                              \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
+		exit(1);                                                                           \
+	} while (0)
+
+static void test_zero_ahead(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX], err[256];
+	struct spool_seg s;
+	struct spool_recovery rv;
+	struct stat st;
+	uint64_t end;
+
+	fresh(dir, sizeof(dir), "zero");
+	if (spool_seg_open(&s, dir, 1, 1, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	ok(spool_seg_zero_ahead(&s, 1 << 20) == -1 && errno == EINVAL,
+	   "no zeros ahead in a segment opened without the flag");
+	spool_seg_close(&s);
+
+	/* Sealed: the zeros are cut, the file ends after its last record. */
+	if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	write_recs(&s, 0, 5);
+	end = s.size;
+	pathf(path, sizeof(path), "%s/active/%s", dir, s.name);
+	ok(spool_seg_zero_ahead(&s, 1 << 20) == 0 && stat(path, &st) == 0 &&
+	       st.st_size == 1 << 20 && s.alloc == 1 << 20 && s.size == end,
+	   "zeros ahead up to 1 MiB, the records' end unchanged");
+	ok(write_recs(&s, 5, 10) > 0 && stat(path, &st) == 0 && st.st_size == 1 << 20,
+	   "appends go into the zeros");
+	ok(check_file(path, 0) == -1, "in active/ the zeros are not records (reader stops)");
+	int fd = open(path, O_RDONLY);
+	struct spool_scan sc;
+	ok(fd >= 0 && spool_scan(fd, &sc) == 0 && sc.status == SPOOL_TORN && sc.records == 10 &&
+	       sc.zeros == (1u << 20) - s.size && sc.end == s.size,
+	   "scan: 10 records, then only zeros (written ahead)");
+	if (fd >= 0)
+		close(fd);
+	char name[SPOOL_NAME_MAX];
+	pathf(name, sizeof(name), "%s", s.name);
+	end = s.size;
+	ok(spool_seg_seal(&s, dir) == 0, "seal");
+	pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+	ok(stat(path, &st) == 0 && (uint64_t)st.st_size == end && check_file(path, 0) == 10,
+	   "the sealed segment ends after its last record, 10 records");
+
+	/* A dead writer's segment: records, zeros ahead; then torn bytes after the zeros. */
+	for (int garbage = 0; garbage <= 1; garbage++) {
+		if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err,
+					 sizeof(err)) < 0)
+			BAIL_OUT("open: %s", err);
+		write_recs(&s, 0, 7);
+		spool_seg_zero_ahead(&s, 65536);
+		end = s.size;
+		pathf(name, sizeof(name), "%s", s.name);
+		pathf(path, sizeof(path), "%s/active/%s", dir, name);
+		if (garbage) {
+			static const uint8_t junk[40] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+			if (pwrite(s.fd, junk, sizeof(junk), 65536) != (ssize_t)sizeof(junk))
+				BAIL_OUT("pwrite");
+		}
+		spool_seg_close(&s);
+		ok(spool_recover(dir, name, &rv, err, sizeof(err)) == 0 &&
+		       rv.action == (garbage ? SPOOL_ACT_TRUNCATED : SPOOL_ACT_SEALED) &&
+		       rv.records == 7 && rv.truncated_bytes == (garbage ? 40u : 0u) &&
+		       rv.zero_bytes == 65536 - end,
+		   garbage ? "recovery: zeros ahead then 40 torn bytes: truncated, 40 counted"
+			   : "recovery: zeros ahead only: sealed, nothing counted as torn");
+		pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+		ok(stat(path, &st) == 0 && (uint64_t)st.st_size == end && check_file(path, 0) == 7,
+		   "  the ready segment ends after its 7 records");
+	}
+
+	/* A torn record right at the end of the data, zeros after it: all of it is torn. */
+	if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	write_recs(&s, 0, 3);
+	spool_seg_zero_ahead(&s, 8192);
+	end = s.size;
+	write_recs(&s, 3, 4);
+	pathf(name, sizeof(name), "%s", s.name);
+	if (ftruncate(s.fd, (off_t)(end + 30)) < 0 || ftruncate(s.fd, 8192) < 0)
+		BAIL_OUT("ftruncate");
+	spool_seg_close(&s);
+	ok(spool_recover(dir, name, &rv, err, sizeof(err)) == 0 &&
+	       rv.action == SPOOL_ACT_TRUNCATED && rv.records == 3 &&
+	       rv.truncated_bytes == 8192 - end && rv.bad_offset == end,
+	   "recovery: a torn record then zeros: truncated at it, all counted");
+}
+
 static void test_flips(void)
 {
 	char dir[PATH_MAX], name[SPOOL_NAME_MAX], path[PATH_MAX], err[256];
@@ -847,6 +946,7 @@ int main(void)
 	test_names();
 	test_writer();
 	test_torn();
+	test_zero_ahead();
 	test_flips();
 	test_recover_all();
 	rm_rf(root);
