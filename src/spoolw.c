@@ -44,12 +44,15 @@
  * must commit the file system's journal (the new size and blocks); one of
  * a write into space already written does not, and is cheaper and steadier
  * (docs/BENCHMARKS.md). Sealing cuts the zeros; recovery tells them from a
- * torn record.
+ * torn record. Only for a busy writer (ZERO_MIN_SYNCS commits in the last
+ * second), and about two seconds of its appends ahead: a quiet worker's
+ * segments, sealed by age with a few records, get no megabytes of zeros.
  */
-#define ZERO_CHUNK   (4u << 20)
-#define ZERO_LOW     (2u << 20) /* write more when less than this is left ahead */
-#define DROP_MAX     64		/* ready segments deleted per check at the bound */
-#define LOG_EVERY_MS 1000
+#define ZERO_MAX       (4u << 20)   /* zeros ahead: at most */
+#define ZERO_MIN       (256u << 10) /* and at least */
+#define ZERO_MIN_SYNCS 100	    /* group commits in the last second to start */
+#define DROP_MAX       64	    /* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS   1000
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -69,6 +72,8 @@ static uint64_t written_back; /* offset up to which writeback was started */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t zero_retry_ms; /* zero_ahead failed: not before this */
+/* The last full second's commits and bytes appended, and the current one's. */
+static uint64_t rate_ms, rate_syncs, rate_bytes, last_syncs, last_bytes;
 static uint64_t now_ms;
 static uint64_t last_log_ms[STATS_NCOUNTERS];
 static char ready_dir[PATH_MAX];
@@ -334,6 +339,7 @@ static void flush(struct conn_batch *b)
 	if (first_rec_ms == 0)
 		first_rec_ms = now_ms;
 	round_recs += n;
+	rate_bytes += bytes;
 	unsynced += n;
 	stats_add(slot, STATS_spool_records, n);
 	stats_add(slot, STATS_spool_bytes, bytes);
@@ -408,6 +414,7 @@ void spoolw_commit(uint64_t now)
 		    (cf->spool_sync == CONF_SYNC_INTERVAL && now >= next_sync_ms)) {
 			if (do_sync() == -1 && !round_failed)
 				round_failed = STATS_spool_fail_fsync;
+			rate_syncs++;
 		}
 	}
 	/* A batch that failed after part of the round was written: take that part back. */
@@ -438,16 +445,26 @@ void spoolw_commit(uint64_t now)
 	round_start = seg.fd >= 0 ? seg.size : 0;
 }
 
-/* spool_sync = always: keep ZERO_LOW..ZERO_CHUNK bytes of zeros ahead, synced. */
+/* spool_sync = always: keep zeros ahead of a busy writer's records, synced. */
 static void zero_ahead(void)
 {
-	uint64_t max = (uint64_t)cf->spool_segment_size, to = seg.size + ZERO_CHUNK;
+	uint64_t max = (uint64_t)cf->spool_segment_size, ahead;
 
-	if (cf->spool_sync != CONF_SYNC_ALWAYS || seg.fd < 0 || seg.alloc >= max ||
-	    seg.alloc >= seg.size + ZERO_LOW || now_ms < zero_retry_ms)
+	if (now_ms - rate_ms >= 1000) {
+		/* A gap of more than a second (idle) counts as a quiet second. */
+		last_syncs = now_ms - rate_ms < 2000 ? rate_syncs : 0;
+		last_bytes = now_ms - rate_ms < 2000 ? rate_bytes : 0;
+		rate_syncs = rate_bytes = 0;
+		rate_ms = now_ms;
+	}
+	if (cf->spool_sync != CONF_SYNC_ALWAYS || seg.fd < 0 || last_syncs < ZERO_MIN_SYNCS ||
+	    seg.alloc >= max || now_ms < zero_retry_ms)
 		return;
-	if (to > max)
-		to = max;
+	ahead = 2 * last_bytes;
+	ahead = ahead < ZERO_MIN ? ZERO_MIN : ahead > ZERO_MAX ? ZERO_MAX : ahead;
+	if (seg.alloc >= seg.size + ahead / 2)
+		return;
+	uint64_t to = seg.size + ahead < max ? seg.size + ahead : max;
 	/*
 	 * No space for zeros is no failure: appends grow the file as before.
 	 * Try again in a second, not every round (a full disk stays full a while).
