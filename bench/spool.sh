@@ -1,8 +1,9 @@
 #!/bin/bash
 # The spool's costs, as ratios in the same run (docs/BENCHMARKS.md, issue 12):
 #  1. pipelined, 1 worker, 20 B payloads: spool off / none / interval / always
-#  2. 16 KiB payloads with none (and always) against the disk's sequential
-#     write bandwidth measured by fio on the same file system
+#  2. 16 KiB payloads with none (and always, and off: what the bench and
+#     server reach on this machine without a disk) against the disk's
+#     sequential write bandwidth measured by fio on the same file system
 #  3. request/response (window 1), always vs off: p99 against off's p99 plus
 #     3x the median fdatasync latency (fio, 4 KiB writes + fdatasync)
 # Also fdatasyncs per second and records per fdatasync for each case.
@@ -63,9 +64,15 @@ start() {
 		cat "$BENCH_TMP/submitd.log" >&2
 		die "submitd did not become ready"
 	}
+	wait_log 5 "$BENCH_TMP/submitd.log" 'listening on 127\.0\.0\.1:[0-9]+'
+	wait_log 5 "$BENCH_TMP/submitd.log" 'metrics on 127\.0\.0\.1:[0-9]+'
 	SD_PID=$(pgrep -P "$SD_JOB" | head -1)
 	SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
 	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] || {
+		cat "$BENCH_TMP/submitd.log" >&2
+		die "no pid or port in the submitd log"
+	}
 }
 
 median() {
@@ -163,7 +170,7 @@ for r in $(seq "$ROUNDS"); do
 		line="$line rr p99 off $(col rr_off 2) us always $(col rr_always 2) us"
 	fi
 	if has big; then
-		for p in none always; do
+		for p in off none always; do
 			run "big_$p" "$p" -c 16 -w 8 -s 16384
 			echo "big_$p $(div "$(awk -v r="$(col "big_$p" 1)" 'BEGIN { print r * (16384 + 64) }')" "$bw")" \
 				>>"$BENCH_TMP/ratios"
@@ -208,7 +215,7 @@ met() {
 		echo "| window 1, always | $(med rr_always 1) | $(med rr_always 3) | $(med rr_always 4) | p99 $v us | <= off p99 + 3 x fdatasync p50 = $b us (appending), $bo us (overwriting) | $(met "$v" "<=" "$b") (appending), $(met "$v" "<=" "$bo") (overwriting) |"
 	fi
 	if has big; then
-		for p in none always; do
+		for p in off none always; do
 			v=$(rmed "big_$p")
 			echo "| 16 KiB, $p | $(med "big_$p" 1) ($(awk -v r="$(med "big_$p" 1)" 'BEGIN { printf "%.0f", r * 16448 / 1e6 }') MB/s) | $(med "big_$p" 3) | $(med "big_$p" 4) | ${v}x of fio | $([ $p = none ] && echo '>= 0.8x') | $([ $p = none ] && met "$v" ">=" 0.8) |"
 		done
