@@ -66,7 +66,8 @@ start() {
 	}
 	wait_log 5 "$BENCH_TMP/submitd.log" 'listening on 127\.0\.0\.1:[0-9]+'
 	wait_log 5 "$BENCH_TMP/submitd.log" 'metrics on 127\.0\.0\.1:[0-9]+'
-	SD_PID=$(pgrep -P "$SD_JOB" | head -1)
+	# The master's pid from its log (pgrep -P under heavy load came back empty).
+	SD_PID=$(sed -n 's/.*\[\([0-9]*\)\]: ready: .*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
 	SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
 	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
 	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] || {
