@@ -44,15 +44,21 @@
  * must commit the file system's journal (the new size and blocks); one of
  * a write into space already written does not, and is cheaper and steadier
  * (docs/BENCHMARKS.md). Sealing cuts the zeros; recovery tells them from a
- * torn record. Only for a busy writer (ZERO_MIN_SYNCS commits in the last
- * second), and about two seconds of its appends ahead: a quiet worker's
- * segments, sealed by age with a few records, get no megabytes of zeros.
+ * torn record. Only for a writer with many small commits (ZERO_MIN_SYNCS
+ * in the last second, ZERO_MAX_PER_SYNC bytes or less each on average), and
+ * about two seconds of its appends ahead: there the journal commit is most
+ * of each fdatasync, and the zeros cost little. With large commits (many
+ * records per round) the journal commit is shared by the whole round and
+ * topping up megabytes of zeros cost more than it saved (measured:
+ * docs/BENCHMARKS.md); a quiet worker's segments, sealed by age with a few
+ * records, get no zeros.
  */
-#define ZERO_MAX       (4u << 20)   /* zeros ahead: at most */
-#define ZERO_MIN       (256u << 10) /* and at least */
-#define ZERO_MIN_SYNCS 100	    /* group commits in the last second to start */
-#define DROP_MAX       64	    /* ready segments deleted per check at the bound */
-#define LOG_EVERY_MS   1000
+#define ZERO_MAX	  (4u << 20)   /* zeros ahead: at most */
+#define ZERO_MIN	  (256u << 10) /* and at least */
+#define ZERO_MIN_SYNCS	  100	       /* group commits in the last second to start */
+#define ZERO_MAX_PER_SYNC (64u << 10)  /* and appending at most this per commit */
+#define DROP_MAX	  64	       /* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS	  1000
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -458,7 +464,8 @@ static void zero_ahead(void)
 		rate_ms = now_ms;
 	}
 	if (cf->spool_sync != CONF_SYNC_ALWAYS || seg.fd < 0 || last_syncs < ZERO_MIN_SYNCS ||
-	    seg.alloc >= max || now_ms < zero_retry_ms)
+	    last_bytes / last_syncs > ZERO_MAX_PER_SYNC || seg.alloc >= max ||
+	    now_ms < zero_retry_ms)
 		return;
 	ahead = 2 * last_bytes;
 	ahead = ahead < ZERO_MIN ? ZERO_MIN : ahead > ZERO_MAX ? ZERO_MAX : ahead;
