@@ -64,15 +64,19 @@ start() {
 		cat "$BENCH_TMP/submitd.log" >&2
 		die "submitd did not become ready"
 	}
-	wait_log 5 "$BENCH_TMP/submitd.log" 'listening on 127\.0\.0\.1:[0-9]+'
-	wait_log 5 "$BENCH_TMP/submitd.log" 'metrics on 127\.0\.0\.1:[0-9]+'
-	# The master's pid from its log (pgrep -P under heavy load came back empty).
-	SD_PID=$(sed -n 's/.*\[\([0-9]*\)\]: ready: .*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
-	SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
-	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+	# The master's pid (from its log: pgrep -P came back empty under load) and ports.
+	local n=100
+	while [ $n -gt 0 ]; do
+		SD_PID=$(sed -n 's/.*\[\([0-9]*\)\]: ready: .*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+		SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+		SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
+		[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] && break
+		sleep 0.05
+		n=$((n - 1))
+	done
 	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] || {
 		cat "$BENCH_TMP/submitd.log" >&2
-		die "no pid or port in the submitd log"
+		die "no pid or port in the submitd log (pid '$SD_PID' port '$SD_PORT' metrics '$SD_METRICS_PORT')"
 	}
 }
 
