@@ -7,7 +7,9 @@
 # zeroed, submit-bench sends exactly N requests, the counters are dumped:
 # Ir of the dump / N. Two cases: pipelined (window 64, batches of acks per
 # write) and request/response (window 1, a read and a write per request).
-# Environment: CALLGRIND_N (200000), CALLGRIND_OUT (keep the dumps there).
+# Environment: CALLGRIND_N (200000), CALLGRIND_OUT (keep the dumps there),
+# CALLGRIND_SPOOL (none, interval or always: the spool on, in a temporary
+# directory, with that spool_sync; default off).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . bench/lib.sh
@@ -18,6 +20,11 @@ N=${CALLGRIND_N:-200000}
 BENCH="$BUILD/submit-bench"
 command -v valgrind >/dev/null || die "valgrind is not installed"
 
+if [ -n "${CALLGRIND_SPOOL:-}" ]; then
+	SD_CONF_EXTRA="spool_dir = \"$BENCH_TMP/spool\"
+spool_sync = $CALLGRIND_SPOOL
+spool_max_size = 0"
+fi
 SD_READY_S=120 sd_start 1 valgrind --tool=callgrind --trace-children=yes \
 	--callgrind-out-file="$BENCH_TMP/callgrind.out.%p" --dump-instr=no --collect-jumps=no \
 	--compress-strings=no --compress-pos=no
@@ -53,6 +60,6 @@ measure() {
 	fi
 }
 
-echo "submitd worker under callgrind, commit $(git rev-parse --short=12 HEAD 2>/dev/null)"
+echo "submitd worker under callgrind, commit $(git rev-parse --short=12 HEAD 2>/dev/null), spool ${CALLGRIND_SPOOL:-off}"
 measure pipelined -c 10 -w 64 -s 20
 measure request-response -c 10 -w 1 -s 20

@@ -54,7 +54,8 @@ wait_log() {
 
 # sd_start WORKERS [PREFIX...]: start submitd (SD_BINARY, default
 # build/submitd) with a bench config, wait for "ready:". PREFIX (e.g.
-# valgrind ...) runs in front of the binary.
+# valgrind ...) runs in front of the binary; SD_CONF_EXTRA is added to the
+# config.
 sd_start() {
 	local workers=$1 ready_s=${SD_READY_S:-15}
 	shift
@@ -65,6 +66,7 @@ sd_start() {
 		max_connections = 19000
 		log_level = info
 		idle_timeout = 0
+		${SD_CONF_EXTRA:-}
 	CONF
 	timeout 1800 "$@" "${SD_BINARY:-$BUILD/submitd}" -f -c "$BENCH_TMP/submitd.conf" \
 		>"$BENCH_TMP/submitd.log" 2>&1 </dev/null &

@@ -1,5 +1,5 @@
 # submit-bench's reference server and the benchmark targets: make bench,
-# make profile, make callgrind (docs/BENCHMARKS.md).
+# make bench-spool, make profile, make callgrind (docs/BENCHMARKS.md).
 
 REF_OBJ := $(call obj,$(LIB_SRC))
 
@@ -10,11 +10,17 @@ $(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -o $@ bench/ref-server.c $(REF_OBJ) \
 		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
 
-.PHONY: bench profile callgrind
+.PHONY: bench bench-spool profile callgrind
 bench: deps
 	$(MAKE) all $(BUILD)/submitd-nostats
 	bench/run.sh
 	bench/thresholds.sh
+	bench/spool.sh
+
+# The spool's ratios alone (docs/BENCHMARKS.md, "The spool").
+bench-spool: deps
+	$(MAKE) all
+	bench/spool.sh
 
 profile: deps
 	$(MAKE) all

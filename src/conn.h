@@ -42,7 +42,6 @@ struct conn_rec {
 	const uint8_t *id;	/* PROTO_ID_LEN bytes */
 	const uint8_t *payload; /* len bytes */
 	uint32_t len;
-	uint8_t hdr[64]; /* the record header, filled when the batch is written */
 };
 
 /*

@@ -53,6 +53,20 @@ struct spool_rec {
 /* Fill the 64-byte header for r and payload p (computes rec_len and crc over hdr+payload). */
 void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
 /*
+ * The whole record into out (64 + r->len bytes): the header and a copy of
+ * payload p, the CRC in one pass over both (still in cache). Returns 64 + r->len.
+ */
+size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
+/*
+ * The next record of a writer whose previous record header prev (already
+ * encoded) has the same fields but for rec_len and submit_id: one copy
+ * instead of field by field. With copy, as spool_rec_encode (header and
+ * payload into out, returns 64 + len); without, only the header (CRC over
+ * it and p), returns 64.
+ */
+size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
+			     const void *p, uint32_t len, int copy);
+/*
  * Decode a record header. Returns rec_len (64 + payload length), or 0 if
  * rec_len is out of range [64, SPOOL_REC_MAX]; *crc gets the stored CRC.
  * The CRC is not checked here (it covers the payload too).
@@ -60,9 +74,10 @@ void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, con
 uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc);
 
 /* The file header's fields. */
+#define SPOOL_FILE_ZERO_AHEAD 0x01 /* flags: the writer writes zeros ahead of its records */
 struct spool_file_hdr {
 	uint16_t version, hdr_len;
-	uint32_t worker, pid, gen;
+	uint32_t worker, pid, gen, flags;
 	uint64_t created_ns;
 };
 void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr *h);
@@ -81,7 +96,9 @@ int spool_seg_name_parse(const char *name, uint64_t *created_ns, unsigned *worke
 struct spool_seg {
 	int fd; /* -1 when closed */
 	char name[SPOOL_NAME_MAX];
-	uint64_t size; /* bytes in the file: header + whole records written */
+	uint64_t size;	/* header + whole records written: where the next record goes */
+	uint64_t alloc; /* the file's length: size plus zeros written ahead (>= size) */
+	uint32_t flags; /* of the file header */
 	uint64_t created_ns;
 	unsigned worker, gen;
 	int trunc_failed; /* a failed writev could not be truncated back: seal or suspect it */
@@ -96,6 +113,10 @@ int spool_dirs(const char *dir, char *err, size_t errlen);
  */
 int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
 		   uint64_t *last_ns, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The same with file header flags (SPOOL_FILE_ZERO_AHEAD before spool_seg_zero_ahead). */
+int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, unsigned gen,
+			 uint32_t flags, uint64_t *last_ns, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /*
  * Append the bytes of iov at s->size: all of them, or -1 with errno (a short
  * write counts as an error). On -1 the file is truncated back to s->size, so
@@ -104,17 +125,35 @@ int spool_seg_open(struct spool_seg *s, const char *dir, unsigned worker, unsign
  */
 ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt)
     __attribute__((warn_unused_result));
+/*
+ * Start the writeback of the bytes [from, to) without waiting for it
+ * (sync_file_range WRITE): no durability, but a later fdatasync has less
+ * left to do. Errors are left for that fdatasync to report.
+ */
+void spool_seg_writeback(struct spool_seg *s, uint64_t from, uint64_t to);
+/*
+ * Write zeros from s->alloc up to to (no fdatasync); only in a segment
+ * opened with SPOOL_FILE_ZERO_AHEAD (else -1, EINVAL). Appends into space
+ * written (and synced) ahead change no metadata, so their fdatasync need
+ * not commit the file system's journal. -1 with errno (ENOSPC...): the
+ * zeros of this call are taken back and appends go on as before.
+ */
+int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to);
 /* fdatasync. After -1 never call it again on this segment: spool_seg_suspect() it. */
 int spool_seg_sync(struct spool_seg *s) __attribute__((warn_unused_result));
 /*
- * fdatasync, rename into ready/, fsync active/ and ready/, close. A segment
+ * Cut the zeros written ahead, fdatasync, rename into ready/, fsync active/
+ * and ready/, close. A segment
  * without records is deleted instead. On -1 the segment could not be sealed:
  * it has been moved into suspect/ (or, if even that failed, left in active/;
  * or it is in ready/ and only a directory fsync failed) and closed; either
  * way the caller opens a new one.
  */
 int spool_seg_seal(struct spool_seg *s, const char *dir);
-/* Rename into suspect/ (no fsync of the file, ever), fsync the directories, close. */
+/*
+ * Cut the zeros written ahead (if that fails they stay), rename into
+ * suspect/ (no fsync of the file, ever), fsync the directories, close.
+ */
 int spool_seg_suspect(struct spool_seg *s, const char *dir);
 /* Close without moving (the segment stays in active/ for recovery). */
 void spool_seg_close(struct spool_seg *s);
@@ -161,6 +200,9 @@ struct spool_scan {
 	int status;
 	const char *why; /* status != 0: what was wrong (a static string) */
 	uint64_t size, end, bad_offset;
+	uint64_t zeros; /* status != 0 in a SPOOL_FILE_ZERO_AHEAD segment: the zero bytes
+			   from end on, written ahead, if at least 8 (no record starts
+			   with 8), else 0 */
 	uint64_t records, first_ts, last_ts; /* of the whole records before end */
 };
 int spool_scan(int fd, struct spool_scan *out);
@@ -168,7 +210,7 @@ int spool_scan(int fd, struct spool_scan *out);
 /* Recovery of one active/ segment per docs/SPOOL.md, "Recovery". */
 enum spool_action {
 	SPOOL_ACT_LOCKED,      /* its writer is alive: left alone */
-	SPOOL_ACT_SEALED,      /* whole: sealed into ready/ */
+	SPOOL_ACT_SEALED,      /* whole (up to zeros written ahead, cut): sealed into ready/ */
 	SPOOL_ACT_TRUNCATED,   /* torn tail truncated, sealed into ready/ */
 	SPOOL_ACT_REMOVED,     /* no whole record (torn or empty): deleted */
 	SPOOL_ACT_QUARANTINED, /* corruption in the middle: moved into quarantine/,
@@ -177,7 +219,9 @@ enum spool_action {
 };
 struct spool_recovery {
 	int action;		  /* enum spool_action */
-	uint64_t truncated_bytes; /* torn tail cut off (TRUNCATED, REMOVED) */
+	uint64_t truncated_bytes; /* torn tail cut off, less zeros right after the
+				     last whole record (TRUNCATED, REMOVED) */
+	uint64_t zero_bytes;	  /* those zeros (written ahead), cut off too */
 	uint64_t bad_offset;	  /* the first record not whole (TRUNCATED, QUARANTINED) */
 	uint64_t records;	  /* whole records kept (into ready/) */
 	uint64_t size;		  /* the file's size before recovery */

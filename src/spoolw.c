@@ -21,9 +21,44 @@
  * memory; a round with more Submits writes more than once but still
  * syncs once.
  */
-#define BATCH_CAP    1024
-#define DROP_MAX     64 /* ready segments deleted per check at the bound */
-#define LOG_EVERY_MS 1000
+#define BATCH_CAP 1024
+/*
+ * Payloads up to this size are copied, with their header, into the staging
+ * buffer, so a round of small records is one or a few large iovecs instead
+ * of two tiny ones per record (the kernel's per-iovec cost dominated). The
+ * copy costs little: the CRC reads the payload anyway and is computed while
+ * copying. Larger payloads are written from the input buffers (zero-copy).
+ */
+#define STAGE_MAX 512
+/*
+ * spool_sync = interval: start the writeback of every this many bytes
+ * written, so the fdatasync at the interval does not find a whole interval
+ * of dirty pages to write while the loop waits (PostgreSQL's
+ * wal_writer_flush_after does the same).
+ */
+#define WRITEBACK_AFTER (1u << 20)
+/*
+ * spool_sync = always: zeros are written and synced ahead of the data, in
+ * chunks, after the round's acks have left (PostgreSQL fills its WAL
+ * segments the same way). An fdatasync of an append that grows the file
+ * must commit the file system's journal (the new size and blocks); one of
+ * a write into space already written does not, and is cheaper and steadier
+ * (docs/BENCHMARKS.md). Sealing cuts the zeros; recovery tells them from a
+ * torn record. Only for a writer with many small commits (ZERO_MIN_SYNCS
+ * in the last second, ZERO_MAX_PER_SYNC bytes or less each on average), and
+ * about two seconds of its appends ahead: there the journal commit is most
+ * of each fdatasync, and the zeros cost little. With large commits (many
+ * records per round) the journal commit is shared by the whole round and
+ * topping up megabytes of zeros cost more than it saved (measured:
+ * docs/BENCHMARKS.md); a quiet worker's segments, sealed by age with a few
+ * records, get no zeros.
+ */
+#define ZERO_MAX	  (4u << 20)   /* zeros ahead: at most */
+#define ZERO_MIN	  (256u << 10) /* and at least */
+#define ZERO_MIN_SYNCS	  100	       /* group commits in the last second to start */
+#define ZERO_MAX_PER_SYNC (64u << 10)  /* and appending at most this per commit */
+#define DROP_MAX	  64	       /* ready segments deleted per check at the bound */
+#define LOG_EVERY_MS	  1000
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -31,6 +66,7 @@ static const struct stats_shm *shm;
 static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
+static uint8_t *stage; /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
 static struct spool_seg seg = {.fd = -1};
 static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
 static uint64_t round_ns;     /* CLOCK_REALTIME at the start of the round */
@@ -38,8 +74,12 @@ static uint64_t round_start;  /* segment offset where this round's records begin
 static uint64_t round_recs;   /* records of this round written */
 static int round_failed;      /* a stats counter (reason), or 0 */
 static uint64_t unsynced;     /* records written since the last fdatasync */
+static uint64_t written_back; /* offset up to which writeback was started */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
+static uint64_t zero_retry_ms; /* zero_ahead failed: not before this */
+/* The last full second's commits and bytes appended, and the current one's. */
+static uint64_t rate_ms, rate_syncs, rate_bytes, last_syncs, last_bytes;
 static uint64_t now_ms;
 static uint64_t pub_ns, pub_off;   /* the position last published in spool_end */
 static struct conn *owing;	   /* ack_after = stream: connections with acks owed */
@@ -203,8 +243,9 @@ static int ensure_open(void)
 
 	if (seg.fd >= 0)
 		return 0;
-	if (spool_seg_open(&seg, cf->spool_dir, worker, generation, &last_ns, err, sizeof(err)) ==
-	    -1) {
+	if (spool_seg_open_flags(&seg, cf->spool_dir, worker, generation,
+				 cf->spool_sync == CONF_SYNC_ALWAYS ? SPOOL_FILE_ZERO_AHEAD : 0,
+				 &last_ns, err, sizeof(err)) == -1) {
 		int e = errno;
 		seg.fd = -1;
 		seg.name[0] = '\0';
@@ -214,6 +255,7 @@ static int ensure_open(void)
 		return -1;
 	}
 	round_start = seg.size;
+	written_back = seg.size;
 	unsynced = 0;
 	first_rec_ms = 0;
 	next_sync_ms = now_ms + (uint64_t)cf->spool_sync_interval;
@@ -242,11 +284,22 @@ static void flush(struct conn_batch *b)
 		seal();
 	if (ensure_open() == -1)
 		return;
+	/* Records go into stage back to back; iov[k] grows while they stay contiguous. */
+	uint8_t *sp = stage, *prev = NULL;
+	struct conn *prev_c = NULL;
+	int k = -1;
 	for (uint32_t i = 0; i < n; i++) {
 		struct conn_rec *r = &b->rec[i];
 		struct conn *c = r->c;
 		struct spool_rec h;
+		size_t len;
+		int copy = r->len <= STAGE_MAX;
 
+		/* A connection's Submits of a round are mostly consecutive: reuse its header. */
+		if (c == prev_c) {
+			len = spool_rec_encode_like(sp, prev, r->id, r->payload, r->len, copy);
+			goto staged;
+		}
 		h.ts_ns = round_ns;
 		h.conn_seq = c->seq;
 		memcpy(h.submit_id, r->id, sizeof(h.submit_id));
@@ -257,13 +310,28 @@ static void flush(struct conn_batch *b)
 		h.type = SPOOL_TYPE_SUBMIT;
 		h.flags = c->has_conn_id ? SPOOL_FLAG_CONN_ID : 0;
 		h.len = r->len;
-		spool_rec_header(r->hdr, &h, r->payload);
-		iov[2 * i].iov_base = r->hdr;
-		iov[2 * i].iov_len = SPOOL_REC_HDR;
-		iov[2 * i + 1].iov_base = (void *)r->payload;
-		iov[2 * i + 1].iov_len = r->len;
+		if (copy) {
+			len = spool_rec_encode(sp, &h, r->payload);
+		} else {
+			spool_rec_header(sp, &h, r->payload);
+			len = SPOOL_REC_HDR;
+		}
+		prev_c = c;
+	staged:
+		prev = sp;
+		if (k >= 0 && (uint8_t *)iov[k].iov_base + iov[k].iov_len == sp) {
+			iov[k].iov_len += len;
+		} else {
+			iov[++k].iov_base = sp;
+			iov[k].iov_len = len;
+		}
+		sp += len;
+		if (!copy) {
+			iov[++k].iov_base = (void *)r->payload;
+			iov[k].iov_len = r->len;
+		}
 	}
-	if (spool_seg_writev(&seg, iov, 2 * (int)n) == -1) {
+	if (spool_seg_writev(&seg, iov, k + 1) == -1) {
 		int e = errno;
 		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
 						      : STATS_spool_fail_write,
@@ -272,9 +340,16 @@ static void flush(struct conn_batch *b)
 			suspect();
 		return;
 	}
+	if (cf->spool_sync == CONF_SYNC_INTERVAL) {
+		if (seg.size - written_back >= WRITEBACK_AFTER) {
+			spool_seg_writeback(&seg, written_back, seg.size);
+			written_back = seg.size;
+		}
+	}
 	if (first_rec_ms == 0)
 		first_rec_ms = now_ms;
 	round_recs += n;
+	rate_bytes += bytes;
 	unsynced += n;
 	stats_add(slot, STATS_spool_records, n);
 	stats_add(slot, STATS_spool_bytes, bytes);
@@ -293,7 +368,8 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 	batch.cap = BATCH_CAP;
 	batch.rec = mem_alloc(BATCH_CAP * sizeof(*batch.rec));
 	iov = mem_alloc(2 * BATCH_CAP * sizeof(*iov));
-	if (batch.rec == NULL || iov == NULL)
+	stage = mem_alloc(BATCH_CAP * (SPOOL_REC_HDR + STAGE_MAX));
+	if (batch.rec == NULL || iov == NULL || stage == NULL)
 		fatalx("spool: out of memory for the batch");
 	batch.flush = flush;
 	snprintf(ready_dir, sizeof(ready_dir), "%s/%s", c->spool_dir, SPOOL_READY);
@@ -484,12 +560,16 @@ void spoolw_commit(uint64_t now)
 		    (cf->spool_sync == CONF_SYNC_INTERVAL && now >= next_sync_ms)) {
 			if (do_sync() == -1 && !round_failed)
 				round_failed = STATS_spool_fail_fsync;
+			rate_syncs++;
 		}
 	}
 	/* A batch that failed after part of the round was written: take that part back. */
 	if (round_failed && seg.fd >= 0 && seg.size > round_start) {
 		if (ftruncate(seg.fd, (off_t)round_start) == 0) {
 			seg.size = round_start;
+			seg.alloc = round_start;
+			if (written_back > round_start)
+				written_back = round_start;
 			unsynced = unsynced > round_recs ? unsynced - round_recs : 0;
 		} else {
 			failure(STATS_spool_fail_write, errno, "truncate");
@@ -522,6 +602,50 @@ void spoolw_commit(uint64_t now)
 	round_start = seg.fd >= 0 ? seg.size : 0;
 }
 
+/* spool_sync = always: keep zeros ahead of a busy writer's records, synced. */
+static void zero_ahead(void)
+{
+	uint64_t max = (uint64_t)cf->spool_segment_size, ahead;
+
+	if (now_ms - rate_ms >= 1000) {
+		/* A gap of more than a second (idle) counts as a quiet second. */
+		last_syncs = now_ms - rate_ms < 2000 ? rate_syncs : 0;
+		last_bytes = now_ms - rate_ms < 2000 ? rate_bytes : 0;
+		rate_syncs = rate_bytes = 0;
+		rate_ms = now_ms;
+	}
+	if (cf->spool_sync != CONF_SYNC_ALWAYS || seg.fd < 0 || last_syncs < ZERO_MIN_SYNCS ||
+	    last_bytes / last_syncs > ZERO_MAX_PER_SYNC || seg.alloc >= max ||
+	    now_ms < zero_retry_ms)
+		return;
+	ahead = 2 * last_bytes;
+	ahead = ahead < ZERO_MIN ? ZERO_MIN : ahead > ZERO_MAX ? ZERO_MAX : ahead;
+	if (seg.alloc >= seg.size + ahead / 2)
+		return;
+	uint64_t to = seg.size + ahead < max ? seg.size + ahead : max;
+	/*
+	 * No space for zeros is no failure: appends grow the file as before.
+	 * Try again in a second, not every round (a full disk stays full a while).
+	 */
+	if (spool_seg_zero_ahead(&seg, to) == -1) {
+		zero_retry_ms = now_ms + LOG_EVERY_MS;
+		if (seg.trunc_failed) {
+			failure(STATS_spool_fail_write, errno, "truncate");
+			suspect();
+		}
+		return;
+	}
+	/* Its own fdatasync (no records in it); a failure is one like any other. */
+	uint64_t t0 = mono_us();
+	int r = spool_seg_sync(&seg), err = errno;
+	stats_add(slot, STATS_spool_fsyncs, 1);
+	stats_fsync(slot, mono_us() - t0, 0);
+	if (r == -1) {
+		failure(STATS_spool_fail_fsync, err, "fdatasync");
+		suspect();
+	}
+}
+
 void spoolw_tick(uint64_t now)
 {
 	if (cf == NULL || seg.fd < 0)
@@ -532,6 +656,7 @@ void spoolw_tick(uint64_t now)
 	if (seg.fd >= 0 && cf->spool_segment_age > 0 && first_rec_ms != 0 &&
 	    now - first_rec_ms >= (uint64_t)cf->spool_segment_age * 1000)
 		seal();
+	zero_ahead();
 	round_start = seg.fd >= 0 ? seg.size : 0;
 }
 

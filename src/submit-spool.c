@@ -788,6 +788,10 @@ static int cmd_scan(int argc, char **argv, const char *spool, int verify)
 				bad++;
 				status = EXIT_CORRUPT;
 			}
+		} else if (sc.status == SPOOL_TORN && sc.end + sc.zeros >= sc.size) {
+			snprintf(note, sizeof(note),
+				 "records end at offset %llu, zeros written ahead",
+				 (unsigned long long)sc.end);
 		} else if (sc.status == SPOOL_TORN) {
 			snprintf(note, sizeof(note), "incomplete tail at offset %llu",
 				 (unsigned long long)sc.bad_offset);

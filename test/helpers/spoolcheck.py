@@ -72,6 +72,9 @@ def read_segment(path, allow_torn=False):
         raise Bad("%s: bad file header" % path)
     if crc32c(data[:60]) != struct.unpack_from("<I", data, 60)[0]:
         raise Bad("%s: file header CRC" % path)
+    # flags (offset 32) bit 0: zeros written ahead may follow the last record
+    # of an active/ segment; there a record header reads as rec_len 0, the
+    # end of what is written (allow_torn). Sealed segments end at their last record.
     off, out = 64, []
     while off < len(data):
         if off + 64 > len(data):

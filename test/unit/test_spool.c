@@ -286,6 +286,68 @@ static void test_crc(void)
 	ok(chain, "chained CRC equals the CRC of the whole");
 }
 
+/*
+ * spool_rec_encode (the worker's staging path: header and payload in one
+ * buffer, one CRC pass) gives the
+ * same bytes as spool_rec_header followed by the payload, at every length
+ * up to past the staging threshold and at every alignment of both sides.
+ */
+static void test_encode(void)
+{
+	static uint8_t src[1100], out[1200], want[1200];
+	struct spool_rec r;
+	int same = 1, crc_ok = 1;
+
+	memset(&r, 0, sizeof(r));
+	r.ts_ns = 1796400000200000000ull;
+	r.conn_seq = 7;
+	r.type = SPOOL_TYPE_SUBMIT;
+	r.worker = 3;
+	for (size_t k = 0; k < sizeof(src); k++)
+		src[k] = (uint8_t)rnd();
+	for (uint32_t len = 0; len <= 1024 && same; len++) {
+		size_t so = len % 8, oo = (len / 8) % 8;
+		r.len = len;
+		memset(out, 0xa5, sizeof(out));
+		spool_rec_header(want, &r, src + so);
+		memcpy(want + SPOOL_REC_HDR, src + so, len);
+		size_t n = spool_rec_encode(out + oo, &r, src + so);
+		same = n == SPOOL_REC_HDR + len && memcmp(out + oo, want, n) == 0 &&
+		       out[oo + n] == 0xa5;
+		uint32_t c = (uint32_t)want[0] | (uint32_t)want[1] << 8 | (uint32_t)want[2] << 16 |
+			     (uint32_t)want[3] << 24;
+		crc_ok = crc_ok && spool_crc32c_sw(0, want + 4, SPOOL_REC_HDR - 4 + len) == c;
+	}
+	ok(same, "spool_rec_encode = header + payload at lengths 0..1024, any alignment");
+	ok(crc_ok, "its CRC equals the table CRC over bytes 4..rec_len-1");
+
+	/* The next record from the previous header: only rec_len, submit_id and crc differ. */
+	static uint8_t prev[SPOOL_REC_HDR];
+	int like = 1;
+	memcpy(r.conn_id, "\xa0\xa1\xa2\xa3\xa4\xa5\xa6\xa7", 8);
+	r.flags = SPOOL_FLAG_CONN_ID;
+	r.port = 50000;
+	r.addr[15] = 1;
+	r.len = 3;
+	spool_rec_header(prev, &r, src);
+	for (uint32_t len = 0; len <= 1024 && like; len += 7) {
+		for (int copy = 0; copy <= 1; copy++) {
+			memcpy(r.submit_id, src + len % 100, 8);
+			r.len = len;
+			spool_rec_header(want, &r, src + 9);
+			memcpy(want + SPOOL_REC_HDR, src + 9, len);
+			memset(out, 0xa5, sizeof(out));
+			size_t n = spool_rec_encode_like(out + 1, prev, src + len % 100, src + 9,
+							 len, copy);
+			size_t want_n = copy ? SPOOL_REC_HDR + len : SPOOL_REC_HDR;
+			like = like && n == want_n && memcmp(out + 1, want, n) == 0 &&
+			       out[1 + n] == 0xa5;
+		}
+	}
+	ok(like, "spool_rec_encode_like = spool_rec_header of the same fields, with and without "
+		 "the payload copy");
+}
+
 /* The worked example of docs/SPOOL.md, byte for byte. */
 static void test_golden(void)
 {
@@ -685,6 +747,105 @@ static void test_torn(void)
 	free(seg);
 }
 
+/*
+ * spool_sync = always: zeros written ahead. Sealing cuts them; recovery of
+ * a dead writer cuts them without counting them as torn, but still counts
+ * torn bytes after them; without the header flag zeros stay a torn tail.
+ */
+#define BAIL_OUT(...)                                                                              \
+	do {                                                                                       \
+		printf("Bail out! ");                                                              \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
+		exit(1);                                                                           \
+	} while (0)
+
+static void test_zero_ahead(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX], err[256];
+	struct spool_seg s;
+	struct spool_recovery rv;
+	struct stat st;
+	uint64_t end;
+
+	fresh(dir, sizeof(dir), "zero");
+	if (spool_seg_open(&s, dir, 1, 1, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	ok(spool_seg_zero_ahead(&s, 1 << 20) == -1 && errno == EINVAL,
+	   "no zeros ahead in a segment opened without the flag");
+	spool_seg_close(&s);
+
+	/* Sealed: the zeros are cut, the file ends after its last record. */
+	if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	write_recs(&s, 0, 5);
+	end = s.size;
+	pathf(path, sizeof(path), "%s/active/%s", dir, s.name);
+	ok(spool_seg_zero_ahead(&s, 1 << 20) == 0 && stat(path, &st) == 0 &&
+	       st.st_size == 1 << 20 && s.alloc == 1 << 20 && s.size == end,
+	   "zeros ahead up to 1 MiB, the records' end unchanged");
+	ok(write_recs(&s, 5, 10) > 0 && stat(path, &st) == 0 && st.st_size == 1 << 20,
+	   "appends go into the zeros");
+	ok(check_file(path, 0) == -1, "in active/ the zeros are not records (reader stops)");
+	int fd = open(path, O_RDONLY);
+	struct spool_scan sc;
+	ok(fd >= 0 && spool_scan(fd, &sc) == 0 && sc.status == SPOOL_TORN && sc.records == 10 &&
+	       sc.zeros == (1u << 20) - s.size && sc.end == s.size,
+	   "scan: 10 records, then only zeros (written ahead)");
+	if (fd >= 0)
+		close(fd);
+	char name[SPOOL_NAME_MAX];
+	pathf(name, sizeof(name), "%s", s.name);
+	end = s.size;
+	ok(spool_seg_seal(&s, dir) == 0, "seal");
+	pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+	ok(stat(path, &st) == 0 && (uint64_t)st.st_size == end && check_file(path, 0) == 10,
+	   "the sealed segment ends after its last record, 10 records");
+
+	/* A dead writer's segment: records, zeros ahead; then torn bytes after the zeros. */
+	for (int garbage = 0; garbage <= 1; garbage++) {
+		if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err,
+					 sizeof(err)) < 0)
+			BAIL_OUT("open: %s", err);
+		write_recs(&s, 0, 7);
+		spool_seg_zero_ahead(&s, 65536);
+		end = s.size;
+		pathf(name, sizeof(name), "%s", s.name);
+		pathf(path, sizeof(path), "%s/active/%s", dir, name);
+		if (garbage) {
+			static const uint8_t junk[40] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+			if (pwrite(s.fd, junk, sizeof(junk), 65536) != (ssize_t)sizeof(junk))
+				BAIL_OUT("pwrite");
+		}
+		spool_seg_close(&s);
+		ok(spool_recover(dir, name, &rv, err, sizeof(err)) == 0 &&
+		       rv.action == (garbage ? SPOOL_ACT_TRUNCATED : SPOOL_ACT_SEALED) &&
+		       rv.records == 7 && rv.truncated_bytes == (garbage ? 40u : 0u) &&
+		       rv.zero_bytes == 65536 - end,
+		   garbage ? "recovery: zeros ahead then 40 torn bytes: truncated, 40 counted"
+			   : "recovery: zeros ahead only: sealed, nothing counted as torn");
+		pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+		ok(stat(path, &st) == 0 && (uint64_t)st.st_size == end && check_file(path, 0) == 7,
+		   "  the ready segment ends after its 7 records");
+	}
+
+	/* A torn record right at the end of the data, zeros after it: all of it is torn. */
+	if (spool_seg_open_flags(&s, dir, 1, 1, SPOOL_FILE_ZERO_AHEAD, NULL, err, sizeof(err)) < 0)
+		BAIL_OUT("open: %s", err);
+	write_recs(&s, 0, 3);
+	spool_seg_zero_ahead(&s, 8192);
+	end = s.size;
+	write_recs(&s, 3, 4);
+	pathf(name, sizeof(name), "%s", s.name);
+	if (ftruncate(s.fd, (off_t)(end + 30)) < 0 || ftruncate(s.fd, 8192) < 0)
+		BAIL_OUT("ftruncate");
+	spool_seg_close(&s);
+	ok(spool_recover(dir, name, &rv, err, sizeof(err)) == 0 &&
+	       rv.action == SPOOL_ACT_TRUNCATED && rv.records == 3 &&
+	       rv.truncated_bytes == 8192 - end && rv.bad_offset == end,
+	   "recovery: a torn record then zeros: truncated at it, all counted");
+}
+
 static void test_flips(void)
 {
 	char dir[PATH_MAX], name[SPOOL_NAME_MAX], path[PATH_MAX], err[256];
@@ -830,11 +991,13 @@ int main(void)
 	}
 	test_crc();
 	test_headers();
+	test_encode();
 	test_golden();
 	test_names();
 	test_writer();
 	test_reader_growing();
 	test_torn();
+	test_zero_ahead();
 	test_flips();
 	test_recover_all();
 	rm_rf(root);
