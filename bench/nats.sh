@@ -177,6 +177,7 @@ for c in spool_pipe spool_rr stream_pipe stream_rr; do
 		"$(echo "$(field latency_us.p99 "$j") / 1000" | bc -l)"
 done
 printf '\nratios forwarder / nats-ref by round: %s\n' "$(xargs printf '%.2f ' <"$tmp/ratio")"
+printf 'median of the round ratios: %.2f\n' "$(median <"$tmp/ratio")"
 printf 'ratio of the medians: %.2f (target >= %s: %s)\n' "$ratio" "$TARGET" \
 	"$(echo "$ratio >= $TARGET" | bc -l | sed 's/1/met/;s/0/NOT met/')"
 printf 'lag at %s msgs/s open loop, %s s, %s B: achieved %.0f msgs/s, %s records forwarded; spool write to PubAck p50 <= %s s, p99 <= %s s (bucket bounds)\n' \
