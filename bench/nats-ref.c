@@ -67,6 +67,9 @@ int main(int argc, char **argv)
 	}
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = inflight;
+	/* Wait for room in the window as the forwarder does; the default 200 ms fails on a loaded
+	 * machine. */
+	jo.PublishAsync.StallWait = 60000;
 	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
 		return 1;
 	jsStreamConfig_Init(&sc);

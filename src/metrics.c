@@ -294,6 +294,10 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	family(&o, "submitd_nats_lag_bytes", "gauge",
 	       "Bytes of spooled records not yet acknowledged by the stream.");
 	outf(&o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
+	family(&o, "submitd_nats_lag_records", "gauge",
+	       "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).");
+	outf(&o, "submitd_nats_lag_records %llu\n",
+	     (unsigned long long)STATS_LOAD(fw->lag_records));
 	family(&o, "submitd_nats_lag_segments", "gauge",
 	       "Segments holding records not yet acknowledged by the stream.");
 	outf(&o, "submitd_nats_lag_segments %llu\n",

@@ -161,6 +161,7 @@ struct stats_fwd {
 	uint64_t inflight;     /* gauge: published, not yet acknowledged */
 	uint64_t lag_bytes;    /* gauge: bytes of records in the spool not yet in the stream */
 	uint64_t lag_segments; /* gauge: segments with records not yet in the stream */
+	uint64_t lag_records;  /* gauge: records not yet in the stream (docs/METRICS.md) */
 	uint64_t oldest_ns;    /* gauge: CLOCK_REALTIME of the oldest record not in the stream, 0 */
 	uint64_t state;	       /* enum stats_fwd_state */
 	uint64_t state_since_ms;  /* CLOCK_MONOTONIC ms of the last change of state */

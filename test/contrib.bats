@@ -174,7 +174,7 @@ dashboard_exprs() {
 		path = prov["options"]["path"]
 		c = yaml.safe_load(open("contrib/docker-compose.yml"))
 		svc = c["services"]
-		assert set(svc) == {"prometheus", "grafana", "node-exporter"}, svc
+		assert set(svc) == {"prometheus", "grafana", "node-exporter", "nats"}, svc
 		for s in svc.values():
 		    assert s["network_mode"] == "host", s
 		mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["grafana"]["volumes"]}
@@ -186,4 +186,41 @@ dashboard_exprs() {
 		assert "--config.file=/etc/prometheus/prometheus.yml" in svc["prometheus"]["command"]
 	PY
 	assert_success
+}
+
+@test "contrib: the compose file's NATS service has JetStream, and submitd forwards to it" {
+	need_yaml
+	local d=$BATS_TEST_TMPDIR
+	run python3 - "$d" <<-'PY'
+		import re, sys, yaml
+		d = sys.argv[1]
+		nats = yaml.safe_load(open("contrib/docker-compose.yml"))["services"]["nats"]
+		assert nats["image"].startswith("nats:"), nats
+		assert nats["network_mode"] == "host", nats
+		cmd = nats["command"]
+		assert "-js" in cmd and "--port=4222" in cmd and "--addr=127.0.0.1" in cmd, cmd
+		assert "--store_dir=/data" in cmd and "nats-data:/data" in nats["volumes"], nats
+		# The fragment, put in place of the same options of etc/submitd.conf.
+		frag = {}
+		for l in open("contrib/nats/submitd.conf"):
+		    l = l.strip()
+		    if l and not l.startswith("#"):
+		        k, v = l.split("=", 1)
+		        frag[k.strip()] = v.strip()
+		assert frag["nats_servers"] == '{"nats://127.0.0.1:4222"}', frag
+		out, seen = [], set()
+		for l in open("etc/submitd.conf"):
+		    m = re.match(r"^(\w+)\s*=", l)
+		    if m and m.group(1) in frag:
+		        l = "%s = %s\n" % (m.group(1), frag[m.group(1)])
+		        seen.add(m.group(1))
+		    out.append(l.replace("/var/lib/submitd/spool", d + "/spool"))
+		assert seen == set(frag), set(frag) - seen
+		open(d + "/submitd.conf", "w").writelines(out)
+	PY
+	assert_success
+	run "$SD_BIN" -T -q -c "$d/submitd.conf"
+	assert_success
+	assert_line 'nats_servers = {"nats://127.0.0.1:4222"}'
+	assert_line 'nats_create_stream = 1'
 }

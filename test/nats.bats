@@ -206,11 +206,19 @@ roundtrip() {
 	lag0=$(sd_metric submitd_nats_lag_bytes)
 	wait_for -t 60 metric_ge submitd_nats_lag_bytes $((lag0 + 500000))
 	wait_for -t 30 metric_ge submitd_spool_ready_segments 2
+	# Lag in records agrees with lag in bytes: 100-byte payloads plus a record header.
+	local lrec lbytes
+	lrec=$(sd_metric submitd_nats_lag_records)
+	lbytes=$(sd_metric submitd_nats_lag_bytes)
+	echo "lag while NATS is down: $lrec records, $lbytes bytes" >&3
+	[ "$lrec" -ge 1000 ]
+	[ "$lrec" -ge $((lbytes / (100 + 64) / 2)) ] && [ "$lrec" -le $((lbytes / 100 * 2)) ]
 	nats_start
 	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
 	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
 	[ "$(sd_bench_field errors)" = 0 ]
 	wait_for -t 120 drained
+	[ "$(sd_metric submitd_nats_lag_records)" = 0 ]
 	verify -p 100
 	assert_success
 	assert_output --partial "acked0 40000 other 0 stream 40000 read 40000 missing 0 unexpected 0 duplicated 0"
