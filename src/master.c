@@ -156,7 +156,7 @@ static int count_running(void)
 {
 	int n = 0;
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (serving(i) && STATS_LOAD(shm->slot[i].state) == STATS_SLOT_RUNNING)
+		if (serving(i) && STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_RUNNING)
 			n++;
 	return n;
 }
@@ -244,8 +244,8 @@ static void publish_active(void)
 
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (serving(i))
-			STATS_STORE(shm->active[n++], (uint16_t)i);
-	STATS_STORE(shm->nactive, n);
+			STATS_STORE(shm->ctl.active[n++], (uint16_t)i);
+	STATS_STORE(shm->ctl.nactive, n);
 }
 
 static int free_slot(void)
@@ -269,7 +269,8 @@ static void spawn(int label, uint64_t now)
 		return;
 	}
 	stats_slot_reset(&shm->slot[s]);
-	STATS_STORE(shm->slot[s].state, STATS_SLOT_STARTING);
+	ctl_slot_reset(&shm->ctl.slot[s]);
+	STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_STARTING);
 	for (int i = 0; i < nls; i++)
 		fds[i] = ls[i].fd;
 	a.conf = &conf;
@@ -294,8 +295,8 @@ static void spawn(int label, uint64_t now)
 	if (pid == 0)
 		worker_main(&a);
 	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
-	if ((uint32_t)s + 1 > shm->slot_hwm)
-		STATS_STORE(shm->slot_hwm, (uint32_t)s + 1);
+	if ((uint32_t)s + 1 > shm->ctl.slot_hwm)
+		STATS_STORE(shm->ctl.slot_hwm, (uint32_t)s + 1);
 	slot_label[s] = label;
 	publish_active();
 	log_info("worker %d started, pid %d", label, (int)pid);
@@ -401,7 +402,7 @@ static void reap(uint64_t now)
 		struct child ch = children[s];
 		/* Fold before freeing the slot: totals never go down. */
 		stats_fold(&retired[ch.label], &shm->slot[s]);
-		STATS_STORE(shm->slot[s].state, STATS_SLOT_FREE);
+		STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_FREE);
 		children[s].pid = 0;
 		slot_label[s] = -1;
 		publish_active();
@@ -494,8 +495,8 @@ static void watchdog(uint64_t now)
 		struct child *ch = &children[i];
 		if (ch->pid <= 0 || ch->hung)
 			continue;
-		uint64_t hb = STATS_LOAD(shm->slot[i].heartbeat_ms);
-		if (STATS_LOAD(shm->slot[i].state) == STATS_SLOT_STARTING)
+		uint64_t hb = STATS_LOAD(shm->ctl.slot[i].heartbeat_ms);
+		if (STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_STARTING)
 			hb = ch->started_ms;
 		if (now > hb + limit) {
 			log_errorx("worker %d (pid %d) unresponsive for %llu ms: killing it",
