@@ -17,13 +17,16 @@ $(BUILD)/asan/test/%: test/unit/%.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
 		-o $@ $< $(call asan_obj,$(LIB_SRC)) -lm
 
-.PHONY: unit-build unit-asan-build
+.PHONY: unit-build unit-asan-build check-layers
+check-layers:
+	tools/check-layers.sh
 unit-build: $(UNIT_BIN)
 unit-asan-build: $(UNIT_ASAN_BIN)
 
 # Recursion: pkg-config and the wildcards are evaluated only after deps ran.
 test: deps
 	$(MAKE) all unit-build unit-asan-build $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
+	tools/check-layers.sh
 	test/run-tests.sh
 
 unit: deps

@@ -690,16 +690,13 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 	return r;
 }
 
-static int load(const char *path, struct conf *out, char *err, size_t errlen)
+#define NOPTS (NINT + 32)
+
+/* The schema: every option, its default and its validator; NULL if libconfuse cannot start. */
+static cfg_t *schema(cfg_opt_t opts[NOPTS])
 {
-	cfg_opt_t opts[NINT + 32];
-	struct conf c;
 	cfg_t *cfg;
 	size_t k = 0;
-	int r;
-
-	if (check_duplicates(path, err, errlen) == -1)
-		return -1;
 
 	opts[k++] = (cfg_opt_t)CFG_STR_LIST("listen", "{\"0.0.0.0:8888\"}", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("workers", "auto", CFGF_NONE);
@@ -725,11 +722,8 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 		    (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE, parse_int);
 	opts[k++] = (cfg_opt_t)CFG_END();
 
-	cfg = cfg_init(opts, CFGF_NONE);
-	if (cfg == NULL) {
-		snprintf(err, errlen, "%s: cannot initialise the parser", path);
-		return -1;
-	}
+	if ((cfg = cfg_init(opts, CFGF_NONE)) == NULL)
+		return NULL;
 	cfg_set_error_function(cfg, error_fn);
 	cfg_set_validate_func(cfg, "listen", validate_addr_list);
 	cfg_set_validate_func(cfg, "metrics_listen", validate_addr_list);
@@ -745,7 +739,25 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	cfg_set_validate_func(cfg, "ack_after", validate_nats);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
+	return cfg;
+}
 
+static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, size_t errlen);
+static int check_combinations(const struct conf *c, const char *path, char *err, size_t errlen);
+
+static int load(const char *path, struct conf *out, char *err, size_t errlen)
+{
+	cfg_opt_t opts[NOPTS];
+	struct conf c;
+	cfg_t *cfg;
+	int r;
+
+	if (check_duplicates(path, err, errlen) == -1)
+		return -1;
+	if ((cfg = schema(opts)) == NULL) {
+		snprintf(err, errlen, "%s: cannot initialise the parser", path);
+		return -1;
+	}
 	parse_root = cfg;
 	parse_err = err;
 	parse_errlen = errlen;
@@ -759,6 +771,22 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 		cfg_free(cfg);
 		return -1;
 	}
+	r = extract(cfg, path, &c, err, errlen);
+	cfg_free(cfg);
+	if (r == -1)
+		return -1;
+	if (check_combinations(&c, path, err, errlen) == -1) {
+		conf_free(&c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+/* The parsed options into a plain struct conf: 0, or -1 with err filled and nothing kept. */
+static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, size_t errlen)
+{
+	struct conf c;
 
 	memset(&c, 0, sizeof(c));
 	if ((c.path = dup_value(path)) == NULL)
@@ -772,7 +800,6 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:%d: listen: at least one address is needed", path,
 			 fs.line);
 		free(c.path);
-		cfg_free(cfg);
 		return -1;
 	}
 	for (int i = 0; i < c.nlisten; i++) {
@@ -816,8 +843,8 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	if (c.nnats > CONF_MAX_NATS)
 		c.nnats = CONF_MAX_NATS;
 	for (int i = 0; i < c.nnats; i++)
-		if ((c.nats_servers[i] = dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) ==
-		    NULL)
+		if ((c.nats_servers[i] =
+			 dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) == NULL)
 			goto oom;
 	c.nats_stream = dup_value(cfg_getstr(cfg, "nats_stream"));
 	c.nats_subject = dup_value(cfg_getstr(cfg, "nats_subject"));
@@ -831,32 +858,41 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	c.nats_stream_retention =
 	    name_index(retention_names, 3, cfg_getstr(cfg, "nats_stream_retention"));
 	c.ack_after = name_index(ack_after_names, 2, cfg_getstr(cfg, "ack_after"));
-	cfg_free(cfg);
+	*out = c;
+	return 0;
+oom:
+	/* A reload that runs out of memory fails like a bad file: the caller keeps what runs. */
+	snprintf(err, errlen, "%s: out of memory", path);
+fail:
+	conf_free(&c);
+	return -1;
+}
+
+/* What no single option's validator can see: options that need or exclude each other. */
+static int check_combinations(const struct conf *c, const char *path, char *err, size_t errlen)
+{
 	/* The forwarder reads the spool: without one there is nothing to forward. */
 	const char *need = NULL;
-	if (c.nnats > 0 && c.spool_dir[0] == '\0')
+	if (c->nnats > 0 && c->spool_dir[0] == '\0')
 		need = "nats_servers: the forwarder needs spool_dir";
-	else if (c.ack_after == CONF_ACK_STREAM && c.nnats == 0)
+	else if (c->ack_after == CONF_ACK_STREAM && c->nnats == 0)
 		need = "ack_after = stream: needs nats_servers";
-	else if (c.nats_creds[0] != '\0' && c.nats_user[0] != '\0')
+	else if (c->nats_creds[0] != '\0' && c->nats_user[0] != '\0')
 		need = "nats_creds and nats_user: give one of them";
 	if (need != NULL) {
 		struct find_state fs = {"nats_servers", 0};
-		if (c.ack_after == CONF_ACK_STREAM && c.nnats == 0)
+		if (c->ack_after == CONF_ACK_STREAM && c->nnats == 0)
 			fs.name = "ack_after";
-		else if (c.nats_creds[0] != '\0' && c.nats_user[0] != '\0')
+		else if (c->nats_creds[0] != '\0' && c->nats_user[0] != '\0')
 			fs.name = "nats_creds";
 		scan_options(find_check, &fs);
 		snprintf(err, errlen, "%s:%d: %s", path, fs.line, need);
-		conf_free(&c);
 		return -1;
 	}
-	if (check_addresses(&c, err, errlen) == -1) {
-		conf_free(&c);
+	if (check_addresses(c, err, errlen) == -1)
 		return -1;
-	}
 	/* A bound below one segment could never hold the segment being written. */
-	if (c.spool_max_size != 0 && c.spool_max_size < c.spool_segment_size) {
+	if (c->spool_max_size != 0 && c->spool_max_size < c->spool_segment_size) {
 		struct find_state fs = {"spool_max_size", 0};
 		scan_options(find_check, &fs);
 		if (fs.line == 0) {
@@ -866,20 +902,10 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "%s:%d: spool_max_size = %ld: below spool_segment_size (%ld); 0 is "
 			 "unbounded",
-			 path, fs.line, c.spool_max_size, c.spool_segment_size);
-		conf_free(&c);
+			 path, fs.line, c->spool_max_size, c->spool_segment_size);
 		return -1;
 	}
-
-	*out = c;
 	return 0;
-oom:
-	/* A reload that runs out of memory fails like a bad file: the caller keeps what runs. */
-	snprintf(err, errlen, "%s: out of memory", path);
-fail:
-	cfg_free(cfg);
-	conf_free(&c);
-	return -1;
 }
 
 /* Whether pw may search directory st (its own uid, primary and supplementary groups). */

@@ -332,11 +332,11 @@ static void subject_for(char *out, size_t n, unsigned worker)
 /* The shared-memory slot of a live worker process, or -1. */
 static int slot_of(long pid)
 {
-	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
 
 	for (uint32_t i = 0; i < hwm && i < STATS_MAX_SLOTS; i++)
-		if (STATS_LOAD(shm->slot[i].state) != STATS_SLOT_FREE &&
-		    STATS_LOAD(shm->slot[i].pid) == (int32_t)pid)
+		if (STATS_LOAD(shm->ctl.slot[i].state) != CTL_SLOT_FREE &&
+		    STATS_LOAD(shm->ctl.slot[i].pid) == (int32_t)pid)
 			return (int)i;
 	return -1;
 }
@@ -495,14 +495,14 @@ static void scan(void)
  */
 static int idle_writer(void)
 {
-	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
 	uint64_t ns, off;
 
 	for (uint32_t i = 0; i < hwm && i < STATS_MAX_SLOTS; i++) {
-		const struct stats_slot *sl = &shm->slot[i];
+		const struct ctl_slot *sl = &shm->ctl.slot[i];
 		uint32_t w = STATS_LOAD(sl->label);
-		if (STATS_LOAD(sl->state) == STATS_SLOT_FREE || w >= MAX_LABELS || chains[w].has ||
-		    stats_pos_load(&sl->spool_end, &ns, &off) == -1)
+		if (STATS_LOAD(sl->state) == CTL_SLOT_FREE || w >= MAX_LABELS || chains[w].has ||
+		    ctl_pos_load(&sl->spool_end, &ns, &off) == -1)
 			continue;
 		if (ns > chains[w].done_ns && off > SPOOL_FILE_HDR && ns != chains[w].seen_ns) {
 			chains[w].seen_ns = ns;
@@ -580,10 +580,10 @@ static void update_limit(struct chain *c)
 
 	if (c->where == WH_TAKEN)
 		return;
-	if (c->slot < 0 || STATS_LOAD(shm->slot[c->slot].pid) != (int32_t)c->pid ||
-	    STATS_LOAD(shm->slot[c->slot].state) == STATS_SLOT_FREE)
+	if (c->slot < 0 || STATS_LOAD(shm->ctl.slot[c->slot].pid) != (int32_t)c->pid ||
+	    STATS_LOAD(shm->ctl.slot[c->slot].state) == CTL_SLOT_FREE)
 		c->slot = slot_of(c->pid);
-	if (c->slot >= 0 && stats_pos_load(&shm->slot[c->slot].spool_end, &ns, &off) == 0) {
+	if (c->slot >= 0 && ctl_pos_load(&shm->ctl.slot[c->slot].spool_end, &ns, &off) == 0) {
 		if (ns == c->ns) {
 			if (off > c->limit)
 				c->limit = off;
@@ -876,12 +876,12 @@ static void publish_positions(void)
 		struct chain *c = &chains[w];
 		if (!c->has)
 			continue;
-		if (c->slot < 0 || STATS_LOAD(shm->slot[c->slot].pid) != (int32_t)c->pid)
+		if (c->slot < 0 || STATS_LOAD(shm->ctl.slot[c->slot].pid) != (int32_t)c->pid)
 			c->slot = slot_of(c->pid);
 		if (c->slot < 0)
 			continue;
 		if (c->pub_ns != c->ns || c->pub_off != c->acked_off) {
-			stats_pos_store(&shm->slot[c->slot].stream_acked, c->ns, c->acked_off);
+			ctl_pos_store(&shm->ctl.slot[c->slot].stream_acked, c->ns, c->acked_off);
 			c->pub_ns = c->ns;
 			c->pub_off = c->acked_off;
 		}
@@ -897,7 +897,7 @@ static void finish_if_done(struct chain *c)
 		return;
 	ckpt_write(c);
 	if (c->slot >= 0 || (c->slot = slot_of(c->pid)) >= 0)
-		stats_pos_store(&shm->slot[c->slot].stream_acked, c->ns, c->acked_off);
+		ctl_pos_store(&shm->ctl.slot[c->slot].stream_acked, c->ns, c->acked_off);
 	snprintf(path, sizeof(path), "%s/%s", dirs[2], c->name);
 	ckpt_path(ck, sizeof(ck), c->name);
 	if (unlink(path) == -1 && errno != ENOENT)
@@ -1277,7 +1277,7 @@ void forwarder_main(const struct forwarder_args *a)
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		now_ms = mono_ms();
-		STATS_STORE(fx->heartbeat_ms, now_ms);
+		STATS_STORE(shm->ctl.fwd_heartbeat_ms, now_ms);
 		for (int i = 0; i < n; i++)
 			if (evs[i].data.fd == sfd)
 				on_signal();

@@ -146,12 +146,17 @@ static void reload_ask(pid_t pid, uint64_t now)
 	reload_asker_until = now + (uint64_t)MASTER_RELOAD_WAIT_S * 1000;
 }
 
+/* Slot i holds a worker of the current generation that is not draining. */
+static int serving(int i)
+{
+	return children[i].pid > 0 && children[i].gen == gen && !children[i].draining;
+}
+
 static int count_running(void)
 {
 	int n = 0;
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (children[i].pid > 0 && children[i].gen == gen && !children[i].draining &&
-		    STATS_LOAD(shm->slot[i].state) == STATS_SLOT_RUNNING)
+		if (serving(i) && STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_RUNNING)
 			n++;
 	return n;
 }
@@ -238,9 +243,9 @@ static void publish_active(void)
 	uint32_t n = 0;
 
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (children[i].pid > 0 && children[i].gen == gen && !children[i].draining)
-			STATS_STORE(shm->active[n++], (uint16_t)i);
-	STATS_STORE(shm->nactive, n);
+		if (serving(i))
+			STATS_STORE(shm->ctl.active[n++], (uint16_t)i);
+	STATS_STORE(shm->ctl.nactive, n);
 }
 
 static int free_slot(void)
@@ -264,7 +269,8 @@ static void spawn(int label, uint64_t now)
 		return;
 	}
 	stats_slot_reset(&shm->slot[s]);
-	STATS_STORE(shm->slot[s].state, STATS_SLOT_STARTING);
+	ctl_slot_reset(&shm->ctl.slot[s]);
+	STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_STARTING);
 	for (int i = 0; i < nls; i++)
 		fds[i] = ls[i].fd;
 	a.conf = &conf;
@@ -289,8 +295,8 @@ static void spawn(int label, uint64_t now)
 	if (pid == 0)
 		worker_main(&a);
 	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
-	if ((uint32_t)s + 1 > shm->slot_hwm)
-		STATS_STORE(shm->slot_hwm, (uint32_t)s + 1);
+	if ((uint32_t)s + 1 > shm->ctl.slot_hwm)
+		STATS_STORE(shm->ctl.slot_hwm, (uint32_t)s + 1);
 	slot_label[s] = label;
 	publish_active();
 	log_info("worker %d started, pid %d", label, (int)pid);
@@ -299,8 +305,7 @@ static void spawn(int label, uint64_t now)
 static int current_child(int label)
 {
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (children[i].pid > 0 && children[i].label == label && children[i].gen == gen &&
-		    !children[i].draining)
+		if (serving(i) && children[i].label == label)
 			return i;
 	return -1;
 }
@@ -397,7 +402,7 @@ static void reap(uint64_t now)
 		struct child ch = children[s];
 		/* Fold before freeing the slot: totals never go down. */
 		stats_fold(&retired[ch.label], &shm->slot[s]);
-		STATS_STORE(shm->slot[s].state, STATS_SLOT_FREE);
+		STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_FREE);
 		children[s].pid = 0;
 		slot_label[s] = -1;
 		publish_active();
@@ -490,8 +495,8 @@ static void watchdog(uint64_t now)
 		struct child *ch = &children[i];
 		if (ch->pid <= 0 || ch->hung)
 			continue;
-		uint64_t hb = STATS_LOAD(shm->slot[i].heartbeat_ms);
-		if (STATS_LOAD(shm->slot[i].state) == STATS_SLOT_STARTING)
+		uint64_t hb = STATS_LOAD(shm->ctl.slot[i].heartbeat_ms);
+		if (STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_STARTING)
 			hb = ch->started_ms;
 		if (now > hb + limit) {
 			log_errorx("worker %d (pid %d) unresponsive for %llu ms: killing it",
@@ -896,21 +901,10 @@ static void pid_file_remove(void)
 	pid_file_fd = -1;
 }
 
-int master_run(struct conf *c, int detach)
+/* Signals come through a signalfd read in the loop; none runs a handler. */
+static void block_signals(void)
 {
 	sigset_t set;
-	uint64_t now, next_spool_scan = 0;
-
-	conf = *c;
-	memset(c, 0, sizeof(*c));
-	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		slot_label[i] = -1;
-	log_set_tag(NULL);
-	raise_nofile();
-
-	/* Before anything else can fail: a second instance must not touch the first. */
-	if (pid_file_busy())
-		return 1;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -927,7 +921,11 @@ int master_run(struct conf *c, int detach)
 	signal(SIGPIPE, SIG_IGN);
 	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
 		fatal("signalfd");
+}
 
+/* The shared-memory segment, and what /metrics reads besides it. */
+static void map_stats(void)
+{
 	char err[256];
 	if ((shm = stats_map(err, sizeof(err))) == NULL)
 		fatalx("statistics: %s", err);
@@ -940,13 +938,36 @@ int master_run(struct conf *c, int detach)
 	msrc.reload_ts = msrc.start_time; /* as Prometheus does: the first load counts */
 	msrc.pids = pids;
 	msrc.workers = wview;
+}
+
+/*
+ * Everything up to the first generation's fork: -1 if the master must not
+ * run (the reason is logged), 0 once the children are started.
+ */
+static int start(struct conf *c, int detach)
+{
+	uint64_t now;
+
+	conf = *c;
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		slot_label[i] = -1;
+	log_set_tag(NULL);
+	raise_nofile();
+
+	/* Before anything else can fail: a second instance must not touch the first. */
+	if (pid_file_busy())
+		return -1;
+
+	block_signals();
+	map_stats();
 
 	struct metrics *m;
 	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
-		return 1;
+		return -1;
 	commit_metrics(m, 1);
 	if (spoolm_start(&conf, shm) == -1)
-		return 1;
+		return -1;
 	/* As nginx: whatever can fail has been tried, so the caller's exit status is true. */
 	if (detach) {
 		char msg[1024];
@@ -960,7 +981,7 @@ int master_run(struct conf *c, int detach)
 		}
 	}
 	if (pid_file_write() == -1)
-		return 1;
+		return -1;
 	proc_detach_report(NULL);
 	proc_title_set("master");
 	now = mono_ms();
@@ -968,35 +989,117 @@ int master_run(struct conf *c, int detach)
 	for (int l = 0; l < conf.workers; l++)
 		spawn(l, now);
 	spawn_forwarder(now);
+	return 0;
+}
 
+/* Lower *timeout to reach a deadline at_ms (0: none). */
+static void timeout_until(int *timeout, uint64_t at_ms, uint64_t now)
+{
+	if (at_ms == 0)
+		return;
+	uint64_t t = at_ms > now ? at_ms - now : 0;
+	if (t < (uint64_t)*timeout)
+		*timeout = (int)t;
+}
+
+/* How long the loop may sleep: until the next timer of the master or of libmicrohttpd. */
+static int poll_timeout(uint64_t now)
+{
+	int timeout = 1000;
+
+	if (mx != NULL) {
+		int t = metrics_timeout(mx);
+		if (t >= 0 && t < timeout)
+			timeout = t;
+	}
+	if (next_sample_ms > now && next_sample_ms - now < (uint64_t)timeout)
+		timeout = (int)(next_sample_ms - now);
+	if (!gen_ready && !stopping)
+		timeout = timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
+	for (int l = 0; l < conf.workers; l++)
+		timeout_until(&timeout, respawns[l].at_ms, now);
+	timeout_until(&timeout, fwd_respawn_at, now);
+	return timeout;
+}
+
+/* One round while stopping: 1 once every child is gone. */
+static int stop_tick(uint64_t now)
+{
+	int alive = 0;
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		alive += children[i].pid > 0;
+	/*
+	 * The forwarder goes last: workers that wait for the stream
+	 * (ack_after = stream) need it until they have drained.
+	 */
+	if (alive == 0 && fwd_pid > 0 && !fwd_stop_sent) {
+		kill(fwd_pid, SIGTERM);
+		fwd_stop_sent = 1;
+	}
+	alive += fwd_pid > 0;
+	if (alive == 0)
+		return 1;
+	if (now >= stop_kill_at) {
+		log_warnx("%d workers still running past the shutdown timeout: killing", alive);
+		forward(SIGKILL);
+		stop_kill_at = now + 60000;
+	}
+	return 0;
+}
+
+/* Draining workers past their deadline are killed. */
+static void kill_overdue_drains(uint64_t now)
+{
+	for (int i = 0; i < STATS_MAX_SLOTS; i++)
+		if (children[i].pid > 0 && children[i].draining && now >= children[i].kill_at_ms) {
+			log_warnx("worker %d (pid %d) still draining: killing", children[i].label,
+				  (int)children[i].pid);
+			kill(children[i].pid, SIGKILL);
+			children[i].kill_at_ms = now + 60000;
+		}
+}
+
+/* One round while serving: respawns that are due, readiness, the watchdog, drain deadlines. */
+static void serve_tick(uint64_t now)
+{
+	for (int l = 0; l < conf.workers; l++)
+		if (respawns[l].at_ms && now >= respawns[l].at_ms && current_child(l) < 0)
+			spawn(l, now);
+	if (fwd_respawn_at && now >= fwd_respawn_at)
+		spawn_forwarder(now);
+	if (!gen_ready && count_running() == conf.workers)
+		on_ready(now);
+	watchdog(now);
+	kill_overdue_drains(now);
+}
+
+/* Every worker is folded by now: the totals are final, and /metrics is gone. */
+static void log_totals(void)
+{
+	uint64_t req = 0, rsp = 0;
+	for (int l = 0; l < msrc.nlabels; l++) {
+		req += retired[l].c[STATS_req_submit] + retired[l].c[STATS_req_conn];
+		rsp += retired[l].c[STATS_rsp_submit] + retired[l].c[STATS_rsp_conn];
+	}
+	log_info("stopped: %llu requests received, %llu acks sent", (unsigned long long)req,
+		 (unsigned long long)rsp);
+}
+
+int master_run(struct conf *c, int detach)
+{
+	uint64_t now, next_spool_scan = 0;
+
+	if (start(c, detach) == -1)
+		return 1;
 	for (;;) {
 		struct pollfd pfd[2];
-		int npfd = 1, timeout = 1000;
+		int npfd = 1, timeout;
 
 		now = mono_ms();
 		pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		if (mx != NULL) {
+		if (mx != NULL)
 			pfd[npfd++] = (struct pollfd){.fd = metrics_fd(mx), .events = POLLIN};
-			int t = metrics_timeout(mx);
-			if (t >= 0 && t < timeout)
-				timeout = t;
-		}
-		if (next_sample_ms > now && next_sample_ms - now < (uint64_t)timeout)
-			timeout = (int)(next_sample_ms - now);
-		if (!gen_ready && !stopping)
-			timeout =
-			    timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
-		for (int l = 0; l < conf.workers; l++)
-			if (respawns[l].at_ms) {
-				uint64_t t = respawns[l].at_ms > now ? respawns[l].at_ms - now : 0;
-				if (t < (uint64_t)timeout)
-					timeout = (int)t;
-			}
-		if (fwd_respawn_at) {
-			uint64_t t = fwd_respawn_at > now ? fwd_respawn_at - now : 0;
-			if (t < (uint64_t)timeout)
-				timeout = (int)t;
-		}
+		timeout = poll_timeout(now);
 
 		if (poll(pfd, (nfds_t)npfd, timeout) == -1 && errno != EINTR)
 			fatal("poll");
@@ -1015,56 +1118,14 @@ int master_run(struct conf *c, int detach)
 			spoolm_tick();
 			next_spool_scan = now + 1000;
 		}
-
 		if (stopping) {
-			int alive = 0;
-			for (int i = 0; i < STATS_MAX_SLOTS; i++)
-				alive += children[i].pid > 0;
-			/*
-			 * The forwarder goes last: workers that wait for the stream
-			 * (ack_after = stream) need it until they have drained.
-			 */
-			if (alive == 0 && fwd_pid > 0 && !fwd_stop_sent) {
-				kill(fwd_pid, SIGTERM);
-				fwd_stop_sent = 1;
-			}
-			alive += fwd_pid > 0;
-			if (alive == 0)
+			if (stop_tick(now))
 				break;
-			if (now >= stop_kill_at) {
-				log_warnx(
-				    "%d workers still running past the shutdown timeout: killing",
-				    alive);
-				forward(SIGKILL);
-				stop_kill_at = now + 60000;
-			}
 			continue;
 		}
-		for (int l = 0; l < conf.workers; l++)
-			if (respawns[l].at_ms && now >= respawns[l].at_ms && current_child(l) < 0)
-				spawn(l, now);
-		if (fwd_respawn_at && now >= fwd_respawn_at)
-			spawn_forwarder(now);
-		if (!gen_ready && count_running() == conf.workers)
-			on_ready(now);
-		watchdog(now);
-		for (int i = 0; i < STATS_MAX_SLOTS; i++)
-			if (children[i].pid > 0 && children[i].draining &&
-			    now >= children[i].kill_at_ms) {
-				log_warnx("worker %d (pid %d) still draining: killing",
-					  children[i].label, (int)children[i].pid);
-				kill(children[i].pid, SIGKILL);
-				children[i].kill_at_ms = now + 60000;
-			}
+		serve_tick(now);
 	}
-	/* Every worker is folded by now: the totals are final, and /metrics is gone. */
-	uint64_t req = 0, rsp = 0;
-	for (int l = 0; l < msrc.nlabels; l++) {
-		req += retired[l].c[STATS_req_submit] + retired[l].c[STATS_req_conn];
-		rsp += retired[l].c[STATS_rsp_submit] + retired[l].c[STATS_rsp_conn];
-	}
-	log_info("stopped: %llu requests received, %llu acks sent", (unsigned long long)req,
-		 (unsigned long long)rsp);
+	log_totals();
 	metrics_stop(mx);
 	for (int i = 0; i < nls; i++)
 		close(ls[i].fd);

@@ -135,9 +135,254 @@ static void proc_read(pid_t pid, int with_children, struct proc_totals *t)
 	}
 }
 
-char *metrics_render(const struct metrics_src *s, size_t *len)
+/* Per worker: open connections and every counter of STATS_COUNTERS, summed by label. */
+static void render_counters(struct out *o, const struct stats_slot *per, const int64_t *connected,
+			    int nl)
+{
+	family(o, "submitd_client_connected", "gauge", "Open client connections.");
+	for (int l = 0; l < nl; l++)
+		outf(o, "submitd_client_connected{worker=\"%d\"} %lld\n", l,
+		     (long long)connected[l]);
+
+	const char *last = "";
+#define X(f, fam, lab, help)                                                                       \
+	if (strcmp(last, fam) != 0) {                                                              \
+		family(o, "submitd_" fam, "counter", help);                                        \
+		last = fam;                                                                        \
+	}                                                                                          \
+	for (int l = 0; l < nl; l++)                                                               \
+		outf(o, "submitd_" fam "{worker=\"%d\"%s%s} %llu\n", l, lab[0] ? "," : "", lab,    \
+		     (unsigned long long)per[l].c[STATS_##f]);
+	STATS_COUNTERS(X)
+#undef X
+}
+
+/* The histograms of all workers together: write batches, fdatasync latency and size. */
+static void render_histograms(struct out *o, const struct stats_slot *per, int nl)
 {
 	static const uint64_t bounds[] = STATS_BATCH_BOUNDS;
+
+	struct stats_slot all;
+	memset(&all, 0, sizeof(all));
+	for (int l = 0; l < nl; l++) {
+		for (int b = 0; b < STATS_NBATCH; b++)
+			all.batch[b] += per[l].batch[b];
+		all.batch_sum += per[l].batch_sum;
+	}
+	family(o, "submitd_write_batch_size", "histogram", "Acks written per write call.");
+	uint64_t cum = 0;
+	for (int b = 0; b < STATS_NBATCH; b++) {
+		cum += all.batch[b];
+		if (b < STATS_NBATCH - 1)
+			outf(o, "submitd_write_batch_size_bucket{le=\"%llu\"} %llu\n",
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+		else
+			outf(o, "submitd_write_batch_size_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
+	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
+
+	static const uint64_t fsync_bounds[] = STATS_FSYNC_BOUNDS;
+	for (int l = 0; l < nl; l++) {
+		for (int b = 0; b < STATS_NFSYNC; b++)
+			all.fsync_us[b] += per[l].fsync_us[b];
+		all.fsync_us_sum += per[l].fsync_us_sum;
+		for (int b = 0; b < STATS_NBATCH; b++)
+			all.fsync_recs[b] += per[l].fsync_recs[b];
+		all.fsync_recs_sum += per[l].fsync_recs_sum;
+	}
+	family(o, "submitd_spool_fsync_seconds", "histogram",
+	       "Latency of the fdatasync calls that make spooled records durable.");
+	cum = 0;
+	for (int b = 0; b < STATS_NFSYNC; b++) {
+		cum += all.fsync_us[b];
+		if (b < STATS_NFSYNC - 1)
+			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"%g\"} %llu\n",
+			     (double)fsync_bounds[b] / 1e6, (unsigned long long)cum);
+		else
+			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(o, "submitd_spool_fsync_seconds_sum %.6f\nsubmitd_spool_fsync_seconds_count %llu\n",
+	     (double)all.fsync_us_sum / 1e6, (unsigned long long)cum);
+	family(o, "submitd_spool_records_per_fsync", "histogram",
+	       "Records made durable by one fdatasync (group commit).");
+	cum = 0;
+	for (int b = 0; b < STATS_NBATCH; b++) {
+		cum += all.fsync_recs[b];
+		if (b < STATS_NBATCH - 1)
+			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"%llu\"} %llu\n",
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+		else
+			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(o,
+	     "submitd_spool_records_per_fsync_sum %llu\nsubmitd_spool_records_per_fsync_count "
+	     "%llu\n",
+	     (unsigned long long)all.fsync_recs_sum, (unsigned long long)cum);
+}
+
+/* The spool as the master last scanned it, and what recovery did. */
+static void render_spool(struct out *o, const struct stats_shm *sh)
+{
+	uint64_t oldest = STATS_LOAD(sh->spool_oldest_ready_ns);
+	family(o, "submitd_spool_used_bytes", "gauge",
+	       "Bytes in the spool's directories (last scan plus what workers wrote since).");
+	outf(o, "submitd_spool_used_bytes %llu\n", (unsigned long long)stats_spool_used(sh));
+	family(o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.");
+	outf(o, "submitd_spool_max_bytes %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->ctl.spool_max));
+	family(o, "submitd_spool_ready_segments", "gauge",
+	       "Sealed segments waiting in ready/ for a consumer.");
+	outf(o, "submitd_spool_ready_segments %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_ready_segments));
+	family(o, "submitd_spool_oldest_ready_age_seconds", "gauge",
+	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
+	outf(o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
+	     oldest && wall_ns() > oldest ? (double)(wall_ns() - oldest) / 1e9 : 0.0);
+	family(o, "submitd_spool_recovered_segments_total", "counter",
+	       "Segments of dead writers recovered, by outcome.");
+	outf(o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
+	     (unsigned long long)(STATS_LOAD(sh->spool_recovered) -
+				  STATS_LOAD(sh->spool_truncated)));
+	outf(o, "submitd_spool_recovered_segments_total{outcome=\"truncated\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_truncated));
+	outf(o, "submitd_spool_recovered_segments_total{outcome=\"removed\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_removed));
+	outf(o, "submitd_spool_recovered_segments_total{outcome=\"quarantined\"} %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_quarantined));
+	family(o, "submitd_spool_truncated_bytes_total", "counter",
+	       "Bytes of torn tails cut off by recovery.");
+	outf(o, "submitd_spool_truncated_bytes_total %llu\n",
+	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
+}
+
+static void render_nats(struct out *o, const struct stats_shm *sh)
+{
+	/* The NATS forwarder (docs/NATS.md): its own figures, written by it alone. */
+	const struct stats_fwd *fw = &sh->fwd;
+	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
+						 "disconnected", "no_stream",  "refused"};
+	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns), cum;
+#define FWD_COUNTER(name, field, help)                                                             \
+	family(o, "submitd_nats_" name, "counter", help);                                          \
+	outf(o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
+	FWD_COUNTER("published_total", published,
+		    "Publishes sent to the stream, retries included.");
+	FWD_COUNTER("acked_total", acked, "PubAcks received, duplicates included.");
+	FWD_COUNTER("duplicates_total", duplicates,
+		    "PubAcks marked duplicate: resends the stream's duplicate window dropped.");
+	FWD_COUNTER("failed_total", failed, "Publishes answered with an error or timed out.");
+	FWD_COUNTER("retried_total", retried, "Records published again after a failure.");
+	FWD_COUNTER("segments_forwarded_total", segments,
+		    "Segments whose every record is in the stream, deleted from the spool.");
+	FWD_COUNTER("connects_total", connects, "Connections to NATS made, reconnects included.");
+	FWD_COUNTER("connect_errors_total", errors_conn, "Connection attempts that failed.");
+	FWD_COUNTER("forwarder_starts_total", starts, "Forwarder processes started.");
+#undef FWD_COUNTER
+	family(o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.");
+	outf(o, "submitd_nats_inflight %llu\n", (unsigned long long)STATS_LOAD(fw->inflight));
+	family(o, "submitd_nats_lag_bytes", "gauge",
+	       "Bytes of spooled records not yet acknowledged by the stream.");
+	outf(o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
+	family(o, "submitd_nats_lag_records", "gauge",
+	       "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).");
+	outf(o, "submitd_nats_lag_records %llu\n", (unsigned long long)STATS_LOAD(fw->lag_records));
+	family(o, "submitd_nats_lag_segments", "gauge",
+	       "Segments holding records not yet acknowledged by the stream.");
+	outf(o, "submitd_nats_lag_segments %llu\n",
+	     (unsigned long long)STATS_LOAD(fw->lag_segments));
+	family(o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
+	       "Age of the oldest record not yet in the stream; 0 if none.");
+	outf(o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
+	     fold && wall_ns() > fold ? (double)(wall_ns() - fold) / 1e9 : 0.0);
+	family(o, "submitd_nats_state", "gauge",
+	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
+	       "permissions; no_stream: the stream is missing).");
+	for (uint64_t k = 0; k < sizeof(fwd_states) / sizeof(fwd_states[0]); k++)
+		outf(o, "submitd_nats_state{state=\"%s\"} %d\n", fwd_states[k], fst == k);
+	family(o, "submitd_nats_connected", "gauge",
+	       "1 while the forwarder is connected and the stream is there.");
+	outf(o, "submitd_nats_connected %d\n", fst == STATS_FWD_CONNECTED);
+	static const uint64_t fwd_bounds[] = STATS_FWD_BOUNDS;
+	family(o, "submitd_nats_forward_latency_seconds", "histogram",
+	       "From the spool write (the Submit's decoding) to the stream's PubAck.");
+	cum = 0;
+	for (int b = 0; b < STATS_NFWD; b++) {
+		cum += STATS_LOAD(fw->lat[b]);
+		if (b < STATS_NFWD - 1)
+			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
+			     (double)fwd_bounds[b] / 1e6, (unsigned long long)cum);
+		else
+			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+			     (unsigned long long)cum);
+	}
+	outf(o,
+	     "submitd_nats_forward_latency_seconds_sum %.6f\n"
+	     "submitd_nats_forward_latency_seconds_count %llu\n",
+	     (double)STATS_LOAD(fw->lat_sum_us) / 1e6, (unsigned long long)cum);
+}
+
+/* What the master knows: workers, generations, restarts, reloads, the build. */
+static void render_master(struct out *o, const struct metrics_src *s, const uint64_t *allocated,
+			  int nl)
+{
+	family(o, "submitd_worker_allocated_bytes", "gauge",
+	       "Bytes allocated from the workers' memory arenas.");
+	for (int l = 0; l < nl; l++)
+		outf(o, "submitd_worker_allocated_bytes{worker=\"%d\"} %llu\n", l,
+		     (unsigned long long)allocated[l]);
+
+	family(o, "submitd_workers", "gauge", "Worker processes, configured and running.");
+	outf(o, "submitd_workers{state=\"configured\"} %d\n", s->workers_configured);
+	outf(o, "submitd_workers{state=\"running\"} %d\n", s->workers_running);
+	family(o, "submitd_generations", "gauge",
+	       "Worker generations alive: the current one and those still draining.");
+	outf(o, "submitd_generations %d\n", s->generations);
+	family(o, "submitd_draining_connections", "gauge",
+	       "Client connections still open in draining workers.");
+	outf(o, "submitd_draining_connections %lld\n", (long long)s->draining_connections);
+	family(o, "submitd_worker_restarts_total", "counter",
+	       "Workers replaced after an unexpected exit, by how they ended.");
+	outf(o, "submitd_worker_restarts_total{reason=\"exit\"} %llu\n",
+	     (unsigned long long)s->restarts_exit);
+	outf(o, "submitd_worker_restarts_total{reason=\"signal\"} %llu\n",
+	     (unsigned long long)s->restarts_signal);
+	family(o, "submitd_config_last_reload_successful", "gauge",
+	       "Whether the last configuration reload attempt was successful.");
+	outf(o, "submitd_config_last_reload_successful %d\n", s->reload_ok);
+	family(o, "submitd_config_last_reload_success_timestamp_seconds", "gauge",
+	       "Timestamp of the last successful configuration reload.");
+	outf(o, "submitd_config_last_reload_success_timestamp_seconds %.3f\n", s->reload_ts);
+	family(o, "submitd_build_info", "gauge", "Version and commit of the running build.");
+	outf(o, "submitd_build_info{version=\"%s\",commit=\"%s\"} 1\n", SUBMITD_VERSION,
+	     SUBMITD_COMMIT);
+}
+
+/* The process_* families, over the master and its children. */
+static void render_process(struct out *o, const struct metrics_src *s)
+{
+	struct proc_totals pt = {0, 0, 0};
+	for (int i = 0; i < s->npids; i++)
+		proc_read(s->pids[i], i == 0, &pt);
+	family(o, "process_start_time_seconds", "gauge",
+	       "Start time of the master since the epoch in seconds.");
+	outf(o, "process_start_time_seconds %.3f\n", s->start_time);
+	family(o, "process_cpu_seconds_total", "counter",
+	       "CPU time of the master and its workers, running and exited, in seconds.");
+	outf(o, "process_cpu_seconds_total %.2f\n", pt.cpu_seconds);
+	family(o, "process_resident_memory_bytes", "gauge",
+	       "Resident memory of the master and the workers, in bytes.");
+	outf(o, "process_resident_memory_bytes %.0f\n", pt.rss_bytes);
+	family(o, "process_open_fds", "gauge",
+	       "Open file descriptors of the master and the workers.");
+	outf(o, "process_open_fds %.0f\n", pt.open_fds);
+}
+
+char *metrics_render(const struct metrics_src *s, size_t *len)
+{
 	struct out o = {NULL, 0, 0, 0};
 	struct stats_slot *per;
 	int64_t *connected;
@@ -159,225 +404,12 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 	}
 	label_sums(s, nl, per, connected, allocated);
 
-	family(&o, "submitd_client_connected", "gauge", "Open client connections.");
-	for (int l = 0; l < nl; l++)
-		outf(&o, "submitd_client_connected{worker=\"%d\"} %lld\n", l,
-		     (long long)connected[l]);
-
-	const char *last = "";
-#define X(f, fam, lab, help)                                                                       \
-	if (strcmp(last, fam) != 0) {                                                              \
-		family(&o, "submitd_" fam, "counter", help);                                       \
-		last = fam;                                                                        \
-	}                                                                                          \
-	for (int l = 0; l < nl; l++)                                                               \
-		outf(&o, "submitd_" fam "{worker=\"%d\"%s%s} %llu\n", l, lab[0] ? "," : "", lab,   \
-		     (unsigned long long)per[l].c[STATS_##f]);
-	STATS_COUNTERS(X)
-#undef X
-
-	struct stats_slot all;
-	memset(&all, 0, sizeof(all));
-	for (int l = 0; l < nl; l++) {
-		for (int b = 0; b < STATS_NBATCH; b++)
-			all.batch[b] += per[l].batch[b];
-		all.batch_sum += per[l].batch_sum;
-	}
-	family(&o, "submitd_write_batch_size", "histogram", "Acks written per write call.");
-	uint64_t cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.batch[b];
-		if (b < STATS_NBATCH - 1)
-			outf(&o, "submitd_write_batch_size_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(&o, "submitd_write_batch_size_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(&o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
-	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
-
-	static const uint64_t fsync_bounds[] = STATS_FSYNC_BOUNDS;
-	for (int l = 0; l < nl; l++) {
-		for (int b = 0; b < STATS_NFSYNC; b++)
-			all.fsync_us[b] += per[l].fsync_us[b];
-		all.fsync_us_sum += per[l].fsync_us_sum;
-		for (int b = 0; b < STATS_NBATCH; b++)
-			all.fsync_recs[b] += per[l].fsync_recs[b];
-		all.fsync_recs_sum += per[l].fsync_recs_sum;
-	}
-	family(&o, "submitd_spool_fsync_seconds", "histogram",
-	       "Latency of the fdatasync calls that make spooled records durable.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFSYNC; b++) {
-		cum += all.fsync_us[b];
-		if (b < STATS_NFSYNC - 1)
-			outf(&o, "submitd_spool_fsync_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fsync_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(&o, "submitd_spool_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(&o, "submitd_spool_fsync_seconds_sum %.6f\nsubmitd_spool_fsync_seconds_count %llu\n",
-	     (double)all.fsync_us_sum / 1e6, (unsigned long long)cum);
-	family(&o, "submitd_spool_records_per_fsync", "histogram",
-	       "Records made durable by one fdatasync (group commit).");
-	cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.fsync_recs[b];
-		if (b < STATS_NBATCH - 1)
-			outf(&o, "submitd_spool_records_per_fsync_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(&o, "submitd_spool_records_per_fsync_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(&o,
-	     "submitd_spool_records_per_fsync_sum %llu\nsubmitd_spool_records_per_fsync_count "
-	     "%llu\n",
-	     (unsigned long long)all.fsync_recs_sum, (unsigned long long)cum);
-
-	const struct stats_shm *sh = s->shm;
-	uint64_t oldest = STATS_LOAD(sh->spool_oldest_ready_ns);
-	family(&o, "submitd_spool_used_bytes", "gauge",
-	       "Bytes in the spool's directories (last scan plus what workers wrote since).");
-	outf(&o, "submitd_spool_used_bytes %llu\n", (unsigned long long)stats_spool_used(sh));
-	family(&o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.");
-	outf(&o, "submitd_spool_max_bytes %llu\n", (unsigned long long)STATS_LOAD(sh->spool_max));
-	family(&o, "submitd_spool_ready_segments", "gauge",
-	       "Sealed segments waiting in ready/ for a consumer.");
-	outf(&o, "submitd_spool_ready_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_ready_segments));
-	family(&o, "submitd_spool_oldest_ready_age_seconds", "gauge",
-	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
-	outf(&o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
-	     oldest && wall_ns() > oldest ? (double)(wall_ns() - oldest) / 1e9 : 0.0);
-	family(&o, "submitd_spool_recovered_segments_total", "counter",
-	       "Segments of dead writers recovered, by outcome.");
-	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
-	     (unsigned long long)(STATS_LOAD(sh->spool_recovered) -
-				  STATS_LOAD(sh->spool_truncated)));
-	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"truncated\"} %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_truncated));
-	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"removed\"} %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_removed));
-	outf(&o, "submitd_spool_recovered_segments_total{outcome=\"quarantined\"} %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_quarantined));
-	family(&o, "submitd_spool_truncated_bytes_total", "counter",
-	       "Bytes of torn tails cut off by recovery.");
-	outf(&o, "submitd_spool_truncated_bytes_total %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
-
-	/* The NATS forwarder (docs/NATS.md): its own figures, written by it alone. */
-	const struct stats_fwd *fw = &sh->fwd;
-	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
-						 "disconnected", "no_stream",  "refused"};
-	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns);
-#define FWD_COUNTER(name, field, help)                                                             \
-	family(&o, "submitd_nats_" name, "counter", help);                                         \
-	outf(&o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
-	FWD_COUNTER("published_total", published,
-		    "Publishes sent to the stream, retries included.");
-	FWD_COUNTER("acked_total", acked, "PubAcks received, duplicates included.");
-	FWD_COUNTER("duplicates_total", duplicates,
-		    "PubAcks marked duplicate: resends the stream's duplicate window dropped.");
-	FWD_COUNTER("failed_total", failed, "Publishes answered with an error or timed out.");
-	FWD_COUNTER("retried_total", retried, "Records published again after a failure.");
-	FWD_COUNTER("segments_forwarded_total", segments,
-		    "Segments whose every record is in the stream, deleted from the spool.");
-	FWD_COUNTER("connects_total", connects, "Connections to NATS made, reconnects included.");
-	FWD_COUNTER("connect_errors_total", errors_conn, "Connection attempts that failed.");
-	FWD_COUNTER("forwarder_starts_total", starts, "Forwarder processes started.");
-#undef FWD_COUNTER
-	family(&o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.");
-	outf(&o, "submitd_nats_inflight %llu\n", (unsigned long long)STATS_LOAD(fw->inflight));
-	family(&o, "submitd_nats_lag_bytes", "gauge",
-	       "Bytes of spooled records not yet acknowledged by the stream.");
-	outf(&o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
-	family(&o, "submitd_nats_lag_records", "gauge",
-	       "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).");
-	outf(&o, "submitd_nats_lag_records %llu\n",
-	     (unsigned long long)STATS_LOAD(fw->lag_records));
-	family(&o, "submitd_nats_lag_segments", "gauge",
-	       "Segments holding records not yet acknowledged by the stream.");
-	outf(&o, "submitd_nats_lag_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(fw->lag_segments));
-	family(&o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
-	       "Age of the oldest record not yet in the stream; 0 if none.");
-	outf(&o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
-	     fold && wall_ns() > fold ? (double)(wall_ns() - fold) / 1e9 : 0.0);
-	family(&o, "submitd_nats_state", "gauge",
-	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
-	       "permissions; no_stream: the stream is missing).");
-	for (uint64_t k = 0; k < sizeof(fwd_states) / sizeof(fwd_states[0]); k++)
-		outf(&o, "submitd_nats_state{state=\"%s\"} %d\n", fwd_states[k], fst == k);
-	family(&o, "submitd_nats_connected", "gauge",
-	       "1 while the forwarder is connected and the stream is there.");
-	outf(&o, "submitd_nats_connected %d\n", fst == STATS_FWD_CONNECTED);
-	static const uint64_t fwd_bounds[] = STATS_FWD_BOUNDS;
-	family(&o, "submitd_nats_forward_latency_seconds", "histogram",
-	       "From the spool write (the Submit's decoding) to the stream's PubAck.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFWD; b++) {
-		cum += STATS_LOAD(fw->lat[b]);
-		if (b < STATS_NFWD - 1)
-			outf(&o, "submitd_nats_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fwd_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(&o, "submitd_nats_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(&o,
-	     "submitd_nats_forward_latency_seconds_sum %.6f\n"
-	     "submitd_nats_forward_latency_seconds_count %llu\n",
-	     (double)STATS_LOAD(fw->lat_sum_us) / 1e6, (unsigned long long)cum);
-
-	family(&o, "submitd_worker_allocated_bytes", "gauge",
-	       "Bytes allocated from the workers' memory arenas.");
-	for (int l = 0; l < nl; l++)
-		outf(&o, "submitd_worker_allocated_bytes{worker=\"%d\"} %llu\n", l,
-		     (unsigned long long)allocated[l]);
-
-	family(&o, "submitd_workers", "gauge", "Worker processes, configured and running.");
-	outf(&o, "submitd_workers{state=\"configured\"} %d\n", s->workers_configured);
-	outf(&o, "submitd_workers{state=\"running\"} %d\n", s->workers_running);
-	family(&o, "submitd_generations", "gauge",
-	       "Worker generations alive: the current one and those still draining.");
-	outf(&o, "submitd_generations %d\n", s->generations);
-	family(&o, "submitd_draining_connections", "gauge",
-	       "Client connections still open in draining workers.");
-	outf(&o, "submitd_draining_connections %lld\n", (long long)s->draining_connections);
-	family(&o, "submitd_worker_restarts_total", "counter",
-	       "Workers replaced after an unexpected exit, by how they ended.");
-	outf(&o, "submitd_worker_restarts_total{reason=\"exit\"} %llu\n",
-	     (unsigned long long)s->restarts_exit);
-	outf(&o, "submitd_worker_restarts_total{reason=\"signal\"} %llu\n",
-	     (unsigned long long)s->restarts_signal);
-	family(&o, "submitd_config_last_reload_successful", "gauge",
-	       "Whether the last configuration reload attempt was successful.");
-	outf(&o, "submitd_config_last_reload_successful %d\n", s->reload_ok);
-	family(&o, "submitd_config_last_reload_success_timestamp_seconds", "gauge",
-	       "Timestamp of the last successful configuration reload.");
-	outf(&o, "submitd_config_last_reload_success_timestamp_seconds %.3f\n", s->reload_ts);
-	family(&o, "submitd_build_info", "gauge", "Version and commit of the running build.");
-	outf(&o, "submitd_build_info{version=\"%s\",commit=\"%s\"} 1\n", SUBMITD_VERSION,
-	     SUBMITD_COMMIT);
-
-	struct proc_totals pt = {0, 0, 0};
-	for (int i = 0; i < s->npids; i++)
-		proc_read(s->pids[i], i == 0, &pt);
-	family(&o, "process_start_time_seconds", "gauge",
-	       "Start time of the master since the epoch in seconds.");
-	outf(&o, "process_start_time_seconds %.3f\n", s->start_time);
-	family(&o, "process_cpu_seconds_total", "counter",
-	       "CPU time of the master and its workers, running and exited, in seconds.");
-	outf(&o, "process_cpu_seconds_total %.2f\n", pt.cpu_seconds);
-	family(&o, "process_resident_memory_bytes", "gauge",
-	       "Resident memory of the master and the workers, in bytes.");
-	outf(&o, "process_resident_memory_bytes %.0f\n", pt.rss_bytes);
-	family(&o, "process_open_fds", "gauge",
-	       "Open file descriptors of the master and the workers.");
-	outf(&o, "process_open_fds %.0f\n", pt.open_fds);
+	render_counters(&o, per, connected, nl);
+	render_histograms(&o, per, nl);
+	render_spool(&o, s->shm);
+	render_nats(&o, s->shm);
+	render_master(&o, s, allocated, nl);
+	render_process(&o, s);
 
 	free(per);
 	free(connected);
@@ -568,9 +600,9 @@ static const char *worker_state(const struct metrics_worker *w, uint32_t state)
 {
 	if (w->hung)
 		return "unresponsive";
-	if (w->draining || state == STATS_SLOT_DRAINING)
+	if (w->draining || state == CTL_SLOT_DRAINING)
 		return "draining";
-	return state == STATS_SLOT_RUNNING ? "running" : "starting";
+	return state == CTL_SLOT_RUNNING ? "running" : "starting";
 }
 
 char *metrics_status_render(const struct metrics_src *s, size_t *len)
@@ -611,13 +643,13 @@ char *metrics_status_render(const struct metrics_src *s, size_t *len)
 	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
 		const struct metrics_worker *w = &s->workers[i];
 		const struct stats_slot *sl = &s->shm->slot[i];
-		uint32_t state = STATS_LOAD(sl->state);
-		uint64_t hb = STATS_LOAD(sl->heartbeat_ms);
+		uint32_t state = STATS_LOAD(s->shm->ctl.slot[i].state);
+		uint64_t hb = STATS_LOAD(s->shm->ctl.slot[i].heartbeat_ms);
 		char age[24] = "-";
 
 		if (w->pid <= 0)
 			continue;
-		if (state == STATS_SLOT_RUNNING || state == STATS_SLOT_DRAINING)
+		if (state == CTL_SLOT_RUNNING || state == CTL_SLOT_DRAINING)
 			snprintf(age, sizeof(age), "%llu",
 				 (unsigned long long)(now > hb ? now - hb : 0));
 		outf(&o, "%-6d %-5d %-8d %-10u %-12s %-11lld %-19.1f %s\n", w->label, i,

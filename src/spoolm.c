@@ -157,7 +157,7 @@ static uint64_t scan_dir(const char *sub, uint64_t *count, uint64_t *oldest_ns)
 static int scan(void)
 {
 	uint64_t net = 0, bytes = 0, ready = 0, oldest = 0;
-	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
 
 	/*
 	 * What the live workers wrote, taken before the scan: bytes written
@@ -165,7 +165,7 @@ static int scan(void)
 	 */
 	for (uint32_t i = 0; i < hwm && i < STATS_MAX_SLOTS; i++) {
 		const struct stats_slot *s = &shm->slot[i];
-		if (STATS_LOAD(s->state) == STATS_SLOT_FREE)
+		if (STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_FREE)
 			continue;
 		net += STATS_LOAD(s->c[STATS_spool_bytes]) -
 		       STATS_LOAD(s->c[STATS_spool_dropped_bytes]);
@@ -175,8 +175,8 @@ static int scan(void)
 	bytes += scan_dir(SPOOL_TAKEN, NULL, NULL);
 	bytes += scan_dir(SPOOL_QUARANTINE, NULL, NULL);
 	bytes += scan_dir(SPOOL_SUSPECT, NULL, NULL);
-	STATS_STORE(shm->spool_scan_net, net);
-	STATS_STORE(shm->spool_scan_bytes, bytes);
+	STATS_STORE(shm->ctl.spool_scan_net, net);
+	STATS_STORE(shm->ctl.spool_scan_bytes, bytes);
 	STATS_STORE(shm->spool_ready_segments, ready);
 	STATS_STORE(shm->spool_oldest_ready_ns, oldest);
 	return 0;
@@ -240,7 +240,7 @@ void spoolm_conf(const struct conf *c)
 {
 	cf = c;
 	if (shm != NULL)
-		STATS_STORE(shm->spool_max, (uint64_t)c->spool_max_size);
+		STATS_STORE(shm->ctl.spool_max, (uint64_t)c->spool_max_size);
 }
 
 void spoolm_reaped(pid_t pid)

@@ -63,6 +63,7 @@
 static const struct conf *cf;
 static struct stats_slot *slot;
 static const struct stats_shm *shm;
+static struct ctl_slot *ctl; /* the worker's control slot (ctl.h) */
 static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
@@ -224,7 +225,7 @@ static uint64_t drop_oldest(void)
 /* Room for bytes more under spool_max_size? Drops the oldest ready segments if so configured. */
 static int room_for(uint64_t bytes)
 {
-	uint64_t max = STATS_LOAD(shm->spool_max);
+	uint64_t max = STATS_LOAD(shm->ctl.spool_max);
 
 	if (max == 0)
 		return 1;
@@ -362,6 +363,7 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 		return NULL;
 	cf = c;
 	slot = s;
+	ctl = stats_ctl(sh, s);
 	shm = sh;
 	worker = (unsigned)index;
 	generation = gen;
@@ -494,7 +496,7 @@ void spoolw_stream_release(void (*ready)(struct conn *c))
 
 	if (cf == NULL || owing == NULL)
 		return;
-	if (stats_pos_load(&slot->stream_acked, &ns, &off) == -1)
+	if (ctl_pos_load(&ctl->stream_acked, &ns, &off) == -1)
 		return;
 	if (!owing_new && ns == seen_ns && off == seen_off)
 		return;
@@ -506,8 +508,7 @@ void spoolw_stream_release(void (*ready)(struct conn *c))
 		next = c->owing_next;
 		while (c->mn > 0) {
 			struct conn_mark *m = &c->marks[c->mhead];
-			if ((m->ns != 0 || m->off != 0) &&
-			    stats_pos_cmp(ns, off, m->ns, m->off) < 0)
+			if ((m->ns != 0 || m->off != 0) && ctl_pos_cmp(ns, off, m->ns, m->off) < 0)
 				break;
 			/* The front of the held region: the oldest owed acks. */
 			uint8_t *p = buf_tail(&c->out) - c->held + done;
@@ -591,7 +592,7 @@ void spoolw_commit(uint64_t now)
 	}
 	/* What a consumer may take from the open segment: only what was acked (or owed). */
 	if (seg.fd >= 0 && (seg.created_ns != pub_ns || seg.size != pub_off)) {
-		stats_pos_store(&slot->spool_end, seg.created_ns, seg.size);
+		ctl_pos_store(&ctl->spool_end, seg.created_ns, seg.size);
 		pub_ns = seg.created_ns;
 		pub_off = seg.size;
 	}

@@ -56,20 +56,20 @@ void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs)
 
 uint64_t stats_spool_used(const struct stats_shm *shm)
 {
-	uint32_t hwm = STATS_LOAD(shm->slot_hwm);
+	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
 	int64_t net = 0;
 
 	if (hwm > STATS_MAX_SLOTS)
 		hwm = STATS_MAX_SLOTS;
 	for (uint32_t i = 0; i < hwm; i++) {
 		const struct stats_slot *s = &shm->slot[i];
-		if (STATS_LOAD(s->state) == STATS_SLOT_FREE)
+		if (STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_FREE)
 			continue;
 		net += (int64_t)(STATS_LOAD(s->c[STATS_spool_bytes]) -
 				 STATS_LOAD(s->c[STATS_spool_dropped_bytes]));
 	}
-	int64_t used = (int64_t)STATS_LOAD(shm->spool_scan_bytes) + net -
-		       (int64_t)STATS_LOAD(shm->spool_scan_net);
+	int64_t used = (int64_t)STATS_LOAD(shm->ctl.spool_scan_bytes) + net -
+		       (int64_t)STATS_LOAD(shm->ctl.spool_scan_net);
 	return used < 0 ? 0 : (uint64_t)used;
 }
 

@@ -1,12 +1,15 @@
 /*
- * Shared-memory statistics. The master maps one segment before forking:
- * a header and a pool of cache-line-aligned slots. Each worker writes only
- * its own slot, without locks; the master only reads them, and folds a
- * slot's counters into its own totals when the worker is gone, so no
- * counter ever goes down.
+ * Shared-memory statistics: the counters /metrics shows. The master maps
+ * one segment before forking: a header, the control block (ctl.h: what the
+ * processes tell each other, not counters) and a pool of cache-line-aligned
+ * counter slots. Each worker writes only its own slot, without locks; the
+ * master only reads them, and folds a slot's counters into its own totals
+ * when the worker is gone, so no counter ever goes down.
  */
 #ifndef SUBMITD_STATS_H
 #define SUBMITD_STATS_H
+
+#include "ctl.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -92,55 +95,7 @@ enum stats_counter {
 	}
 #define STATS_NFWD 13
 
-#define STATS_MAX_SLOTS 1024
-
-/*
- * A position in one worker's spool: the segment (its created_ns) and a byte
- * offset in it. One writer; a reader that finds seq odd or changed reads
- * again (a seqlock, bounded: see stats_pos_load). Positions of one worker
- * only grow: segments are named in increasing created_ns.
- */
-struct stats_pos {
-	uint64_t seq, ns, off;
-};
-
-static inline void stats_pos_store(struct stats_pos *p, uint64_t ns, uint64_t off)
-{
-	uint64_t s = __atomic_load_n(&p->seq, __ATOMIC_RELAXED);
-
-	__atomic_store_n(&p->seq, s + 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&p->ns, ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&p->off, off, __ATOMIC_RELAXED);
-	__atomic_store_n(&p->seq, s + 2, __ATOMIC_RELEASE);
-}
-
-/*
- * 0 and the position, or -1 if no consistent read came in a few tries (a
- * writer killed in the middle of a store leaves seq odd for good).
- */
-static inline int stats_pos_load(const struct stats_pos *p, uint64_t *ns, uint64_t *off)
-{
-	for (int i = 0; i < 64; i++) {
-		uint64_t s = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
-		if (s & 1)
-			continue;
-		*ns = __atomic_load_n(&p->ns, __ATOMIC_RELAXED);
-		*off = __atomic_load_n(&p->off, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&p->seq, __ATOMIC_RELAXED) == s)
-			return 0;
-	}
-	return -1;
-}
-
-/* -1, 0, 1 as (ans, aoff) is before, at or after (bns, boff). */
-static inline int stats_pos_cmp(uint64_t ans, uint64_t aoff, uint64_t bns, uint64_t boff)
-{
-	if (ans != bns)
-		return ans < bns ? -1 : 1;
-	return aoff < boff ? -1 : aoff > boff;
-}
+#define STATS_MAX_SLOTS CTL_MAX_SLOTS
 
 /* The NATS forwarder's figures (docs/NATS.md); written by the forwarder only. */
 enum stats_fwd_state {
@@ -169,15 +124,7 @@ struct stats_fwd {
 	uint64_t errors_conn;	  /* connect attempts that failed */
 	uint64_t lat[STATS_NFWD]; /* spool write to PubAck, first acks only */
 	uint64_t lat_sum_us;
-	uint64_t heartbeat_ms;
 	uint64_t starts; /* forwarder processes started (written by the master) */
-};
-
-enum stats_slot_state {
-	STATS_SLOT_FREE = 0,
-	STATS_SLOT_STARTING, /* forked, not yet in its loop */
-	STATS_SLOT_RUNNING,  /* serving */
-	STATS_SLOT_DRAINING, /* not accepting, finishing its connections */
 };
 
 struct stats_slot {
@@ -189,38 +136,14 @@ struct stats_slot {
 	uint64_t fsync_recs[STATS_NBATCH]; /* records covered per fdatasync */
 	uint64_t fsync_recs_sum;
 	int64_t connected;
-	uint64_t allocated;    /* bytes in the worker's arena */
-	uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms, stamped every loop round */
-	uint64_t accepting;    /* 1 while it watches the listeners (not paused or draining) */
-	uint32_t state;	       /* enum stats_slot_state, written by the worker */
-	int32_t pid;	       /* the worker's, written by it at start */
-	uint32_t label;	       /* the worker's index, written by it at start */
-	/* Written by the worker: its open segment and how far its records may be forwarded. */
-	struct stats_pos spool_end;
-	/* Written by the forwarder: how far the stream holds this worker's records. */
-	struct stats_pos stream_acked;
+	uint64_t allocated; /* bytes in the worker's arena */
 } __attribute__((aligned(64)));
 
 struct stats_shm {
 	uint64_t magic;
 	uint32_t nslots;
-	/*
-	 * Written by the master: the slots of the workers that accept now.
-	 * Workers read it to balance accepts (worker.c); a stale read only
-	 * skews one decision.
-	 */
-	uint32_t nactive;
-	uint16_t active[STATS_MAX_SLOTS];
-	/*
-	 * The spool, written by the master (docs/SPOOL.md, "The bound"): its
-	 * last scan of the spool's directories, and the sum over live slots
-	 * of spool_bytes - spool_dropped_bytes when it scanned, so that a
-	 * worker can add what was written since.
-	 */
-	uint32_t slot_hwm; /* slots 0..slot_hwm-1 may be live */
-	uint64_t spool_scan_bytes;
-	uint64_t spool_scan_net;
-	uint64_t spool_max; /* spool_max_size, 0 unbounded */
+	struct ctl ctl; /* the control block, not counters (ctl.h) */
+	/* The spool as the master last scanned it (docs/SPOOL.md). */
 	uint64_t spool_ready_segments;
 	uint64_t spool_oldest_ready_ns; /* created_ns of the oldest in ready/, 0 none */
 	uint64_t spool_recovered;	/* segments recovered (sealed) after a dead writer */
@@ -261,6 +184,12 @@ void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs);
  * scan plus what the live workers wrote (less what they dropped) since.
  */
 uint64_t stats_spool_used(const struct stats_shm *shm);
+
+/* The control slot of the worker that owns counter slot s (and writes both). */
+static inline struct ctl_slot *stats_ctl(const struct stats_shm *shm, struct stats_slot *s)
+{
+	return (struct ctl_slot *)&shm->ctl.slot[s - shm->slot];
+}
 
 /* Reset a slot for a new worker (master, before fork). */
 void stats_slot_reset(struct stats_slot *s);

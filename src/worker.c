@@ -41,6 +41,7 @@
 static const struct conf *cf;
 static struct conn_ctx ctx;
 static struct stats_slot *slot;
+static struct ctl_slot *ctl; /* this worker's control slot (ctl.h) */
 static const struct stats_shm *shm;
 static int ep = -1, sfd = -1;
 static int listen_fds[CONF_MAX_LISTEN];
@@ -253,7 +254,7 @@ static void listen_set(int mode)
 			fatal("epoll_ctl listen fd %d", listen_fds[i]);
 	}
 	listen_mode = mode;
-	STATS_STORE(slot->accepting, mode != LISTEN_OFF);
+	STATS_STORE(ctl->accepting, mode != LISTEN_OFF);
 }
 
 /*
@@ -265,17 +266,18 @@ static void listen_set(int mode)
 static int fair_to_accept(void)
 {
 	int64_t min = INT64_MAX;
-	uint32_t n = STATS_LOAD(shm->nactive);
+	uint32_t n = STATS_LOAD(shm->ctl.nactive);
 
 	if (n > STATS_MAX_SLOTS)
 		n = STATS_MAX_SLOTS;
 	for (uint32_t i = 0; i < n; i++) {
-		const struct stats_slot *s =
-		    &shm->slot[STATS_LOAD(shm->active[i]) % STATS_MAX_SLOTS];
+		uint16_t k = STATS_LOAD(shm->ctl.active[i]) % STATS_MAX_SLOTS;
+		const struct stats_slot *s = &shm->slot[k];
+		const struct ctl_slot *cs = &shm->ctl.slot[k];
 		/* A paused or draining peer takes nothing: leaving it a connection would stall. */
-		if (s == slot || !STATS_LOAD(s->accepting) ||
-		    STATS_LOAD(s->state) != STATS_SLOT_RUNNING ||
-		    now > STATS_LOAD(s->heartbeat_ms) + PEER_STALE_MS)
+		if (cs == ctl || !STATS_LOAD(cs->accepting) ||
+		    STATS_LOAD(cs->state) != CTL_SLOT_RUNNING ||
+		    now > STATS_LOAD(cs->heartbeat_ms) + PEER_STALE_MS)
 			continue;
 		int64_t c = STATS_LOAD(s->connected);
 		if (c < min)
@@ -388,7 +390,7 @@ static void start_drain(int fast)
 		draining = 1;
 		drain_deadline = now + (uint64_t)cf->shutdown_timeout * 1000;
 		hard_deadline = drain_deadline + LINGER_MS + EXIT_GRACE_MS;
-		STATS_STORE(slot->state, STATS_SLOT_DRAINING);
+		STATS_STORE(ctl->state, CTL_SLOT_DRAINING);
 		listen_set(LISTEN_OFF);
 		for (int i = 0; i < nlisten; i++) {
 			close(listen_fds[i]);
@@ -533,6 +535,7 @@ static void setup(const struct worker_args *a)
 
 	cf = a->conf;
 	slot = a->slot;
+	ctl = stats_ctl(a->shm, slot);
 	shm = a->shm;
 	label = a->index;
 	generation = a->generation;
@@ -624,11 +627,11 @@ static void setup(const struct worker_args *a)
 		exit(0);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
-	STATS_STORE(slot->pid, (int32_t)getpid());
-	STATS_STORE(slot->label, (uint32_t)a->index);
-	STATS_STORE(slot->heartbeat_ms, now);
+	STATS_STORE(ctl->pid, (int32_t)getpid());
+	STATS_STORE(ctl->label, (uint32_t)a->index);
+	STATS_STORE(ctl->heartbeat_ms, now);
 	STATS_STORE(slot->allocated, mem_allocated());
-	STATS_STORE(slot->state, STATS_SLOT_RUNNING);
+	STATS_STORE(ctl->state, CTL_SLOT_RUNNING);
 }
 
 void worker_main(const struct worker_args *a)
@@ -663,7 +666,7 @@ void worker_main(const struct worker_args *a)
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		now = mono_ms();
-		STATS_STORE(slot->heartbeat_ms, now);
+		STATS_STORE(ctl->heartbeat_ms, now);
 		spoolw_round_begin();
 
 		for (int i = 0; i < n; i++) {
