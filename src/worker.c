@@ -143,33 +143,38 @@ static void linger(struct conn *c, enum conn_reason why)
 
 static void on_readable(struct conn *c)
 {
-	ssize_t n = conn_read(c, &ctx);
+	enum conn_read_result r = conn_read(c, &ctx);
 
 	if (c->state == CONN_LINGERING) {
-		if (n == 0 || (n == -1 && errno != EAGAIN) || c->lingered > LINGER_MAX_BYTES)
+		if (r == CONN_READ_EOF || r == CONN_READ_ERROR || c->lingered > LINGER_MAX_BYTES)
 			finish(c, c->reason);
 		return;
 	}
-	if (n > 0) {
-		int r = conn_process(c, &ctx);
-		if (r > 0)
+	switch (r) {
+	case CONN_READ_OK: {
+		int n = conn_process(c, &ctx);
+		if (n > 0)
 			c->last_frame_ms = now;
-		else if (r == -1) {
+		else if (n == -1) {
 			log_warnx("fd %d: out of memory for acks, closing", c->fd);
 			finish(c, CONN_R_ERROR);
-			return;
 		}
-	} else if (n == 0) {
+		break;
+	}
+	case CONN_READ_EOF:
 		/* Half-close: the acks for everything complete still go out. */
 		c->eof = 1;
 		conn_set_state(c, CONN_FLUSHING, CONN_R_CLIENT);
-	} else if (errno == ENOMEM) {
+		break;
+	case CONN_READ_AGAIN:
+		break;
+	case CONN_READ_NOMEM:
 		log_warnx("fd %d: out of memory for input, closing", c->fd);
 		finish(c, CONN_R_ERROR);
-		return;
-	} else if (errno != EAGAIN && errno != EINTR) {
+		break;
+	case CONN_READ_ERROR:
 		finish(c, errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
-		return;
+		break;
 	}
 }
 
