@@ -816,8 +816,8 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	if (c.nnats > CONF_MAX_NATS)
 		c.nnats = CONF_MAX_NATS;
 	for (int i = 0; i < c.nnats; i++)
-		if ((c.nats_servers[i] = dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) ==
-		    NULL)
+		if ((c.nats_servers[i] =
+			 dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) == NULL)
 			goto oom;
 	c.nats_stream = dup_value(cfg_getstr(cfg, "nats_stream"));
 	c.nats_subject = dup_value(cfg_getstr(cfg, "nats_subject"));
