@@ -4,12 +4,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <nats/nats.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1095,21 +1093,6 @@ static void check_stream(void)
 
 /* ---- the process ---- */
 
-static void drop_privileges(void)
-{
-	struct passwd *pw;
-
-	if (cf->user[0] == '\0' || geteuid() != 0)
-		return;
-	if ((pw = getpwnam(cf->user)) == NULL)
-		fatalx("user \"%s\" not found", cf->user);
-	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1)
-		fatal("cannot switch to user %s", cf->user);
-	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1)
-		fatalx("privileges of user %s not dropped", cf->user);
-}
-
 static void on_signal(void)
 {
 	struct signalfd_siginfo si;
@@ -1137,6 +1120,7 @@ static void setup(const struct forwarder_args *a)
 {
 	struct epoll_event ev;
 	sigset_t set;
+	char err[256];
 
 	cf = a->conf;
 	shm = a->shm;
@@ -1179,7 +1163,8 @@ static void setup(const struct forwarder_args *a)
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == -1)
 		fatal("epoll_ctl");
 
-	drop_privileges();
+	if (proc_drop_privileges(cf->user, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->master)
 		exit(0);

@@ -1,11 +1,9 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,21 +512,6 @@ static void tick(void)
 	STATS_STORE(slot->allocated, mem_allocated());
 }
 
-static void drop_privileges(void)
-{
-	struct passwd *pw;
-
-	if (cf->user[0] == '\0' || geteuid() != 0)
-		return;
-	if ((pw = getpwnam(cf->user)) == NULL)
-		fatalx("user \"%s\" not found", cf->user);
-	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1)
-		fatal("cannot switch to user %s", cf->user);
-	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1)
-		fatalx("privileges of user %s not dropped", cf->user);
-}
-
 static void setup(const struct worker_args *a)
 {
 	struct epoll_event ev;
@@ -618,7 +601,8 @@ static void setup(const struct worker_args *a)
 		fatal("epoll_ctl signalfd");
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
-	drop_privileges();
+	if (proc_drop_privileges(cf->user, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	/*
 	 * The master's death must not leave workers serving without
 	 * supervision. After the privilege drop: a change of credentials
