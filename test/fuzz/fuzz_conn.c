@@ -22,15 +22,8 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fuzz.h"
 #include "proto.h"
-
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c))                                                                          \
-			__builtin_trap();                                                          \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* What the spec says the stream holds: the valid requests before the first error. */
 struct model {
