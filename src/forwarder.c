@@ -1119,7 +1119,6 @@ static void on_signal(void)
 static void setup(const struct forwarder_args *a)
 {
 	struct epoll_event ev;
-	sigset_t set;
 	char err[256];
 
 	cf = a->conf;
@@ -1137,19 +1136,9 @@ static void setup(const struct forwarder_args *a)
 	prctl(PR_SET_NAME, "submitd-fwd");
 
 	/* Blocked before libnats starts its threads, so they inherit the mask. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTTIN);
-	sigaddset(&set, SIGTTOU);
-	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2,
+				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
+	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
 	if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/pidfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -173,6 +175,18 @@ int proc_drop_privileges(const char *user, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int proc_signalfd(const int *sigs, int nsigs)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (int i = 0; i < nsigs; i++)
+		sigaddset(&set, sigs[i]);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 static int cmp_int(const void *a, const void *b)

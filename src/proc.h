@@ -39,6 +39,13 @@ int proc_detach_report(const char *err);
  */
 int proc_drop_privileges(const char *user, char *err, size_t errlen);
 
+/*
+ * Block the nsigs signals in sigs and return a signalfd that reads them
+ * (non-blocking, close-on-exec); SIGPIPE is ignored besides. A thread
+ * started later inherits the mask. -1 with errno.
+ */
+int proc_signalfd(const int *sigs, int nsigs);
+
 /* Close every descriptor but those in keep (and those in nothing else). */
 int proc_close_fds(const int *keep, int nkeep);
 

@@ -517,7 +517,6 @@ static void setup(const struct worker_args *a)
 	struct epoll_event ev;
 	struct rlimit rl;
 	char tag[32], name[16], err[256];
-	sigset_t set;
 
 	cf = a->conf;
 	slot = a->slot;
@@ -548,21 +547,12 @@ static void setup(const struct worker_args *a)
 	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
 	prctl(PR_SET_NAME, name);
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGUSR1);
+	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1,
 #ifdef SUBMITD_TEST_HOOKS
-	sigaddset(&set, SIGUSR2);
+				   SIGUSR2,
 #endif
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTTIN);
-	sigaddset(&set, SIGTTOU);
-	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
+	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
