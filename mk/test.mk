@@ -24,7 +24,11 @@ unit-build: $(UNIT_BIN)
 unit-asan-build: $(UNIT_ASAN_BIN)
 
 # Recursion: pkg-config and the wildcards are evaluated only after deps ran.
+# The format check comes first: it takes a second, the suites take minutes.
 test: deps
+	@$(MAKE) -s format-check || { \
+		echo "make test: format-check failed (above): run 'make format' and commit the result" >&2; \
+		exit 1; }
 	$(MAKE) all unit-build unit-asan-build $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	tools/check-layers.sh
 	test/run-tests.sh

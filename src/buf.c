@@ -55,6 +55,17 @@ static void pool_put(void *p, size_t cap)
 	pool_n++;
 }
 
+void buf_compact(struct buf *b)
+{
+	uint32_t len = b->wpos - b->rpos;
+
+	if (b->rpos == 0)
+		return;
+	memmove(b->data, b->data + b->rpos, len);
+	b->rpos = 0;
+	b->wpos = len;
+}
+
 int buf_reserve(struct buf *b, size_t n)
 {
 	size_t len, need;
@@ -71,9 +82,7 @@ int buf_reserve(struct buf *b, size_t n)
 	}
 	if (b->rpos > 0) {
 		/* Usually a partial frame: a few bytes to move. */
-		memmove(b->data, b->data + b->rpos, len);
-		b->rpos = 0;
-		b->wpos = (uint32_t)len;
+		buf_compact(b);
 		if (b->cap - b->wpos >= n)
 			return 0;
 	}

@@ -41,10 +41,23 @@ static inline uint8_t *buf_tail(const struct buf *b)
 	return b->data + b->wpos;
 }
 
+/* Whether the buffer holds memory (a first reserve takes a whole chunk). */
+static inline int buf_allocated(const struct buf *b)
+{
+	return b->data != NULL;
+}
+
 static inline size_t buf_space(const struct buf *b)
 {
 	return b->cap - b->wpos;
 }
+
+/*
+ * Move the unread bytes to the front of the memory, so that all the space
+ * behind them is in one piece (OpenSMTPD's iobuf_normalize). Never
+ * allocates; a no-op if they are already there.
+ */
+void buf_compact(struct buf *b);
 
 /* Ensure buf_space() >= n, compacting or growing. 0, or -1 if out of memory. */
 int buf_reserve(struct buf *b, size_t n) __attribute__((warn_unused_result));

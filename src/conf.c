@@ -169,10 +169,9 @@ static int find_check(const char *name, int line, void *arg)
 	return 1;
 }
 
-/* Edit distance (insertions, deletions, substitutions) between two short names. */
-static size_t edit_distance(const char *a, const char *b)
+size_t conf_edit_distance(const char *a, size_t la, const char *b)
 {
-	size_t la = strlen(a), lb = strlen(b), row[64];
+	size_t lb = strlen(b), row[64];
 
 	if (la >= sizeof(row) || lb >= sizeof(row))
 		return SIZE_MAX;
@@ -201,7 +200,7 @@ static const char *closest_option(cfg_t *root, const char *name)
 	size_t bestd = SIZE_MAX, len = strlen(name);
 
 	for (const cfg_opt_t *o = root->opts; o != NULL && o->name != NULL; o++) {
-		size_t d = edit_distance(name, o->name);
+		size_t d = conf_edit_distance(name, len, o->name);
 		if (d < bestd)
 			bestd = d, best = o->name;
 	}

@@ -85,6 +85,12 @@ int conf_check_system(const struct conf *c, char *err, size_t errlen);
 void conf_free(struct conf *c);
 /* The effective configuration in the file's own syntax. */
 void conf_print(const struct conf *c, FILE *f);
+/*
+ * Edit distance (insertions, deletions, substitutions) between a[0..la)
+ * and the string b, for naming the option a typo meant (in the file and
+ * on the command line); SIZE_MAX if either is 64 bytes or longer.
+ */
+size_t conf_edit_distance(const char *a, size_t la, const char *b);
 const char *conf_spool_sync_name(int v);
 const char *conf_spool_full_name(int v);
 const char *conf_ack_after_name(int v);

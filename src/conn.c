@@ -101,7 +101,17 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 	return ret == -1 ? -1 : (int)(nsubmit + nconn);
 }
 
-ssize_t conn_read(struct conn *c, const struct conn_ctx *x)
+/* What a read(2) returned, named; errno stays as read left it. */
+static enum conn_read_result read_result(ssize_t n)
+{
+	if (n > 0)
+		return CONN_READ_OK;
+	if (n == 0)
+		return CONN_READ_EOF;
+	return errno == EAGAIN || errno == EINTR ? CONN_READ_AGAIN : CONN_READ_ERROR;
+}
+
+enum conn_read_result conn_read(struct conn *c, const struct conn_ctx *x)
 {
 	struct buf *b = &c->in;
 	size_t len = buf_len(b), need = 1;
@@ -113,31 +123,27 @@ ssize_t conn_read(struct conn *c, const struct conn_ctx *x)
 		n = read(c->fd, sink, sizeof(sink));
 		if (n > 0)
 			c->lingered += (uint32_t)n;
-		return n;
+		return read_result(n);
 	}
 	if (len >= PROTO_HDR_LEN) {
 		uint32_t want = proto_get_u32(buf_head(b));
 		if (want > len)
 			need = want - len; /* <= max_frame: bigger frames were refused */
 	}
-	if (b->data == NULL && need < x->read_size)
+	if (!buf_allocated(b) && need < x->read_size)
 		need = x->read_size;
-	if (b->rpos > 0 && len > 0 && buf_space(b) < x->read_size / 2) {
+	if (len > 0 && buf_space(b) < x->read_size / 2) {
 		/* A partial frame at the end: move it to the front to read more. */
-		memmove(b->data, buf_head(b), len);
-		b->rpos = 0;
-		b->wpos = (uint32_t)len;
+		buf_compact(b);
 	}
-	if (buf_reserve(b, need) == -1) {
-		errno = ENOMEM;
-		return -1;
-	}
+	if (buf_reserve(b, need) == -1)
+		return CONN_READ_NOMEM;
 	n = read(c->fd, buf_tail(b), buf_space(b));
 	if (n > 0) {
 		buf_commit(b, (size_t)n);
 		stats_add(x->stats, STATS_bytes_recv, (uint64_t)n);
 	}
-	return n;
+	return read_result(n);
 }
 
 int conn_write(struct conn *c, const struct conn_ctx *x)

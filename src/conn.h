@@ -132,11 +132,16 @@ void conn_set_state(struct conn *c, enum conn_state s, enum conn_reason why);
  */
 int conn_process(struct conn *c, const struct conn_ctx *x);
 
-/*
- * One read from the socket into c->in. Returns bytes read, 0 at EOF, -1
- * with errno set (EAGAIN included).
- */
-ssize_t conn_read(struct conn *c, const struct conn_ctx *x);
+enum conn_read_result {
+	CONN_READ_OK,	 /* bytes arrived (in c->in, or counted in c->lingered) */
+	CONN_READ_EOF,	 /* the peer half-closed */
+	CONN_READ_AGAIN, /* nothing to read now (EAGAIN, EINTR) */
+	CONN_READ_NOMEM, /* c->in could not grow; nothing was read */
+	CONN_READ_ERROR, /* the socket failed: errno says why */
+};
+
+/* One read from the socket into c->in (while lingering, into nowhere). */
+enum conn_read_result conn_read(struct conn *c, const struct conn_ctx *x);
 
 /* Write as much of c->out as the socket takes. 0, or -1 with errno (not EAGAIN). */
 int conn_write(struct conn *c, const struct conn_ctx *x);

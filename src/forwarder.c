@@ -4,12 +4,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <nats/nats.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1117,21 +1115,6 @@ static void check_stream(void)
 
 /* ---- the process ---- */
 
-static void drop_privileges(void)
-{
-	struct passwd *pw;
-
-	if (cf->user[0] == '\0' || geteuid() != 0)
-		return;
-	if ((pw = getpwnam(cf->user)) == NULL)
-		fatalx("user \"%s\" not found", cf->user);
-	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1)
-		fatal("cannot switch to user %s", cf->user);
-	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1)
-		fatalx("privileges of user %s not dropped", cf->user);
-}
-
 static void on_signal(void)
 {
 	struct signalfd_siginfo si;
@@ -1158,7 +1141,7 @@ static void on_signal(void)
 static void setup(const struct forwarder_args *a)
 {
 	struct epoll_event ev;
-	sigset_t set;
+	char err[256];
 
 	cf = a->conf;
 	shm = a->shm;
@@ -1175,19 +1158,9 @@ static void setup(const struct forwarder_args *a)
 	prctl(PR_SET_NAME, "submitd-fwd");
 
 	/* Blocked before libnats starts its threads, so they inherit the mask. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTTIN);
-	sigaddset(&set, SIGTTOU);
-	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2,
+				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
+	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
 	if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
 		fatal("eventfd");
@@ -1201,7 +1174,8 @@ static void setup(const struct forwarder_args *a)
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) == -1)
 		fatal("epoll_ctl");
 
-	drop_privileges();
+	if (proc_drop_privileges(cf->user, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->master)
 		exit(0);

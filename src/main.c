@@ -43,27 +43,9 @@ static void suggest_option(const struct option *opts, const char *arg)
 	arg += 2;
 	size_t len = strcspn(arg, "=");
 	for (; opts->name != NULL; opts++) {
-		size_t lb = strlen(opts->name), row[32];
-		if (len >= 32 || lb >= 32)
-			continue;
-		/* Edit distance, one row at a time. */
-		for (size_t j = 0; j <= lb; j++)
-			row[j] = j;
-		for (size_t i = 1; i <= len; i++) {
-			size_t diag = row[0];
-			row[0] = i;
-			for (size_t j = 1; j <= lb; j++) {
-				size_t up = row[j], d = diag + (arg[i - 1] != opts->name[j - 1]);
-				if (up + 1 < d)
-					d = up + 1;
-				if (row[j - 1] + 1 < d)
-					d = row[j - 1] + 1;
-				diag = up;
-				row[j] = d;
-			}
-		}
-		if (row[lb] < bestd && row[lb] * 2 <= len)
-			bestd = row[lb], best = opts->name;
+		size_t d = conf_edit_distance(arg, len, opts->name);
+		if (d < bestd && d * 2 <= len)
+			bestd = d, best = opts->name;
 	}
 	if (best != NULL)
 		fprintf(stderr, "submitd: did you mean --%s?\n", best);

@@ -3,11 +3,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/pidfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -149,6 +153,40 @@ int proc_detach_report(const char *err)
 	close(report_fd);
 	report_fd = -1;
 	return 1;
+}
+
+int proc_drop_privileges(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	if (user[0] == '\0' || geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(user)) == NULL) {
+		snprintf(err, errlen, "user \"%s\" not found", user);
+		return -1;
+	}
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1) {
+		snprintf(err, errlen, "cannot switch to user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1) {
+		snprintf(err, errlen, "privileges of user %s not dropped", user);
+		return -1;
+	}
+	return 0;
+}
+
+int proc_signalfd(const int *sigs, int nsigs)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (int i = 0; i < nsigs; i++)
+		sigaddset(&set, sigs[i]);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 static int cmp_int(const void *a, const void *b)

@@ -32,6 +32,20 @@ int proc_detach(int *status, char *msg, size_t msglen);
  */
 int proc_detach_report(const char *err);
 
+/*
+ * Become user (its uid, gid and groups) for good, if it is set and we are
+ * root; a no-op otherwise. 0, or -1 with err: the user is unknown, a switch
+ * failed, or root could be regained.
+ */
+int proc_drop_privileges(const char *user, char *err, size_t errlen);
+
+/*
+ * Block the nsigs signals in sigs and return a signalfd that reads them
+ * (non-blocking, close-on-exec); SIGPIPE is ignored besides. A thread
+ * started later inherits the mask. -1 with errno.
+ */
+int proc_signalfd(const int *sigs, int nsigs);
+
 /* Close every descriptor but those in keep (and those in nothing else). */
 int proc_close_fds(const int *keep, int nkeep);
 

@@ -1,11 +1,9 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,33 +142,38 @@ static void linger(struct conn *c, enum conn_reason why)
 
 static void on_readable(struct conn *c)
 {
-	ssize_t n = conn_read(c, &ctx);
+	enum conn_read_result r = conn_read(c, &ctx);
 
 	if (c->state == CONN_LINGERING) {
-		if (n == 0 || (n == -1 && errno != EAGAIN) || c->lingered > LINGER_MAX_BYTES)
+		if (r == CONN_READ_EOF || r == CONN_READ_ERROR || c->lingered > LINGER_MAX_BYTES)
 			finish(c, c->reason);
 		return;
 	}
-	if (n > 0) {
-		int r = conn_process(c, &ctx);
-		if (r > 0)
+	switch (r) {
+	case CONN_READ_OK: {
+		int n = conn_process(c, &ctx);
+		if (n > 0)
 			c->last_frame_ms = now;
-		else if (r == -1) {
+		else if (n == -1) {
 			log_warnx("fd %d: out of memory for acks, closing", c->fd);
 			finish(c, CONN_R_ERROR);
-			return;
 		}
-	} else if (n == 0) {
+		break;
+	}
+	case CONN_READ_EOF:
 		/* Half-close: the acks for everything complete still go out. */
 		c->eof = 1;
 		conn_set_state(c, CONN_FLUSHING, CONN_R_CLIENT);
-	} else if (errno == ENOMEM) {
+		break;
+	case CONN_READ_AGAIN:
+		break;
+	case CONN_READ_NOMEM:
 		log_warnx("fd %d: out of memory for input, closing", c->fd);
 		finish(c, CONN_R_ERROR);
-		return;
-	} else if (errno != EAGAIN && errno != EINTR) {
+		break;
+	case CONN_READ_ERROR:
 		finish(c, errno == ECONNRESET ? CONN_R_CLIENT : CONN_R_ERROR);
-		return;
+		break;
 	}
 }
 
@@ -511,27 +514,11 @@ static void tick(void)
 	STATS_STORE(slot->allocated, mem_allocated());
 }
 
-static void drop_privileges(void)
-{
-	struct passwd *pw;
-
-	if (cf->user[0] == '\0' || geteuid() != 0)
-		return;
-	if ((pw = getpwnam(cf->user)) == NULL)
-		fatalx("user \"%s\" not found", cf->user);
-	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	    setuid(pw->pw_uid) == -1)
-		fatal("cannot switch to user %s", cf->user);
-	if (getuid() != pw->pw_uid || geteuid() != pw->pw_uid || setuid(0) != -1)
-		fatalx("privileges of user %s not dropped", cf->user);
-}
-
 static void setup(const struct worker_args *a)
 {
 	struct epoll_event ev;
 	struct rlimit rl;
 	char tag[32], name[16], err[256];
-	sigset_t set;
 
 	cf = a->conf;
 	slot = a->slot;
@@ -563,21 +550,12 @@ static void setup(const struct worker_args *a)
 	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
 	prctl(PR_SET_NAME, name);
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGQUIT);
-	sigaddset(&set, SIGUSR1);
+	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1,
 #ifdef SUBMITD_TEST_HOOKS
-	sigaddset(&set, SIGUSR2);
+				   SIGUSR2,
 #endif
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGTTIN);
-	sigaddset(&set, SIGTTOU);
-	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if ((sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
+	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
@@ -616,7 +594,8 @@ static void setup(const struct worker_args *a)
 		fatal("epoll_ctl signalfd");
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
-	drop_privileges();
+	if (proc_drop_privileges(cf->user, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	/*
 	 * The master's death must not leave workers serving without
 	 * supervision. After the privilege drop: a change of credentials

@@ -9,18 +9,6 @@ teardown() {
 	sd_stop
 }
 
-# The master's totals from its last log line, "stopped: N requests received, M
-# acks sent", as "N M"; fails when the master logged no such line.
-stopped_totals() {
-	local t
-	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
-	[ -n "$t" ] || {
-		echo "stopped_totals: no \"stopped:\" line in the log" >&2
-		return 1
-	}
-	echo "$t"
-}
-
 # workers_older_than S: every worker has run for at least S seconds.
 workers_older_than() {
 	local w n=0

@@ -449,14 +449,7 @@ time.sleep(120)' "$SD_METRICS_PORT"
 	assert_output "submitd: master"
 
 	# A connection with half a frame keeps its worker draining after the reload.
-	local held=$BATS_TEST_TMPDIR/held
-	sd_spawn "$held" python3 -c '
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"\x00\x00")
-print("sent", flush=True)
-time.sleep(120)' "$SD_PORT"
-	wait_for grep -q sent "$held"
+	sd_stuck_client "$BATS_TEST_TMPDIR/held"
 	wait_for sd_metric_is submitd_client_connected '' 1
 	local old
 	old=$(sd_workers | paste -sd' ')

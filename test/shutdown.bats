@@ -33,17 +33,6 @@ wait_exit() {
 	SD_JOB=
 }
 
-# The master's "stopped: N requests received, M acks sent" as "N M".
-stopped_totals() {
-	local t
-	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
-	[ -n "$t" ] || {
-		echo "no \"stopped:\" line in the log" >&2
-		return 1
-	}
-	echo "$t"
-}
-
 # graceful_stop CMD SIG: CMD (evaluated once submitd runs) asks for a graceful stop
 # by sending SIG, which the master's log names. Ten clients between
 # frames are closed at once (reason shutdown); one in the middle of a frame

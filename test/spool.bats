@@ -67,6 +67,17 @@ spool_check() {
 	$SC bench --ack-log "$ACKS" --cat "$BATS_TEST_TMPDIR/cat.json" "$@"
 }
 
+# kill_all_hard: kill -9 the master and every worker at once, as a crash of
+# the machine would end them, and wait until all are gone.
+kill_all_hard() {
+	local pids p
+	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
+	for p in $pids; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $pids
+	wait "$SD_JOB" 2>/dev/null || true
+	SD_JOB=
+}
+
 # acked_ge N: the server has sent at least N Submit acks with result 0.
 acked_ge() {
 	[ "$(sd_metric submitd_submit_acks_total '{result="0"}')" -ge "$1" ]
@@ -341,12 +352,7 @@ recovered_as_torn() {
 	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 2'
 	spool_bench_bg -c 8 -w 50 -s 20-200 --conn --reconnect --retry 50ms
 	wait_for -t 30 acked_ge 3000
-	local pids p
-	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
-	for p in $pids; do kill -KILL "$p"; done
-	wait_for -t 10 _sd_all_gone $pids
-	wait "$SD_JOB" 2>/dev/null || true
-	SD_JOB=
+	kill_all_hard
 	# What the workers left in active/ is recovered before the new ones start.
 	local left
 	left=$(ls "$SPOOL/active" | wc -l)
@@ -401,12 +407,7 @@ recovered_as_torn() {
 @test "a torn tail left by a dead writer is truncated and counted at start" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
 	spool_bench -n 200 -c 1 -s 20-200
-	local pids p
-	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
-	for p in $pids; do kill -KILL "$p"; done
-	wait_for -t 10 _sd_all_gone $pids
-	wait "$SD_JOB" 2>/dev/null || true
-	SD_JOB=
+	kill_all_hard
 	local seg
 	seg=$(ls "$SPOOL"/active/*.seg | head -1)
 	# Half a record at the end, as a write cut by a crash leaves it.
@@ -468,12 +469,7 @@ recovered_as_torn() {
 @test "a bad checksum in the middle of a dead writer's segment: quarantined, the records before it salvaged" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1'
 	spool_bench -n 200 -c 1 -s 20-200
-	local pids p
-	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
-	for p in $pids; do kill -KILL "$p"; done
-	wait_for -t 10 _sd_all_gone $pids
-	wait "$SD_JOB" 2>/dev/null || true
-	SD_JOB=
+	kill_all_hard
 	local seg name size
 	seg=$(ls "$SPOOL"/active/*.seg | head -1)
 	name=$(basename "$seg")

@@ -218,14 +218,7 @@ stable_part() {
 @test "/status: a worker of the old generation still draining is shown as draining" {
 	sd_start 'workers = 2' 'shutdown_timeout = 60'
 	# Half a frame keeps its worker draining after the reload.
-	local held=$BATS_TEST_TMPDIR/held
-	sd_spawn "$held" python3 -c '
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"\x00\x00")
-print("sent", flush=True)
-time.sleep(120)' "$SD_PORT"
-	wait_for grep -q sent "$held"
+	sd_stuck_client "$BATS_TEST_TMPDIR/held"
 	wait_for sd_metric_is submitd_client_connected '' 1
 	local old draining
 	old=$(sd_workers)

@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential pkg-config libconfuse-dev libmicrohttpd-dev libjemalloc-dev
       bats bats-support bats-assert jq python3 python3-yaml curl procps iproute2 bc
-      prometheus prometheus-node-exporter clang libclang-rt-14-dev valgrind linux-perf
+      prometheus prometheus-node-exporter clang clang-format libclang-rt-14-dev valgrind linux-perf
       debhelper dpkg-dev fakeroot lintian mandoc groff-base strace git
       systemd systemd-container debootstrap gnuplot-nox libnats-dev nats-server"
 missing=""

@@ -10,15 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "proto.h"
-
-#define CHECK(c)                                                                                   \
-	do {                                                                                       \
-		if (!(c))                                                                          \
-			__builtin_trap();                                                          \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Decode p[0..n) copied to the end of a heap block, so a read past n hits ASan's redzone. */
 static int decode_exact(const uint8_t *p, size_t n, uint32_t max, struct proto_frame *f, int ack)

@@ -222,6 +222,18 @@ sd_worker_label() {
 	echo "$l"
 }
 
+# stopped_totals: the master's totals from its last log line, "stopped: N
+# requests received, M acks sent", as "N M"; fails when it logged no such line.
+stopped_totals() {
+	local t
+	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
+	[ -n "$t" ] || {
+		echo "stopped_totals: no \"stopped:\" line in the log" >&2
+		return 1
+	}
+	echo "$t"
+}
+
 sd_metrics() {
 	curl -sf --max-time 5 "http://127.0.0.1:$SD_METRICS_PORT/metrics"
 }

@@ -91,6 +91,36 @@ static void test_compact(void)
 	ok(b.data == NULL, "buf_free drops the memory");
 }
 
+/* buf_compact on its own: the tail space in one piece, no allocation. */
+static void test_compact_op(void)
+{
+	uint8_t src[CHUNK];
+	struct buf b = {0};
+	uint8_t *before;
+	size_t base = mem_allocated();
+
+	buf_compact(&b);
+	ok(b.data == NULL && buf_len(&b) == 0, "compact of an unused buf is a no-op");
+	is_int((long long)mem_allocated(), (long long)base, "compact allocates nothing");
+
+	pattern(src, sizeof(src), 0);
+	is_int(buf_append(&b, src, 40), 0, "append 40 bytes");
+	before = b.data;
+	buf_compact(&b);
+	ok(b.data == before && b.rpos == 0 && holds(&b, 0, 40),
+	   "compact with the bytes already at the front changes nothing");
+
+	buf_consume(&b, 30);
+	ok(buf_space(&b) == CHUNK - 40, "consume alone leaves the head space unusable");
+	buf_compact(&b);
+	ok(b.data == before && b.cap == CHUNK, "compact moves in place, no growth");
+	ok(b.rpos == 0 && holds(&b, 30, 10), "compact moves the 10 unread bytes to the front");
+	is_int((long long)buf_space(&b), CHUNK - 10, "all the rest is tail space");
+	is_int(buf_append(&b, src + 40, 5), 0, "append after compact");
+	ok(holds(&b, 30, 15), "appended bytes follow the moved ones");
+	buf_free(&b);
+}
+
 static void test_grow(size_t base)
 {
 	static uint8_t src[CHUNK * 10];
@@ -225,6 +255,7 @@ int main(void)
 	test_lazy(base);
 	test_append_consume(base);
 	test_compact();
+	test_compact_op();
 	test_grow(base);
 	buf_pool_trim();
 	is_int((long long)mem_allocated(), (long long)base,

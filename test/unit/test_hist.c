@@ -9,24 +9,15 @@
 #include <stdlib.h>
 
 #include "bench/hist.h"
+#include "rand.h"
 #include "tap.h"
 
 #define N 20000
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t next(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
-
 /* Spread over 1 ns .. about 17 s, evenly in log scale. */
 static uint64_t latency(void)
 {
-	double e = (double)(next() % 1000000) / 1000000.0 * 34.0;
+	double e = (double)(test_rand() % 1000000) / 1000000.0 * 34.0;
 	return (uint64_t)exp2(e);
 }
 

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rand.h"
 #include "spool.h"
 #include "tap.h"
 
@@ -36,16 +37,6 @@ static void pathf(char *out, size_t len, const char *fmt, ...)
 }
 
 /* ---- helpers ---- */
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
 
 static void rm_rf(const char *path)
 {
@@ -269,10 +260,10 @@ static void test_crc(void)
 	static uint8_t buf[70000];
 	int agree = 1, chain = 1;
 	for (size_t k = 0; k < sizeof(buf); k++)
-		buf[k] = (uint8_t)rnd();
+		buf[k] = (uint8_t)test_rand();
 	for (int t = 0; t < 2000; t++) {
-		size_t off = rnd() % 64, len = rnd() % (t < 1000 ? 100 : 65000);
-		size_t cut = len ? rnd() % len : 0;
+		size_t off = test_rand() % 64, len = test_rand() % (t < 1000 ? 100 : 65000);
+		size_t cut = len ? test_rand() % len : 0;
 		uint32_t hw = spool_crc32c(0, buf + off, len);
 		if (hw != spool_crc32c_sw(0, buf + off, len))
 			agree = 0;
