@@ -295,7 +295,7 @@ static void test_encode(void)
 	r.type = SPOOL_TYPE_SUBMIT;
 	r.worker = 3;
 	for (size_t k = 0; k < sizeof(src); k++)
-		src[k] = (uint8_t)rnd();
+		src[k] = (uint8_t)test_rand();
 	for (uint32_t len = 0; len <= 1024 && same; len++) {
 		size_t so = len % 8, oo = (len / 8) % 8;
 		r.len = len;
