@@ -212,7 +212,8 @@ roundtrip() {
 	lbytes=$(sd_metric submitd_nats_lag_bytes)
 	echo "lag while NATS is down: $lrec records, $lbytes bytes" >&3
 	[ "$lrec" -ge 1000 ]
-	[ "$lrec" -ge $((lbytes / (100 + 64) / 2)) ] && [ "$lrec" -le $((lbytes / 100 * 2)) ]
+	[ "$lrec" -ge $((lbytes / (100 + 64) / 2)) ]
+	[ "$lrec" -le $((lbytes / 100 * 2)) ]
 	nats_start
 	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
 	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
@@ -239,7 +240,8 @@ roundtrip() {
 	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
 	local npid
 	npid=$(forwarder_pid)
-	[ -n "$npid" ] && [ "$npid" != "$fpid" ]
+	[ -n "$npid" ]
+	[ "$npid" != "$fpid" ]
 	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
 	[ "$(sd_bench_field errors)" = 0 ]
 	wait_for -t 120 drained
