@@ -635,9 +635,14 @@ int spool_seg_suspect(struct spool_seg *s, const char *dir)
 {
 	int rc, saved;
 
-	/* Truncating is not syncing: the rule against a second fsync still holds. */
-	if (s->fd >= 0 && (s->alloc > s->size || s->trunc_failed))
-		(void)ftruncate(s->fd, (off_t)s->size);
+	/*
+	 * Truncating is not syncing: the rule against a second fsync still
+	 * holds. A failure leaves zeros or a failed batch after the records,
+	 * which a reader stops at: nothing to do about it here.
+	 */
+	if (s->fd >= 0 && (s->alloc > s->size || s->trunc_failed) &&
+	    ftruncate(s->fd, (off_t)s->size) == -1)
+		s->trunc_failed = 1;
 	rc = move_seg(dir, SPOOL_ACTIVE, SPOOL_SUSPECT, s->name);
 	saved = errno;
 
