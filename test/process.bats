@@ -159,6 +159,7 @@ time.sleep(120)'
 	# inode left for the pid file, which -t cannot foresee. Told through the pipe.
 	needs_root
 	command -v unshare >/dev/null || skip "no unshare"
+	unshare -m true 2>/dev/null || skip "no mount namespace here (a chroot)"
 	mkdir "$BATS_TEST_TMPDIR/full"
 	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/full/submitd.pid\"")
 	: >"$BATS_TEST_TMPDIR/submitd.log"

@@ -70,10 +70,15 @@ spool_check() {
 # kill_all_hard: kill -9 the master and every worker at once, as a crash of
 # the machine would end them, and wait until all are gone.
 kill_all_hard() {
-	local pids p
-	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
-	for p in $pids; do kill -KILL "$p"; done
-	wait_for -t 10 _sd_all_gone $pids
+	local workers p
+	# The master first stopped, not killed: its death would send the workers
+	# SIGTERM (they would seal their segments) and a live master respawns.
+	kill -STOP "$SD_PID"
+	workers=$(sd_workers | tr '\n' ' ')
+	for p in $workers; do kill -KILL "$p"; done
+	wait_for -t 10 _sd_all_gone $workers
+	kill -KILL "$SD_PID"
+	wait_for -t 10 _sd_all_gone "$SD_PID"
 	wait "$SD_JOB" 2>/dev/null || true
 	SD_JOB=
 }
