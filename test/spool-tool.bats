@@ -164,7 +164,8 @@ one_segment() {
 	"$SPOOL_GEN" -n 60000 -s 8 "$SP" >/dev/null &
 	local gen=$! runs=0
 	PIDS+=("$gen")
-	wait_for test -d "$SP/active"
+	# suspect/ is the last of the five directories the writer makes.
+	wait_for test -d "$SP/suspect"
 	while kill -0 "$gen" 2>/dev/null; do
 		run spool verify
 		assert_success
