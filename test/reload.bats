@@ -100,9 +100,11 @@ running_workers() {
 }
 
 # probe PORT...: every 10 ms, one request and its ack on each port, until
-# killed; a line "MS PORT ok|fail" per try (MS: monotonic milliseconds).
+# killed (at most 120 s); a line "MS PORT ok|fail" per try (MS: monotonic
+# milliseconds). exec: the pid sd_spawn keeps is the probe's own (through
+# timeout, which passes SIGTERM on), so killing it leaves nothing behind.
 probe() {
-	python3 - "$@" <<'PY'
+	exec timeout 120 python3 - "$@" <<'PY'
 import socket, struct, sys, time
 ports = [int(p) for p in sys.argv[1:]]
 req = struct.pack(">IB", 13, 2) + b"00000001"
