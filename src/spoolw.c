@@ -31,10 +31,11 @@
  */
 #define STAGE_MAX 512
 /*
- * spool_sync = interval: start the writeback of every this many bytes
- * written, so the fdatasync at the interval does not find a whole interval
- * of dirty pages to write while the loop waits (PostgreSQL's
- * wal_writer_flush_after does the same).
+ * spool_sync = interval or none: start the writeback of every this many
+ * bytes written, so the fdatasync at the interval, or at sealing, does not
+ * find a whole interval or segment of dirty pages to write while the loop
+ * waits (PostgreSQL's wal_writer_flush_after does the same). With none and
+ * 256 MiB segments, sealing stalled the loop for a fifth of a second.
  */
 #define WRITEBACK_AFTER (1u << 20)
 /*
@@ -341,7 +342,7 @@ static void flush(struct conn_batch *b)
 			suspect();
 		return;
 	}
-	if (cf->spool_sync == CONF_SYNC_INTERVAL) {
+	if (cf->spool_sync != CONF_SYNC_ALWAYS) {
 		if (seg.size - written_back >= WRITEBACK_AFTER) {
 			spool_seg_writeback(&seg, written_back, seg.size);
 			written_back = seg.size;
