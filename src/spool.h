@@ -54,15 +54,22 @@ struct spool_rec {
 void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
 /*
  * The whole record into out (64 + r->len bytes): the header and a copy of
- * payload p, the CRC in one pass over both (still in cache). Returns 64 + r->len.
+ * payload p, without its CRC: spool_rec_crc_fill computes it, for a batch
+ * of records at once. Returns 64 + r->len.
  */
 size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
+/*
+ * The CRCs of n whole records (header and payload contiguous at rec[i],
+ * rec_len already in place), written into their headers. With the CPU's
+ * CRC instruction, three records at a time run interleaved.
+ */
+void spool_rec_crc_fill(uint8_t *const rec[], size_t n);
 /*
  * The next record of a writer whose previous record header prev (already
  * encoded) has the same fields but for rec_len and submit_id: one copy
  * instead of field by field. With copy, as spool_rec_encode (header and
- * payload into out, returns 64 + len); without, only the header (CRC over
- * it and p), returns 64.
+ * payload into out, the CRC left to spool_rec_crc_fill, returns 64 + len);
+ * without, only the header, CRC over it and p included, returns 64.
  */
 size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
 			     const void *p, uint32_t len, int copy);

@@ -69,6 +69,7 @@ static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
 static uint8_t *stage; /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
+static uint8_t *staged[BATCH_CAP]; /* the whole records in stage, for their CRCs */
 static struct spool_seg seg = {.fd = -1};
 static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
 static uint64_t round_ns;     /* CLOCK_REALTIME at the start of the round */
@@ -290,6 +291,7 @@ static void flush(struct conn_batch *b)
 	uint8_t *sp = stage, *prev = NULL;
 	struct conn *prev_c = NULL;
 	int k = -1;
+	size_t whole = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		struct conn_rec *r = &b->rec[i];
 		struct conn *c = r->c;
@@ -321,6 +323,8 @@ static void flush(struct conn_batch *b)
 		prev_c = c;
 	staged:
 		prev = sp;
+		if (copy)
+			staged[whole++] = sp;
 		if (k >= 0 && (uint8_t *)iov[k].iov_base + iov[k].iov_len == sp) {
 			iov[k].iov_len += len;
 		} else {
@@ -333,6 +337,7 @@ static void flush(struct conn_batch *b)
 			iov[k].iov_len = r->len;
 		}
 	}
+	spool_rec_crc_fill(staged, whole);
 	if (spool_seg_writev(&seg, iov, k + 1) == -1) {
 		int e = errno;
 		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
