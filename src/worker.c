@@ -114,7 +114,8 @@ static void update_events(struct conn *c)
 
 	if (conn_wants_read(c, &ctx))
 		want |= EPOLLIN;
-	if (buf_len(&c->out) > 0)
+	/* Held acks (spool) wait for their records, not for the socket: no EPOLLOUT for them. */
+	if (conn_writable(c) > 0)
 		want |= EPOLLOUT;
 	if (want == c->events)
 		return;
@@ -486,9 +487,10 @@ static void tick(void)
 				finish(c, c->reason);
 			continue;
 		}
-		if (buf_len(&c->out) > 0 && peer_took(c))
+		if (conn_writable(c) > 0 && peer_took(c))
 			c->send_ms = now;
-		if (send_ms && buf_len(&c->out) > 0 && now - c->send_ms >= send_ms) {
+		/* Acks held for their records are the server's wait, not the peer's. */
+		if (send_ms && conn_writable(c) > 0 && now - c->send_ms >= send_ms) {
 			/* The peer stopped reading: the acks it is owed can never leave. */
 			c->reason = CONN_R_SEND_TIMEOUT;
 			finish(c, CONN_R_SEND_TIMEOUT);

@@ -319,7 +319,8 @@ roundtrip() {
 
 @test "ack_after = stream: acks wait while NATS is down and resume when it is back; none wrong" {
 	nats_start
-	sd_nats 'nats_create_stream = 1' 'ack_after = stream' 'spool_sync = none'
+	# send_timeout below the outage: acks held for the stream are no peer's fault.
+	sd_nats 'nats_create_stream = 1' 'ack_after = stream' 'spool_sync = none' 'send_timeout = 2'
 	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -w 16 -d 20 -s 100 --ack-log "$ACKS"
 	local bench=$SD_BENCH_PID
 	wait_for -t 30 metric_ge submitd_submit_acks_total 2000 '{result="0"}'
@@ -350,6 +351,8 @@ roundtrip() {
 	verify -p 100
 	assert_success
 	assert_output --partial " missing 0 unexpected 0 duplicated 0 bad_payload 0"
+	run sd_metric submitd_connections_closed_total '{reason="send_timeout"}'
+	assert_output 0
 }
 
 # A three-node cluster on free loopback ports; the nats-server pids in
