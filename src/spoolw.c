@@ -68,7 +68,7 @@ static struct ctl_slot *ctl; /* the worker's control slot (ctl.h) */
 static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
-static uint8_t *stage; /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
+static uint8_t *stage;		   /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
 static uint8_t *staged[BATCH_CAP]; /* the whole records in stage, for their CRCs */
 static struct spool_seg seg = {.fd = -1};
 static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
