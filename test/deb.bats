@@ -364,6 +364,9 @@ syscall_set() {
 	assert_output --partial 'PASS: submitd.service'
 	# The spool was checked under the unit, while serving and after a restart.
 	[ "$(grep -c '^spool-check: 4000 acked Submits on 4 connections' <<<"$output")" -eq 2 ]
+	# The forwarder under the unit: every ack (ack_after = stream) in the
+	# stream, once, byte for byte, and the spool drained into it.
+	grep -Eq '^nats-check: 2000 acked Submits and [0-9]+ earlier records forwarded by submitd.service into stream SUB' <<<"$output"
 }
 
 # The spool's records are state: dpkg --remove keeps them (with the config),
