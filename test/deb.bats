@@ -47,6 +47,17 @@ setup() {
 
 teardown() {
 	sd_stop
+	# The forwarder's trace test: its daemon, NATS server and spool.
+	if [ -n "${DEB_TRACE_PID:-}" ]; then
+		kill -TERM "$DEB_TRACE_PID" 2>/dev/null || true
+		wait_for -t 20 _sd_all_gone "$DEB_TRACE_PID" || kill -KILL "$DEB_TRACE_PID" 2>/dev/null || true
+	fi
+	if [ -n "${DEB_NATS_PID:-}" ]; then
+		kill -TERM "$DEB_NATS_PID" 2>/dev/null || true
+		wait "$DEB_NATS_PID" 2>/dev/null || true
+	fi
+	[ -z "${DEB_NATS_SPOOL:-}" ] || rm -rf "$DEB_NATS_SPOOL"
+	return 0
 }
 
 deb_file() {
@@ -354,6 +365,74 @@ syscall_set() {
 	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
 }
 
+# The forwarder is the only process with threads (libnats'), and the test
+# above runs none: trace the installed daemon forwarding to a JetStream
+# server with ack_after = stream (every result-0 ack waited for its PubAck)
+# and check every call the forwarder and its threads made against the
+# unit's filter too. Its own spool, so that /var/lib/submitd/spool keeps
+# the segments the tests after this one look for.
+@test "deb: the NATS forwarder and libnats' threads make only system calls the unit's SystemCallFilter allows" {
+	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
+	command -v nats-server >/dev/null || fail "nats-server is not installed (tools/deps.sh installs it)"
+	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
+	local unit=/lib/systemd/system/submitd.service allow=() deny=() l job port nport fwd
+	DEB_NATS_SPOOL=$(mktemp -d /var/lib/submitd/trace-spool.XXXXXX)
+	chown _submitd:_submitd "$DEB_NATS_SPOOL"
+	chmod 750 "$DEB_NATS_SPOOL"
+	nport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	timeout 300 nats-server -js -sd "$BATS_TEST_TMPDIR/js" -a 127.0.0.1 -p "$nport" \
+		>"$BATS_TEST_TMPDIR/nats.log" 2>&1 3>&- 4>&- &
+	DEB_NATS_PID=$!
+	wait_for -t 20 grep -q 'Server is ready' "$BATS_TEST_TMPDIR/nats.log"
+	installed_conf "$conf"
+	conf_set "$conf" pid_file "\"$BATS_TEST_TMPDIR/submitd.pid\""
+	conf_set "$conf" spool_dir "\"$DEB_NATS_SPOOL\""
+	# A name: the forwarder resolves it (nsswitch, /etc/hosts) as a real one.
+	conf_set "$conf" nats_servers "{\"nats://localhost:$nport\"}"
+	conf_set "$conf" nats_stream '"TRACE"'
+	conf_set "$conf" nats_create_stream 1
+	conf_set "$conf" ack_after stream
+	while read -r l; do
+		case $l in
+		'~'*) deny+=(${l#\~}) ;;
+		*) allow+=($l) ;;
+		esac
+	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
+	[ ${#allow[@]} -gt 0 ]
+
+	timeout 120 strace -f -qq -o "$trace" /usr/sbin/submitd -f -c "$conf" >"$log" 2>&1 3>&- 4>&- &
+	job=$!
+	wait_for -t 10 grep -q 'ready: ' "$log"
+	DEB_TRACE_PID=$(cat "$BATS_TEST_TMPDIR/submitd.pid")
+	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	fwd=$(pgrep -P "$DEB_TRACE_PID" -x submitd-fwd)
+	[ "$(ps -o user= -p "$fwd" | tr -d ' ')" = _submitd ]
+	run timeout 60 /usr/bin/submit-bench -n 500 -c 2 -s 100 --ack-log "$BATS_TEST_TMPDIR/acks" "127.0.0.1:$port"
+	assert_success
+	[ "$(awk '$3 == 0' "$BATS_TEST_TMPDIR/acks" | wc -l)" -eq 500 ]
+	run sd_metric submitd_nats_acked_total
+	[ "$output" -ge 500 ]
+	kill -TERM "$DEB_TRACE_PID"
+	wait_for -t 20 _sd_all_gone "$DEB_TRACE_PID"
+	DEB_TRACE_PID=
+	wait "$job"
+
+	# The forwarder's calls: its threads started, it connected to NATS.
+	local ftrace=$BATS_TEST_TMPDIR/strace.fwd tids used bad
+	tids=$(awk -v p="$fwd" '$1 == p && /clone3?(\(| resumed)/ && $NF ~ /^[0-9]+$/ { print $NF }' "$trace" | sort -u)
+	[ -n "$tids" ] || fail "no thread started by the forwarder $fwd"
+	awk -v p="$fwd $tids" 'BEGIN { n = split(p, a, " "); for (i = 1; i <= n; i++) t[a[i]] = 1 } t[$1]' \
+		"$trace" >"$ftrace"
+	grep -q "connect(.*htons($nport)" "$ftrace" || fail "the forwarder did not connect to NATS in the trace"
+	used=$(awk '{ s = ($2 ~ /^[0-9]/) ? $3 : $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' \
+		"$trace" | sort -u)
+	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
+	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))
+	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
+}
+
 # systemd is not PID 1 here: boot a Debian 12 container with systemd and run
 # debian/tests/service there (the first run caches a debootstrap base).
 @test "deb: the unit starts, notifies, reloads and stops under systemd (nspawn)" {
@@ -364,6 +443,9 @@ syscall_set() {
 	assert_output --partial 'PASS: submitd.service'
 	# The spool was checked under the unit, while serving and after a restart.
 	[ "$(grep -c '^spool-check: 4000 acked Submits on 4 connections' <<<"$output")" -eq 2 ]
+	# The forwarder under the unit: every ack (ack_after = stream) in the
+	# stream, once, byte for byte, and the spool drained into it.
+	grep -Eq '^nats-check: 2000 acked Submits and [0-9]+ earlier records forwarded by submitd.service into stream SUB' <<<"$output"
 }
 
 # The spool's records are state: dpkg --remove keeps them (with the config),
