@@ -1,8 +1,9 @@
 /*
  * nats-ref: the reference for the forwarder's rate, as submit-ref is for the
  * TCP side. A minimal libnats JetStream asynchronous publisher: N messages
- * of SIZE bytes with a Nats-Msg-Id each, at most INFLIGHT unacknowledged,
- * into STREAM (created if missing), then waits for every PubAck.
+ * of SIZE bytes with the forwarder's headers (Nats-Msg-Id, Submit-Id, ...:
+ * the same messages), at most INFLIGHT unacknowledged, into STREAM (created
+ * if missing), then waits for every PubAck.
  *
  *   nats-ref -s nats://127.0.0.1:4222 -S STREAM -j SUBJECT -n N -z SIZE [-w INFLIGHT]
  *
@@ -88,14 +89,28 @@ int main(int argc, char **argv)
 		return 1;
 	for (long i = 0; i < size; i++)
 		data[i] = (char)('a' + i % 26);
+	char host[64] = "localhost";
+	gethostname(host, sizeof(host) - 1);
 	double t0 = now_s();
 	for (long i = 0; i < n; i++) {
 		natsMsg *m = NULL;
-		char id[64];
-		/* The same work per message as the forwarder: an id header, async publish. */
+		char id[128], v[64];
+		/*
+		 * The same message as the forwarder's: its headers, with values of
+		 * the same lengths (docs/NATS.md), and an async publish.
+		 */
 		natsMsg_Create(&m, subject, NULL, data, (int)size);
-		snprintf(id, sizeof(id), "ref-%d-%ld", (int)getpid(), i);
+		snprintf(id, sizeof(id), "01796145027077218907-w000-p%07d:%ld:%s", (int)getpid(), i,
+			 host);
 		natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+		snprintf(v, sizeof(v), "%016lx", (unsigned long)i);
+		natsMsgHeader_Set(m, "Submit-Id", v);
+		natsMsgHeader_Set(m, "Submit-Conn-Id", v);
+		natsMsgHeader_Set(m, "Submit-Client", "127.0.0.1:54321");
+		natsMsgHeader_Set(m, "Submit-Worker", "0");
+		snprintf(v, sizeof(v), "%.0f", now_s() * 1e9);
+		natsMsgHeader_Set(m, "Submit-Time", v);
+		natsMsgHeader_Set(m, "Submit-Host", host);
 		s = js_PublishMsgAsync(js, &m, NULL);
 		natsMsg_Destroy(m);
 		if (s != NATS_OK) {
