@@ -716,110 +716,158 @@ static int cmd_cat(int argc, char **argv, const char *spool)
 
 /* ---- ls and verify ---- */
 
-static int cmd_scan(int argc, char **argv, const char *spool, int verify)
+/*
+ * The segments ls and verify look at: the one segment named on the command
+ * line (dir becomes its directory), or those of every state directory of the
+ * spool or directory named. Returns 0, or the exit status to end with.
+ */
+static int scan_select(int argc, char **argv, const char *spool, struct target *t, struct list *l,
+		       char *dir, size_t dirlen)
 {
 	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT, ST_QUARANTINE};
-	struct target t;
-	struct list l = {0};
-	char dir[PATH_MAX], path[PATH_MAX];
-	uint64_t segs = 0, recs = 0, bytes = 0, bad = 0, quarantined = 0;
-	int status = 0;
 
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (target_of(argc == 2 ? argv[1] : NULL, spool, &t) < 0)
+	if (target_of(argc == 2 ? argv[1] : NULL, spool, t) < 0)
 		return EXIT_CORRUPT;
-	if (t.seg != NULL) {
-		const char *slash = strrchr(t.seg, '/');
-		l.n = 0;
-		list_add(&l, slash ? slash + 1 : t.seg, ST_FILE);
+	if (t->seg != NULL) {
+		const char *slash = strrchr(t->seg, '/');
+		l->n = 0;
+		list_add(l, slash ? slash + 1 : t->seg, ST_FILE);
 		if (slash != NULL)
-			pathf(dir, sizeof(dir), "%.*s", (int)(slash - t.seg), t.seg);
+			pathf(dir, dirlen, "%.*s", (int)(slash - t->seg), t->seg);
 		else
-			pathf(dir, sizeof(dir), ".");
-		l.v[0].state = ST_FILE;
-	} else if (target_list(&t, &l, states, 5, dir, sizeof(dir)) < 0) {
+			pathf(dir, dirlen, ".");
+		l->v[0].state = ST_FILE;
+	} else if (target_list(t, l, states, 5, dir, dirlen) < 0) {
 		return EXIT_CORRUPT;
 	}
+	return 0;
+}
+
+/*
+ * Opens and scans one listed segment into sc (path receives its path).
+ * Returns 0; 1 when it is gone (taken or deleted meanwhile: no error); -1
+ * on an error, reported on stderr.
+ */
+static int scan_ent(const char *dir, struct ent *e, char *path, size_t pathlen,
+		    struct spool_scan *sc)
+{
+	int fd = ent_path_open(dir, e, path, pathlen);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		warnx("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (spool_scan(fd, sc) < 0) {
+		warnx("%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Writes into note what a scan found past the records ("" for a segment
+ * whole to its end). Returns 1 when the segment is damaged, else 0: in
+ * active/ a torn tail is a write in progress (or a crash that recovery will
+ * cut); anywhere else the segment was sealed whole.
+ */
+static int scan_note(const struct spool_scan *sc, int state, char *note, size_t len)
+{
+	if (sc->status == SPOOL_BAD || (sc->status == SPOOL_TORN && state != ST_ACTIVE)) {
+		snprintf(note, len, "offset %llu: %s", (unsigned long long)sc->bad_offset,
+			 sc->status == SPOOL_TORN && sc->end > 0 ? "truncated record" : sc->why);
+		return 1;
+	}
+	if (sc->status == SPOOL_TORN && sc->end + sc->zeros >= sc->size)
+		snprintf(note, len, "records end at offset %llu, zeros written ahead",
+			 (unsigned long long)sc->end);
+	else if (sc->status == SPOOL_TORN)
+		snprintf(note, len, "incomplete tail at offset %llu",
+			 (unsigned long long)sc->bad_offset);
+	return 0;
+}
+
+/* Prints ls's line for one segment. */
+static void scan_print(const struct spool_scan *sc, int state, const char *name, const char *note)
+{
+	char first[40] = "-", last[40] = "-";
+
+	if (sc->records > 0) {
+		ts_str(first, sizeof(first), sc->first_ts, 3);
+		ts_str(last, sizeof(last), sc->last_ts, 3);
+	}
+	printf("%-10s %8llu %12llu %-24s %-24s %s%s%s\n", state_str(state),
+	       (unsigned long long)sc->records, (unsigned long long)sc->size, first, last, name,
+	       note[0] ? "  " : "", note);
+}
+
+/* What verify counted over the segments it read. */
+struct scan_totals {
+	uint64_t segs, recs, bytes, bad, quarantined;
+};
+
+/* Prints verify's last line. */
+static void scan_summary(const struct scan_totals *s)
+{
+	printf("%llu segments, %llu records, %llu bytes: %s", (unsigned long long)s->segs,
+	       (unsigned long long)s->recs, (unsigned long long)s->bytes, s->bad ? "" : "ok");
+	if (s->bad)
+		printf("%llu corrupt", (unsigned long long)s->bad);
+	if (s->quarantined)
+		printf(" (%llu in quarantine/, not checked)", (unsigned long long)s->quarantined);
+	putchar('\n');
+}
+
+static int cmd_scan(int argc, char **argv, const char *spool, int verify)
+{
+	struct target t;
+	struct list l = {0};
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct scan_totals s = {0};
+	int status;
+
+	if ((status = scan_select(argc, argv, spool, &t, &l, dir, sizeof(dir))) != 0)
+		return status;
 	if (!verify)
 		printf("%-10s %8s %12s %-24s %-24s %s\n", "STATE", "RECORDS", "BYTES", "FIRST",
 		       "LAST", "SEGMENT");
 	for (size_t i = 0; i < l.n; i++) {
 		struct spool_scan sc;
 		struct ent *e = &l.v[i];
-		int fd, state;
-		char first[40] = "-", last[40] = "-", note[160] = "";
+		char note[160] = "";
+		int rc, state, damaged;
 
 		if (verify && e->state == ST_QUARANTINE && t.seg == NULL) {
-			quarantined++;
+			s.quarantined++;
 			continue; /* known to be damaged: recovery put it there */
 		}
-		fd = ent_path_open(dir, e, path, sizeof(path));
-		if (fd < 0) {
-			if (errno != ENOENT) {
-				warnx("%s: %s", path, strerror(errno));
+		if ((rc = scan_ent(dir, e, path, sizeof(path), &sc)) != 0) {
+			if (rc < 0)
 				status = EXIT_CORRUPT;
-			}
 			continue;
 		}
 		state = e->state == ST_FILE && t.seg != NULL ? t.state : e->state;
-		if (spool_scan(fd, &sc) < 0) {
-			warnx("%s: %s", path, strerror(errno));
-			close(fd);
+		s.segs++;
+		s.recs += sc.records;
+		s.bytes += sc.size;
+		damaged = scan_note(&sc, state, note, sizeof(note));
+		if (!verify) {
+			scan_print(&sc, state, e->name, note);
+		} else if (damaged) {
+			s.bad++;
 			status = EXIT_CORRUPT;
-			continue;
+			printf("%s: %s\n", path, note);
 		}
-		close(fd);
-		segs++;
-		recs += sc.records;
-		bytes += sc.size;
-		/*
-		 * In active/ a torn tail is a write in progress (or a crash that
-		 * recovery will cut); anywhere else the segment was sealed whole.
-		 */
-		if (sc.status == SPOOL_BAD || (sc.status == SPOOL_TORN && state != ST_ACTIVE)) {
-			snprintf(note, sizeof(note), "offset %llu: %s",
-				 (unsigned long long)sc.bad_offset,
-				 sc.status == SPOOL_TORN && sc.end > 0 ? "truncated record"
-								       : sc.why);
-			if (verify) {
-				bad++;
-				status = EXIT_CORRUPT;
-			}
-		} else if (sc.status == SPOOL_TORN && sc.end + sc.zeros >= sc.size) {
-			snprintf(note, sizeof(note),
-				 "records end at offset %llu, zeros written ahead",
-				 (unsigned long long)sc.end);
-		} else if (sc.status == SPOOL_TORN) {
-			snprintf(note, sizeof(note), "incomplete tail at offset %llu",
-				 (unsigned long long)sc.bad_offset);
-		}
-		if (verify) {
-			if (sc.status == SPOOL_BAD ||
-			    (sc.status == SPOOL_TORN && state != ST_ACTIVE))
-				printf("%s: %s\n", path, note);
-			continue;
-		}
-		if (sc.records > 0) {
-			ts_str(first, sizeof(first), sc.first_ts, 3);
-			ts_str(last, sizeof(last), sc.last_ts, 3);
-		}
-		printf("%-10s %8llu %12llu %-24s %-24s %s%s%s\n", state_str(state),
-		       (unsigned long long)sc.records, (unsigned long long)sc.size, first, last,
-		       e->name, note[0] ? "  " : "", note);
 	}
-	if (verify) {
-		printf("%llu segments, %llu records, %llu bytes: %s", (unsigned long long)segs,
-		       (unsigned long long)recs, (unsigned long long)bytes, bad ? "" : "ok");
-		if (bad)
-			printf("%llu corrupt", (unsigned long long)bad);
-		if (quarantined)
-			printf(" (%llu in quarantine/, not checked)",
-			       (unsigned long long)quarantined);
-		putchar('\n');
-	}
+	if (verify)
+		scan_summary(&s);
 	free(l.v);
 	fflush(stdout);
 	return status;
