@@ -462,11 +462,109 @@ static int seen_has(const struct list *seen, const char *name)
 	return 0;
 }
 
-static int cmd_follow(const char *dir, const char *segpath)
+/* The segments being followed, oldest first. */
+struct follow_set {
+	struct follow *v;
+	size_t n, cap;
+};
+
+/*
+ * Starts following the listed segment e (the one segment segpath when not
+ * NULL). A segment gone meanwhile is skipped; one that cannot be opened is
+ * reported and sets *status. Returns 0, or -1 out of memory (reported).
+ */
+static int follow_open(const char *dir, const char *segpath, struct ent *e, struct follow_set *s,
+		       int *status)
+{
+	struct follow *f;
+	int fd;
+	char path[PATH_MAX];
+
+	if (segpath != NULL) {
+		snprintf(path, sizeof(path), "%s", segpath);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	} else {
+		fd = open_ent(dir, e, path, sizeof(path));
+	}
+	if (fd < 0) {
+		if (errno != ENOENT || segpath != NULL) {
+			warnx("%s: %s", path, strerror(errno));
+			*status = EXIT_CORRUPT;
+		}
+		return 0;
+	}
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		if (s->v == NULL) {
+			warnx("out of memory");
+			return -1;
+		}
+	}
+	f = &s->v[s->n++];
+	memset(f, 0, sizeof(*f));
+	snprintf(f->name, sizeof(f->name), "%s",
+		 segpath ? strrchr(segpath, '/') ? strrchr(segpath, '/') + 1 : segpath : e->name);
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	f->fd = fd;
+	f->state = e->state;
+	return 0;
+}
+
+/*
+ * Starts following the segments that appeared since the last call, oldest
+ * first (seen holds those already met, now is the caller's scratch list).
+ * Returns 0, or -1 when the spool cannot be listed or memory runs out.
+ */
+static int follow_new(const char *dir, const char *segpath, struct list *seen, struct list *now,
+		      struct follow_set *s, int *status)
 {
 	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT};
-	struct follow *fv = NULL;
-	size_t fn = 0, fcap = 0;
+
+	if (segpath == NULL) {
+		if (list_spool(now, dir, states, 4) < 0)
+			return -1;
+	} else {
+		now->n = 0;
+		if (seen->n == 0)
+			list_add(now, segpath, state_of_path(segpath));
+	}
+	for (size_t i = 0; i < now->n; i++) {
+		if (seen_has(seen, now->v[i].name))
+			continue;
+		list_add(seen, now->v[i].name, 0);
+		if (follow_open(dir, segpath, &now->v[i], s, status) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Prints what each followed segment gained, and drops those that are done. */
+static void follow_all(struct follow_set *s, int *status)
+{
+	for (size_t i = 0; i < s->n;) {
+		struct follow *fv = s->v;
+
+		if (!follow_step(&fv[i], stdout, status)) {
+			i++;
+			continue;
+		}
+		spool_reader_close(&fv[i].rd);
+		close(fv[i].fd);
+		fv[i] = fv[--s->n];
+		/* Keep the order: the oldest segment prints first. */
+		for (size_t k = i; k + 1 < s->n; k++)
+			if (strcmp(fv[k].name, fv[k + 1].name) > 0) {
+				struct follow t = fv[k];
+				fv[k] = fv[k + 1];
+				fv[k + 1] = t;
+			}
+	}
+}
+
+static int cmd_follow(const char *dir, const char *segpath)
+{
+	struct follow_set fs = {0};
 	struct list seen = {0}, now = {0};
 	int status = 0, sfd;
 	sigset_t mask;
@@ -481,84 +579,23 @@ static int cmd_follow(const char *dir, const char *segpath)
 		return EXIT_CORRUPT;
 	}
 	for (;;) {
-		/* New segments, oldest first. */
-		if (segpath == NULL) {
-			if (list_spool(&now, dir, states, 4) < 0)
-				return EXIT_CORRUPT;
-		} else {
-			now.n = 0;
-			if (seen.n == 0)
-				list_add(&now, segpath, state_of_path(segpath));
-		}
-		for (size_t i = 0; i < now.n; i++) {
-			struct follow *f;
-			int fd;
-			char path[PATH_MAX];
-
-			if (seen_has(&seen, now.v[i].name))
-				continue;
-			list_add(&seen, now.v[i].name, 0);
-			if (segpath != NULL) {
-				snprintf(path, sizeof(path), "%s", segpath);
-				fd = open(path, O_RDONLY | O_CLOEXEC);
-			} else {
-				fd = open_ent(dir, &now.v[i], path, sizeof(path));
-			}
-			if (fd < 0) {
-				if (errno != ENOENT || segpath != NULL) {
-					warnx("%s: %s", path, strerror(errno));
-					status = EXIT_CORRUPT;
-				}
-				continue;
-			}
-			if (fn == fcap) {
-				fcap = fcap ? fcap * 2 : 16;
-				fv = realloc(fv, fcap * sizeof(*fv));
-				if (fv == NULL) {
-					warnx("out of memory");
-					return EXIT_CORRUPT;
-				}
-			}
-			f = &fv[fn++];
-			memset(f, 0, sizeof(*f));
-			snprintf(f->name, sizeof(f->name), "%s",
-				 segpath
-				     ? strrchr(segpath, '/') ? strrchr(segpath, '/') + 1 : segpath
-				     : now.v[i].name);
-			snprintf(f->path, sizeof(f->path), "%s", path);
-			f->fd = fd;
-			f->state = now.v[i].state;
-		}
-		for (size_t i = 0; i < fn;) {
-			if (follow_step(&fv[i], stdout, &status)) {
-				spool_reader_close(&fv[i].rd);
-				close(fv[i].fd);
-				fv[i] = fv[--fn];
-				/* Keep the order: the oldest segment prints first. */
-				for (size_t k = i; k + 1 < fn; k++)
-					if (strcmp(fv[k].name, fv[k + 1].name) > 0) {
-						struct follow t = fv[k];
-						fv[k] = fv[k + 1];
-						fv[k + 1] = t;
-					}
-			} else {
-				i++;
-			}
-		}
+		if (follow_new(dir, segpath, &seen, &now, &fs, &status) < 0)
+			return EXIT_CORRUPT;
+		follow_all(&fs, &status);
 		if (fflush(stdout) != 0)
 			return EXIT_CORRUPT;
-		if (segpath != NULL && fn == 0)
+		if (segpath != NULL && fs.n == 0)
 			break;
 
 		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 		if (poll(&pfd, 1, 100) > 0)
 			break; /* SIGINT or SIGTERM */
 	}
-	for (size_t i = 0; i < fn; i++) {
-		spool_reader_close(&fv[i].rd);
-		close(fv[i].fd);
+	for (size_t i = 0; i < fs.n; i++) {
+		spool_reader_close(&fs.v[i].rd);
+		close(fs.v[i].fd);
 	}
-	free(fv);
+	free(fs.v);
 	free(seen.v);
 	free(now.v);
 	close(sfd);
