@@ -234,7 +234,16 @@ static uint64_t parse_u64(const char *opt, const char *s)
 	return v;
 }
 
-int main(int argc, char **argv)
+static const char usage_line[] = "usage: submit-ref [--corrupt-ack N] [--close-after N] "
+				 "[--not-stored N] [--max-frame N] [host:]port\n";
+#define GO_ON (-1) /* parse_args: nothing to end with, go on */
+
+/*
+ * Reads the options into the globals above and the address to listen on
+ * into addr (host 127.0.0.1 unless given). Returns GO_ON, or the exit
+ * status: 0 after --help, 2 for a wrong command line.
+ */
+static int parse_args(int argc, char **argv, char *addr, size_t addrlen)
 {
 	static const struct option longopts[] = {
 	    {"corrupt-ack", required_argument, NULL, 'C'},
@@ -244,12 +253,7 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct epoll_event evs[MAX_EVENTS], ev;
-	struct net_addr a;
-	struct sigaction sa;
-	sigset_t block, orig;
-	char err[192], addr[NET_ADDRSTRLEN + 16], name[NET_ADDRSTRLEN];
-	int ch, lfd, n;
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -266,31 +270,32 @@ int main(int argc, char **argv)
 			not_stored = parse_u64("--not-stored", optarg);
 			break;
 		case 'h':
-			printf("usage: submit-ref [--corrupt-ack N] [--close-after N] "
-			       "[--not-stored N] [--max-frame N] [host:]port\n");
+			fputs(usage_line, stdout);
 			return 0;
 		default:
 			return 2;
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: submit-ref [--corrupt-ack N] [--close-after N] "
-				"[--not-stored N] [--max-frame N] [host:]port\n");
+		fputs(usage_line, stderr);
 		return 2;
 	}
 	if (strchr(argv[optind], ':') == NULL)
-		snprintf(addr, sizeof(addr), "127.0.0.1:%s", argv[optind]);
+		snprintf(addr, addrlen, "127.0.0.1:%s", argv[optind]);
 	else
-		snprintf(addr, sizeof(addr), "%s", argv[optind]);
-	if (net_parse_addr(addr, &a, err, sizeof(err)) == -1 ||
-	    (lfd = net_listen(&a, 4096, err, sizeof(err))) == -1) {
-		fprintf(stderr, "submit-ref: %s\n", err);
-		return 1;
-	}
-	net_sockname(lfd, &a);
-	net_addr_str(&a, name, sizeof(name));
+		snprintf(addr, addrlen, "%s", argv[optind]);
+	return GO_ON;
+}
 
-	/* Signals only interrupt the wait: no lost wake-up between check and sleep. */
+/*
+ * SIGTERM and SIGINT set stop, blocked outside the wait (orig receives the
+ * mask to wait with): no lost wake-up between the check and the sleep.
+ */
+static void block_signals(sigset_t *orig)
+{
+	struct sigaction sa;
+	sigset_t block;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
@@ -299,7 +304,27 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
-	sigprocmask(SIG_BLOCK, &block, &orig);
+	sigprocmask(SIG_BLOCK, &block, orig);
+}
+
+int main(int argc, char **argv)
+{
+	struct epoll_event evs[MAX_EVENTS], ev;
+	struct net_addr a;
+	sigset_t orig;
+	char err[192], addr[NET_ADDRSTRLEN + 16], name[NET_ADDRSTRLEN];
+	int lfd, n;
+
+	if ((n = parse_args(argc, argv, addr, sizeof(addr))) != GO_ON)
+		return n;
+	if (net_parse_addr(addr, &a, err, sizeof(err)) == -1 ||
+	    (lfd = net_listen(&a, 4096, err, sizeof(err))) == -1) {
+		fprintf(stderr, "submit-ref: %s\n", err);
+		return 1;
+	}
+	net_sockname(lfd, &a);
+	net_addr_str(&a, name, sizeof(name));
+	block_signals(&orig);
 
 	buf_pool_init(16384, 1024);
 	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1) {

@@ -18,7 +18,7 @@ $(BUILD)/asan/test/%: test/unit/%.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
 		-o $@ $< $(call asan_obj,$(LIB_SRC)) -lm
 
 .PHONY: unit-build unit-asan-build check-layers
-check-layers:
+check-layers: all
 	tools/check-layers.sh
 unit-build: $(UNIT_BIN)
 unit-asan-build: $(UNIT_ASAN_BIN)

@@ -782,6 +782,61 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * The listening addresses and metrics_listen into c, as strings and parsed
+ * (their validators passed already). Returns 0, or -1 with err filled;
+ * what c holds then is the caller's to free.
+ */
+static int extract_addrs(cfg_t *cfg, const char *path, struct conf *c, char *err, size_t errlen)
+{
+	char e[256];
+
+	for (int i = 0; i < c->nlisten; i++) {
+		if ((c->listen[i] = dup_value(cfg_getnstr(cfg, "listen", (unsigned)i))) == NULL)
+			goto oom;
+		if (net_parse_addr(c->listen[i], &c->listen_addr[i], e, sizeof(e)) == -1) {
+			snprintf(err, errlen, "%s: listen: %s", path, e); /* validated above */
+			return -1;
+		}
+	}
+	if ((c->metrics_listen = dup_value(cfg_getstr(cfg, "metrics_listen"))) == NULL)
+		goto oom;
+	if (c->metrics_listen[0] != '\0' &&
+	    net_parse_addr(c->metrics_listen, &c->metrics_addr, e, sizeof(e)) == -1) {
+		snprintf(err, errlen, "%s: metrics_listen: %s", path, e);
+		return -1;
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "%s: out of memory", path);
+	return -1;
+}
+
+/*
+ * The NATS options into c. Returns 0, or -1 out of memory; what c holds
+ * then is the caller's to free.
+ */
+static int extract_nats(cfg_t *cfg, struct conf *c)
+{
+	c->nnats = (int)cfg_size(cfg, "nats_servers");
+	if (c->nnats > CONF_MAX_NATS)
+		c->nnats = CONF_MAX_NATS;
+	for (int i = 0; i < c->nnats; i++)
+		if ((c->nats_servers[i] =
+			 dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) == NULL)
+			return -1;
+	c->nats_stream = dup_value(cfg_getstr(cfg, "nats_stream"));
+	c->nats_subject = dup_value(cfg_getstr(cfg, "nats_subject"));
+	c->nats_user = dup_value(cfg_getstr(cfg, "nats_user"));
+	c->nats_password = dup_value(cfg_getstr(cfg, "nats_password"));
+	c->nats_creds = dup_value(cfg_getstr(cfg, "nats_creds"));
+	c->nats_tls_ca = dup_value(cfg_getstr(cfg, "nats_tls_ca"));
+	if (c->nats_stream == NULL || c->nats_subject == NULL || c->nats_user == NULL ||
+	    c->nats_password == NULL || c->nats_creds == NULL || c->nats_tls_ca == NULL)
+		return -1;
+	return 0;
+}
+
 /* The parsed options into a plain struct conf: 0, or -1 with err filled and nothing kept. */
 static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, size_t errlen)
 {
@@ -801,15 +856,8 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 		free(c.path);
 		return -1;
 	}
-	for (int i = 0; i < c.nlisten; i++) {
-		char e[256];
-		if ((c.listen[i] = dup_value(cfg_getnstr(cfg, "listen", (unsigned)i))) == NULL)
-			goto oom;
-		if (net_parse_addr(c.listen[i], &c.listen_addr[i], e, sizeof(e)) == -1) {
-			snprintf(err, errlen, "%s: listen: %s", path, e); /* validated above */
-			goto fail;
-		}
-	}
+	if (extract_addrs(cfg, path, &c, err, errlen) == -1)
+		goto fail;
 	const char *w = cfg_getstr(cfg, "workers");
 	c.workers_auto = strcmp(w, "auto") == 0;
 	if (c.workers_auto) {
@@ -817,15 +865,6 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 		c.workers = n < 1 ? 1 : n > CONF_MAX_WORKERS ? CONF_MAX_WORKERS : (int)n;
 	} else {
 		c.workers = atoi(w);
-	}
-	if ((c.metrics_listen = dup_value(cfg_getstr(cfg, "metrics_listen"))) == NULL)
-		goto oom;
-	if (c.metrics_listen[0] != '\0') {
-		char e[256];
-		if (net_parse_addr(c.metrics_listen, &c.metrics_addr, e, sizeof(e)) == -1) {
-			snprintf(err, errlen, "%s: metrics_listen: %s", path, e);
-			goto fail;
-		}
 	}
 	c.user = dup_value(cfg_getstr(cfg, "user"));
 	c.pid_file = dup_value(cfg_getstr(cfg, "pid_file"));
@@ -838,21 +877,7 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 		goto oom;
 	c.spool_sync = name_index(sync_names, 3, cfg_getstr(cfg, "spool_sync"));
 	c.spool_full = name_index(full_names, 2, cfg_getstr(cfg, "spool_full"));
-	c.nnats = (int)cfg_size(cfg, "nats_servers");
-	if (c.nnats > CONF_MAX_NATS)
-		c.nnats = CONF_MAX_NATS;
-	for (int i = 0; i < c.nnats; i++)
-		if ((c.nats_servers[i] =
-			 dup_value(cfg_getnstr(cfg, "nats_servers", (unsigned)i))) == NULL)
-			goto oom;
-	c.nats_stream = dup_value(cfg_getstr(cfg, "nats_stream"));
-	c.nats_subject = dup_value(cfg_getstr(cfg, "nats_subject"));
-	c.nats_user = dup_value(cfg_getstr(cfg, "nats_user"));
-	c.nats_password = dup_value(cfg_getstr(cfg, "nats_password"));
-	c.nats_creds = dup_value(cfg_getstr(cfg, "nats_creds"));
-	c.nats_tls_ca = dup_value(cfg_getstr(cfg, "nats_tls_ca"));
-	if (c.nats_stream == NULL || c.nats_subject == NULL || c.nats_user == NULL ||
-	    c.nats_password == NULL || c.nats_creds == NULL || c.nats_tls_ca == NULL)
+	if (extract_nats(cfg, &c) == -1)
 		goto oom;
 	c.nats_stream_retention =
 	    name_index(retention_names, 3, cfg_getstr(cfg, "nats_stream_retention"));

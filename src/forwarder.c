@@ -1233,84 +1233,87 @@ static void clean_checkpoints(void)
 	closedir(d);
 }
 
-void forwarder_main(const struct forwarder_args *a)
+/* How long the loop may wait for a signal or an acknowledgement, in ms. */
+static int poll_timeout(void)
 {
-	struct epoll_event evs[4];
-	uint64_t stop_deadline = 0, next_second = 0;
+	int busy = 0;
 
-	setup(a);
-	scan();
-	clean_checkpoints();
-	for (;;) {
-		int busy = 0;
-		for (int w = 0; w < nchains && !busy; w++)
-			busy = chains[w].has;
-		int timeout = more_to_read ? 0 : busy ? 2 : 50;
-		more_to_read = 0;
-		int n = epoll_wait(ep, evs, 4, timeout);
-		if (n == -1 && errno != EINTR)
-			fatal("epoll_wait");
-		now_ms = mono_ms();
-		STATS_STORE(shm->ctl.fwd_heartbeat_ms, now_ms);
-		for (int i = 0; i < n; i++)
-			if (evs[i].data.fd == sfd)
-				on_signal();
-		drain_events();
+	if (more_to_read)
+		return 0;
+	for (int w = 0; w < nchains && !busy; w++)
+		busy = chains[w].has;
+	return busy ? 2 : 50;
+}
 
-		if (stopping) {
-			if (stop_deadline == 0)
-				stop_deadline = now_ms + STOP_WAIT_MS;
-			uint64_t inflight = STATS_LOAD(fx->inflight);
-			if (inflight == 0 || nc == NULL || now_ms >= stop_deadline)
-				break;
-		} else if (nc == NULL) {
-			if (now_ms >= connect_at)
-				try_connect();
-		} else {
-			if (stream_check_at != 0 && now_ms >= stream_check_at)
-				check_stream();
-			if (stream_ok) {
-				if (now_ms >= next_scan || idle_writer())
-					scan();
-				for (int w = 0; w < nchains; w++) {
-					struct chain *c = &chains[w];
-					if (!c->has) {
-						struct pend *p = oldest_of((unsigned)w, NULL);
-						if (p == NULL)
-							continue;
-						if (chain_start(c, p->name, p->dir) == -1) {
-							p->name[0] = '\0'; /* gone: look again at
-									      the next scan */
-							continue;
-						}
-					}
-					pump(c);
-				}
-				if (retry_at != 0 && now_ms >= retry_at) {
-					retry_at = 0;
-					retry_failed();
-				}
+/*
+ * Once stopping: the acknowledgements still owed get until the deadline
+ * (set at the first call). Returns 1 when the loop should end.
+ */
+static int stop_due(uint64_t *deadline)
+{
+	if (*deadline == 0)
+		*deadline = now_ms + STOP_WAIT_MS;
+	return STATS_LOAD(fx->inflight) == 0 || nc == NULL || now_ms >= *deadline;
+}
+
+/*
+ * Connected, the stream there: publishes what the spool holds. Each
+ * worker's chain without a segment starts on the oldest one pending, every
+ * chain publishes what its window allows, and failed publishes go again
+ * when their back-off is over.
+ */
+static void forward(void)
+{
+	if (now_ms >= next_scan || idle_writer())
+		scan();
+	for (int w = 0; w < nchains; w++) {
+		struct chain *c = &chains[w];
+		if (!c->has) {
+			struct pend *p = oldest_of((unsigned)w, NULL);
+			if (p == NULL)
+				continue;
+			if (chain_start(c, p->name, p->dir) == -1) {
+				p->name[0] = '\0'; /* gone: look again at the next scan */
+				continue;
 			}
 		}
-		for (int w = 0; w < nchains; w++) {
-			struct chain *c = &chains[w];
-			if (!c->has)
-				continue;
-			if (c->acked_off != c->ckpt_off && now_ms - c->ckpt_ms >= CKPT_EVERY_MS)
-				ckpt_write(c);
-			finish_if_done(c);
-		}
-		publish_positions();
-		if (now_ms >= next_second) {
-			next_second = now_ms + 1000;
-			if (now_ms >= next_scan)
-				scan();
-			gauges();
-			if (ack_events_dropped && rate_ok(6))
-				log_warnx("%" PRIu64 " acknowledgements lost (out of memory)",
-					  ack_events_dropped);
-		}
+		pump(c);
 	}
+	if (retry_at != 0 && now_ms >= retry_at) {
+		retry_at = 0;
+		retry_failed();
+	}
+}
+
+/* Writes the checkpoints that are due and lets go of the segments forwarded whole. */
+static void checkpoint_chains(void)
+{
+	for (int w = 0; w < nchains; w++) {
+		struct chain *c = &chains[w];
+		if (!c->has)
+			continue;
+		if (c->acked_off != c->ckpt_off && now_ms - c->ckpt_ms >= CKPT_EVERY_MS)
+			ckpt_write(c);
+		finish_if_done(c);
+	}
+}
+
+/* Once a second: the scan that is due, the gauges, the lost acknowledgements. */
+static void every_second(void)
+{
+	if (now_ms >= next_scan)
+		scan();
+	gauges();
+	if (ack_events_dropped && rate_ok(6))
+		log_warnx("%" PRIu64 " acknowledgements lost (out of memory)", ack_events_dropped);
+}
+
+/*
+ * Leaves: checkpoints every chain where its acknowledgements reached, so
+ * that what is still unacknowledged goes again from there. Never returns.
+ */
+__attribute__((noreturn)) static void leave(void)
+{
 	for (int w = 0; w < nchains; w++)
 		if (chains[w].has)
 			ckpt_write(&chains[w]);
@@ -1324,6 +1327,49 @@ void forwarder_main(const struct forwarder_args *a)
 	log_info("exiting");
 	/* libnats' threads may still run callbacks: leave without tearing them down. */
 	_exit(0);
+}
+
+void forwarder_main(const struct forwarder_args *a)
+{
+	struct epoll_event evs[4];
+	uint64_t stop_deadline = 0, next_second = 0;
+
+	setup(a);
+	scan();
+	clean_checkpoints();
+	for (;;) {
+		int timeout = poll_timeout();
+		more_to_read = 0;
+		int n = epoll_wait(ep, evs, 4, timeout);
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		now_ms = mono_ms();
+		STATS_STORE(shm->ctl.fwd_heartbeat_ms, now_ms);
+		for (int i = 0; i < n; i++)
+			if (evs[i].data.fd == sfd)
+				on_signal();
+		drain_events();
+
+		if (stopping) {
+			if (stop_due(&stop_deadline))
+				break;
+		} else if (nc == NULL) {
+			if (now_ms >= connect_at)
+				try_connect();
+		} else {
+			if (stream_check_at != 0 && now_ms >= stream_check_at)
+				check_stream();
+			if (stream_ok)
+				forward();
+		}
+		checkpoint_chains();
+		publish_positions();
+		if (now_ms >= next_second) {
+			next_second = now_ms + 1000;
+			every_second();
+		}
+	}
+	leave();
 }
 
 int forwarder_check(const struct conf *c, int timeout_ms, int *reachable, char *err, size_t errlen)

@@ -170,7 +170,21 @@ static int detach_paths(struct conf *c)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for. */
+struct opts {
+	const char *path; /* the configuration file */
+	const char *sig;  /* -s: reload, stop, quit or status; NULL to run */
+	int test, dump, quiet, fg;
+};
+
+#define GO_ON (-1) /* parse_args: nothing to end with, go on */
+
+/*
+ * Reads the options into o. Returns GO_ON, or the exit status when the
+ * command line is wrong (2, with the usage on stderr) or fully served by
+ * the options (-v, -h: 0).
+ */
+static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
@@ -183,35 +197,32 @@ int main(int argc, char **argv)
 	    {"quiet", no_argument, NULL, 'q'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *path = CONF_DEFAULT_PATH, *sig = NULL;
-	int test = 0, dump = 0, quiet = 0, fg = 0, ch, chk = 0;
-	struct conf c;
-	char err[512];
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "c:tTqfs:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			path = optarg;
+			o->path = optarg;
 			break;
 		case 't':
-			test = 1;
+			o->test = 1;
 			break;
 		case 'T':
-			test = dump = 1;
+			o->test = o->dump = 1;
 			break;
 		case 'q':
-			quiet = 1;
+			o->quiet = 1;
 			break;
 		case 'f':
-			fg = 1;
+			o->fg = 1;
 			break;
 		case 's':
-			sig = optarg;
-			if (strcmp(sig, "reload") != 0 && strcmp(sig, "stop") != 0 &&
-			    strcmp(sig, "quit") != 0 && strcmp(sig, "status") != 0) {
+			o->sig = optarg;
+			if (strcmp(o->sig, "reload") != 0 && strcmp(o->sig, "stop") != 0 &&
+			    strcmp(o->sig, "quit") != 0 && strcmp(o->sig, "status") != 0) {
 				fprintf(stderr,
 					"submitd: -s %s: expected reload, stop, quit or status\n",
-					sig);
+					o->sig);
 				usage(stderr);
 				return 2;
 			}
@@ -233,69 +244,56 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return GO_ON;
+}
 
-	if (conf_load(path, &c, err, sizeof(err)) == -1) {
-		fprintf(stderr, "submitd: %s\n", err);
-		if (test)
-			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
-		return 1;
-	}
-	if (sig == NULL && (chk = conf_check_system(&c, err, sizeof(err))) != 0)
-		fprintf(stderr, "submitd: %s%s\n", chk == 1 ? "warning: " : "", err);
-	if (chk == -1) {
-		if (test)
-			fprintf(stderr, "submitd: configuration file %s test failed\n", path);
-		conf_free(&c);
-		return 1;
-	}
-	if (test) {
-		/*
-		 * The stream is checked when NATS answers: a missing stream fails the
-		 * test, an unreachable server is only a warning (it may be down now).
-		 */
-		if (c.nnats > 0) {
-			int reachable = 1;
-			if (forwarder_check(&c, 2000, &reachable, err, sizeof(err)) == -1) {
-				fprintf(stderr, "submitd: %s%s\n",
-					reachable ? "" : "warning: ", err);
-				if (reachable) {
-					fprintf(stderr,
-						"submitd: configuration file %s test failed\n",
-						path);
-					conf_free(&c);
-					return 1;
-				}
+/*
+ * -t and -T, once the configuration loaded and passed its checks. The
+ * stream is checked when NATS answers: a missing stream fails the test, an
+ * unreachable server is only a warning (it may be down now). Returns the
+ * exit status: 0 passed, 1 failed.
+ */
+static int test_config(const struct conf *c, const struct opts *o)
+{
+	char err[512];
+
+	if (c->nnats > 0) {
+		int reachable = 1;
+		if (forwarder_check(c, 2000, &reachable, err, sizeof(err)) == -1) {
+			fprintf(stderr, "submitd: %s%s\n", reachable ? "" : "warning: ", err);
+			if (reachable) {
+				fprintf(stderr, "submitd: configuration file %s test failed\n",
+					o->path);
+				return 1;
 			}
 		}
-		if (dump)
-			conf_print(&c, stdout);
-		if (!quiet)
-			printf("submitd: configuration file %s test is successful\n", path);
-		conf_free(&c);
-		return 0;
 	}
-	if (sig != NULL && strcmp(sig, "status") == 0) {
-		int r = show_status(&c);
-		conf_free(&c);
-		return r;
-	}
-	if (sig != NULL) {
-		int r = send_signal(&c, sig);
-		conf_free(&c);
-		return r;
-	}
-	if (!fg && (detach_paths(&c) == -1)) {
-		conf_free(&c);
+	if (o->dump)
+		conf_print(c, stdout);
+	if (!o->quiet)
+		printf("submitd: configuration file %s test is successful\n", o->path);
+	return 0;
+}
+
+/*
+ * Starts the daemon: detached unless fg, logging as configured, then the
+ * master's loop. Returns the exit status: master_run's, or 1 when the
+ * start fails before it.
+ */
+static int run(struct conf *c, int argc, char **argv, int fg)
+{
+	if (!fg && (detach_paths(c) == -1)) {
+		conf_free(c);
 		return 1;
 	}
-	if (log_init(c.log_file, c.log_level) == -1) {
-		fprintf(stderr, "submitd: log_file %s: %s\n", c.log_file, strerror(errno));
+	if (log_init(c->log_file, c->log_level) == -1) {
+		fprintf(stderr, "submitd: log_file %s: %s\n", c->log_file, strerror(errno));
 		return 1;
 	}
 	log_info("submitd %s (commit %s) starting, configuration %s", SUBMITD_VERSION,
-		 SUBMITD_COMMIT, c.path);
+		 SUBMITD_COMMIT, c->path);
 	proc_title_init(argc, argv); /* argv's strings are not used past here */
-	int r = master_run(&c, !fg);
+	int r = master_run(c, !fg);
 	/*
 	 * A start-up failure: the detached daemon tells the waiting parent; the
 	 * process still attached says it on stderr unless the log already did.
@@ -304,4 +302,40 @@ int main(int argc, char **argv)
 	    log_fileno() != STDERR_FILENO)
 		fprintf(stderr, "submitd: %s\n", log_last_error());
 	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.path = CONF_DEFAULT_PATH};
+	int chk = 0, r;
+	struct conf c;
+	char err[512];
+
+	if ((r = parse_args(argc, argv, &o)) != GO_ON)
+		return r;
+	if (conf_load(o.path, &c, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		if (o.test)
+			fprintf(stderr, "submitd: configuration file %s test failed\n", o.path);
+		return 1;
+	}
+	if (o.sig == NULL && (chk = conf_check_system(&c, err, sizeof(err))) != 0)
+		fprintf(stderr, "submitd: %s%s\n", chk == 1 ? "warning: " : "", err);
+	if (chk == -1) {
+		if (o.test)
+			fprintf(stderr, "submitd: configuration file %s test failed\n", o.path);
+		conf_free(&c);
+		return 1;
+	}
+	if (o.test || o.sig != NULL) {
+		if (o.test)
+			r = test_config(&c, &o);
+		else if (strcmp(o.sig, "status") == 0)
+			r = show_status(&c);
+		else
+			r = send_signal(&c, o.sig);
+		conf_free(&c);
+		return r;
+	}
+	return run(&c, argc, argv, o.fg);
 }

@@ -1309,17 +1309,22 @@ static void remove_stale_salvage(const char *dir, const char *name)
 	close(fd);
 }
 
-int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
-		      struct spool_recover_totals *t, char *err, size_t errlen)
+/*
+ * Lists the segment names in dir's active/ (only pid's when pid > 0; with
+ * pid <= 0 it also removes stale salvage files there), sorted by creation.
+ * Returns 0 with *names (n of them, each and the array the caller's to
+ * free), or -1 with err filled.
+ */
+static int list_active(const char *dir, long pid, char ***names, size_t *n, char *err,
+		       size_t errlen)
 {
-	struct spool_recover_totals sum;
-	char path[PATH_MAX], msg[PATH_MAX + 128];
-	char **names = NULL;
-	size_t n = 0, cap = 0;
+	char path[PATH_MAX];
+	char **v = NULL;
+	size_t cap = 0;
 	struct dirent *de;
 	DIR *d;
 
-	memset(&sum, 0, sizeof(sum));
+	*n = 0;
 	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, NULL) < 0 ||
 	    (d = opendir(path)) == NULL) {
 		set_err(err, errlen, "opendir %s: %s", path);
@@ -1335,52 +1340,82 @@ int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg
 		}
 		if (pid > 0 && p != pid)
 			continue;
-		if (n == cap) {
+		if (*n == cap) {
 			size_t c = cap ? cap * 2 : 16;
-			char **nn = realloc(names, c * sizeof(*names));
-			if (nn == NULL)
+			char **nv = realloc(v, c * sizeof(*v));
+			if (nv == NULL)
 				goto nomem;
-			names = nn;
+			v = nv;
 			cap = c;
 		}
-		if ((names[n] = strdup(de->d_name)) == NULL)
+		if ((v[*n] = strdup(de->d_name)) == NULL)
 			goto nomem;
-		n++;
+		(*n)++;
 	}
 	closedir(d);
-	if (n > 0)
-		qsort(names, n, sizeof(*names), cmp_names);
+	if (*n > 0)
+		qsort(v, *n, sizeof(*v), cmp_names);
+	*names = v;
+	return 0;
+nomem:
+	closedir(d);
+	for (size_t i = 0; i < *n; i++)
+		free(v[i]);
+	free(v);
+	*n = 0;
+	errno = ENOMEM;
+	set_err(err, errlen, "%s: %s", dir);
+	return -1;
+}
+
+/* Adds one segment's recovery (rc and r as spool_recover returned them) to sum. */
+static void count_recovery(struct spool_recover_totals *sum, int rc, const struct spool_recovery *r)
+{
+	sum->segments++;
+	if (rc < 0) {
+		sum->failed++;
+		return;
+	}
+	switch (r->action) {
+	case SPOOL_ACT_LOCKED:
+		sum->locked++;
+		break;
+	case SPOOL_ACT_SEALED:
+		sum->sealed++;
+		break;
+	case SPOOL_ACT_TRUNCATED:
+		sum->truncated++;
+		break;
+	case SPOOL_ACT_REMOVED:
+		sum->removed++;
+		break;
+	case SPOOL_ACT_QUARANTINED:
+		sum->quarantined++;
+		break;
+	case SPOOL_ACT_BAD_HEADER:
+		sum->bad_header++;
+		break;
+	}
+	sum->truncated_bytes += r->truncated_bytes;
+	sum->records += r->records;
+}
+
+int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
+		      struct spool_recover_totals *t, char *err, size_t errlen)
+{
+	struct spool_recover_totals sum;
+	char msg[PATH_MAX + 128];
+	char **names = NULL;
+	size_t n;
+
+	memset(&sum, 0, sizeof(sum));
+	if (list_active(dir, pid, &names, &n, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		struct spool_recovery r;
 		int rc = spool_recover(dir, names[i], &r, msg, sizeof(msg));
 
-		sum.segments++;
-		if (rc < 0) {
-			sum.failed++;
-		} else {
-			switch (r.action) {
-			case SPOOL_ACT_LOCKED:
-				sum.locked++;
-				break;
-			case SPOOL_ACT_SEALED:
-				sum.sealed++;
-				break;
-			case SPOOL_ACT_TRUNCATED:
-				sum.truncated++;
-				break;
-			case SPOOL_ACT_REMOVED:
-				sum.removed++;
-				break;
-			case SPOOL_ACT_QUARANTINED:
-				sum.quarantined++;
-				break;
-			case SPOOL_ACT_BAD_HEADER:
-				sum.bad_header++;
-				break;
-			}
-			sum.truncated_bytes += r.truncated_bytes;
-			sum.records += r.records;
-		}
+		count_recovery(&sum, rc, &r);
 		if (fn != NULL)
 			fn(arg, names[i], rc, &r, rc < 0 ? msg : NULL);
 		free(names[i]);
@@ -1389,12 +1424,4 @@ int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg
 	if (t != NULL)
 		*t = sum;
 	return 0;
-nomem:
-	closedir(d);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	errno = ENOMEM;
-	set_err(err, errlen, "%s: %s", dir);
-	return -1;
 }

@@ -265,35 +265,21 @@ static int ensure_open(void)
 	return 0;
 }
 
-static void flush(struct conn_batch *b)
+/*
+ * Encodes the n records of b into stage, back to back, and describes them
+ * in iov: iov[k] grows while they stay contiguous; a payload too large to
+ * copy gets its own iovec, pointing into the connection's input buffer.
+ * Fills the CRCs of the staged records. Returns the number of iovecs.
+ */
+static int stage_batch(const struct conn_batch *b, uint32_t n)
 {
-	uint32_t n = b->n;
-	uint64_t bytes = 0;
-
-	b->n = 0;
-	if (n == 0 || round_failed)
-		return;
-	for (uint32_t i = 0; i < n; i++)
-		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].len;
-	if (!room_for(bytes)) {
-		fail_round(STATS_spool_fail_full, 0,
-			   "at spool_max_size: refusing Submits (result 2)");
-		return;
-	}
-	/* A new segment first if this one would outgrow its size and holds nothing of this round.
-	 */
-	if (seg.fd >= 0 && seg.size > SPOOL_FILE_HDR && seg.size == round_start &&
-	    seg.size + bytes > (uint64_t)cf->spool_segment_size)
-		seal();
-	if (ensure_open() == -1)
-		return;
-	/* Records go into stage back to back; iov[k] grows while they stay contiguous. */
 	uint8_t *sp = stage, *prev = NULL;
 	struct conn *prev_c = NULL;
 	int k = -1;
 	size_t whole = 0;
+
 	for (uint32_t i = 0; i < n; i++) {
-		struct conn_rec *r = &b->rec[i];
+		const struct conn_rec *r = &b->rec[i];
 		struct conn *c = r->c;
 		struct spool_rec h;
 		size_t len;
@@ -338,15 +324,12 @@ static void flush(struct conn_batch *b)
 		}
 	}
 	spool_rec_crc_fill(staged, whole);
-	if (spool_seg_writev(&seg, iov, k + 1) == -1) {
-		int e = errno;
-		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
-						      : STATS_spool_fail_write,
-			   e, "write");
-		if (seg.trunc_failed)
-			suspect();
-		return;
-	}
+	return k + 1;
+}
+
+/* After a write of n records, bytes in all: writeback, the sync's clock, the counters. */
+static void account_write(uint32_t n, uint64_t bytes)
+{
 	if (cf->spool_sync != CONF_SYNC_ALWAYS) {
 		if (seg.size - written_back >= WRITEBACK_AFTER) {
 			spool_seg_writeback(&seg, written_back, seg.size);
@@ -360,6 +343,45 @@ static void flush(struct conn_batch *b)
 	unsynced += n;
 	stats_add(slot, STATS_spool_records, n);
 	stats_add(slot, STATS_spool_bytes, bytes);
+}
+
+/*
+ * Writes the round's batch into the open segment (a new one first where
+ * this one would outgrow its size), or fails the round: no room under
+ * spool_max_size, no segment, a failed write.
+ */
+static void flush(struct conn_batch *b)
+{
+	uint32_t n = b->n;
+	uint64_t bytes = 0;
+
+	b->n = 0;
+	if (n == 0 || round_failed)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].len;
+	if (!room_for(bytes)) {
+		fail_round(STATS_spool_fail_full, 0,
+			   "at spool_max_size: refusing Submits (result 2)");
+		return;
+	}
+	/* A new segment first if this one would outgrow its size and holds nothing of this round.
+	 */
+	if (seg.fd >= 0 && seg.size > SPOOL_FILE_HDR && seg.size == round_start &&
+	    seg.size + bytes > (uint64_t)cf->spool_segment_size)
+		seal();
+	if (ensure_open() == -1)
+		return;
+	if (spool_seg_writev(&seg, iov, stage_batch(b, n)) == -1) {
+		int e = errno;
+		fail_round(e == ENOSPC || e == EDQUOT ? STATS_spool_fail_nospace
+						      : STATS_spool_fail_write,
+			   e, "write");
+		if (seg.trunc_failed)
+			suspect();
+		return;
+	}
+	account_write(n, bytes);
 }
 
 struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, struct stats_slot *s,

@@ -462,11 +462,109 @@ static int seen_has(const struct list *seen, const char *name)
 	return 0;
 }
 
-static int cmd_follow(const char *dir, const char *segpath)
+/* The segments being followed, oldest first. */
+struct follow_set {
+	struct follow *v;
+	size_t n, cap;
+};
+
+/*
+ * Starts following the listed segment e (the one segment segpath when not
+ * NULL). A segment gone meanwhile is skipped; one that cannot be opened is
+ * reported and sets *status. Returns 0, or -1 out of memory (reported).
+ */
+static int follow_open(const char *dir, const char *segpath, struct ent *e, struct follow_set *s,
+		       int *status)
+{
+	struct follow *f;
+	int fd;
+	char path[PATH_MAX];
+
+	if (segpath != NULL) {
+		snprintf(path, sizeof(path), "%s", segpath);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	} else {
+		fd = open_ent(dir, e, path, sizeof(path));
+	}
+	if (fd < 0) {
+		if (errno != ENOENT || segpath != NULL) {
+			warnx("%s: %s", path, strerror(errno));
+			*status = EXIT_CORRUPT;
+		}
+		return 0;
+	}
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->v = realloc(s->v, s->cap * sizeof(*s->v));
+		if (s->v == NULL) {
+			warnx("out of memory");
+			return -1;
+		}
+	}
+	f = &s->v[s->n++];
+	memset(f, 0, sizeof(*f));
+	snprintf(f->name, sizeof(f->name), "%s",
+		 segpath ? strrchr(segpath, '/') ? strrchr(segpath, '/') + 1 : segpath : e->name);
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	f->fd = fd;
+	f->state = e->state;
+	return 0;
+}
+
+/*
+ * Starts following the segments that appeared since the last call, oldest
+ * first (seen holds those already met, now is the caller's scratch list).
+ * Returns 0, or -1 when the spool cannot be listed or memory runs out.
+ */
+static int follow_new(const char *dir, const char *segpath, struct list *seen, struct list *now,
+		      struct follow_set *s, int *status)
 {
 	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT};
-	struct follow *fv = NULL;
-	size_t fn = 0, fcap = 0;
+
+	if (segpath == NULL) {
+		if (list_spool(now, dir, states, 4) < 0)
+			return -1;
+	} else {
+		now->n = 0;
+		if (seen->n == 0)
+			list_add(now, segpath, state_of_path(segpath));
+	}
+	for (size_t i = 0; i < now->n; i++) {
+		if (seen_has(seen, now->v[i].name))
+			continue;
+		list_add(seen, now->v[i].name, 0);
+		if (follow_open(dir, segpath, &now->v[i], s, status) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Prints what each followed segment gained, and drops those that are done. */
+static void follow_all(struct follow_set *s, int *status)
+{
+	for (size_t i = 0; i < s->n;) {
+		struct follow *fv = s->v;
+
+		if (!follow_step(&fv[i], stdout, status)) {
+			i++;
+			continue;
+		}
+		spool_reader_close(&fv[i].rd);
+		close(fv[i].fd);
+		fv[i] = fv[--s->n];
+		/* Keep the order: the oldest segment prints first. */
+		for (size_t k = i; k + 1 < s->n; k++)
+			if (strcmp(fv[k].name, fv[k + 1].name) > 0) {
+				struct follow t = fv[k];
+				fv[k] = fv[k + 1];
+				fv[k + 1] = t;
+			}
+	}
+}
+
+static int cmd_follow(const char *dir, const char *segpath)
+{
+	struct follow_set fs = {0};
 	struct list seen = {0}, now = {0};
 	int status = 0, sfd;
 	sigset_t mask;
@@ -481,84 +579,23 @@ static int cmd_follow(const char *dir, const char *segpath)
 		return EXIT_CORRUPT;
 	}
 	for (;;) {
-		/* New segments, oldest first. */
-		if (segpath == NULL) {
-			if (list_spool(&now, dir, states, 4) < 0)
-				return EXIT_CORRUPT;
-		} else {
-			now.n = 0;
-			if (seen.n == 0)
-				list_add(&now, segpath, state_of_path(segpath));
-		}
-		for (size_t i = 0; i < now.n; i++) {
-			struct follow *f;
-			int fd;
-			char path[PATH_MAX];
-
-			if (seen_has(&seen, now.v[i].name))
-				continue;
-			list_add(&seen, now.v[i].name, 0);
-			if (segpath != NULL) {
-				snprintf(path, sizeof(path), "%s", segpath);
-				fd = open(path, O_RDONLY | O_CLOEXEC);
-			} else {
-				fd = open_ent(dir, &now.v[i], path, sizeof(path));
-			}
-			if (fd < 0) {
-				if (errno != ENOENT || segpath != NULL) {
-					warnx("%s: %s", path, strerror(errno));
-					status = EXIT_CORRUPT;
-				}
-				continue;
-			}
-			if (fn == fcap) {
-				fcap = fcap ? fcap * 2 : 16;
-				fv = realloc(fv, fcap * sizeof(*fv));
-				if (fv == NULL) {
-					warnx("out of memory");
-					return EXIT_CORRUPT;
-				}
-			}
-			f = &fv[fn++];
-			memset(f, 0, sizeof(*f));
-			snprintf(f->name, sizeof(f->name), "%s",
-				 segpath
-				     ? strrchr(segpath, '/') ? strrchr(segpath, '/') + 1 : segpath
-				     : now.v[i].name);
-			snprintf(f->path, sizeof(f->path), "%s", path);
-			f->fd = fd;
-			f->state = now.v[i].state;
-		}
-		for (size_t i = 0; i < fn;) {
-			if (follow_step(&fv[i], stdout, &status)) {
-				spool_reader_close(&fv[i].rd);
-				close(fv[i].fd);
-				fv[i] = fv[--fn];
-				/* Keep the order: the oldest segment prints first. */
-				for (size_t k = i; k + 1 < fn; k++)
-					if (strcmp(fv[k].name, fv[k + 1].name) > 0) {
-						struct follow t = fv[k];
-						fv[k] = fv[k + 1];
-						fv[k + 1] = t;
-					}
-			} else {
-				i++;
-			}
-		}
+		if (follow_new(dir, segpath, &seen, &now, &fs, &status) < 0)
+			return EXIT_CORRUPT;
+		follow_all(&fs, &status);
 		if (fflush(stdout) != 0)
 			return EXIT_CORRUPT;
-		if (segpath != NULL && fn == 0)
+		if (segpath != NULL && fs.n == 0)
 			break;
 
 		struct pollfd pfd = {.fd = sfd, .events = POLLIN};
 		if (poll(&pfd, 1, 100) > 0)
 			break; /* SIGINT or SIGTERM */
 	}
-	for (size_t i = 0; i < fn; i++) {
-		spool_reader_close(&fv[i].rd);
-		close(fv[i].fd);
+	for (size_t i = 0; i < fs.n; i++) {
+		spool_reader_close(&fs.v[i].rd);
+		close(fs.v[i].fd);
 	}
-	free(fv);
+	free(fs.v);
 	free(seen.v);
 	free(now.v);
 	close(sfd);
@@ -716,110 +753,158 @@ static int cmd_cat(int argc, char **argv, const char *spool)
 
 /* ---- ls and verify ---- */
 
-static int cmd_scan(int argc, char **argv, const char *spool, int verify)
+/*
+ * The segments ls and verify look at: the one segment named on the command
+ * line (dir becomes its directory), or those of every state directory of the
+ * spool or directory named. Returns 0, or the exit status to end with.
+ */
+static int scan_select(int argc, char **argv, const char *spool, struct target *t, struct list *l,
+		       char *dir, size_t dirlen)
 {
 	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT, ST_QUARANTINE};
-	struct target t;
-	struct list l = {0};
-	char dir[PATH_MAX], path[PATH_MAX];
-	uint64_t segs = 0, recs = 0, bytes = 0, bad = 0, quarantined = 0;
-	int status = 0;
 
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (target_of(argc == 2 ? argv[1] : NULL, spool, &t) < 0)
+	if (target_of(argc == 2 ? argv[1] : NULL, spool, t) < 0)
 		return EXIT_CORRUPT;
-	if (t.seg != NULL) {
-		const char *slash = strrchr(t.seg, '/');
-		l.n = 0;
-		list_add(&l, slash ? slash + 1 : t.seg, ST_FILE);
+	if (t->seg != NULL) {
+		const char *slash = strrchr(t->seg, '/');
+		l->n = 0;
+		list_add(l, slash ? slash + 1 : t->seg, ST_FILE);
 		if (slash != NULL)
-			pathf(dir, sizeof(dir), "%.*s", (int)(slash - t.seg), t.seg);
+			pathf(dir, dirlen, "%.*s", (int)(slash - t->seg), t->seg);
 		else
-			pathf(dir, sizeof(dir), ".");
-		l.v[0].state = ST_FILE;
-	} else if (target_list(&t, &l, states, 5, dir, sizeof(dir)) < 0) {
+			pathf(dir, dirlen, ".");
+		l->v[0].state = ST_FILE;
+	} else if (target_list(t, l, states, 5, dir, dirlen) < 0) {
 		return EXIT_CORRUPT;
 	}
+	return 0;
+}
+
+/*
+ * Opens and scans one listed segment into sc (path receives its path).
+ * Returns 0; 1 when it is gone (taken or deleted meanwhile: no error); -1
+ * on an error, reported on stderr.
+ */
+static int scan_ent(const char *dir, struct ent *e, char *path, size_t pathlen,
+		    struct spool_scan *sc)
+{
+	int fd = ent_path_open(dir, e, path, pathlen);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		warnx("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (spool_scan(fd, sc) < 0) {
+		warnx("%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Writes into note what a scan found past the records ("" for a segment
+ * whole to its end). Returns 1 when the segment is damaged, else 0: in
+ * active/ a torn tail is a write in progress (or a crash that recovery will
+ * cut); anywhere else the segment was sealed whole.
+ */
+static int scan_note(const struct spool_scan *sc, int state, char *note, size_t len)
+{
+	if (sc->status == SPOOL_BAD || (sc->status == SPOOL_TORN && state != ST_ACTIVE)) {
+		snprintf(note, len, "offset %llu: %s", (unsigned long long)sc->bad_offset,
+			 sc->status == SPOOL_TORN && sc->end > 0 ? "truncated record" : sc->why);
+		return 1;
+	}
+	if (sc->status == SPOOL_TORN && sc->end + sc->zeros >= sc->size)
+		snprintf(note, len, "records end at offset %llu, zeros written ahead",
+			 (unsigned long long)sc->end);
+	else if (sc->status == SPOOL_TORN)
+		snprintf(note, len, "incomplete tail at offset %llu",
+			 (unsigned long long)sc->bad_offset);
+	return 0;
+}
+
+/* Prints ls's line for one segment. */
+static void scan_print(const struct spool_scan *sc, int state, const char *name, const char *note)
+{
+	char first[40] = "-", last[40] = "-";
+
+	if (sc->records > 0) {
+		ts_str(first, sizeof(first), sc->first_ts, 3);
+		ts_str(last, sizeof(last), sc->last_ts, 3);
+	}
+	printf("%-10s %8llu %12llu %-24s %-24s %s%s%s\n", state_str(state),
+	       (unsigned long long)sc->records, (unsigned long long)sc->size, first, last, name,
+	       note[0] ? "  " : "", note);
+}
+
+/* What verify counted over the segments it read. */
+struct scan_totals {
+	uint64_t segs, recs, bytes, bad, quarantined;
+};
+
+/* Prints verify's last line. */
+static void scan_summary(const struct scan_totals *s)
+{
+	printf("%llu segments, %llu records, %llu bytes: %s", (unsigned long long)s->segs,
+	       (unsigned long long)s->recs, (unsigned long long)s->bytes, s->bad ? "" : "ok");
+	if (s->bad)
+		printf("%llu corrupt", (unsigned long long)s->bad);
+	if (s->quarantined)
+		printf(" (%llu in quarantine/, not checked)", (unsigned long long)s->quarantined);
+	putchar('\n');
+}
+
+static int cmd_scan(int argc, char **argv, const char *spool, int verify)
+{
+	struct target t;
+	struct list l = {0};
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct scan_totals s = {0};
+	int status;
+
+	if ((status = scan_select(argc, argv, spool, &t, &l, dir, sizeof(dir))) != 0)
+		return status;
 	if (!verify)
 		printf("%-10s %8s %12s %-24s %-24s %s\n", "STATE", "RECORDS", "BYTES", "FIRST",
 		       "LAST", "SEGMENT");
 	for (size_t i = 0; i < l.n; i++) {
 		struct spool_scan sc;
 		struct ent *e = &l.v[i];
-		int fd, state;
-		char first[40] = "-", last[40] = "-", note[160] = "";
+		char note[160] = "";
+		int rc, state, damaged;
 
 		if (verify && e->state == ST_QUARANTINE && t.seg == NULL) {
-			quarantined++;
+			s.quarantined++;
 			continue; /* known to be damaged: recovery put it there */
 		}
-		fd = ent_path_open(dir, e, path, sizeof(path));
-		if (fd < 0) {
-			if (errno != ENOENT) {
-				warnx("%s: %s", path, strerror(errno));
+		if ((rc = scan_ent(dir, e, path, sizeof(path), &sc)) != 0) {
+			if (rc < 0)
 				status = EXIT_CORRUPT;
-			}
 			continue;
 		}
 		state = e->state == ST_FILE && t.seg != NULL ? t.state : e->state;
-		if (spool_scan(fd, &sc) < 0) {
-			warnx("%s: %s", path, strerror(errno));
-			close(fd);
+		s.segs++;
+		s.recs += sc.records;
+		s.bytes += sc.size;
+		damaged = scan_note(&sc, state, note, sizeof(note));
+		if (!verify) {
+			scan_print(&sc, state, e->name, note);
+		} else if (damaged) {
+			s.bad++;
 			status = EXIT_CORRUPT;
-			continue;
+			printf("%s: %s\n", path, note);
 		}
-		close(fd);
-		segs++;
-		recs += sc.records;
-		bytes += sc.size;
-		/*
-		 * In active/ a torn tail is a write in progress (or a crash that
-		 * recovery will cut); anywhere else the segment was sealed whole.
-		 */
-		if (sc.status == SPOOL_BAD || (sc.status == SPOOL_TORN && state != ST_ACTIVE)) {
-			snprintf(note, sizeof(note), "offset %llu: %s",
-				 (unsigned long long)sc.bad_offset,
-				 sc.status == SPOOL_TORN && sc.end > 0 ? "truncated record"
-								       : sc.why);
-			if (verify) {
-				bad++;
-				status = EXIT_CORRUPT;
-			}
-		} else if (sc.status == SPOOL_TORN && sc.end + sc.zeros >= sc.size) {
-			snprintf(note, sizeof(note),
-				 "records end at offset %llu, zeros written ahead",
-				 (unsigned long long)sc.end);
-		} else if (sc.status == SPOOL_TORN) {
-			snprintf(note, sizeof(note), "incomplete tail at offset %llu",
-				 (unsigned long long)sc.bad_offset);
-		}
-		if (verify) {
-			if (sc.status == SPOOL_BAD ||
-			    (sc.status == SPOOL_TORN && state != ST_ACTIVE))
-				printf("%s: %s\n", path, note);
-			continue;
-		}
-		if (sc.records > 0) {
-			ts_str(first, sizeof(first), sc.first_ts, 3);
-			ts_str(last, sizeof(last), sc.last_ts, 3);
-		}
-		printf("%-10s %8llu %12llu %-24s %-24s %s%s%s\n", state_str(state),
-		       (unsigned long long)sc.records, (unsigned long long)sc.size, first, last,
-		       e->name, note[0] ? "  " : "", note);
 	}
-	if (verify) {
-		printf("%llu segments, %llu records, %llu bytes: %s", (unsigned long long)segs,
-		       (unsigned long long)recs, (unsigned long long)bytes, bad ? "" : "ok");
-		if (bad)
-			printf("%llu corrupt", (unsigned long long)bad);
-		if (quarantined)
-			printf(" (%llu in quarantine/, not checked)",
-			       (unsigned long long)quarantined);
-		putchar('\n');
-	}
+	if (verify)
+		scan_summary(&s);
 	free(l.v);
 	fflush(stdout);
 	return status;

@@ -516,29 +516,18 @@ static void tick(void)
 	STATS_STORE(slot->allocated, mem_allocated());
 }
 
-static void setup(const struct worker_args *a)
+/*
+ * Keeps only the log, stdio and the listeners: whatever else the master
+ * had open at the fork (/metrics connections, a reload asker's pidfd, the
+ * pid file) would stay open for this worker's life. Dies if it cannot.
+ */
+static void close_inherited(const struct worker_args *a)
 {
-	struct epoll_event ev;
-	struct rlimit rl;
-	char tag[32], name[16], err[256];
+	int keep[CONF_MAX_LISTEN + 4], nkeep = 0;
 
-	cf = a->conf;
-	slot = a->slot;
-	ctl = stats_ctl(a->shm, slot);
-	shm = a->shm;
-	label = a->index;
-	generation = a->generation;
-	snprintf(tag, sizeof(tag), "worker %d", a->index);
-	log_set_tag(tag);
 	for (int i = 0; i < a->nclose; i++)
 		if (a->close_fds[i] >= 0)
 			close(a->close_fds[i]);
-	/*
-	 * Keep only the log, stdio and the listeners: whatever else the master
-	 * had open at the fork (/metrics connections, a reload asker's pidfd,
-	 * the pid file) would stay open for this worker's life.
-	 */
-	int keep[CONF_MAX_LISTEN + 4], nkeep = 0;
 	keep[nkeep++] = STDIN_FILENO;
 	keep[nkeep++] = STDOUT_FILENO;
 	keep[nkeep++] = STDERR_FILENO;
@@ -547,6 +536,13 @@ static void setup(const struct worker_args *a)
 		keep[nkeep++] = a->listen_fds[i];
 	if (proc_close_fds(keep, nkeep) == -1)
 		fatal("closing inherited descriptors");
+}
+
+/* Names the process for ps and top, and opens the signalfd (dies if it cannot). */
+static void name_and_signals(const struct worker_args *a)
+{
+	char name[16];
+
 	proc_title_set("worker %d (generation %u)", a->index, a->generation);
 	snprintf(name, sizeof(name), "submitd-w%d", a->index);
 	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
@@ -559,6 +555,17 @@ static void setup(const struct worker_args *a)
 				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
 	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
+}
+
+/*
+ * Sets up what the connections share: the memory arena, the spool's batch,
+ * the buffer pool, the limits in ctx, and the table of connections by fd.
+ * Dies if any of it cannot be had.
+ */
+static void conns_init(const struct worker_args *a)
+{
+	struct rlimit rl;
+	char err[256];
 
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
 		fatalx("memory arena: %s", err);
@@ -587,15 +594,16 @@ static void setup(const struct worker_args *a)
 	if ((conns = mem_alloc(conns_cap * sizeof(*conns))) == NULL)
 		fatalx("out of memory for %zu connection slots", conns_cap);
 	memset(conns, 0, conns_cap * sizeof(*conns));
+}
 
-	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
-		fatal("epoll_create1");
-	ev.events = EPOLLIN;
-	ev.data.ptr = TAG_SIGNAL;
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) == -1)
-		fatal("epoll_ctl signalfd");
-	nlisten = a->nlisten;
-	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
+/*
+ * Drops privileges and ties this worker's life to the master's. Dies if
+ * the drop fails; exits at once if the master is gone already.
+ */
+static void drop_and_watch(const struct worker_args *a)
+{
+	char err[256];
+
 	if (proc_drop_privileges(cf->user, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	/*
@@ -606,6 +614,39 @@ static void setup(const struct worker_args *a)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->master)
 		exit(0);
+}
+
+/*
+ * Everything before the first round, in this order: the descriptors, the
+ * signals, the connections' context, epoll, the privilege drop; then the
+ * slot says running. Dies on any failure: the master respawns or gives up.
+ */
+static void setup(const struct worker_args *a)
+{
+	struct epoll_event ev;
+	char tag[32];
+
+	cf = a->conf;
+	slot = a->slot;
+	ctl = stats_ctl(a->shm, slot);
+	shm = a->shm;
+	label = a->index;
+	generation = a->generation;
+	snprintf(tag, sizeof(tag), "worker %d", a->index);
+	log_set_tag(tag);
+	close_inherited(a);
+	name_and_signals(a);
+	conns_init(a);
+
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	ev.events = EPOLLIN;
+	ev.data.ptr = TAG_SIGNAL;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) == -1)
+		fatal("epoll_ctl signalfd");
+	nlisten = a->nlisten;
+	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
+	drop_and_watch(a);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
 	STATS_STORE(ctl->pid, (int32_t)getpid());
@@ -615,94 +656,89 @@ static void setup(const struct worker_args *a)
 	STATS_STORE(ctl->state, CTL_SLOT_RUNNING);
 }
 
-void worker_main(const struct worker_args *a)
+/*
+ * How long this round may wait, in ms: until the next tick, but no longer
+ * than the heartbeat, the accept re-check, the end of an accept pause, the
+ * drain deadline and the spool's own deadlines allow.
+ */
+static int poll_timeout(uint64_t next_tick)
 {
-	struct epoll_event evs[MAX_EVENTS];
-	uint64_t next_tick;
+	int timeout = (int)(next_tick > now ? next_tick - now : 0);
 
-	setup(a);
-	next_tick = now + 1000;
-	for (;;) {
-		int timeout = (int)(next_tick > now ? next_tick - now : 0);
-		/* Stamp the heartbeat at least twice a second, even when idle. */
-		if (timeout > HEARTBEAT_MS)
-			timeout = HEARTBEAT_MS;
-		if (listen_mode == LISTEN_ET && timeout > ACCEPT_RECHECK_MS)
-			timeout = ACCEPT_RECHECK_MS;
-		if (accept_paused && accept_resume_ms - now < (uint64_t)timeout)
-			timeout = (int)(accept_resume_ms > now ? accept_resume_ms - now : 0);
-		if (draining && drain_deadline > now && drain_deadline - now < (uint64_t)timeout)
-			timeout = (int)(drain_deadline - now);
-		long st = spoolw_timeout(now);
-		if (st >= 0 && st < timeout)
-			timeout = (int)st;
+	/* Stamp the heartbeat at least twice a second, even when idle. */
+	if (timeout > HEARTBEAT_MS)
+		timeout = HEARTBEAT_MS;
+	if (listen_mode == LISTEN_ET && timeout > ACCEPT_RECHECK_MS)
+		timeout = ACCEPT_RECHECK_MS;
+	if (accept_paused && accept_resume_ms - now < (uint64_t)timeout)
+		timeout = (int)(accept_resume_ms > now ? accept_resume_ms - now : 0);
+	if (draining && drain_deadline > now && drain_deadline - now < (uint64_t)timeout)
+		timeout = (int)(drain_deadline - now);
+	long st = spoolw_timeout(now);
+	if (st >= 0 && st < timeout)
+		timeout = (int)st;
+	/*
+	 * ack_after = stream: the forwarder's position is polled every
+	 * millisecond while acks are owed (no wake-up descriptor to share).
+	 */
+	if (spoolw_owing() && timeout > 1)
+		timeout = 1;
+	return timeout;
+}
+
+/* Handles the n events of one round: signals, accepts, and each connection's read. */
+static void dispatch(const struct epoll_event *evs, int n)
+{
+	for (int i = 0; i < n; i++) {
+		void *p = evs[i].data.ptr;
+		uint32_t e = evs[i].events;
+		if (p == TAG_SIGNAL) {
+			on_signal();
+			continue;
+		}
+		if ((char *)p >= tags && (char *)p < tags + CONF_MAX_LISTEN) {
+			if (!draining && !accept_paused)
+				on_accept((int)((char *)p - tags));
+			continue;
+		}
+		struct conn *c = p;
+		if (c->state == CONN_CLOSED)
+			continue;
+		if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_wants_read(c, &ctx))
+			on_readable(c);
+		else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
+			finish(c, CONN_R_CLIENT);
 		/*
-		 * ack_after = stream: the forwarder's position is polled every
-		 * millisecond while acks are owed (no wake-up descriptor to share).
+		 * Write this connection's acks now, one write for all it read this
+		 * round: its buffers go straight back to the pool, so a round over
+		 * many connections needs two pooled chunks, not two per connection.
+		 * With the spool, the acks wait for the round's batch: the
+		 * records point into the input buffers, which stay until then.
 		 */
-		if (spoolw_owing() && timeout > 1)
-			timeout = 1;
-
-		int n = epoll_wait(ep, evs, MAX_EVENTS, timeout);
-		if (n == -1 && errno != EINTR)
-			fatal("epoll_wait");
-		now = mono_ms();
-		STATS_STORE(ctl->heartbeat_ms, now);
-		spoolw_round_begin();
-
-		for (int i = 0; i < n; i++) {
-			void *p = evs[i].data.ptr;
-			uint32_t e = evs[i].events;
-			if (p == TAG_SIGNAL) {
-				on_signal();
-				continue;
-			}
-			if ((char *)p >= tags && (char *)p < tags + CONF_MAX_LISTEN) {
-				if (!draining && !accept_paused)
-					on_accept((int)((char *)p - tags));
-				continue;
-			}
-			struct conn *c = p;
-			if (c->state == CONN_CLOSED)
-				continue;
-			if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_wants_read(c, &ctx))
-				on_readable(c);
-			else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
-				finish(c, CONN_R_CLIENT);
-			/*
-			 * Write this connection's acks now, one write for all it read this
-			 * round: its buffers go straight back to the pool, so a round over
-			 * many connections needs two pooled chunks, not two per connection.
-			 * With the spool, the acks wait for the round's batch: the
-			 * records point into the input buffers, which stay until then.
-			 */
-			if (c->state != CONN_CLOSED) {
-				if (ctx.batch != NULL)
-					mark_pending(c);
-				else
-					settle(c);
-			}
+		if (c->state != CONN_CLOSED) {
+			if (ctx.batch != NULL)
+				mark_pending(c);
+			else
+				settle(c);
 		}
-		spoolw_commit(now);
-		spoolw_stream_release(mark_pending);
-		flush_pending();
-		spoolw_tick(now);
-
-		/* Deferring: take connections again once no taker holds clearly fewer. */
-		if (listen_mode == LISTEN_ET && fair_to_accept())
-			listen_set(LISTEN_LT);
-		if (accept_paused && now >= accept_resume_ms && !draining) {
-			accept_paused = 0;
-			listen_set(LISTEN_LT);
-		}
-		if (now >= next_tick || (draining && now >= drain_deadline)) {
-			tick();
-			flush_pending();
-			next_tick = now + 1000;
-		}
-		if (draining && (nconns == 0 || stopping || now >= hard_deadline))
-			break;
 	}
+}
+
+/* Watches the listeners again once a deferral or an accept pause is over. */
+static void resume_accept(void)
+{
+	/* Deferring: take connections again once no taker holds clearly fewer. */
+	if (listen_mode == LISTEN_ET && fair_to_accept())
+		listen_set(LISTEN_LT);
+	if (accept_paused && now >= accept_resume_ms && !draining) {
+		accept_paused = 0;
+		listen_set(LISTEN_LT);
+	}
+}
+
+/* The end of a drain: closes what is left, seals the spool's segment. Never returns. */
+__attribute__((noreturn)) static void leave(void)
+{
 	if (nconns > 0)
 		log_warnx("closing %ld connections at the drain deadline", nconns);
 	for (size_t fd = 0; fd < conns_cap; fd++)
@@ -713,4 +749,35 @@ void worker_main(const struct worker_args *a)
 	STATS_STORE(slot->allocated, mem_allocated());
 	log_info("exiting");
 	exit(0);
+}
+
+void worker_main(const struct worker_args *a)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t next_tick;
+
+	setup(a);
+	next_tick = now + 1000;
+	for (;;) {
+		int n = epoll_wait(ep, evs, MAX_EVENTS, poll_timeout(next_tick));
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		now = mono_ms();
+		STATS_STORE(ctl->heartbeat_ms, now);
+		spoolw_round_begin();
+		dispatch(evs, n);
+		spoolw_commit(now);
+		spoolw_stream_release(mark_pending);
+		flush_pending();
+		spoolw_tick(now);
+		resume_accept();
+		if (now >= next_tick || (draining && now >= drain_deadline)) {
+			tick();
+			flush_pending();
+			next_tick = now + 1000;
+		}
+		if (draining && (nconns == 0 || stopping || now >= hard_deadline))
+			break;
+	}
+	leave();
 }
