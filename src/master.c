@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "forwarder.h"
 #include "log.h"
 #include "metrics.h"
@@ -79,13 +80,6 @@ static int pid_file_fd = -1;
 static pid_t fwd_pid;
 static uint64_t fwd_started_ms, fwd_respawn_at, fwd_backoff_ms;
 static int fwd_stop_sent;
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static double wall_time(void)
 {
@@ -648,13 +642,11 @@ static void reload(uint64_t now)
 {
 	struct conf next;
 	struct metrics *m;
-	struct timespec ts;
 	char err[512], msg[64];
 
 	/* systemd's notify-reload protocol takes RELOADING=1 only with the time it began. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-		 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)mono_us());
 	notify(msg);
 	log_info("reload: reading %s", conf.path);
 	msrc.reload_last_ts = wall_time();

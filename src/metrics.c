@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define CONTENT_TYPE	    "text/plain; version=0.0.4; charset=utf-8"
 #define STATUS_CONTENT_TYPE "text/plain; charset=utf-8"
 #define STATUS_MAX_BYTES    (1024 * 1024)
@@ -81,13 +83,6 @@ static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *p
 		connected[l] += STATS_LOAD(s->shm->slot[i].connected);
 		allocated[l] += STATS_LOAD(s->shm->slot[i].allocated);
 	}
-}
-
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 struct proc_totals {
@@ -241,7 +236,7 @@ static void render_spool(struct out *o, const struct stats_shm *sh)
 	family(o, "submitd_spool_oldest_ready_age_seconds", "gauge",
 	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
 	outf(o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
-	     oldest && wall_ns() > oldest ? (double)(wall_ns() - oldest) / 1e9 : 0.0);
+	     oldest && real_ns() > oldest ? (double)(real_ns() - oldest) / 1e9 : 0.0);
 	family(o, "submitd_spool_recovered_segments_total", "counter",
 	       "Segments of dead writers recovered, by outcome.");
 	outf(o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
@@ -297,7 +292,7 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	family(o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
 	       "Age of the oldest record not yet in the stream; 0 if none.");
 	outf(o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
-	     fold && wall_ns() > fold ? (double)(wall_ns() - fold) / 1e9 : 0.0);
+	     fold && real_ns() > fold ? (double)(real_ns() - fold) / 1e9 : 0.0);
 	family(o, "submitd_nats_state", "gauge",
 	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
 	       "permissions; no_stream: the stream is missing).");
@@ -563,13 +558,6 @@ void metrics_forget(struct metrics *m, int *fds, int *nfds, int max)
 		fds[(*nfds)++] = info->listen_fd;
 	if (*nfds < max && (info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
 		fds[(*nfds)++] = info->epoll_fd;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t slot_requests(const struct stats_slot *s)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "proto.h"
@@ -68,7 +69,7 @@ static struct ctl_slot *ctl; /* the worker's control slot (ctl.h) */
 static unsigned worker, generation;
 static struct conn_batch batch;
 static struct iovec *iov;
-static uint8_t *stage; /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
+static uint8_t *stage;		   /* BATCH_CAP * (64 + STAGE_MAX) bytes, allocated once */
 static uint8_t *staged[BATCH_CAP]; /* the whole records in stage, for their CRCs */
 static struct spool_seg seg = {.fd = -1};
 static uint64_t last_ns;      /* created_ns of the last segment: names stay increasing */
@@ -93,20 +94,6 @@ static char ready_dir[PATH_MAX];
 #ifdef SUBMITD_TEST_HOOKS
 static char fail_fsync_path[PATH_MAX];
 #endif
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 /* Log at most once a second per kind (a stats counter names the kind). */
 static void note(enum stats_counter kind, int err, const char *what)
@@ -390,12 +377,9 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 
 void spoolw_round_begin(void)
 {
-	struct timespec ts;
-
 	if (cf == NULL)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	round_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	round_ns = real_ns();
 }
 
 static void owing_unlink(struct conn *c)
