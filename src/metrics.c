@@ -69,6 +69,35 @@ static void family(struct out *o, const char *name, const char *type, const char
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/*
+ * A histogram family from its n per-bucket counts (not cumulative) and the
+ * upper bounds of the first n - 1 (the last bucket is +Inf). us: bounds and
+ * sum are microseconds, shown in seconds; else plain integers.
+ */
+static void histogram(struct out *o, const char *name, const char *help, const uint64_t *bounds,
+		      const uint64_t *counts, int n, uint64_t sum, int us)
+{
+	uint64_t cum = 0;
+
+	family(o, name, "histogram", help);
+	for (int b = 0; b < n; b++) {
+		cum += counts[b];
+		if (b == n - 1)
+			outf(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+		else if (us)
+			outf(o, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[b] / 1e6,
+			     (unsigned long long)cum);
+		else
+			outf(o, "%s_bucket{le=\"%llu\"} %llu\n", name,
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+	}
+	if (us)
+		outf(o, "%s_sum %.6f\n", name, (double)sum / 1e6);
+	else
+		outf(o, "%s_sum %llu\n", name, (unsigned long long)sum);
+	outf(o, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
 /* Per label: what retired workers left plus every live slot with that label, in one pass. */
 static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *per,
 		       int64_t *connected, uint64_t *allocated)
@@ -164,19 +193,8 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 			all.batch[b] += per[l].batch[b];
 		all.batch_sum += per[l].batch_sum;
 	}
-	family(o, "submitd_write_batch_size", "histogram", "Acks written per write call.");
-	uint64_t cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.batch[b];
-		if (b < STATS_NBATCH - 1)
-			outf(o, "submitd_write_batch_size_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(o, "submitd_write_batch_size_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
-	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
+	histogram(o, "submitd_write_batch_size", "Acks written per write call.", bounds, all.batch,
+		  STATS_NBATCH, all.batch_sum, 0);
 
 	static const uint64_t fsync_bounds[] = STATS_FSYNC_BOUNDS;
 	for (int l = 0; l < nl; l++) {
@@ -187,36 +205,12 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 			all.fsync_recs[b] += per[l].fsync_recs[b];
 		all.fsync_recs_sum += per[l].fsync_recs_sum;
 	}
-	family(o, "submitd_spool_fsync_seconds", "histogram",
-	       "Latency of the fdatasync calls that make spooled records durable.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFSYNC; b++) {
-		cum += all.fsync_us[b];
-		if (b < STATS_NFSYNC - 1)
-			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fsync_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o, "submitd_spool_fsync_seconds_sum %.6f\nsubmitd_spool_fsync_seconds_count %llu\n",
-	     (double)all.fsync_us_sum / 1e6, (unsigned long long)cum);
-	family(o, "submitd_spool_records_per_fsync", "histogram",
-	       "Records made durable by one fdatasync (group commit).");
-	cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.fsync_recs[b];
-		if (b < STATS_NBATCH - 1)
-			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o,
-	     "submitd_spool_records_per_fsync_sum %llu\nsubmitd_spool_records_per_fsync_count "
-	     "%llu\n",
-	     (unsigned long long)all.fsync_recs_sum, (unsigned long long)cum);
+	histogram(o, "submitd_spool_fsync_seconds",
+		  "Latency of the fdatasync calls that make spooled records durable.", fsync_bounds,
+		  all.fsync_us, STATS_NFSYNC, all.fsync_us_sum, 1);
+	histogram(o, "submitd_spool_records_per_fsync",
+		  "Records made durable by one fdatasync (group commit).", bounds, all.fsync_recs,
+		  STATS_NBATCH, all.fsync_recs_sum, 0);
 }
 
 /* The spool as the master last scanned it, and what recovery did. */
@@ -260,7 +254,7 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	const struct stats_fwd *fw = &sh->fwd;
 	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
 						 "disconnected", "no_stream",  "refused"};
-	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns), cum;
+	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns);
 #define FWD_COUNTER(name, field, help)                                                             \
 	family(o, "submitd_nats_" name, "counter", help);                                          \
 	outf(o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
@@ -302,22 +296,12 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	       "1 while the forwarder is connected and the stream is there.");
 	outf(o, "submitd_nats_connected %d\n", fst == STATS_FWD_CONNECTED);
 	static const uint64_t fwd_bounds[] = STATS_FWD_BOUNDS;
-	family(o, "submitd_nats_forward_latency_seconds", "histogram",
-	       "From the spool write (the Submit's decoding) to the stream's PubAck.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFWD; b++) {
-		cum += STATS_LOAD(fw->lat[b]);
-		if (b < STATS_NFWD - 1)
-			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fwd_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o,
-	     "submitd_nats_forward_latency_seconds_sum %.6f\n"
-	     "submitd_nats_forward_latency_seconds_count %llu\n",
-	     (double)STATS_LOAD(fw->lat_sum_us) / 1e6, (unsigned long long)cum);
+	uint64_t lat[STATS_NFWD];
+	for (int b = 0; b < STATS_NFWD; b++)
+		lat[b] = STATS_LOAD(fw->lat[b]);
+	histogram(o, "submitd_nats_forward_latency_seconds",
+		  "From the spool write (the Submit's decoding) to the stream's PubAck.",
+		  fwd_bounds, lat, STATS_NFWD, STATS_LOAD(fw->lat_sum_us), 1);
 }
 
 /* What the master knows: workers, generations, restarts, reloads, the build. */
