@@ -124,6 +124,15 @@ static void fail_round(enum stats_counter reason, int err, const char *what)
 		round_failed = (int)reason;
 }
 
+/* The segment was sealed or set aside: none is open until the next write opens one. */
+static void seg_gone(void)
+{
+	seg.fd = -1;
+	seg.name[0] = '\0';
+	unsynced = 0;
+	first_rec_ms = 0;
+}
+
 static void seal(void)
 {
 	if (seg.fd < 0)
@@ -137,10 +146,7 @@ static void seal(void)
 		failure(STATS_spool_fail_seal, errno, "seal");
 		stats_add(slot, STATS_spool_suspect, 1);
 	}
-	seg.fd = -1;
-	seg.name[0] = '\0';
-	unsynced = 0;
-	first_rec_ms = 0;
+	seg_gone();
 }
 
 /* After a failed fdatasync the file's state is unknown: never sync it again. */
@@ -149,10 +155,7 @@ static void suspect(void)
 	if (spool_seg_suspect(&seg, cf->spool_dir) == -1)
 		log_warn("spool: cannot move %s into suspect/", seg.name);
 	stats_add(slot, STATS_spool_suspect, 1);
-	seg.fd = -1;
-	seg.name[0] = '\0';
-	unsynced = 0;
-	first_rec_ms = 0;
+	seg_gone();
 }
 
 static int do_sync(void)
