@@ -242,6 +242,20 @@ static void publish_active(void)
 	STATS_STORE(shm->ctl.nactive, n);
 }
 
+/*
+ * Fork a child that is to close the master's descriptors (listed in cfds,
+ * *nclose of them); stdio is flushed first so that the child cannot write
+ * out the master's buffered lines again.
+ */
+static pid_t fork_child(int *cfds, int max, int *nclose, pid_t *master)
+{
+	*nclose = master_fds(cfds, max);
+	*master = getpid();
+	fflush(stdout);
+	fflush(stderr);
+	return fork();
+}
+
 static int free_slot(void)
 {
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
@@ -275,12 +289,7 @@ static void spawn(int label, uint64_t now)
 	a.listen_fds = fds;
 	a.nlisten = nls;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
-	a.master = getpid();
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
+	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
 	if (pid == -1) {
 		log_warn("fork worker %d", label);
 		respawns[label].at_ms = now + RESPAWN_MAX_MS;
@@ -326,11 +335,7 @@ static void spawn_forwarder(uint64_t now)
 	a.conf = &conf;
 	a.shm = shm;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
-	a.master = getpid();
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
+	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
 	if (pid == -1) {
 		log_warn("fork forwarder");
 		fwd_respawn_at = now + RESPAWN_MAX_MS;
