@@ -69,6 +69,24 @@ static void family(struct out *o, const char *name, const char *type, const char
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one sample without labels. */
+static void one_sample(struct out *o, const char *name, const char *type, const char *help,
+		       uint64_t v)
+{
+	family(o, name, type, help);
+	outf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A gauge of the seconds since a CLOCK_REALTIME ns timestamp; 0 for none (0) or one ahead. */
+static void age_gauge(struct out *o, const char *name, const char *help, uint64_t since_ns)
+{
+	uint64_t now = real_ns();
+
+	family(o, name, "gauge", help);
+	outf(o, "%s %.3f\n", name,
+	     since_ns && now > since_ns ? (double)(now - since_ns) / 1e9 : 0.0);
+}
+
 /*
  * A histogram family from its n per-bucket counts (not cumulative) and the
  * upper bounds of the first n - 1 (the last bucket is +Inf). us: bounds and
@@ -216,21 +234,17 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 /* The spool as the master last scanned it, and what recovery did. */
 static void render_spool(struct out *o, const struct stats_shm *sh)
 {
-	uint64_t oldest = STATS_LOAD(sh->spool_oldest_ready_ns);
-	family(o, "submitd_spool_used_bytes", "gauge",
-	       "Bytes in the spool's directories (last scan plus what workers wrote since).");
-	outf(o, "submitd_spool_used_bytes %llu\n", (unsigned long long)stats_spool_used(sh));
-	family(o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.");
-	outf(o, "submitd_spool_max_bytes %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->ctl.spool_max));
-	family(o, "submitd_spool_ready_segments", "gauge",
-	       "Sealed segments waiting in ready/ for a consumer.");
-	outf(o, "submitd_spool_ready_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_ready_segments));
-	family(o, "submitd_spool_oldest_ready_age_seconds", "gauge",
-	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
-	outf(o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
-	     oldest && real_ns() > oldest ? (double)(real_ns() - oldest) / 1e9 : 0.0);
+	one_sample(o, "submitd_spool_used_bytes", "gauge",
+		   "Bytes in the spool's directories (last scan plus what workers wrote since).",
+		   stats_spool_used(sh));
+	one_sample(o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.",
+		   STATS_LOAD(sh->ctl.spool_max));
+	one_sample(o, "submitd_spool_ready_segments", "gauge",
+		   "Sealed segments waiting in ready/ for a consumer.",
+		   STATS_LOAD(sh->spool_ready_segments));
+	age_gauge(o, "submitd_spool_oldest_ready_age_seconds",
+		  "Age of the oldest segment in ready/ (from its creation); 0 if none.",
+		  STATS_LOAD(sh->spool_oldest_ready_ns));
 	family(o, "submitd_spool_recovered_segments_total", "counter",
 	       "Segments of dead writers recovered, by outcome.");
 	outf(o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
@@ -242,10 +256,9 @@ static void render_spool(struct out *o, const struct stats_shm *sh)
 	     (unsigned long long)STATS_LOAD(sh->spool_removed));
 	outf(o, "submitd_spool_recovered_segments_total{outcome=\"quarantined\"} %llu\n",
 	     (unsigned long long)STATS_LOAD(sh->spool_quarantined));
-	family(o, "submitd_spool_truncated_bytes_total", "counter",
-	       "Bytes of torn tails cut off by recovery.");
-	outf(o, "submitd_spool_truncated_bytes_total %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
+	one_sample(o, "submitd_spool_truncated_bytes_total", "counter",
+		   "Bytes of torn tails cut off by recovery.",
+		   STATS_LOAD(sh->spool_truncated_bytes));
 }
 
 static void render_nats(struct out *o, const struct stats_shm *sh)
@@ -254,10 +267,9 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	const struct stats_fwd *fw = &sh->fwd;
 	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
 						 "disconnected", "no_stream",  "refused"};
-	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns);
+	uint64_t fst = STATS_LOAD(fw->state);
 #define FWD_COUNTER(name, field, help)                                                             \
-	family(o, "submitd_nats_" name, "counter", help);                                          \
-	outf(o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
+	one_sample(o, "submitd_nats_" name, "counter", help, STATS_LOAD(fw->field))
 	FWD_COUNTER("published_total", published,
 		    "Publishes sent to the stream, retries included.");
 	FWD_COUNTER("acked_total", acked, "PubAcks received, duplicates included.");
@@ -271,22 +283,21 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	FWD_COUNTER("connect_errors_total", errors_conn, "Connection attempts that failed.");
 	FWD_COUNTER("forwarder_starts_total", starts, "Forwarder processes started.");
 #undef FWD_COUNTER
-	family(o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.");
-	outf(o, "submitd_nats_inflight %llu\n", (unsigned long long)STATS_LOAD(fw->inflight));
-	family(o, "submitd_nats_lag_bytes", "gauge",
-	       "Bytes of spooled records not yet acknowledged by the stream.");
-	outf(o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
-	family(o, "submitd_nats_lag_records", "gauge",
-	       "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).");
-	outf(o, "submitd_nats_lag_records %llu\n", (unsigned long long)STATS_LOAD(fw->lag_records));
-	family(o, "submitd_nats_lag_segments", "gauge",
-	       "Segments holding records not yet acknowledged by the stream.");
-	outf(o, "submitd_nats_lag_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(fw->lag_segments));
-	family(o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
-	       "Age of the oldest record not yet in the stream; 0 if none.");
-	outf(o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
-	     fold && real_ns() > fold ? (double)(real_ns() - fold) / 1e9 : 0.0);
+	one_sample(o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.",
+		   STATS_LOAD(fw->inflight));
+	one_sample(o, "submitd_nats_lag_bytes", "gauge",
+		   "Bytes of spooled records not yet acknowledged by the stream.",
+		   STATS_LOAD(fw->lag_bytes));
+	one_sample(
+	    o, "submitd_nats_lag_records", "gauge",
+	    "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).",
+	    STATS_LOAD(fw->lag_records));
+	one_sample(o, "submitd_nats_lag_segments", "gauge",
+		   "Segments holding records not yet acknowledged by the stream.",
+		   STATS_LOAD(fw->lag_segments));
+	age_gauge(o, "submitd_nats_oldest_unforwarded_age_seconds",
+		  "Age of the oldest record not yet in the stream; 0 if none.",
+		  STATS_LOAD(fw->oldest_ns));
 	family(o, "submitd_nats_state", "gauge",
 	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
 	       "permissions; no_stream: the stream is missing).");
