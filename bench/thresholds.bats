@@ -92,11 +92,7 @@ below() {
 }
 
 @test "SIGINT under load: exit under 2 s, whatever shutdown_timeout" {
-	sd_start 'workers = 2' 'shutdown_timeout = 30'
-	local out=$BATS_TEST_TMPDIR/bench.json
-	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	sd_start_busy_stuck
 	local start=$EPOCHREALTIME ms
 	kill -INT "$SD_PID"
 	wait_for -t 30 _sd_all_gone "$SD_JOB"

@@ -95,12 +95,7 @@ stuck_closed_ms() {
 }
 
 @test "SIGINT under load: fast exit, status 0" {
-	sd_start 'workers = 2' 'shutdown_timeout = 30'
-	local out=$BATS_TEST_TMPDIR/bench.json
-	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	# A client inside a frame, which a SIGTERM would wait 30 s for.
-	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	sd_start_busy_stuck
 	local pids="$SD_PID $(sd_workers)"
 	kill -INT "$SD_PID"
 	wait_exit 25

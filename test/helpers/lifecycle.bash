@@ -92,6 +92,17 @@ respawn_under_load() {
 	assert_success
 }
 
+# sd_start_busy_stuck: two workers (shutdown_timeout 30) under a 4 s
+# submit-bench load (-c 50 --reconnect, in $BATS_TEST_TMPDIR/bench.json) and
+# a client inside a frame, which a SIGTERM would wait 30 s for (its lines in
+# $BATS_TEST_TMPDIR/stuck); returns once all 51 are connected.
+sd_start_busy_stuck() {
+	sd_start 'workers = 2' 'shutdown_timeout = 30'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 50 --reconnect -d 4 --drain 1
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+}
+
 # bench_loop OUT: one-second submit-bench runs (-c 50 --reconnect) back to
 # back until OUT.stop exists, one JSON line each in OUT. A reset ends a
 # connection for submit-bench, so fresh runs keep the load on across kills.
