@@ -90,7 +90,7 @@ install: all
 
 # Every C file of the tree; clang-format 14 (Debian 12) reads .clang-format.
 FORMAT_SRC = src/*.c src/*.h src/bench/*.c $(wildcard src/bench/*.h) test/unit/*.c test/unit/*.h \
-	test/fuzz/*.c test/fuzz/*.h test/nats/*.c bench/*.c
+	test/fuzz/*.c test/fuzz/*.h test/nats/*.c test/nats/*.h bench/*.c
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

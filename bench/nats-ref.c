@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "natstool.h"
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -26,10 +28,10 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
-	const char *url = "nats://127.0.0.1:4222", *stream = "REF", *subject = "ref.0";
+	struct natstool nt = {"nats-ref", "nats://127.0.0.1:4222", "REF", NULL, NULL};
+	const char *subject = "ref.0";
 	long n = 100000, size = 1024, inflight = 4096;
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
+	jsCtx *js;
 	jsOptions jo;
 	jsStreamConfig sc;
 	jsErrCode jerr = 0;
@@ -37,13 +39,9 @@ int main(int argc, char **argv)
 	int opt;
 
 	while ((opt = getopt(argc, argv, "s:S:j:n:z:w:")) != -1) {
+		if (natstool_opt(&nt, opt, optarg))
+			continue;
 		switch (opt) {
-		case 's':
-			url = optarg;
-			break;
-		case 'S':
-			stream = optarg;
-			break;
 		case 'j':
 			subject = optarg;
 			break;
@@ -62,25 +60,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK) {
-		fprintf(stderr, "nats-ref: %s: %s\n", url, natsStatus_GetText(s));
-		return 1;
-	}
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = inflight;
 	/* Wait for room in the window as the forwarder does; the default 200 ms fails on a loaded
 	 * machine. */
 	jo.PublishAsync.StallWait = 60000;
-	if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
+	if (natstool_connect(&nt, &jo) < 0)
 		return 1;
+	js = nt.js;
 	jsStreamConfig_Init(&sc);
-	sc.Name = stream;
+	sc.Name = nt.stream;
 	sc.Subjects = &subject;
 	sc.SubjectsLen = 1;
 	sc.Storage = js_FileStorage;
 	s = js_AddStream(NULL, js, &sc, NULL, &jerr);
 	if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-		fprintf(stderr, "nats-ref: stream %s: %s (%d)\n", stream, natsStatus_GetText(s),
+		fprintf(stderr, "nats-ref: stream %s: %s (%d)\n", nt.stream, natsStatus_GetText(s),
 			(int)jerr);
 		return 1;
 	}
@@ -129,7 +124,6 @@ int main(int argc, char **argv)
 	}
 	printf("sent %ld acked %ld seconds %.3f rate %.0f\n", n, n, t, (double)n / t);
 	free(data);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
+	natstool_close(&nt);
 	return 0;
 }

@@ -27,18 +27,7 @@ below() {
 
 @test "respawn after kill -9 under load: worst of 10 under 100 ms" {
 	sd_start 'workers = 2'
-	local out=$BATS_TEST_TMPDIR/bench.json
-	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
-	local loop=$!
-	SD_BG_PIDS+=("$loop")
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	# Let both workers pass the crash-loop age so every kill is a plain respawn.
-	sleep 1
-	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
-	echo "$output"
-	assert_success
-	touch "$out.stop"
-	wait_for -t 20 _sd_all_gone "$loop"
+	respawn_under_load "$BATS_TEST_TMPDIR/bench.json" 10
 	local worst
 	worst=$(sed -n 's/^worst_ms //p' <<<"$output")
 	report "respawn after kill -9 (5 ms poll of /metrics), worst of 10: $worst ms (need < 100)"
@@ -80,14 +69,7 @@ below() {
 }
 
 @test "descriptor exhaustion: the worker at the limit uses under 20% of a core" {
-	local wrap=$BATS_TEST_TMPDIR/submitd-nofile64
-	printf '#!/bin/sh\nexec prlimit --nofile=64:64 %q "$@"\n' "$SD_BIN" >"$wrap"
-	chmod +x "$wrap"
-	SD_BIN=$wrap sd_start 'workers = 1'
-	local hold=$BATS_TEST_TMPDIR/hold
-	sd_spawn "$hold" $HOSTILE --port "$SD_PORT" --max 60 hold -n 200
-	wait_for -t 20 grep -q '^opened 200' "$hold"
-	wait_for -t 10 metric_above submitd_accept_errors_total '' 0
+	sd_start_at_fd_limit "$BATS_TEST_TMPDIR/hold"
 	local w t0 t1 hz share
 	w=$(sd_workers)
 	hz=$(getconf CLK_TCK)
@@ -110,11 +92,7 @@ below() {
 }
 
 @test "SIGINT under load: exit under 2 s, whatever shutdown_timeout" {
-	sd_start 'workers = 2' 'shutdown_timeout = 30'
-	local out=$BATS_TEST_TMPDIR/bench.json
-	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	sd_start_busy_stuck
 	local start=$EPOCHREALTIME ms
 	kill -INT "$SD_PID"
 	wait_for -t 30 _sd_all_gone "$SD_JOB"

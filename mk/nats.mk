@@ -4,19 +4,22 @@ NATS_VERIFY := $(BUILD)/test/nats-verify
 
 all: $(NATS_VERIFY)
 
-$(NATS_VERIFY): test/nats/nats-verify.c Makefile mk/nats.mk
+# test/nats/natstool.c: the options and the connection both NATS tools share.
+NATS_TOOL := test/nats/natstool.c test/nats/natstool.h
+
+$(NATS_VERIFY): test/nats/nats-verify.c $(NATS_TOOL) Makefile mk/nats.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
+	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $(filter %.c,$^) \
 		$(shell pkg-config --libs libnats)
 
 # The reference for the forwarder's rate (bench/nats.sh).
 NATS_REF := $(BUILD)/nats-ref
 all: $(NATS_REF)
 
-$(NATS_REF): bench/nats-ref.c Makefile mk/nats.mk
+$(NATS_REF): bench/nats-ref.c $(NATS_TOOL) Makefile mk/nats.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ $< \
-		$(shell pkg-config --libs libnats)
+	$(CC) $(CPPFLAGS) -Itest/nats $(shell pkg-config --cflags libnats) $(CFLAGS) -o $@ \
+		$(filter %.c,$^) $(shell pkg-config --libs libnats)
 
 # The forwarder against nats-ref on one local nats-server (docs/SCALING.md).
 .PHONY: bench-nats

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proc.h"
 #include "spool.h"
@@ -114,20 +115,6 @@ static size_t qn, qcap, q2cap;
 static char q_err[256]; /* the last publish error's text */
 static int conn_event;	/* 1 disconnected, 2 reconnected, 3 closed; under qmu */
 static uint64_t ack_events_dropped;
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* At most once a second per kind. */
 static int rate_ok(int kind)

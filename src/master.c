@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "forwarder.h"
 #include "log.h"
 #include "metrics.h"
@@ -79,13 +80,6 @@ static int pid_file_fd = -1;
 static pid_t fwd_pid;
 static uint64_t fwd_started_ms, fwd_respawn_at, fwd_backoff_ms;
 static int fwd_stop_sent;
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static double wall_time(void)
 {
@@ -248,6 +242,20 @@ static void publish_active(void)
 	STATS_STORE(shm->ctl.nactive, n);
 }
 
+/*
+ * Fork a child that is to close the master's descriptors (listed in cfds,
+ * *nclose of them); stdio is flushed first so that the child cannot write
+ * out the master's buffered lines again.
+ */
+static pid_t fork_child(int *cfds, int max, int *nclose, pid_t *master)
+{
+	*nclose = master_fds(cfds, max);
+	*master = getpid();
+	fflush(stdout);
+	fflush(stderr);
+	return fork();
+}
+
 static int free_slot(void)
 {
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
@@ -281,12 +289,7 @@ static void spawn(int label, uint64_t now)
 	a.listen_fds = fds;
 	a.nlisten = nls;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
-	a.master = getpid();
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
+	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
 	if (pid == -1) {
 		log_warn("fork worker %d", label);
 		respawns[label].at_ms = now + RESPAWN_MAX_MS;
@@ -332,11 +335,7 @@ static void spawn_forwarder(uint64_t now)
 	a.conf = &conf;
 	a.shm = shm;
 	a.close_fds = cfds;
-	a.nclose = master_fds(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])));
-	a.master = getpid();
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
+	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
 	if (pid == -1) {
 		log_warn("fork forwarder");
 		fwd_respawn_at = now + RESPAWN_MAX_MS;
@@ -648,13 +647,11 @@ static void reload(uint64_t now)
 {
 	struct conf next;
 	struct metrics *m;
-	struct timespec ts;
 	char err[512], msg[64];
 
 	/* systemd's notify-reload protocol takes RELOADING=1 only with the time it began. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-		 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)mono_us());
 	notify(msg);
 	log_info("reload: reading %s", conf.path);
 	msrc.reload_last_ts = wall_time();

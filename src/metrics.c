@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define CONTENT_TYPE	    "text/plain; version=0.0.4; charset=utf-8"
 #define STATUS_CONTENT_TYPE "text/plain; charset=utf-8"
 #define STATUS_MAX_BYTES    (1024 * 1024)
@@ -67,6 +69,53 @@ static void family(struct out *o, const char *name, const char *type, const char
 	outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one sample without labels. */
+static void one_sample(struct out *o, const char *name, const char *type, const char *help,
+		       uint64_t v)
+{
+	family(o, name, type, help);
+	outf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A gauge of the seconds since a CLOCK_REALTIME ns timestamp; 0 for none (0) or one ahead. */
+static void age_gauge(struct out *o, const char *name, const char *help, uint64_t since_ns)
+{
+	uint64_t now = real_ns();
+
+	family(o, name, "gauge", help);
+	outf(o, "%s %.3f\n", name,
+	     since_ns && now > since_ns ? (double)(now - since_ns) / 1e9 : 0.0);
+}
+
+/*
+ * A histogram family from its n per-bucket counts (not cumulative) and the
+ * upper bounds of the first n - 1 (the last bucket is +Inf). us: bounds and
+ * sum are microseconds, shown in seconds; else plain integers.
+ */
+static void histogram(struct out *o, const char *name, const char *help, const uint64_t *bounds,
+		      const uint64_t *counts, int n, uint64_t sum, int us)
+{
+	uint64_t cum = 0;
+
+	family(o, name, "histogram", help);
+	for (int b = 0; b < n; b++) {
+		cum += counts[b];
+		if (b == n - 1)
+			outf(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+		else if (us)
+			outf(o, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[b] / 1e6,
+			     (unsigned long long)cum);
+		else
+			outf(o, "%s_bucket{le=\"%llu\"} %llu\n", name,
+			     (unsigned long long)bounds[b], (unsigned long long)cum);
+	}
+	if (us)
+		outf(o, "%s_sum %.6f\n", name, (double)sum / 1e6);
+	else
+		outf(o, "%s_sum %llu\n", name, (unsigned long long)sum);
+	outf(o, "%s_count %llu\n", name, (unsigned long long)cum);
+}
+
 /* Per label: what retired workers left plus every live slot with that label, in one pass. */
 static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *per,
 		       int64_t *connected, uint64_t *allocated)
@@ -81,13 +130,6 @@ static void label_sums(const struct metrics_src *s, int nl, struct stats_slot *p
 		connected[l] += STATS_LOAD(s->shm->slot[i].connected);
 		allocated[l] += STATS_LOAD(s->shm->slot[i].allocated);
 	}
-}
-
-static uint64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 struct proc_totals {
@@ -169,19 +211,8 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 			all.batch[b] += per[l].batch[b];
 		all.batch_sum += per[l].batch_sum;
 	}
-	family(o, "submitd_write_batch_size", "histogram", "Acks written per write call.");
-	uint64_t cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.batch[b];
-		if (b < STATS_NBATCH - 1)
-			outf(o, "submitd_write_batch_size_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(o, "submitd_write_batch_size_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o, "submitd_write_batch_size_sum %llu\nsubmitd_write_batch_size_count %llu\n",
-	     (unsigned long long)all.batch_sum, (unsigned long long)cum);
+	histogram(o, "submitd_write_batch_size", "Acks written per write call.", bounds, all.batch,
+		  STATS_NBATCH, all.batch_sum, 0);
 
 	static const uint64_t fsync_bounds[] = STATS_FSYNC_BOUNDS;
 	for (int l = 0; l < nl; l++) {
@@ -192,56 +223,28 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 			all.fsync_recs[b] += per[l].fsync_recs[b];
 		all.fsync_recs_sum += per[l].fsync_recs_sum;
 	}
-	family(o, "submitd_spool_fsync_seconds", "histogram",
-	       "Latency of the fdatasync calls that make spooled records durable.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFSYNC; b++) {
-		cum += all.fsync_us[b];
-		if (b < STATS_NFSYNC - 1)
-			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fsync_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(o, "submitd_spool_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o, "submitd_spool_fsync_seconds_sum %.6f\nsubmitd_spool_fsync_seconds_count %llu\n",
-	     (double)all.fsync_us_sum / 1e6, (unsigned long long)cum);
-	family(o, "submitd_spool_records_per_fsync", "histogram",
-	       "Records made durable by one fdatasync (group commit).");
-	cum = 0;
-	for (int b = 0; b < STATS_NBATCH; b++) {
-		cum += all.fsync_recs[b];
-		if (b < STATS_NBATCH - 1)
-			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"%llu\"} %llu\n",
-			     (unsigned long long)bounds[b], (unsigned long long)cum);
-		else
-			outf(o, "submitd_spool_records_per_fsync_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o,
-	     "submitd_spool_records_per_fsync_sum %llu\nsubmitd_spool_records_per_fsync_count "
-	     "%llu\n",
-	     (unsigned long long)all.fsync_recs_sum, (unsigned long long)cum);
+	histogram(o, "submitd_spool_fsync_seconds",
+		  "Latency of the fdatasync calls that make spooled records durable.", fsync_bounds,
+		  all.fsync_us, STATS_NFSYNC, all.fsync_us_sum, 1);
+	histogram(o, "submitd_spool_records_per_fsync",
+		  "Records made durable by one fdatasync (group commit).", bounds, all.fsync_recs,
+		  STATS_NBATCH, all.fsync_recs_sum, 0);
 }
 
 /* The spool as the master last scanned it, and what recovery did. */
 static void render_spool(struct out *o, const struct stats_shm *sh)
 {
-	uint64_t oldest = STATS_LOAD(sh->spool_oldest_ready_ns);
-	family(o, "submitd_spool_used_bytes", "gauge",
-	       "Bytes in the spool's directories (last scan plus what workers wrote since).");
-	outf(o, "submitd_spool_used_bytes %llu\n", (unsigned long long)stats_spool_used(sh));
-	family(o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.");
-	outf(o, "submitd_spool_max_bytes %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->ctl.spool_max));
-	family(o, "submitd_spool_ready_segments", "gauge",
-	       "Sealed segments waiting in ready/ for a consumer.");
-	outf(o, "submitd_spool_ready_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_ready_segments));
-	family(o, "submitd_spool_oldest_ready_age_seconds", "gauge",
-	       "Age of the oldest segment in ready/ (from its creation); 0 if none.");
-	outf(o, "submitd_spool_oldest_ready_age_seconds %.3f\n",
-	     oldest && wall_ns() > oldest ? (double)(wall_ns() - oldest) / 1e9 : 0.0);
+	one_sample(o, "submitd_spool_used_bytes", "gauge",
+		   "Bytes in the spool's directories (last scan plus what workers wrote since).",
+		   stats_spool_used(sh));
+	one_sample(o, "submitd_spool_max_bytes", "gauge", "spool_max_size; 0 unbounded.",
+		   STATS_LOAD(sh->ctl.spool_max));
+	one_sample(o, "submitd_spool_ready_segments", "gauge",
+		   "Sealed segments waiting in ready/ for a consumer.",
+		   STATS_LOAD(sh->spool_ready_segments));
+	age_gauge(o, "submitd_spool_oldest_ready_age_seconds",
+		  "Age of the oldest segment in ready/ (from its creation); 0 if none.",
+		  STATS_LOAD(sh->spool_oldest_ready_ns));
 	family(o, "submitd_spool_recovered_segments_total", "counter",
 	       "Segments of dead writers recovered, by outcome.");
 	outf(o, "submitd_spool_recovered_segments_total{outcome=\"sealed\"} %llu\n",
@@ -253,10 +256,9 @@ static void render_spool(struct out *o, const struct stats_shm *sh)
 	     (unsigned long long)STATS_LOAD(sh->spool_removed));
 	outf(o, "submitd_spool_recovered_segments_total{outcome=\"quarantined\"} %llu\n",
 	     (unsigned long long)STATS_LOAD(sh->spool_quarantined));
-	family(o, "submitd_spool_truncated_bytes_total", "counter",
-	       "Bytes of torn tails cut off by recovery.");
-	outf(o, "submitd_spool_truncated_bytes_total %llu\n",
-	     (unsigned long long)STATS_LOAD(sh->spool_truncated_bytes));
+	one_sample(o, "submitd_spool_truncated_bytes_total", "counter",
+		   "Bytes of torn tails cut off by recovery.",
+		   STATS_LOAD(sh->spool_truncated_bytes));
 }
 
 static void render_nats(struct out *o, const struct stats_shm *sh)
@@ -265,10 +267,9 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	const struct stats_fwd *fw = &sh->fwd;
 	static const char *const fwd_states[] = {"off",		 "connecting", "connected",
 						 "disconnected", "no_stream",  "refused"};
-	uint64_t fst = STATS_LOAD(fw->state), fold = STATS_LOAD(fw->oldest_ns), cum;
+	uint64_t fst = STATS_LOAD(fw->state);
 #define FWD_COUNTER(name, field, help)                                                             \
-	family(o, "submitd_nats_" name, "counter", help);                                          \
-	outf(o, "submitd_nats_" name " %llu\n", (unsigned long long)STATS_LOAD(fw->field))
+	one_sample(o, "submitd_nats_" name, "counter", help, STATS_LOAD(fw->field))
 	FWD_COUNTER("published_total", published,
 		    "Publishes sent to the stream, retries included.");
 	FWD_COUNTER("acked_total", acked, "PubAcks received, duplicates included.");
@@ -282,22 +283,21 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	FWD_COUNTER("connect_errors_total", errors_conn, "Connection attempts that failed.");
 	FWD_COUNTER("forwarder_starts_total", starts, "Forwarder processes started.");
 #undef FWD_COUNTER
-	family(o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.");
-	outf(o, "submitd_nats_inflight %llu\n", (unsigned long long)STATS_LOAD(fw->inflight));
-	family(o, "submitd_nats_lag_bytes", "gauge",
-	       "Bytes of spooled records not yet acknowledged by the stream.");
-	outf(o, "submitd_nats_lag_bytes %llu\n", (unsigned long long)STATS_LOAD(fw->lag_bytes));
-	family(o, "submitd_nats_lag_records", "gauge",
-	       "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).");
-	outf(o, "submitd_nats_lag_records %llu\n", (unsigned long long)STATS_LOAD(fw->lag_records));
-	family(o, "submitd_nats_lag_segments", "gauge",
-	       "Segments holding records not yet acknowledged by the stream.");
-	outf(o, "submitd_nats_lag_segments %llu\n",
-	     (unsigned long long)STATS_LOAD(fw->lag_segments));
-	family(o, "submitd_nats_oldest_unforwarded_age_seconds", "gauge",
-	       "Age of the oldest record not yet in the stream; 0 if none.");
-	outf(o, "submitd_nats_oldest_unforwarded_age_seconds %.3f\n",
-	     fold && wall_ns() > fold ? (double)(wall_ns() - fold) / 1e9 : 0.0);
+	one_sample(o, "submitd_nats_inflight", "gauge", "Publishes not yet acknowledged.",
+		   STATS_LOAD(fw->inflight));
+	one_sample(o, "submitd_nats_lag_bytes", "gauge",
+		   "Bytes of spooled records not yet acknowledged by the stream.",
+		   STATS_LOAD(fw->lag_bytes));
+	one_sample(
+	    o, "submitd_nats_lag_records", "gauge",
+	    "Records not yet acknowledged by the stream (partly estimated, docs/METRICS.md).",
+	    STATS_LOAD(fw->lag_records));
+	one_sample(o, "submitd_nats_lag_segments", "gauge",
+		   "Segments holding records not yet acknowledged by the stream.",
+		   STATS_LOAD(fw->lag_segments));
+	age_gauge(o, "submitd_nats_oldest_unforwarded_age_seconds",
+		  "Age of the oldest record not yet in the stream; 0 if none.",
+		  STATS_LOAD(fw->oldest_ns));
 	family(o, "submitd_nats_state", "gauge",
 	       "The forwarder's state: 1 for the current one (refused: credentials, TLS or "
 	       "permissions; no_stream: the stream is missing).");
@@ -307,22 +307,12 @@ static void render_nats(struct out *o, const struct stats_shm *sh)
 	       "1 while the forwarder is connected and the stream is there.");
 	outf(o, "submitd_nats_connected %d\n", fst == STATS_FWD_CONNECTED);
 	static const uint64_t fwd_bounds[] = STATS_FWD_BOUNDS;
-	family(o, "submitd_nats_forward_latency_seconds", "histogram",
-	       "From the spool write (the Submit's decoding) to the stream's PubAck.");
-	cum = 0;
-	for (int b = 0; b < STATS_NFWD; b++) {
-		cum += STATS_LOAD(fw->lat[b]);
-		if (b < STATS_NFWD - 1)
-			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"%g\"} %llu\n",
-			     (double)fwd_bounds[b] / 1e6, (unsigned long long)cum);
-		else
-			outf(o, "submitd_nats_forward_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-			     (unsigned long long)cum);
-	}
-	outf(o,
-	     "submitd_nats_forward_latency_seconds_sum %.6f\n"
-	     "submitd_nats_forward_latency_seconds_count %llu\n",
-	     (double)STATS_LOAD(fw->lat_sum_us) / 1e6, (unsigned long long)cum);
+	uint64_t lat[STATS_NFWD];
+	for (int b = 0; b < STATS_NFWD; b++)
+		lat[b] = STATS_LOAD(fw->lat[b]);
+	histogram(o, "submitd_nats_forward_latency_seconds",
+		  "From the spool write (the Submit's decoding) to the stream's PubAck.",
+		  fwd_bounds, lat, STATS_NFWD, STATS_LOAD(fw->lat_sum_us), 1);
 }
 
 /* What the master knows: workers, generations, restarts, reloads, the build. */
@@ -563,13 +553,6 @@ void metrics_forget(struct metrics *m, int *fds, int *nfds, int max)
 		fds[(*nfds)++] = info->listen_fd;
 	if (*nfds < max && (info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_EPOLL_FD)) != NULL)
 		fds[(*nfds)++] = info->epoll_fd;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t slot_requests(const struct stats_slot *s)

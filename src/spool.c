@@ -612,6 +612,21 @@ fail:
 	return -1;
 }
 
+/* pwritev, again on EINTR; no byte written is an error (EIO), never 0. */
+static ssize_t pwritev_some(int fd, const struct iovec *iov, int cnt, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pwritev(fd, iov, cnt, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	if (n == 0) {
+		errno = EIO;
+		return -1;
+	}
+	return n;
+}
+
 ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcnt)
 {
 	uint64_t off = s->size;
@@ -623,36 +638,26 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 		s->trunc_failed = 0;
 	while (i < iovcnt) {
 		int cnt = iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX;
-		ssize_t n = pwritev(s->fd, iov + i, cnt, (off_t)off);
+		ssize_t n = pwritev_some(s->fd, iov + i, cnt, off);
 
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n == 0)
-				errno = EIO;
+		if (n < 0)
 			goto fail;
-		}
 		off += (uint64_t)n;
 		total += (size_t)n;
-		/* Skip what was written whole; finish a partly written iovec with pwrite. */
+		/* Skip what was written whole; finish a partly written iovec on its own. */
 		while (i < iovcnt && (size_t)n >= iov[i].iov_len) {
 			n -= (ssize_t)iov[i].iov_len;
 			i++;
 		}
 		if (n > 0) {
-			const uint8_t *p = (const uint8_t *)iov[i].iov_base + n;
-			size_t left = iov[i].iov_len - (size_t)n;
-			while (left > 0) {
-				ssize_t m = pwrite(s->fd, p, left, (off_t)off);
-				if (m <= 0) {
-					if (m < 0 && errno == EINTR)
-						continue;
-					if (m == 0)
-						errno = EIO;
+			struct iovec rest = {(uint8_t *)iov[i].iov_base + n,
+					     iov[i].iov_len - (size_t)n};
+			while (rest.iov_len > 0) {
+				ssize_t m = pwritev_some(s->fd, &rest, 1, off);
+				if (m < 0)
 					goto fail;
-				}
-				p += m;
-				left -= (size_t)m;
+				rest.iov_base = (uint8_t *)rest.iov_base + m;
+				rest.iov_len -= (size_t)m;
 				off += (uint64_t)m;
 				total += (size_t)m;
 			}
@@ -697,16 +702,11 @@ int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to)
 			iov[cnt].iov_len = left < sizeof(zero) ? (size_t)left : sizeof(zero);
 			left -= iov[cnt++].iov_len;
 		}
-		ssize_t n = pwritev(s->fd, iov, cnt, (off_t)off);
+		ssize_t n = pwritev_some(s->fd, iov, cnt, off);
 		for (int i = 0; i < cnt; i++)
 			iov[i].iov_len = sizeof(zero);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n == 0)
-				errno = EIO;
+		if (n < 0)
 			goto fail;
-		}
 		off += (uint64_t)n;
 	}
 	s->alloc = off;
@@ -985,14 +985,10 @@ static int copy_prefix(int in, int out, uint64_t len)
 				return -1;
 			}
 			for (ssize_t done = 0; done < m;) {
-				ssize_t w = pwrite(out, b + done, (size_t)(m - done), ooff);
-				if (w < 0 && errno == EINTR)
-					continue;
-				if (w <= 0) {
-					if (w == 0)
-						errno = EIO;
+				struct iovec v = {b + done, (size_t)(m - done)};
+				ssize_t w = pwritev_some(out, &v, 1, (uint64_t)ooff);
+				if (w < 0)
 					return -1;
-				}
 				done += w;
 				ooff += w;
 			}

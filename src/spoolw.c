@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "proto.h"
@@ -94,20 +95,6 @@ static char ready_dir[PATH_MAX];
 static char fail_fsync_path[PATH_MAX];
 #endif
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Log at most once a second per kind (a stats counter names the kind). */
 static void note(enum stats_counter kind, int err, const char *what)
 {
@@ -137,6 +124,15 @@ static void fail_round(enum stats_counter reason, int err, const char *what)
 		round_failed = (int)reason;
 }
 
+/* The segment was sealed or set aside: none is open until the next write opens one. */
+static void seg_gone(void)
+{
+	seg.fd = -1;
+	seg.name[0] = '\0';
+	unsynced = 0;
+	first_rec_ms = 0;
+}
+
 static void seal(void)
 {
 	if (seg.fd < 0)
@@ -150,10 +146,7 @@ static void seal(void)
 		failure(STATS_spool_fail_seal, errno, "seal");
 		stats_add(slot, STATS_spool_suspect, 1);
 	}
-	seg.fd = -1;
-	seg.name[0] = '\0';
-	unsynced = 0;
-	first_rec_ms = 0;
+	seg_gone();
 }
 
 /* After a failed fdatasync the file's state is unknown: never sync it again. */
@@ -162,10 +155,7 @@ static void suspect(void)
 	if (spool_seg_suspect(&seg, cf->spool_dir) == -1)
 		log_warn("spool: cannot move %s into suspect/", seg.name);
 	stats_add(slot, STATS_spool_suspect, 1);
-	seg.fd = -1;
-	seg.name[0] = '\0';
-	unsynced = 0;
-	first_rec_ms = 0;
+	seg_gone();
 }
 
 static int do_sync(void)
@@ -412,12 +402,9 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 
 void spoolw_round_begin(void)
 {
-	struct timespec ts;
-
 	if (cf == NULL)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	round_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	round_ns = real_ns();
 }
 
 static void owing_unlink(struct conn *c)

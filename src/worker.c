@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
@@ -61,13 +62,6 @@ static uint64_t conn_seq; /* connections accepted by this process, for the spool
 /* epoll data for non-connection descriptors: addresses inside tags[] */
 static char tags[CONF_MAX_LISTEN + 1];
 #define TAG_SIGNAL (&tags[CONF_MAX_LISTEN])
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void mark_pending(struct conn *c)
 {

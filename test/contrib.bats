@@ -33,6 +33,19 @@ dashboard_exprs() {
 			-e 's/\${\{0,1\}node}\{0,1\}/.*/g'
 }
 
+# rules_file FILE GROUP: the PromQL expressions on stdin, one a line, as the
+# recording rules GROUP:expr_1, GROUP:expr_2... of one group in FILE, for
+# promtool check rules; prints how many.
+rules_file() {
+	local n=0 e
+	printf 'groups:\n  - name: %s\n    rules:\n' "$2" >"$1"
+	while IFS= read -r e; do
+		n=$((n + 1))
+		printf '      - record: %s:expr_%d\n        expr: %s\n' "$2" "$n" "$(jq -Rn --arg e "$e" '$e')" >>"$1"
+	done
+	echo "$n"
+}
+
 @test "contrib: promtool check config accepts prometheus.yml and finds the rules" {
 	run promtool check config "$PROM/prometheus.yml"
 	assert_success
@@ -116,12 +129,8 @@ dashboard_exprs() {
 }
 
 @test "contrib: every dashboard expression parses (promtool check rules)" {
-	local rules="$BATS_TEST_TMPDIR/dash.rules.yml" n=0 e
-	printf 'groups:\n  - name: dashboard\n    rules:\n' >"$rules"
-	while IFS= read -r e; do
-		n=$((n + 1))
-		printf '      - record: dashboard:expr_%d\n        expr: %s\n' "$n" "$(jq -Rn --arg e "$e" '$e')" >>"$rules"
-	done < <(dashboard_exprs)
+	local rules="$BATS_TEST_TMPDIR/dash.rules.yml" n
+	n=$(dashboard_exprs | rules_file "$rules" dashboard)
 	[ "$n" -ge 30 ]
 	run grep -c '\$' "$rules"
 	assert_output 0
@@ -132,13 +141,10 @@ dashboard_exprs() {
 
 @test "contrib: the variable queries of the dashboard parse" {
 	# label_values(SELECTOR, LABEL): the selector must be valid PromQL.
-	local rules="$BATS_TEST_TMPDIR/vars.rules.yml" n=0 s
-	printf 'groups:\n  - name: vars\n    rules:\n' >"$rules"
-	while IFS= read -r s; do
-		n=$((n + 1))
-		printf '      - record: dashboard:var_%d\n        expr: %s\n' "$n" "$(jq -Rn --arg e "$s" '$e' | sed 's/\$job/submitd/')" >>"$rules"
-	done < <(jq -r '.templating.list[] | select(.type == "query") | .definition
-		| capture("^label_values\\((?<sel>.*), *[a-z_]+\\)$").sel' "$DASH")
+	local rules="$BATS_TEST_TMPDIR/vars.rules.yml" n
+	n=$(jq -r '.templating.list[] | select(.type == "query") | .definition
+		| capture("^label_values\\((?<sel>.*), *[a-z_]+\\)$").sel' "$DASH" |
+		sed 's/\$job/submitd/' | rules_file "$rules" vars)
 	[ "$n" -eq 3 ]
 	run promtool check rules "$rules"
 	assert_success

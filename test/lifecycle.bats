@@ -9,34 +9,13 @@ teardown() {
 	sd_stop
 }
 
-# workers_older_than S: every worker has run for at least S seconds.
-workers_older_than() {
-	local w n=0
-	for w in $(sd_workers); do
-		[ "$(ps -o etimes= -p "$w" | tr -d ' ')" -ge "$1" ] || return 1
-		n=$((n + 1))
-	done
-	[ "$n" -gt 0 ]
-}
-
 @test "kill -9 of a worker every second under load: only its connections fail; respawned each time" {
 	sd_start 'workers = 2'
 	local out=$BATS_TEST_TMPDIR/bench.json
-	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
-	local loop=$!
-	SD_BG_PIDS+=("$loop")
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
-	# Both workers past the crash-loop age (1 s) so every kill is a plain
-	# respawn: ps counts whole seconds, so 2 means at least 2.
-	wait_for -t 10 workers_older_than 2
-	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" 10
-	echo "$output"
-	assert_success
+	respawn_under_load "$out" 10
 	local worst victims_conns
 	worst=$(sed -n 's/^worst_ms //p' <<<"$output")
 	victims_conns=$(awk '/^kill / { s += $8 } END { print s + 0 }' <<<"$output")
-	touch "$out.stop"
-	wait_for -t 20 _sd_all_gone "$loop"
 	local errors connect_errors runs acked
 	runs=$(wc -l <"$out")
 	errors=$(jq -s 'map(.errors) | add' "$out")
@@ -116,12 +95,7 @@ stuck_closed_ms() {
 }
 
 @test "SIGINT under load: fast exit, status 0" {
-	sd_start 'workers = 2' 'shutdown_timeout = 30'
-	local out=$BATS_TEST_TMPDIR/bench.json
-	sd_bench "$out" -c 50 --reconnect -d 4 --drain 1
-	# A client inside a frame, which a SIGTERM would wait 30 s for.
-	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+	sd_start_busy_stuck
 	local pids="$SD_PID $(sd_workers)"
 	kill -INT "$SD_PID"
 	wait_exit 25

@@ -88,6 +88,13 @@ acked_ge() {
 	[ "$(sd_metric submitd_submit_acks_total '{result="0"}')" -ge "$1" ]
 }
 
+# acked_more N: wait until N more Submits than now are acked with result 0.
+acked_more() {
+	local n
+	n=$(sd_metric submitd_submit_acks_total '{result="0"}')
+	wait_for -t 30 acked_ge $((n + $1))
+}
+
 acks_with() {
 	awk -v r="$1" '$3 == r' "$ACKS" | wc -l
 }
@@ -338,9 +345,7 @@ recovered_as_torn() {
 	echo "recovery had to cut $cut bytes"
 	run sd_metric submitd_spool_truncated_bytes_total
 	assert_output "$((cut0 + cut))"
-	local n
-	n=$(sd_metric submitd_submit_acks_total '{result="0"}')
-	wait_for -t 30 acked_ge $((n + 3000))
+	acked_more 3000
 	spool_bench_stop
 	# The victim's clients reconnected (reset or closed); nothing else went wrong.
 	assert_equal "$(sd_bench_field errors)" 0
@@ -551,9 +556,7 @@ recovered_as_torn() {
 	assert_output 1
 	run ls "$SPOOL/suspect"
 	assert_output "$active_before"
-	local n
-	n=$(sd_metric submitd_submit_acks_total '{result="0"}')
-	wait_for -t 30 acked_ge $((n + 2000))
+	acked_more 2000
 	spool_bench_stop
 	assert_equal "$(sd_bench_field errors)" 0
 	# The failed batch was answered with result 2; the next ones with 0, in a new segment.

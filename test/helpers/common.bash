@@ -210,28 +210,31 @@ sd_doc_families() {
 		sed -n "s/^| \`\([a-z_:]*\)\` | \(counter\|gauge\|histogram\|summary\) |.*/$out/p" | grep .
 }
 
+# _sd_log_last WHO SCRIPT MISSING: what the sed -n SCRIPT prints for the
+# log's last line it matches; fails with "WHO: MISSING in the log" if none.
+_sd_log_last() {
+	local v
+	v=$(sd_log | sed -n "$2" | tail -1)
+	[ -n "$v" ] || {
+		echo "$1: $3 in the log" >&2
+		return 1
+	}
+	echo "$v"
+}
+
 # sd_worker_label PID: the slot label of worker PID (the worker="I" of the
 # metrics), from the master's "worker I started, pid P" line; fails if none.
 sd_worker_label() {
-	local l
-	l=$(sd_log | sed -n "s/.*worker \([0-9][0-9]*\) started, pid $1\$/\1/p" | tail -1)
-	[ -n "$l" ] || {
-		echo "sd_worker_label: no worker with pid $1 in the log" >&2
-		return 1
-	}
-	echo "$l"
+	_sd_log_last sd_worker_label "s/.*worker \([0-9][0-9]*\) started, pid $1\$/\1/p" \
+		"no worker with pid $1"
 }
 
 # stopped_totals: the master's totals from its last log line, "stopped: N
 # requests received, M acks sent", as "N M"; fails when it logged no such line.
 stopped_totals() {
-	local t
-	t=$(sd_log | sed -n 's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' | tail -1)
-	[ -n "$t" ] || {
-		echo "stopped_totals: no \"stopped:\" line in the log" >&2
-		return 1
-	}
-	echo "$t"
+	_sd_log_last stopped_totals \
+		's/.*stopped: \([0-9]*\) requests received, \([0-9]*\) acks sent.*/\1 \2/p' \
+		'no "stopped:" line'
 }
 
 sd_metrics() {

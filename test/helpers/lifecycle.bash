@@ -63,6 +63,46 @@ print("worst_ms %.1f" % worst)
 PY
 }
 
+# workers_older_than S: every worker has run for at least S seconds.
+workers_older_than() {
+	local w n=0
+	for w in $(sd_workers); do
+		[ "$(ps -o etimes= -p "$w" | tr -d ' ')" -ge "$1" ] || return 1
+		n=$((n + 1))
+	done
+	[ "$n" -gt 0 ]
+}
+
+# respawn_under_load OUT KILLS: respawn_watch KILLS kills (its lines in
+# $output) under bench_loop's load (its JSON lines in OUT), once 50 clients
+# are connected and every worker is past the crash-loop age (1 s; ps counts
+# whole seconds, so 2 means at least 2) so that each kill is a plain
+# respawn. The load is stopped before it returns; fails if respawn_watch did.
+respawn_under_load() {
+	local out=$1 loop
+	bench_loop "$out" </dev/null >/dev/null 2>&1 3>&- 4>&- &
+	loop=$!
+	SD_BG_PIDS+=("$loop")
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 50 ]'
+	wait_for -t 10 workers_older_than 2
+	SD_LOGFILE=$BATS_TEST_TMPDIR/submitd.log run respawn_watch "$SD_METRICS_PORT" "$SD_PID" "$2"
+	echo "$output"
+	touch "$out.stop"
+	wait_for -t 20 _sd_all_gone "$loop"
+	assert_success
+}
+
+# sd_start_busy_stuck: two workers (shutdown_timeout 30) under a 4 s
+# submit-bench load (-c 50 --reconnect, in $BATS_TEST_TMPDIR/bench.json) and
+# a client inside a frame, which a SIGTERM would wait 30 s for (its lines in
+# $BATS_TEST_TMPDIR/stuck); returns once all 51 are connected.
+sd_start_busy_stuck() {
+	sd_start 'workers = 2' 'shutdown_timeout = 30'
+	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 50 --reconnect -d 4 --drain 1
+	sd_stuck_client "$BATS_TEST_TMPDIR/stuck" keep
+	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 51 ]'
+}
+
 # bench_loop OUT: one-second submit-bench runs (-c 50 --reconnect) back to
 # back until OUT.stop exists, one JSON line each in OUT. A reset ends a
 # connection for submit-bench, so fresh runs keep the load on across kills.

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "natstool.h"
+
 struct cnt {
 	uint64_t key; /* 0: empty */
 	uint32_t acked, stored;
@@ -64,24 +66,20 @@ static uint64_t fnv(const char *s)
 
 int main(int argc, char **argv)
 {
-	const char *url = "nats://127.0.0.1:4222", *stream = NULL, *acklog = NULL;
+	struct natstool nt = {"nats-verify", "nats://127.0.0.1:4222", NULL, NULL, NULL};
+	const char *stream, *acklog = NULL;
 	long plen = -1;
 	int opt, dump = 0, leader = 0;
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
+	jsCtx *js;
 	jsStreamInfo *si = NULL;
 	natsSubscription *sub = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
 	while ((opt = getopt(argc, argv, "s:S:a:p:d:L")) != -1) {
+		if (natstool_opt(&nt, opt, optarg))
+			continue;
 		switch (opt) {
-		case 's':
-			url = optarg;
-			break;
-		case 'S':
-			stream = optarg;
-			break;
 		case 'a':
 			acklog = optarg;
 			break;
@@ -100,14 +98,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (stream == NULL || (acklog == NULL && !leader)) {
+	if ((stream = nt.stream) == NULL || (acklog == NULL && !leader)) {
 		fprintf(stderr, "nats-verify: -S and -a are needed\n");
 		return 2;
 	}
-	if ((s = natsConnection_ConnectTo(&nc, url)) != NATS_OK ||
-	    (s = natsConnection_JetStream(&js, nc, NULL)) != NATS_OK ||
-	    (s = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK) {
-		fprintf(stderr, "nats-verify: %s: %s\n", url, natsStatus_GetText(s));
+	if (natstool_connect(&nt, NULL) < 0)
+		return 2;
+	js = nt.js;
+	if ((s = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK) {
+		fprintf(stderr, "nats-verify: %s: %s\n", nt.url, natsStatus_GetText(s));
 		return 2;
 	}
 	if (leader) {
@@ -235,7 +234,6 @@ int main(int argc, char **argv)
 	       " missing %" PRIu64 " unexpected %" PRIu64 " duplicated %" PRIu64
 	       " bad_payload %" PRIu64 " no_id %" PRIu64 "\n",
 	       acked0, other, total, got, missing, unexpected, dup_ids, bad_payload, no_id);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
+	natstool_close(&nt);
 	return missing || unexpected || dup_ids || bad_payload || no_id || got != total ? 1 : 0;
 }

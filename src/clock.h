@@ -1,0 +1,40 @@
+/*
+ * The clocks, in the units the loops count in. Header only: one definition
+ * for the worker, the spool writer, the forwarder, the master and the
+ * metrics renderer, inlined where it is read. The names are short on
+ * purpose (as the loops' `now = mono_ms()` reads): they are the only
+ * unprefixed names a header exports, and say which clock and which unit.
+ * Monotonic for timeouts and intervals; real time only for what is compared
+ * with a timestamp stored elsewhere (a spool record's ts_ns, a scrape's age).
+ */
+#ifndef SUBMITD_CLOCK_H
+#define SUBMITD_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static inline uint64_t real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#endif
