@@ -289,6 +289,36 @@ syscall_set() {
 	done
 }
 
+# unit_filter: the unit's SystemCallFilter= lines into the caller's arrays
+# allow and deny (the ~ lines); fails if there is none.
+unit_filter() {
+	local l
+	while read -r l; do
+		case $l in
+		'~'*) deny+=(${l#\~}) ;;
+		*) allow+=($l) ;;
+		esac
+	done < <(sed -n 's/^SystemCallFilter=//p' /lib/systemd/system/submitd.service)
+	[ ${#allow[@]} -gt 0 ]
+}
+
+# forbidden USED: the calls of USED (one a line) outside allow or inside deny.
+forbidden() {
+	comm -23 <(echo "$1") <(syscall_set "${allow[@]}" | sort -u)
+	comm -12 <(echo "$1") <(syscall_set "${deny[@]}" | sort -u)
+}
+
+# traced_start SECONDS: the installed daemon on the caller's $conf under
+# strace -f into $trace, its output in $log, for at most SECONDS; sets the
+# caller's job and port, and SD_METRICS_PORT, once it is ready.
+traced_start() {
+	timeout "$1" strace -f -qq -o "$trace" /usr/sbin/submitd -f -c "$conf" >"$log" 2>&1 3>&- 4>&- &
+	job=$!
+	wait_for -t 10 grep -q 'ready: ' "$log"
+	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+}
+
 # The unit's SystemCallFilter= cannot be applied without systemd as PID 1:
 # trace the installed daemon through start (with the spool's recovery),
 # traffic spooled with spool_sync = always and, after the reload (by the
@@ -298,7 +328,7 @@ syscall_set() {
 @test "deb: the daemon makes only system calls the unit's SystemCallFilter allows" {
 	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
 	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
-	local unit=/lib/systemd/system/submitd.service allow=() deny=() l pid job port mport
+	local allow=() deny=() l pid job port mport
 	cp /etc/submitd/submitd.conf "$conf"
 	conf_set "$conf" listen '{"127.0.0.1:0"}'
 	conf_set "$conf" metrics_listen '"127.0.0.1:0"'
@@ -308,20 +338,11 @@ syscall_set() {
 	conf_set "$conf" spool_sync always
 	conf_set "$conf" spool_segment_size 4096
 	conf_set "$conf" spool_segment_age 1
-	while read -r l; do
-		case $l in
-		'~'*) deny+=(${l#\~}) ;;
-		*) allow+=($l) ;;
-		esac
-	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
-	[ ${#allow[@]} -gt 0 ]
+	unit_filter
 
-	timeout 60 strace -f -qq -o "$trace" /usr/sbin/submitd -f -c "$conf" >"$log" 2>&1 3>&- 4>&- &
-	job=$!
-	wait_for -t 10 grep -q 'ready: ' "$log"
+	traced_start 60
 	pid=$(cat "$BATS_TEST_TMPDIR/submitd.pid")
-	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
-	mport=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+	mport=$SD_METRICS_PORT
 	run $SD_CLIENT --port "$port" pipeline 200 --mixed --payload-max 64
 	assert_success
 	# More than a segment's 4096 bytes: sealed by size into ready/.
@@ -360,8 +381,7 @@ syscall_set() {
 	for l in pwritev fdatasync fsync flock rename; do
 		grep -qE "^$l(at2?)?\$" <<<"$used" || fail "no $l in the trace: did the daemon spool?"
 	done
-	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
-	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))
+	bad=$(forbidden "$used")
 	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
 }
 
@@ -375,7 +395,7 @@ syscall_set() {
 	command -v strace >/dev/null || fail "strace is not installed (tools/deps.sh installs it)"
 	command -v nats-server >/dev/null || fail "nats-server is not installed (tools/deps.sh installs it)"
 	local conf=$BATS_TEST_TMPDIR/installed.conf trace=$BATS_TEST_TMPDIR/strace log=$BATS_TEST_TMPDIR/submitd.out
-	local unit=/lib/systemd/system/submitd.service allow=() deny=() l job port nport fwd
+	local allow=() deny=() l job port nport fwd
 	DEB_NATS_SPOOL=$(mktemp -d /var/lib/submitd/trace-spool.XXXXXX)
 	chown _submitd:_submitd "$DEB_NATS_SPOOL"
 	chmod 750 "$DEB_NATS_SPOOL"
@@ -392,20 +412,10 @@ syscall_set() {
 	conf_set "$conf" nats_stream '"TRACE"'
 	conf_set "$conf" nats_create_stream 1
 	conf_set "$conf" ack_after stream
-	while read -r l; do
-		case $l in
-		'~'*) deny+=(${l#\~}) ;;
-		*) allow+=($l) ;;
-		esac
-	done < <(sed -n 's/^SystemCallFilter=//p' "$unit")
-	[ ${#allow[@]} -gt 0 ]
+	unit_filter
 
-	timeout 120 strace -f -qq -o "$trace" /usr/sbin/submitd -f -c "$conf" >"$log" 2>&1 3>&- 4>&- &
-	job=$!
-	wait_for -t 10 grep -q 'ready: ' "$log"
+	traced_start 120
 	DEB_TRACE_PID=$(cat "$BATS_TEST_TMPDIR/submitd.pid")
-	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
-	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
 	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
 	fwd=$(pgrep -P "$DEB_TRACE_PID" -x submitd-fwd)
 	[ "$(ps -o user= -p "$fwd" | tr -d ' ')" = _submitd ]
@@ -428,8 +438,7 @@ syscall_set() {
 	grep -q "connect(.*htons($nport)" "$ftrace" || fail "the forwarder did not connect to NATS in the trace"
 	used=$(awk '{ s = ($2 ~ /^[0-9]/) ? $3 : $2; sub(/\(.*/, "", s); if (s ~ /^[a-z_0-9]+$/) print s }' \
 		"$trace" | sort -u)
-	bad=$(comm -23 <(echo "$used") <(syscall_set "${allow[@]}" | sort -u))
-	bad+=$(comm -12 <(echo "$used") <(syscall_set "${deny[@]}" | sort -u))
+	bad=$(forbidden "$used")
 	[ -z "$bad" ] || fail "system calls the unit forbids: $bad"
 }
 
