@@ -64,15 +64,147 @@ static uint64_t fnv(const char *s)
 	return h | 1;
 }
 
+/* What the stream held, message by message. */
+struct tally {
+	uint64_t got, dup_ids, bad_payload, no_id;
+};
+
+/* The ack log's result-0 ids into the table (sized for it and total more). 0, or -1. */
+static int read_acklog(const char *path, uint64_t total, uint64_t *acked0, uint64_t *other)
+{
+	FILE *f = fopen(path, "r");
+	size_t lines = 0;
+	char line[256];
+
+	if (f == NULL) {
+		perror(path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+		lines++;
+	for (tcap = 1024; tcap < 2 * (lines + total) + 16; tcap *= 2)
+		;
+	/* Ids and message ids share the table: different key spaces by construction. */
+	tcap *= 2;
+	if ((tab = calloc(tcap, sizeof(*tab))) == NULL) {
+		fclose(f);
+		return -1;
+	}
+	rewind(f);
+	*acked0 = *other = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char idhex[64];
+		int conn;
+		unsigned res;
+		if (sscanf(line, "%d %63s %u", &conn, idhex, &res) != 3)
+			continue;
+		if (res != 0) {
+			(*other)++;
+			continue;
+		}
+		slot(key_of(idhex))->acked++;
+		(*acked0)++;
+	}
+	fclose(f);
+	return 0;
+}
+
+/* -d: the subject and headers of message m on one line. */
+static void dump_msg(natsMsg *m)
+{
+	const char **keys = NULL;
+	int nk = 0;
+
+	printf("%s", natsMsg_GetSubject(m));
+	if (natsMsgHeader_Keys(m, &keys, &nk) == NATS_OK) {
+		for (int k = 0; k < nk; k++) {
+			const char *v = NULL;
+			natsMsgHeader_Get(m, keys[k], &v);
+			printf(" %s: %s", keys[k], v ? v : "");
+		}
+		free((void *)keys);
+	}
+	printf("\n");
+}
+
+/* Count one message of the stream: its Submit id, its Nats-Msg-Id, its payload. */
+static void count_msg(natsMsg *m, long plen, struct tally *t)
+{
+	const char *sid = NULL, *mid = NULL;
+
+	if (natsMsgHeader_Get(m, "Submit-Id", &sid) != NATS_OK || sid == NULL) {
+		t->no_id++;
+		return;
+	}
+	slot(key_of(sid))->stored++;
+	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &mid) == NATS_OK && mid != NULL) {
+		/* Message-id keys have bit 0 clear, id keys have it set. */
+		struct cnt *c = slot((fnv(mid) & ~1ULL) | 2);
+		if (c->stored++ > 0)
+			t->dup_ids++;
+	}
+	if (plen >= 0) {
+		const char *d = natsMsg_GetData(m);
+		int n = natsMsg_GetDataLength(m);
+		int ok = n == plen;
+		for (int k = 0; ok && k < n; k++)
+			ok = d[k] == (char)('a' + k % 26);
+		t->bad_payload += !ok;
+	}
+}
+
+/* Read the whole stream (total messages) through an ephemeral pull consumer. 0, or -1. */
+static int read_stream(jsCtx *js, const char *stream, uint64_t total, long plen, int dump,
+		       struct tally *t)
+{
+	natsSubscription *sub = NULL;
+	jsErrCode jerr = 0;
+	jsSubOptions so;
+	char durable[64];
+	int idle = 0;
+	natsStatus s;
+
+	snprintf(durable, sizeof(durable), "nats-verify-%d", (int)getpid());
+	jsSubOptions_Init(&so);
+	so.Stream = stream;
+	so.Config.AckPolicy = js_AckNone;
+	so.Config.DeliverPolicy = js_DeliverAll;
+	so.Config.MaxRequestBatch = 1000;
+	if ((s = js_PullSubscribe(&sub, js, ">", durable, NULL, &so, &jerr)) != NATS_OK) {
+		fprintf(stderr, "nats-verify: consumer: %s (%d)\n", natsStatus_GetText(s),
+			(int)jerr);
+		return -1;
+	}
+	while (t->got < total && idle < 5) {
+		natsMsgList list = {0};
+		s = natsSubscription_Fetch(&list, sub, 1000, 2000, &jerr);
+		if (s == NATS_TIMEOUT || list.Count == 0) {
+			idle++;
+			natsMsgList_Destroy(&list);
+			continue;
+		}
+		idle = 0;
+		for (int i = 0; i < list.Count; i++) {
+			t->got++;
+			if (dump-- > 0)
+				dump_msg(list.Msgs[i]);
+			count_msg(list.Msgs[i], plen, t);
+		}
+		natsMsgList_Destroy(&list);
+	}
+	natsSubscription_Unsubscribe(sub);
+	natsSubscription_Destroy(sub);
+	js_DeleteConsumer(js, stream, durable, NULL, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct natstool nt = {"nats-verify", "nats://127.0.0.1:4222", NULL, NULL, NULL};
 	const char *stream, *acklog = NULL;
 	long plen = -1;
 	int opt, dump = 0, leader = 0;
-	jsCtx *js;
 	jsStreamInfo *si = NULL;
-	natsSubscription *sub = NULL;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
@@ -104,8 +236,7 @@ int main(int argc, char **argv)
 	}
 	if (natstool_connect(&nt, NULL) < 0)
 		return 2;
-	js = nt.js;
-	if ((s = js_GetStreamInfo(&si, js, stream, NULL, &jerr)) != NATS_OK) {
+	if ((s = js_GetStreamInfo(&si, nt.js, stream, NULL, &jerr)) != NATS_OK) {
 		fprintf(stderr, "nats-verify: %s: %s\n", nt.url, natsStatus_GetText(s));
 		return 2;
 	}
@@ -116,109 +247,12 @@ int main(int argc, char **argv)
 		jsStreamInfo_Destroy(si);
 		return ok ? 0 : 1;
 	}
-	uint64_t total = si->State.Msgs;
+	uint64_t total = si->State.Msgs, acked0, other;
+	struct tally t = {0};
 	jsStreamInfo_Destroy(si);
-
-	FILE *f = fopen(acklog, "r");
-	if (f == NULL) {
-		perror(acklog);
+	if (read_acklog(acklog, total, &acked0, &other) < 0 ||
+	    read_stream(nt.js, stream, total, plen, dump, &t) < 0)
 		return 2;
-	}
-	size_t lines = 0;
-	char line[256];
-	while (fgets(line, sizeof(line), f) != NULL)
-		lines++;
-	for (tcap = 1024; tcap < 2 * (lines + total) + 16; tcap *= 2)
-		;
-	/* Ids and message ids share the table: different key spaces by construction. */
-	tcap *= 2;
-	if ((tab = calloc(tcap, sizeof(*tab))) == NULL)
-		return 2;
-	rewind(f);
-	uint64_t acked0 = 0, other = 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char idhex[64];
-		int conn;
-		unsigned res;
-		if (sscanf(line, "%d %63s %u", &conn, idhex, &res) != 3)
-			continue;
-		if (res != 0) {
-			other++;
-			continue;
-		}
-		slot(key_of(idhex))->acked++;
-		acked0++;
-	}
-	fclose(f);
-
-	char durable[64];
-	snprintf(durable, sizeof(durable), "nats-verify-%d", (int)getpid());
-	jsSubOptions so;
-	jsSubOptions_Init(&so);
-	so.Stream = stream;
-	so.Config.AckPolicy = js_AckNone;
-	so.Config.DeliverPolicy = js_DeliverAll;
-	so.Config.MaxRequestBatch = 1000;
-	if ((s = js_PullSubscribe(&sub, js, ">", durable, NULL, &so, &jerr)) != NATS_OK) {
-		fprintf(stderr, "nats-verify: consumer: %s (%d)\n", natsStatus_GetText(s),
-			(int)jerr);
-		return 2;
-	}
-	uint64_t got = 0, dup_ids = 0, bad_payload = 0, no_id = 0;
-	int idle = 0;
-	while (got < total && idle < 5) {
-		natsMsgList list = {0};
-		s = natsSubscription_Fetch(&list, sub, 1000, 2000, &jerr);
-		if (s == NATS_TIMEOUT || list.Count == 0) {
-			idle++;
-			natsMsgList_Destroy(&list);
-			continue;
-		}
-		idle = 0;
-		for (int i = 0; i < list.Count; i++) {
-			natsMsg *m = list.Msgs[i];
-			const char *sid = NULL, *mid = NULL;
-			got++;
-			if (dump > 0) {
-				const char **keys = NULL;
-				int nk = 0;
-				dump--;
-				printf("%s", natsMsg_GetSubject(m));
-				if (natsMsgHeader_Keys(m, &keys, &nk) == NATS_OK) {
-					for (int k = 0; k < nk; k++) {
-						const char *v = NULL;
-						natsMsgHeader_Get(m, keys[k], &v);
-						printf(" %s: %s", keys[k], v ? v : "");
-					}
-					free((void *)keys);
-				}
-				printf("\n");
-			}
-			if (natsMsgHeader_Get(m, "Submit-Id", &sid) != NATS_OK || sid == NULL) {
-				no_id++;
-				continue;
-			}
-			slot(key_of(sid))->stored++;
-			if (natsMsgHeader_Get(m, "Nats-Msg-Id", &mid) == NATS_OK && mid != NULL) {
-				/* Message-id keys have bit 0 clear, id keys have it set. */
-				struct cnt *c = slot((fnv(mid) & ~1ULL) | 2);
-				if (c->stored++ > 0)
-					dup_ids++;
-			}
-			if (plen >= 0) {
-				const char *d = natsMsg_GetData(m);
-				int n = natsMsg_GetDataLength(m);
-				int ok = n == plen;
-				for (int k = 0; ok && k < n; k++)
-					ok = d[k] == (char)('a' + k % 26);
-				bad_payload += !ok;
-			}
-		}
-		natsMsgList_Destroy(&list);
-	}
-	natsSubscription_Unsubscribe(sub);
-	natsSubscription_Destroy(sub);
-	js_DeleteConsumer(js, stream, durable, NULL, NULL);
 
 	uint64_t missing = 0, unexpected = 0;
 	for (size_t i = 0; i < tcap; i++) {
@@ -233,7 +267,8 @@ int main(int argc, char **argv)
 	printf("acked0 %" PRIu64 " other %" PRIu64 " stream %" PRIu64 " read %" PRIu64
 	       " missing %" PRIu64 " unexpected %" PRIu64 " duplicated %" PRIu64
 	       " bad_payload %" PRIu64 " no_id %" PRIu64 "\n",
-	       acked0, other, total, got, missing, unexpected, dup_ids, bad_payload, no_id);
+	       acked0, other, total, t.got, missing, unexpected, t.dup_ids, t.bad_payload, t.no_id);
 	natstool_close(&nt);
-	return missing || unexpected || dup_ids || bad_payload || no_id || got != total ? 1 : 0;
+	return missing || unexpected || t.dup_ids || t.bad_payload || t.no_id || t.got != total ? 1
+												: 0;
 }
