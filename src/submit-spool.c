@@ -494,12 +494,14 @@ static int follow_open(const char *dir, const char *segpath, struct ent *e, stru
 		return 0;
 	}
 	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 16;
-		s->v = realloc(s->v, s->cap * sizeof(*s->v));
-		if (s->v == NULL) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		void *v = realloc(s->v, cap * sizeof(*s->v));
+		if (v == NULL) {
 			warnx("out of memory");
-			return -1;
+			return -1; /* s->v stays valid (and owned) */
 		}
+		s->v = v;
+		s->cap = cap;
 	}
 	f = &s->v[s->n++];
 	memset(f, 0, sizeof(*f));
