@@ -80,6 +80,12 @@ struct ctl_slot {
 	/* Written by the forwarder: how far the stream holds this worker's records (the watermark).
 	 */
 	struct ctl_pos stream_acked;
+	/*
+	 * ack_after = stream: 1 while the worker sleeps with acks owed to the
+	 * stream (set by it before it sleeps); the forwarder that moves
+	 * stream_acked takes it back to 0 and wakes the worker with SIGURG.
+	 */
+	uint32_t stream_wait;
 } __attribute__((aligned(64)));
 
 struct ctl {

@@ -854,6 +854,23 @@ static void drain_events(void)
 	}
 }
 
+/*
+ * ack_after = stream: the stream holds worker slot sl's records up to (ns,
+ * off). A worker asleep with acks owed (stream_wait) is woken with SIGURG,
+ * once per sleep; it looks at the position when it wakes.
+ */
+static void publish_acked(struct ctl_slot *sl, uint64_t ns, uint64_t off)
+{
+	int32_t pid;
+
+	ctl_pos_store(&sl->stream_acked, ns, off);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&sl->stream_wait, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&sl->stream_wait, 0, __ATOMIC_RELAXED) &&
+	    (pid = STATS_LOAD(sl->pid)) > 0)
+		kill(pid, SIGURG);
+}
+
 /* Tell the workers how far the stream has their records (ack_after = stream). */
 static void publish_positions(void)
 {
@@ -866,7 +883,7 @@ static void publish_positions(void)
 		if (c->slot < 0)
 			continue;
 		if (c->pub_ns != c->ns || c->pub_off != c->acked_off) {
-			ctl_pos_store(&shm->ctl.slot[c->slot].stream_acked, c->ns, c->acked_off);
+			publish_acked(&shm->ctl.slot[c->slot], c->ns, c->acked_off);
 			c->pub_ns = c->ns;
 			c->pub_off = c->acked_off;
 		}
@@ -882,7 +899,7 @@ static void finish_if_done(struct chain *c)
 		return;
 	ckpt_write(c);
 	if (c->slot >= 0 || (c->slot = slot_of(c->pid)) >= 0)
-		ctl_pos_store(&shm->ctl.slot[c->slot].stream_acked, c->ns, c->acked_off);
+		publish_acked(&shm->ctl.slot[c->slot], c->ns, c->acked_off);
 	snprintf(path, sizeof(path), "%s/%s", dirs[2], c->name);
 	ckpt_path(ck, sizeof(ck), c->name);
 	if (unlink(path) == -1 && errno != ENOENT)

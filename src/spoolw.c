@@ -61,6 +61,12 @@
 #define ZERO_MAX_PER_SYNC (64u << 10)  /* and appending at most this per commit */
 #define DROP_MAX	  64	       /* ready segments deleted per check at the bound */
 #define LOG_EVERY_MS	  1000
+/*
+ * ack_after = stream: the longest sleep with acks owed. The forwarder wakes
+ * the worker when the stream's position moves (SIGURG); this only bounds
+ * the wait if a wake-up is lost (a forwarder restarting, a signal refused).
+ */
+#define STREAM_WAIT_MS 20
 
 static const struct conf *cf;
 static struct stats_slot *slot;
@@ -543,9 +549,26 @@ void spoolw_stream_release(void (*ready)(struct conn *c))
 	}
 }
 
-int spoolw_owing(void)
+long spoolw_stream_wait(void)
 {
-	return owing != NULL;
+	uint64_t ns, off;
+
+	if (cf == NULL)
+		return -1;
+	if (owing == NULL) {
+		if (__atomic_load_n(&ctl->stream_wait, __ATOMIC_RELAXED))
+			__atomic_store_n(&ctl->stream_wait, 0, __ATOMIC_RELAXED);
+		return -1;
+	}
+	/*
+	 * Say so first, then look: a forwarder that moved the position after
+	 * the look sees the flag and signals (both sides store, fence, load).
+	 */
+	__atomic_store_n(&ctl->stream_wait, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (ctl_pos_load(&ctl->stream_acked, &ns, &off) == 0 && (ns != seen_ns || off != seen_off))
+		return 0;
+	return STREAM_WAIT_MS;
 }
 
 /* Set the result byte of every SubmitAck in the held region; count results. */

@@ -34,8 +34,13 @@ void spoolw_commit(uint64_t now_ms);
  * ready() is called for each connection that has acks to write.
  */
 void spoolw_stream_release(void (*ready)(struct conn *c));
-/* ack_after = stream: 1 while acks wait for the stream (the loop polls every ms then). */
-int spoolw_owing(void);
+/*
+ * Before the loop sleeps: -1 if no ack waits for the stream; else the
+ * stream_wait flag is set for the forwarder's wake-up, and the result is 0
+ * if the stream's position moved already (do not sleep), or the longest
+ * sleep in ms.
+ */
+long spoolw_stream_wait(void);
 /* Timers: the interval fdatasync and sealing by age. */
 void spoolw_tick(uint64_t now_ms);
 /* Milliseconds until spoolw_tick has work, or -1. */

@@ -427,6 +427,8 @@ static void on_signal(void)
 		case SIGINT:
 			start_drain(1);
 			break;
+		case SIGURG: /* the forwarder: the stream's position moved (spoolw_release) */
+			break;
 		case SIGUSR1:
 			if (log_reopen() == -1)
 				log_warn("reopen %s", cf->log_file);
@@ -542,7 +544,7 @@ static void name_and_signals(const struct worker_args *a)
 	/* What top and ps -e show: 15 bytes at most, no space (scripts split /proc/PID/stat). */
 	prctl(PR_SET_NAME, name);
 
-	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1,
+	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1, SIGURG,
 #ifdef SUBMITD_TEST_HOOKS
 				   SIGUSR2,
 #endif
@@ -671,12 +673,10 @@ static int poll_timeout(uint64_t next_tick)
 	long st = spoolw_timeout(now);
 	if (st >= 0 && st < timeout)
 		timeout = (int)st;
-	/*
-	 * ack_after = stream: the forwarder's position is polled every
-	 * millisecond while acks are owed (no wake-up descriptor to share).
-	 */
-	if (spoolw_owing() && timeout > 1)
-		timeout = 1;
+	/* ack_after = stream: the forwarder wakes the loop (SIGURG) when the stream moves. */
+	long sw = spoolw_stream_wait();
+	if (sw >= 0 && sw < timeout)
+		timeout = (int)sw;
 	return timeout;
 }
 

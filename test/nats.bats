@@ -343,6 +343,21 @@ roundtrip() {
 	done
 	[ "$a1" = "$a2" ]
 	[ "$(sd_metric submitd_nats_acked_total)" -ge "$a2" ]
+	# Waiting is sleeping: the forwarder wakes the workers when the stream
+	# moves, so they do not poll it (every 1 ms, a thousand wake-ups a
+	# second, before). Counted over 2 s: at most 20 ms sleeps, and the
+	# heartbeat.
+	local w s1 s2
+	for w in $(pgrep -P "$SD_PID" "^submitd-w"); do
+		s1+=" $(awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$w/status")"
+	done
+	sleep 2
+	for w in $(pgrep -P "$SD_PID" "^submitd-w"); do
+		s2+=" $(awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$w/status")"
+	done
+	echo "workers' voluntary context switches: before$s1, 2 s later$s2"
+	paste <(tr ' ' '\n' <<<"${s1# }") <(tr ' ' '\n' <<<"${s2# }") |
+		awk '{ if ($2 - $1 > 400) bad = 1 } END { exit bad }'
 	nats_start
 	wait_for -t 60 metric_ge submitd_submit_acks_total $((a2 + 2000)) '{result="0"}'
 	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 90
