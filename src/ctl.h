@@ -107,6 +107,13 @@ struct ctl {
 	uint64_t spool_scan_net;
 	uint64_t spool_max;	   /* spool_max_size, 0 unbounded */
 	uint64_t fwd_heartbeat_ms; /* the forwarder's, stamped every loop round */
+	/*
+	 * The forwarder's pid (stamped by it), and 1 while it sleeps waiting
+	 * for records (fwd_wait, set by it before it sleeps): a worker that
+	 * moves its spool_end takes it back to 0 and wakes it with SIGURG.
+	 */
+	int32_t fwd_pid;
+	uint32_t fwd_wait;
 	struct ctl_slot slot[CTL_MAX_SLOTS];
 };
 

@@ -90,7 +90,8 @@ static struct stats_shm *shm;
 static struct stats_fwd *fx;
 static struct chain *chains;
 static int nchains;	 /* 1 + the highest worker index seen: the loops stop there */
-static int more_to_read; /* a pass stopped at PASS_MAX: the next one without waiting */
+static int more_to_read; /* a pass stopped at PASS_MAX, a chain closed: the next round at once */
+static int got_records;	 /* this loop round's passes published records */
 static uint32_t ring_cap;
 static uint64_t window; /* entries in all rings */
 static char host[128], subj_host[128];
@@ -338,6 +339,8 @@ static void chain_close(struct chain *c)
 	window -= c->n;
 	c->head = c->n = 0;
 	c->has = 0;
+	/* Its worker may have a newer segment already: look at once, not after a sleep. */
+	more_to_read = 1;
 }
 
 static int open_in(struct chain *c, const char *dir)
@@ -689,6 +692,7 @@ static void pump(struct chain *c)
 		window++;
 		read_recs++;
 		read_bytes += e->len;
+		got_records = 1;
 		c->read_off = end;
 		k++;
 	}
@@ -935,6 +939,7 @@ static void gauges(void)
 	for (size_t i = 0; i < npend; i++) {
 		unsigned w;
 		uint64_t ns, done = SPOOL_FILE_HDR, rdoff = SPOOL_FILE_HDR, inwin = 0;
+		uint64_t size = pends[i].size;
 		if (spool_seg_name_parse(pends[i].name, &ns, &w, NULL) == -1 || w >= MAX_LABELS)
 			continue;
 		struct chain *c = &chains[w];
@@ -944,11 +949,15 @@ static void gauges(void)
 			inwin = c->n;
 			if (c->n > 0)
 				ns = c->ring[c->head].ts_ns;
+			/* An active segment's end as its worker published it: fresher than the
+			 * scan. */
+			if (c->where == WH_ACTIVE && c->limit > size)
+				size = c->limit;
 		}
-		if (pends[i].size <= done)
+		if (size <= done)
 			continue;
-		lag += pends[i].size - done;
-		recs += lag_recs_of(pends[i].size > rdoff ? pends[i].size - rdoff : 0, inwin);
+		lag += size - done;
+		recs += lag_recs_of(size > rdoff ? size - rdoff : 0, inwin);
 		segs++;
 		if (oldest == 0 || ns < oldest)
 			oldest = ns;
@@ -1162,8 +1171,8 @@ static void setup(const struct forwarder_args *a)
 	prctl(PR_SET_NAME, "submitd-fwd");
 
 	/* Blocked before libnats starts its threads, so they inherit the mask. */
-	static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGUSR1, SIGUSR2,
-				   SIGHUP,  SIGTTIN, SIGTTOU, SIGCHLD};
+	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2,
+				   SIGURG,  SIGHUP, SIGTTIN, SIGTTOU, SIGCHLD};
 	if ((sfd = proc_signalfd(sigs, (int)(sizeof(sigs) / sizeof(sigs[0])))) == -1)
 		fatal("signalfd");
 	if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
@@ -1183,6 +1192,8 @@ static void setup(const struct forwarder_args *a)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->master)
 		exit(0);
+	/* Where the workers send their wake-up (poll_timeout). */
+	STATS_STORE(shm->ctl.fwd_pid, (int32_t)getpid());
 
 	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0')
 		snprintf(host, sizeof(host), "localhost");
@@ -1238,15 +1249,43 @@ static void clean_checkpoints(void)
 }
 
 /* How long the loop may wait for a signal or an acknowledgement, in ms. */
+/*
+ * Whether a worker's spool_end moved since the last look (the look is
+ * remembered per slot).
+ */
+static int ends_moved(void)
+{
+	static uint64_t seen_ns[CTL_MAX_SLOTS], seen_off[CTL_MAX_SLOTS];
+	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
+	int moved = 0;
+
+	for (uint32_t i = 0; i < hwm && i < CTL_MAX_SLOTS; i++) {
+		uint64_t ns, off;
+		if (STATS_LOAD(shm->ctl.slot[i].state) == CTL_SLOT_FREE ||
+		    ctl_pos_load(&shm->ctl.slot[i].spool_end, &ns, &off) == -1 ||
+		    (ns == seen_ns[i] && off == seen_off[i]))
+			continue;
+		seen_ns[i] = ns;
+		seen_off[i] = off;
+		moved = 1;
+	}
+	return moved;
+}
+
+/*
+ * While records flow, look every 2 ms (a pass takes what came meanwhile).
+ * Else sleep until a worker publishes records (it wakes us: fwd_wait), a
+ * PubAck comes (the eventfd) or a timer is due (checkpoints, retries).
+ */
 static int poll_timeout(void)
 {
-	int busy = 0;
-
 	if (more_to_read)
 		return 0;
-	for (int w = 0; w < nchains && !busy; w++)
-		busy = chains[w].has;
-	return busy ? 2 : 50;
+	if (got_records)
+		return 2;
+	__atomic_store_n(&shm->ctl.fwd_wait, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return ends_moved() ? 0 : CKPT_EVERY_MS;
 }
 
 /*
@@ -1344,6 +1383,7 @@ void forwarder_main(const struct forwarder_args *a)
 	for (;;) {
 		int timeout = poll_timeout();
 		more_to_read = 0;
+		got_records = 0;
 		int n = epoll_wait(ep, evs, 4, timeout);
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -413,6 +414,27 @@ void spoolw_round_begin(void)
 	round_ns = real_ns();
 }
 
+/*
+ * A forwarder asleep waiting for records (fwd_wait) is woken with SIGURG,
+ * once per sleep: spool_end moved. The store before, the fence, then the
+ * load, as the forwarder does the other way round: one of the two sees
+ * the other's store.
+ */
+static void wake_forwarder(void)
+{
+	/* The control block is shared and writable; shm is const for the counters. */
+	struct ctl *x = (struct ctl *)&shm->ctl;
+	int32_t pid;
+
+	if (cf->nnats == 0)
+		return;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&x->fwd_wait, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&x->fwd_wait, 0, __ATOMIC_RELAXED) &&
+	    (pid = STATS_LOAD(x->fwd_pid)) > 0)
+		kill(pid, SIGURG);
+}
+
 static void owing_unlink(struct conn *c)
 {
 	if (c->owing_prev != NULL)
@@ -633,6 +655,7 @@ void spoolw_commit(uint64_t now)
 		ctl_pos_store(&ctl->spool_end, seg.created_ns, seg.size);
 		pub_ns = seg.created_ns;
 		pub_off = seg.size;
+		wake_forwarder();
 	}
 	if (seg.fd >= 0 && seg.size >= (uint64_t)cf->spool_segment_size)
 		seal();

@@ -144,6 +144,40 @@ metric_ge() {
 	[ "$(ls "/proc/$SD_PID/task" | wc -l)" = 1 ]
 }
 
+# vcsw PID: the voluntary context switches of PID's main thread so far.
+vcsw() {
+	awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$1/status"
+}
+
+@test "an idle forwarder tailing an open segment sleeps until a worker wakes it; records still go at once" {
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'ack_after = stream' 'spool_segment_age = 600' 'workers = 1'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	run "$SD_BENCH" -c 1 -w 1 -n 200 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 30 sd_metric_is submitd_nats_acked_total '' 200
+	# The segment stays open (no traffic, sealed only by size or after
+	# 600 s) and the forwarder tails it. Counted over 2 s: it sleeps up to
+	# 50 ms at a time, where it looked every 2 ms before.
+	[ -n "$(find "$SPOOL/active" -name '*.seg')" ]
+	local f v1 v2
+	f=$(forwarder_pid)
+	v1=$(vcsw "$f")
+	sleep 2
+	v2=$(vcsw "$f")
+	echo "forwarder's voluntary context switches in 2 s: $((v2 - v1))"
+	[ $((v2 - v1)) -lt 250 ]
+	# Woken by the worker: request/response with ack_after = stream goes
+	# through the stream 200 times more, in order and exactly once.
+	run "$SD_BENCH" -c 1 -w 1 -n 200 -s 100 --ack-log "$BATS_TEST_TMPDIR/acks2" "127.0.0.1:$SD_PORT"
+	assert_success
+	cat "$BATS_TEST_TMPDIR/acks2" >>"$ACKS"
+	wait_for -t 30 drained
+	verify -p 100
+	assert_success
+	assert_output --partial "acked0 400 other 0 stream 400 read 400 missing 0 unexpected 0 duplicated 0"
+}
+
 # One run per ack_after value: every result-0 ack in the stream once, byte for byte.
 roundtrip() {
 	nats_start
