@@ -949,8 +949,7 @@ static void gauges(void)
 			inwin = c->n;
 			if (c->n > 0)
 				ns = c->ring[c->head].ts_ns;
-			/* An active segment's end as its worker published it: fresher than the
-			 * scan. */
+			/* A tailed segment: to the end its worker published (the scan is older). */
 			if (c->where == WH_ACTIVE && c->limit > size)
 				size = c->limit;
 		}
@@ -1248,7 +1247,6 @@ static void clean_checkpoints(void)
 	closedir(d);
 }
 
-/* How long the loop may wait for a signal or an acknowledgement, in ms. */
 /*
  * Whether a worker's spool_end moved since the last look (the look is
  * remembered per slot).
@@ -1273,9 +1271,10 @@ static int ends_moved(void)
 }
 
 /*
- * While records flow, look every 2 ms (a pass takes what came meanwhile).
- * Else sleep until a worker publishes records (it wakes us: fwd_wait), a
- * PubAck comes (the eventfd) or a timer is due (checkpoints, retries).
+ * How long the loop may wait, in ms. While records flow, look every 2 ms
+ * (a pass takes what came meanwhile). Else sleep until a worker publishes
+ * records (it wakes us: fwd_wait), a PubAck comes (the eventfd) or a
+ * timer is due (checkpoints, retries).
  */
 static int poll_timeout(void)
 {
