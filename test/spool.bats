@@ -442,12 +442,7 @@ recovered_as_torn() {
 	spool_bench_bg -c 4 -w 50 -s 20-200 --conn -r 20000
 	# A busy writer keeps zeros ahead of its records (submit-spool ls notes them).
 	wait_for -t 30 eval '"$SD_ROOT/build/submit-spool" ls "$SPOOL" | grep -q "zeros written ahead"'
-	local pids p
-	pids="$SD_PID $(sd_workers | tr '\n' ' ')"
-	for p in $pids; do kill -KILL "$p"; done
-	wait_for -t 10 _sd_all_gone $pids
-	wait "$SD_JOB" 2>/dev/null || true
-	SD_JOB=
+	kill_all_hard
 	# The server died under it: the bench stops with errors, its ack log is whole.
 	kill -INT "$BENCH_PID" 2>/dev/null || true
 	wait "$BENCH_PID" 2>/dev/null || true
