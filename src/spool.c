@@ -1171,8 +1171,11 @@ int spool_scan(int fd, struct spool_scan *out)
 	if (rc == 0)
 		return 0;
 	out->bad_offset = x;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
-		out->size = (uint64_t)st.st_size; /* a live writer added more */
+	/*
+	 * The size the loop decided on, not a newer one: on a live segment a
+	 * later look finds the records written since (the one at x complete
+	 * among them) and would call the writer's tail damage in the middle.
+	 */
 	if (zero_run(fd, x, out->size, &zeros) < 0)
 		return -1;
 	/*
