@@ -27,6 +27,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECONDS:-2}
 BASE=${SPOOL_BENCH_DIR:-$PWD/$BUILD/spool-bench}
 CASES=${BENCH_SPOOL_CASES:-pipe rr big}
+PIPE_LOAD=${BENCH_SPOOL_PIPE:--c 50 -w 64}
 COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 OUT=${BENCH_SPOOL_OUT:-bench/results/$(date -u +%Y-%m-%d)-$COMMIT-spool.md}
 BENCH="$BUILD/submit-bench"
@@ -154,7 +155,8 @@ for r in $(seq "$ROUNDS"); do
 		# off before and after, its mean the reference: load that changes
 		# during the round weighs on both sides.
 		for p in off none interval always off2; do
-			run "pipe_$p" "${p%2}" -c 50 -w 64 -s 20
+			# shellcheck disable=SC2086
+			run "pipe_$p" "${p%2}" $PIPE_LOAD -s 20
 		done
 		off=$(awk -v a="$(col pipe_off 1)" -v b="$(col pipe_off2 1)" 'BEGIN { print (a + b) / 2 }')
 		for p in none interval always; do

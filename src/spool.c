@@ -726,6 +726,12 @@ void spool_seg_writeback(struct spool_seg *s, uint64_t from, uint64_t to)
 				      SYNC_FILE_RANGE_WRITE);
 }
 
+void spool_seg_uncache(struct spool_seg *s, uint64_t from, uint64_t to)
+{
+	if (to > from)
+		(void)posix_fadvise(s->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+}
+
 int spool_seg_sync(struct spool_seg *s)
 {
 	return fdatasync(s->fd);
@@ -775,6 +781,8 @@ int spool_seg_seal(struct spool_seg *s, const char *dir)
 	}
 	if (fdatasync(s->fd) < 0)
 		goto suspect;
+	if (s->size > SPOOL_CACHE_BEHIND)
+		spool_seg_uncache(s, 0, s->size - SPOOL_CACHE_BEHIND);
 	if (s->size <= SPOOL_FILE_HDR) {
 		/* No record: nothing to hand over. */
 		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0 ||

@@ -14,6 +14,12 @@
 #include <sys/uio.h>
 
 #define SPOOL_FILE_HDR 64
+/*
+ * A writer keeps the last this many bytes of its segment in the page cache
+ * (for a consumer tailing it) and lets the kernel drop the clean pages
+ * before them: spool_seg_uncache(), and spool_seg_seal() once all is synced.
+ */
+#define SPOOL_CACHE_BEHIND (16u << 20)
 #define SPOOL_REC_HDR  64
 #define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
 #define SPOOL_MAGIC    "SUBSPOOL"
@@ -139,6 +145,12 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
  */
 void spool_seg_writeback(struct spool_seg *s, uint64_t from, uint64_t to);
 /*
+ * Let the kernel drop the cached pages of [from, to) that are clean
+ * (posix_fadvise DONTNEED): pages still dirty or under writeback stay.
+ * Nothing is lost; a later read of the range goes to the disk.
+ */
+void spool_seg_uncache(struct spool_seg *s, uint64_t from, uint64_t to);
+/*
  * Write zeros from s->alloc up to to (no fdatasync); only in a segment
  * opened with SPOOL_FILE_ZERO_AHEAD (else -1, EINVAL). Appends into space
  * written (and synced) ahead change no metadata, so their fdatasync need
@@ -149,8 +161,9 @@ int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to);
 /* fdatasync. After -1 never call it again on this segment: spool_seg_suspect() it. */
 int spool_seg_sync(struct spool_seg *s) __attribute__((warn_unused_result));
 /*
- * Cut the zeros written ahead, fdatasync, rename into ready/, fsync active/
- * and ready/, close. A segment
+ * Cut the zeros written ahead, fdatasync, drop the now clean pages but the
+ * last SPOOL_CACHE_BEHIND bytes from the page cache, rename into ready/,
+ * fsync active/ and ready/, close. A segment
  * without records is deleted instead. On -1 the segment could not be sealed:
  * it has been moved into suspect/ (or, if even that failed, left in active/;
  * or it is in ready/ and only a directory fsync failed) and closed; either

@@ -41,6 +41,17 @@
  */
 #define WRITEBACK_AFTER (1u << 20)
 /*
+ * At the same steps, every policy: the clean pages of the open segment more
+ * than SPOOL_CACHE_BEHIND behind its end are dropped from the page cache,
+ * and re-tried over RETRY_BEHIND more (pages then still being written
+ * back); sealing drops the rest. A consumer tailing the segment reads the
+ * newest pages from memory; a spool that can grow to gigabytes does not
+ * push other files out of the cache, and the worker writes into pages the
+ * kernel has just freed, not ever new ones (docs/BENCHMARKS.md: on these
+ * VMs a page never used before cost 12x the write of its records).
+ */
+#define RETRY_BEHIND (8u << 20)
+/*
  * spool_sync = always: zeros are written and synced ahead of the data, in
  * chunks, after the round's acks have left (PostgreSQL fills its WAL
  * segments the same way). An fdatasync of an append that grows the file
@@ -86,6 +97,7 @@ static uint64_t round_recs;   /* records of this round written */
 static int round_failed;      /* a stats counter (reason), or 0 */
 static uint64_t unsynced;     /* records written since the last fdatasync */
 static uint64_t written_back; /* offset up to which writeback was started */
+static uint64_t uncached;     /* offset up to which clean pages were last dropped */
 static uint64_t first_rec_ms; /* when the open segment got its first record */
 static uint64_t next_sync_ms;
 static uint64_t zero_retry_ms; /* zero_ahead failed: not before this */
@@ -256,6 +268,7 @@ static int ensure_open(void)
 	}
 	round_start = seg.size;
 	written_back = seg.size;
+	uncached = 0;
 	unsynced = 0;
 	first_rec_ms = 0;
 	next_sync_ms = now_ms + (uint64_t)cf->spool_sync_interval;
@@ -324,14 +337,25 @@ static int stage_batch(const struct conn_batch *b, uint32_t n)
 	return k + 1;
 }
 
-/* After a write of n records, bytes in all: writeback, the sync's clock, the counters. */
+/* Drop the clean pages more than SPOOL_CACHE_BEHIND behind the end (RETRY_BEHIND). */
+static void uncache_behind(void)
+{
+	if (seg.size < (uint64_t)SPOOL_CACHE_BEHIND + uncached)
+		return;
+	uint64_t from = uncached > RETRY_BEHIND ? uncached - RETRY_BEHIND : 0;
+	uncached = seg.size - SPOOL_CACHE_BEHIND;
+	spool_seg_uncache(&seg, from, uncached);
+}
+
+/* After a write of n records, bytes in all: writeback, the cache, the sync's clock, the counters. */
 static void account_write(uint32_t n, uint64_t bytes)
 {
-	if (cf->spool_sync != CONF_SYNC_ALWAYS) {
-		if (seg.size - written_back >= WRITEBACK_AFTER) {
+	if (seg.size - written_back >= WRITEBACK_AFTER) {
+		/* With always, the round's fdatasync does the writing back. */
+		if (cf->spool_sync != CONF_SYNC_ALWAYS)
 			spool_seg_writeback(&seg, written_back, seg.size);
-			written_back = seg.size;
-		}
+		written_back = seg.size;
+		uncache_behind();
 	}
 	if (first_rec_ms == 0)
 		first_rec_ms = now_ms;

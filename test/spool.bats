@@ -254,6 +254,36 @@ PY
 	assert_success
 }
 
+# cached FILE: bytes of FILE in the page cache.
+cached() {
+	fincore -b -n -o RES "$1"
+}
+
+@test "a writer keeps only the newest 16 MiB of its segment in the page cache" {
+	# always: every round is synced, so every page behind is clean and dropped.
+	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = always' \
+		'spool_segment_size = 268435456'
+	run spool_bench -c 4 -w 8 -s 16384 -n 6000
+	assert_success
+	local seg size res
+	seg=$(ls "$SPOOL"/active/*.seg)
+	size=$(stat -c %s "$seg")
+	res=$(cached "$seg")
+	echo "open segment: $size bytes, $res in the page cache"
+	[ "$size" -ge $((90 << 20)) ]
+	# 16 MiB behind the end, the 1 MiB step at which pages are dropped, and
+	# the zeros written ahead of a writer with small commits (at most 4 MiB).
+	[ "$res" -le $((22 << 20)) ]
+	[ "$res" -ge $((1 << 20)) ]
+	sd_stop
+	seg=$(ls "$SPOOL"/ready/*.seg)
+	res=$(cached "$seg")
+	echo "sealed: $res in the page cache"
+	[ "$res" -le $((17 << 20)) ]
+	run spool_check
+	assert_success
+}
+
 @test "no allocation per message with the spool on (allocated bytes flat under load)" {
 	sd_start "spool_dir = \"$SPOOL\"" 'workers = 1' 'spool_sync = none' \
 		'spool_max_size = 268435456' 'spool_segment_size = 16777216' 'spool_full = drop_oldest'
