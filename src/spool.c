@@ -781,8 +781,8 @@ int spool_seg_seal(struct spool_seg *s, const char *dir)
 	}
 	if (fdatasync(s->fd) < 0)
 		goto suspect;
-	if (s->size > SPOOL_CACHE_BEHIND)
-		spool_seg_uncache(s, 0, s->size - SPOOL_CACHE_BEHIND);
+	if (s->size > SPOOL_CACHE_SEALED)
+		spool_seg_uncache(s, 0, s->size - SPOOL_CACHE_SEALED);
 	if (s->size <= SPOOL_FILE_HDR) {
 		/* No record: nothing to hand over. */
 		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0 ||

@@ -15,11 +15,14 @@
 
 #define SPOOL_FILE_HDR 64
 /*
- * A writer keeps the last this many bytes of its segment in the page cache
- * (for a consumer tailing it) and lets the kernel drop the clean pages
- * before them: spool_seg_uncache(), and spool_seg_seal() once all is synced.
+ * A writer keeps the last SPOOL_CACHE_BEHIND bytes of its open segment in
+ * the page cache (for a consumer tailing it) and lets the kernel drop the
+ * clean pages before them (spool_seg_uncache). Sealing, once all is synced,
+ * drops all but the last SPOOL_CACHE_SEALED: a segment in ready/ is read,
+ * if at all, by a consumer that is behind, from the disk.
  */
 #define SPOOL_CACHE_BEHIND (16u << 20)
+#define SPOOL_CACHE_SEALED (1u << 20)
 #define SPOOL_REC_HDR  64
 #define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
 #define SPOOL_MAGIC    "SUBSPOOL"
@@ -162,7 +165,7 @@ int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to);
 int spool_seg_sync(struct spool_seg *s) __attribute__((warn_unused_result));
 /*
  * Cut the zeros written ahead, fdatasync, drop the now clean pages but the
- * last SPOOL_CACHE_BEHIND bytes from the page cache, rename into ready/,
+ * last SPOOL_CACHE_SEALED bytes from the page cache, rename into ready/,
  * fsync active/ and ready/, close. A segment
  * without records is deleted instead. On -1 the segment could not be sealed:
  * it has been moved into suspect/ (or, if even that failed, left in active/;
