@@ -14,6 +14,12 @@
 #include <sys/uio.h>
 
 #define SPOOL_FILE_HDR 64
+#define SPOOL_REC_HDR  64
+#define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
+#define SPOOL_MAGIC    "SUBSPOOL"
+#define SPOOL_VERSION  1
+#define SPOOL_NAME_MAX 64 /* a segment name with its NUL fits */
+
 /*
  * A writer keeps the last SPOOL_CACHE_BEHIND bytes of its open segment in
  * the page cache (for a consumer tailing it) and lets the kernel drop the
@@ -23,11 +29,6 @@
  */
 #define SPOOL_CACHE_BEHIND (16u << 20)
 #define SPOOL_CACHE_SEALED (1u << 20)
-#define SPOOL_REC_HDR  64
-#define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
-#define SPOOL_MAGIC    "SUBSPOOL"
-#define SPOOL_VERSION  1
-#define SPOOL_NAME_MAX 64 /* a segment name with its NUL fits */
 
 #define SPOOL_TYPE_SUBMIT  1
 #define SPOOL_FLAG_CONN_ID 0x01 /* conn_id holds the last Conn id seen */

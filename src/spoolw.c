@@ -347,7 +347,7 @@ static void uncache_behind(void)
 	spool_seg_uncache(&seg, from, uncached);
 }
 
-/* After a write of n records, bytes in all: writeback, the cache, the sync's clock, the counters. */
+/* After a write of n records, bytes in all: writeback, cache, the sync's clock, counters. */
 static void account_write(uint32_t n, uint64_t bytes)
 {
 	if (seg.size - written_back >= WRITEBACK_AFTER) {
