@@ -6,6 +6,9 @@
 #     sequential write bandwidth measured by fio on the same file system
 #  3. request/response (window 1), always vs off: p99 against off's p99 plus
 #     3x the median fdatasync latency (fio, 4 KiB writes + fdatasync)
+#  4. sustained (reported, no target): pipelined none against off for
+#     BENCH_LONG_SECONDS (12), the median of the per-second rates after the
+#     first 4 s, when gigabytes have gone through the page cache
 # Also fdatasyncs per second and records per fdatasync for each case.
 #
 # The machine may be shared and loaded: every round runs every case once
@@ -16,7 +19,7 @@
 #
 # Environment: BENCH_ROUNDS (5), BENCH_SECONDS (2), SPOOL_BENCH_DIR (a
 # directory on the disk to measure; default a fresh one under build/),
-# BENCH_SPOOL_CASES (all: pipe rr big, a subset to run less).
+# BENCH_SPOOL_CASES (all: pipe rr big long, a subset to run less).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 . bench/lib.sh
@@ -26,7 +29,8 @@ trap 'exit 130' INT TERM
 ROUNDS=${BENCH_ROUNDS:-5}
 SECS=${BENCH_SECONDS:-2}
 BASE=${SPOOL_BENCH_DIR:-$PWD/$BUILD/spool-bench}
-CASES=${BENCH_SPOOL_CASES:-pipe rr big}
+CASES=${BENCH_SPOOL_CASES:-pipe rr big long}
+LONG_SECS=${BENCH_LONG_SECONDS:-12}
 PIPE_LOAD=${BENCH_SPOOL_PIPE:--c 50 -w 64}
 COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 OUT=${BENCH_SPOOL_OUT:-bench/results/$(date -u +%Y-%m-%d)-$COMMIT-spool.md}
@@ -101,6 +105,18 @@ run() {
 	echo "$(jq -r '"\(.rate // 0) \(.latency_us.p99 // 0)"' <<<"$j")" \
 		"$(awk -v f=$((f1 - f0)) -v n=$((n1 - n0)) -v t0="$t0" -v t1="$t1" \
 			'BEGIN { printf "%.0f %.1f", f / (t1 - t0), f ? n / f : 0 }')" >>"$BENCH_TMP/$name"
+}
+
+# run_long NAME POLICY: a sustained pipelined run; appends the median of its
+# per-second rates after the first 4 s to $BENCH_TMP/NAME.
+run_long() {
+	start "$2"
+	# shellcheck disable=SC2086
+	timeout 120 "$BENCH" -d "${LONG_SECS}s" $PIPE_LOAD -s 20 --csv "$BENCH_TMP/$1.csv" \
+		"127.0.0.1:$SD_PORT" >/dev/null 2>>"$BENCH_TMP/bench.err" ||
+		die "submit-bench failed ($1): $(tail -3 "$BENCH_TMP/bench.err")"
+	sd_stop
+	awk -F, 'NR > 5 { print $4 }' "$BENCH_TMP/$1.csv" | median >>"$BENCH_TMP/$1"
 }
 
 # col NAME N: the Nth column of the last line of NAME (this round).
@@ -184,6 +200,12 @@ for r in $(seq "$ROUNDS"); do
 		done
 		line="$line 16 KiB none $(div "$(col big_none 1)" 1)/s"
 	fi
+	if has long; then
+		run_long long_off off
+		run_long long_none none
+		echo "long_none $(div "$(col long_none 1)" "$(col long_off 1)")" >>"$BENCH_TMP/ratios"
+		line="$line sustained none $(div "$(col long_none 1)" "$(col long_off 1)")x"
+	fi
 	echo "  $line" >&2
 done
 
@@ -226,6 +248,10 @@ met() {
 			v=$(rmed "big_$p")
 			echo "| 16 KiB, $p | $(med "big_$p" 1) ($(awk -v r="$(med "big_$p" 1)" 'BEGIN { printf "%.0f", r * 16448 / 1e6 }') MB/s) | $(med "big_$p" 3) | $(med "big_$p" 4) | ${v}x of fio | $([ $p = none ] && echo '>= 0.8x') | $([ $p = none ] && met "$v" ">=" 0.8) |"
 		done
+	fi
+	if has long; then
+		echo "| sustained ${LONG_SECS} s, off (after 4 s) | $(med long_off 1) | - | - | 1 | | |"
+		echo "| sustained ${LONG_SECS} s, none (after 4 s) | $(med long_none 1) | - | - | $(rmed long_none)x of off | reported | |"
 	fi
 } | tee "$BENCH_TMP/table"
 mkdir -p "$(dirname "$OUT")"
