@@ -664,6 +664,13 @@ static void pump(struct chain *c)
 		return;
 	c->rd.off = c->read_off;
 	while (k < PASS_MAX && window < (uint64_t)cf->nats_max_inflight) {
+		/*
+		 * An active segment is read only up to what its worker promised:
+		 * after that come zeros written ahead (spool_sync = always) or a
+		 * record still being written, neither of them a record yet.
+		 */
+		if (c->where == WH_ACTIVE && c->rd.off + SPOOL_REC_HDR > c->limit)
+			break;
 		rc = spool_read_next(&c->rd, &r, &payload, &off);
 		if (rc == -1 || rc == SPOOL_BAD || (rc == SPOOL_TORN && c->where == WH_TAKEN)) {
 			/* Never skipped: the chain stops here until an operator looks. */
@@ -932,6 +939,21 @@ static uint64_t lag_recs_of(uint64_t unread, uint64_t inwin)
 	return inwin + (unread + mean - 1) / (mean ? mean : 1);
 }
 
+/*
+ * How much of the active segment (ns, pid) holds records: the end its
+ * worker published, or size (from the scan) once no live worker writes it.
+ * The file can be longer: zeros written ahead with spool_sync = always.
+ */
+static uint64_t written_end(uint64_t ns, long pid, uint64_t size)
+{
+	uint64_t pns, off;
+	int s = slot_of(pid);
+
+	if (s >= 0 && ctl_pos_load(&shm->ctl.slot[s].spool_end, &pns, &off) == 0 && pns == ns)
+		return off;
+	return size;
+}
+
 static void gauges(void)
 {
 	uint64_t lag = 0, segs = 0, oldest = 0, recs = 0;
@@ -940,8 +962,12 @@ static void gauges(void)
 		unsigned w;
 		uint64_t ns, done = SPOOL_FILE_HDR, rdoff = SPOOL_FILE_HDR, inwin = 0;
 		uint64_t size = pends[i].size;
-		if (spool_seg_name_parse(pends[i].name, &ns, &w, NULL) == -1 || w >= MAX_LABELS)
+		long pid;
+		if (spool_seg_name_parse(pends[i].name, &ns, &w, &pid) == -1 || w >= MAX_LABELS)
 			continue;
+		/* Being written: to the end its worker published, not the zeros after it. */
+		if (pends[i].dir == 0)
+			size = written_end(ns, pid, size);
 		struct chain *c = &chains[w];
 		if (c->has && strcmp(c->name, pends[i].name) == 0) {
 			done = c->acked_off;
@@ -949,9 +975,6 @@ static void gauges(void)
 			inwin = c->n;
 			if (c->n > 0)
 				ns = c->ring[c->head].ts_ns;
-			/* A tailed segment: to the end its worker published (the scan is older). */
-			if (c->where == WH_ACTIVE && c->limit > size)
-				size = c->limit;
 		}
 		if (size <= done)
 			continue;

@@ -178,6 +178,37 @@ vcsw() {
 	assert_output --partial "acked0 400 other 0 stream 400 read 400 missing 0 unexpected 0 duplicated 0"
 }
 
+@test "zeros written ahead of a busy always writer are neither lag nor an unreadable record" {
+	nats_start
+	sd_start "spool_dir = \"$SPOOL\"" 'spool_sync = always' 'workers = 1' \
+		"nats_servers = {\"nats://127.0.0.1:$NATS_PORT\"}" 'nats_stream = "SUB"' \
+		'nats_create_stream = 1' 'spool_segment_age = 600'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	# Request/response, one commit per record: well over 100 commits a
+	# second, so the worker keeps zeros synced ahead of its records.
+	run "$SD_BENCH" -c 1 -w 1 -d 2s -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	local seg size written
+	seg=$(find "$SPOOL/active" -name '*.seg')
+	[ -n "$seg" ]
+	size=$(stat -c %s "$seg")
+	written=$(sd_metric submitd_spool_written_bytes_total '{worker="0"}')
+	echo "segment: $size bytes; records: $written bytes"
+	[ "$size" -gt $((written + 64)) ]
+	# The forwarder tails the open segment (sealed by size or after 600 s)
+	# up to the worker's end: all of it forwarded, no lag left, and the
+	# zeros were never read as a record.
+	wait_for -t 30 drained
+	[ "$(find "$SPOOL/active" -name '*.seg')" = "$seg" ]
+	run grep -c unreadable "$BATS_TEST_TMPDIR/submitd.log"
+	assert_output 0
+	verify -p 100
+	assert_success
+	local n
+	n=$(wc -l <"$ACKS")
+	assert_output --partial "acked0 $n other 0 stream $n read $n missing 0 unexpected 0 duplicated 0"
+}
+
 # One run per ack_after value: every result-0 ack in the stream once, byte for byte.
 roundtrip() {
 	nats_start
