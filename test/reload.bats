@@ -99,10 +99,12 @@ running_workers() {
 	assert_equal "$(sd_metric submitd_req_recv_total)" "$(sd_bench_field acked)"
 }
 
-# probe PORT...: every 10 ms, one request and its ack on each port, until
-# killed (at most 120 s); a line "MS PORT ok|fail" per try (MS: monotonic
-# milliseconds). exec: the pid sd_spawn keeps is the probe's own (through
-# timeout, which passes SIGTERM on), so killing it leaves nothing behind.
+# probe PORT...: every 10 ms, one request and its ack on each port in turn,
+# until killed (at most 120 s); a line "US PORT ok|fail" per try (US:
+# monotonic microseconds at the try's start; the tries of a round follow
+# one another, so their times differ). exec: the pid sd_spawn keeps is the
+# probe's own (through timeout, which passes SIGTERM on), so killing it
+# leaves nothing behind.
 probe() {
 	exec timeout 120 python3 - "$@" <<'PY'
 import socket, struct, sys, time
@@ -126,7 +128,7 @@ while True:
             s.close()
         except OSError:
             pass
-        print("%d %d %s" % (t * 1000, p, ok), flush=True)
+        print("%d %d %s" % (t * 1000000, p, ok), flush=True)
     time.sleep(0.01)
 PY
 }
@@ -139,7 +141,11 @@ PY
 	new=$(free_port)
 	[ "$new" != "$old" ]
 	local log=$BATS_TEST_TMPDIR/probe.log
-	sd_spawn "$log" probe "$old" "$new"
+	# The new port first in each round: when the switch falls between two
+	# rounds, the round after it tries the new port before the old one,
+	# and its times say so; a gap with neither port open is a round (or
+	# more) with both failing.
+	sd_spawn "$log" probe "$new" "$old"
 	wait_for grep -q "$old ok" "$log"
 	sed -i "s/127\.0\.0\.1:$old/127.0.0.1:$new/" "$SD_CONF"
 	kill -HUP "$SD_PID"
