@@ -810,6 +810,8 @@ suspect:
 
 #define READ_BLOCK (1u << 20) /* read ahead: a syscall per MiB, not per record */
 
+#define SCAN_REREADS 4 /* a record that looks damaged with whole ones after it: reads */
+
 static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
 {
 	size_t got = 0;
@@ -1119,66 +1121,19 @@ static int zero_run(int fd, uint64_t off, uint64_t end, uint64_t *n)
 	return 0;
 }
 
-int spool_scan(int fd, struct spool_scan *out)
+/*
+ * What the bytes from x on are, where the record at x did not read whole
+ * (rc: SPOOL_TORN or SPOOL_BAD): sets out's status, zeros, bad_offset and,
+ * where it says more, why. Returns 1 when whole records follow (damage in
+ * the middle), 0 when not (a torn tail), -1 on a read error.
+ */
+static int scan_tail(int fd, uint64_t x, int rc, struct spool_scan *out)
 {
-	struct spool_reader rd;
-	struct spool_rec rec;
-	const uint8_t *payload;
-	struct stat st;
-	uint64_t x = SPOOL_FILE_HDR, zeros;
-	int rc, later = 0;
+	uint64_t zeros;
+	int later;
 
-	memset(out, 0, sizeof(*out));
-	if (fstat(fd, &st) < 0)
-		return -1;
-	out->size = (uint64_t)st.st_size;
-	rc = spool_reader_open(&rd, fd);
-	if (rc != 0) {
-		out->fh = rd.fh;
-		out->why = rd.why;
-		spool_reader_close(&rd);
-		if (rc == -1)
-			return -1;
-		out->status = rc;
-		return 0;
-	}
-	out->fh = rd.fh;
-	for (uint64_t retried = 0;;) {
-		while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
-			if (out->records == 0)
-				out->first_ts = rec.ts_ns;
-			out->last_ts = rec.ts_ns;
-			out->records++;
-		}
-		out->why = rd.why;
-		out->end = x;
-		if (rc == -1 || rc == 0)
-			break;
-		/*
-		 * A torn tail is the last thing in the file: no whole record
-		 * after it (a header that does not fit, zeros of pages never
-		 * written, the part of a batch that made it). A whole record
-		 * after it means the damage is in the middle: a bad rec_len must
-		 * not cut off what follows.
-		 */
-		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
-			out->size = (uint64_t)st.st_size; /* a live writer added more */
-		later = record_after(fd, x + 1, out->size);
-		if (later <= 0 || retried == x)
-			break;
-		/*
-		 * On a live segment the record at x may have been a write in
-		 * progress that completed since: read it once more. A writer
-		 * appends in order, so if anything after it is whole, it is too.
-		 */
-		retried = x;
-	}
-	spool_reader_close(&rd);
-	if (rc == -1 || later < 0)
-		return -1;
-	if (rc == 0)
-		return 0;
 	out->bad_offset = x;
+	out->zeros = 0;
 	/*
 	 * The size the loop decided on, not a newer one: on a live segment a
 	 * later look finds the records written since (the one at x complete
@@ -1205,6 +1160,79 @@ int spool_scan(int fd, struct spool_scan *out)
 	out->status = later ? SPOOL_BAD : SPOOL_TORN;
 	if (later && rc == SPOOL_TORN)
 		out->why = "bad record length (past the end of the file, whole records after it)";
+	return later;
+}
+
+int spool_scan(int fd, struct spool_scan *out)
+{
+	struct spool_reader rd;
+	struct spool_rec rec;
+	const uint8_t *payload;
+	struct stat st;
+	uint64_t x = SPOOL_FILE_HDR, at = 0;
+	unsigned tries = 0;
+	int rc, later = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (fstat(fd, &st) < 0)
+		return -1;
+	out->size = (uint64_t)st.st_size;
+	rc = spool_reader_open(&rd, fd);
+	if (rc != 0) {
+		out->fh = rd.fh;
+		out->why = rd.why;
+		spool_reader_close(&rd);
+		if (rc == -1)
+			return -1;
+		out->status = rc;
+		return 0;
+	}
+	out->fh = rd.fh;
+	for (;;) {
+		while ((rc = spool_read_next(&rd, &rec, &payload, &x)) == 1) {
+			if (out->records == 0)
+				out->first_ts = rec.ts_ns;
+			out->last_ts = rec.ts_ns;
+			out->records++;
+		}
+		out->why = rd.why;
+		out->end = x;
+		if (rc == -1 || rc == 0) {
+			/* Whole to its end (also where an earlier look saw damage). */
+			out->status = 0;
+			out->zeros = out->bad_offset = 0;
+			break;
+		}
+		/*
+		 * A torn tail is the last thing in the file: no whole record
+		 * after it (a header that does not fit, zeros of pages never
+		 * written or written ahead, the part of a batch that made it). A
+		 * whole record after it means the damage is in the middle: a bad
+		 * rec_len must not cut off what follows.
+		 */
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size > out->size)
+			out->size = (uint64_t)st.st_size; /* a live writer added more */
+		later = scan_tail(fd, x, rc, out);
+		if (later <= 0)
+			break;
+		/*
+		 * On a live segment the record at x may have been a write in
+		 * progress that completed since, or zeros the writer has written
+		 * over since: read it again. A writer appends in order, so if
+		 * anything after it is whole, it soon is too. Damage stays.
+		 */
+		if (x != at) {
+			at = x;
+			tries = 0;
+		}
+		if (++tries > SCAN_REREADS)
+			break;
+		if (tries > 1)
+			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	spool_reader_close(&rd);
+	if (rc == -1 || later < 0)
+		return -1;
 	return 0;
 }
 

@@ -9,8 +9,11 @@
            its payload byte for byte; prints counts, exit 1 if not
   consume  take ready segments while the server writes (rename into taken/,
            read, check whole, delete); write the records to --out
-  torn     per segment file: "<name> <size> <end of the whole records> <records>",
-           what recovery must keep of a dead writer's segment
+  torn     per segment file: "<name> <size> <end of the whole records> <records>
+           <zeros>", what recovery must keep of a dead writer's segment; zeros:
+           the zero bytes right after the records, 8 or more, where the file
+           header says zeros are written ahead (cut by recovery, not counted
+           as torn), else 0
   bench    the same check against a submit-bench --ack-log, for a run with
            --tag-payload: each record's payload names the bench connection
            and id ("conn:id:size:"), so records are matched by (connection,
@@ -380,7 +383,12 @@ def cmd_torn(args):
                     break
                 end += rec_len
                 n += 1
-        print(os.path.basename(path), len(data), end, n)
+        zeros = 0
+        if end > 0 and struct.unpack_from("<I", data, 32)[0] & 1:
+            zeros = len(data) - end - len(data[end:].lstrip(b"\0"))
+            if zeros < 8:
+                zeros = 0
+        print(os.path.basename(path), len(data), end, n, zeros)
 
 
 def cmd_read(args):
