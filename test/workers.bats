@@ -138,7 +138,7 @@ spread_trial() {
 	# Only the two stuck ones left, the others counted. The idle ones can
 	# take 3 s (2 s for their FIN, then the 1 s tick): shutdown_timeout is
 	# well above that, or the stuck ones would go first.
-	wait_for -t 5 sd_metric_is submitd_client_connected '' 2
+	wait_for -t 10 sd_metric_is submitd_client_connected '' 2
 	c0=$(sd_metric submitd_connections_closed_total '{reason="shutdown"}')
 	wait_for -t 10 grep -q "^closed at" "$t/stuck1"
 	wait_for -t 3 eval '[ "$(sd_metric submitd_connections_closed_total "{reason=\"shutdown\"}")" -gt "$c0" ]'
