@@ -327,6 +327,14 @@ static int slot_of(long pid)
 	return -1;
 }
 
+/* 1 when the worker in slot s (-1: none) writes segment ns, with *off the end it published. */
+static int slot_end(int s, uint64_t ns, uint64_t *off)
+{
+	uint64_t pns;
+
+	return s >= 0 && ctl_pos_load(&shm->ctl.slot[s].spool_end, &pns, off) == 0 && pns == ns;
+}
+
 static void chain_close(struct chain *c)
 {
 	if (c->fd >= 0) {
@@ -564,22 +572,20 @@ static void follow_seal(struct chain *c)
 /* How far the segment may be read now. */
 static void update_limit(struct chain *c)
 {
-	uint64_t ns, off;
+	uint64_t off;
 
 	if (c->where == WH_TAKEN)
 		return;
 	if (c->slot < 0 || STATS_LOAD(shm->ctl.slot[c->slot].pid) != (int32_t)c->pid ||
 	    STATS_LOAD(shm->ctl.slot[c->slot].state) == CTL_SLOT_FREE)
 		c->slot = slot_of(c->pid);
-	if (c->slot >= 0 && ctl_pos_load(&shm->ctl.slot[c->slot].spool_end, &ns, &off) == 0) {
-		if (ns == c->ns) {
-			if (off > c->limit)
-				c->limit = off;
-			/* Sealed by age with nothing after it, the position does not move. */
-			if (c->read_off < c->limit || now_ms < c->check_ms)
-				return;
-			c->check_ms = now_ms + SCAN_EVERY_MS;
-		}
+	if (slot_end(c->slot, c->ns, &off)) {
+		if (off > c->limit)
+			c->limit = off;
+		/* Sealed by age with nothing after it, the position does not move. */
+		if (c->read_off < c->limit || now_ms < c->check_ms)
+			return;
+		c->check_ms = now_ms + SCAN_EVERY_MS;
 	}
 	/* Its writer moved on or died: the segment is being sealed or recovered. */
 	follow_seal(c);
@@ -946,12 +952,9 @@ static uint64_t lag_recs_of(uint64_t unread, uint64_t inwin)
  */
 static uint64_t written_end(uint64_t ns, long pid, uint64_t size)
 {
-	uint64_t pns, off;
-	int s = slot_of(pid);
+	uint64_t off;
 
-	if (s >= 0 && ctl_pos_load(&shm->ctl.slot[s].spool_end, &pns, &off) == 0 && pns == ns)
-		return off;
-	return size;
+	return slot_end(slot_of(pid), ns, &off) ? off : size;
 }
 
 static void gauges(void)
