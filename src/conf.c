@@ -10,20 +10,24 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 
+/* An integer option, or an on/off flag (is_flag: 0..1, read by parse_flag). */
 struct int_opt {
 	const char *name;
 	long def, min, max;
 	size_t off;
+	int is_flag;
 };
 
 // clang-format off
-#define IOPT(n, d, lo, hi) {#n, d, lo, hi, offsetof(struct conf, n)}
+#define IOPT(n, d, lo, hi) {#n, d, lo, hi, offsetof(struct conf, n), 0}
+#define FLAG(n, d) {#n, d, 0, 1, offsetof(struct conf, n), 1}
 // clang-format on
 static const struct int_opt int_opts[] = {
     IOPT(max_connections, 10000, 1, 10000000),
@@ -42,7 +46,7 @@ static const struct int_opt int_opts[] = {
     IOPT(spool_segment_age, 10, 0, 86400),
     IOPT(spool_max_size, 1024L * 1024 * 1024, 0, 1L << 50),
     IOPT(nats_max_inflight, 4096, 1, 65536),
-    IOPT(nats_create_stream, 0, 0, 1),
+    FLAG(nats_create_stream, 0),
     IOPT(nats_stream_replicas, 1, 1, 5),
     IOPT(nats_stream_max_age, 0, 0, 86400L * 3650),
     IOPT(nats_stream_max_bytes, 0, 0, 1L << 50),
@@ -288,6 +292,26 @@ static int parse_int(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result
 	}
 	*(long *)result = v;
 	return 0;
+}
+
+/*
+ * An on/off flag: true/false, yes/no, on/off (any case, as libconfuse's
+ * boolean type reads them) or 1/0, which older configs use.
+ */
+static int parse_flag(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	static const char *const words[][2] = {
+	    {"0", "1"}, {"false", "true"}, {"no", "yes"}, {"off", "on"}};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		for (int v = 0; v <= 1; v++)
+			if (strcasecmp(value, words[i][v]) == 0) {
+				*(long *)result = v;
+				return 0;
+			}
+	opt_error(cfg, opt->name, "%s: \"%s\" is not a boolean (true/false, yes/no, on/off or 1/0)",
+		  opt->name, value);
+	return -1;
 }
 
 static int validate_int(cfg_t *cfg, cfg_opt_t *opt)
@@ -717,8 +741,8 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	opts[k++] = (cfg_opt_t)CFG_STR("nats_stream_retention", "limits", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("ack_after", "spool", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
-		opts[k++] =
-		    (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE, parse_int);
+		opts[k++] = (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE,
+						  int_opts[i].is_flag ? parse_flag : parse_int);
 	opts[k++] = (cfg_opt_t)CFG_END();
 
 	if ((cfg = cfg_init(opts, CFGF_NONE)) == NULL)
@@ -1080,9 +1104,13 @@ void conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "metrics_listen = ");
 	print_str(f, c->metrics_listen);
 	fputc('\n', f);
-	for (size_t i = 0; i < NINT; i++)
-		fprintf(f, "%s = %ld\n", int_opts[i].name,
-			*(const long *)((const char *)c + int_opts[i].off));
+	for (size_t i = 0; i < NINT; i++) {
+		long v = *(const long *)((const char *)c + int_opts[i].off);
+		if (int_opts[i].is_flag)
+			fprintf(f, "%s = %s\n", int_opts[i].name, v ? "true" : "false");
+		else
+			fprintf(f, "%s = %ld\n", int_opts[i].name, v);
+	}
 	fprintf(f, "user = ");
 	print_str(f, c->user);
 	fprintf(f, "\npid_file = ");

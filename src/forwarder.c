@@ -1014,7 +1014,7 @@ static int make_stream(void)
 			log_errorx("stream %s: %s%s", cf->nats_stream,
 				   s == NATS_NOT_FOUND ? "not found" : natsStatus_GetText(s),
 				   s == NATS_NOT_FOUND
-				       ? " (create it, or set nats_create_stream = 1)"
+				       ? " (create it, or set nats_create_stream = true)"
 				       : "");
 		return -1;
 	}
@@ -1476,7 +1476,7 @@ int forwarder_check(const struct conf *c, int timeout_ms, int *reachable, char *
 		r = 0;
 	} else if (s == NATS_NOT_FOUND) {
 		snprintf(err, errlen,
-			 "stream %s not found (create it, or set nats_create_stream = 1)",
+			 "stream %s not found (create it, or set nats_create_stream = true)",
 			 c->nats_stream);
 	} else {
 		snprintf(err, errlen, "stream %s: %s", c->nats_stream, natsStatus_GetText(s));

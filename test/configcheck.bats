@@ -307,6 +307,53 @@ bad_reload() {
 	assert_line "mem_decay_ms = -1"
 }
 
+@test "on/off options: true/false, yes/no, on/off and 1/0 are read, -T prints true/false, anything else is FILE:LINE" {
+	local v
+	for v in true yes on ON 1 '"on"'; do
+		conf 'workers = 1' "nats_create_stream = $v"
+		run --separate-stderr "$SD_BIN" -T -c "$CONF"
+		assert_success
+		assert_line "nats_create_stream = true"
+	done
+	for v in false no off Off 0; do
+		conf "nats_create_stream = $v"
+		run --separate-stderr "$SD_BIN" -T -c "$CONF"
+		assert_success
+		assert_line "nats_create_stream = false"
+	done
+	for v in maybe 2 -1 tru; do
+		conf 'workers = 1' "nats_create_stream = $v"
+		check_fails "submitd: $CONF:2: nats_create_stream: \"$v\" is not a boolean \(true/false, yes/no, on/off or 1/0\)"
+	done
+	# -T's own output reads back to the same -T.
+	conf 'nats_create_stream = yes'
+	"$SD_BIN" -T -q -c "$CONF" >"$BATS_TEST_TMPDIR/dump1.conf"
+	grep -qx 'nats_create_stream = true' "$BATS_TEST_TMPDIR/dump1.conf"
+	"$SD_BIN" -T -q -c "$BATS_TEST_TMPDIR/dump1.conf" >"$BATS_TEST_TMPDIR/dump2.conf"
+	diff <(tail -n +2 "$BATS_TEST_TMPDIR/dump1.conf") <(tail -n +2 "$BATS_TEST_TMPDIR/dump2.conf")
+}
+
+@test "SIGHUP: a flag spelled on is applied, one spelled maybe is refused with FILE:LINE and the service stays" {
+	sd_start 'workers = 1'
+	local failed applied lines
+	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
+	echo 'nats_create_stream = maybe' >>"$SD_CONF"
+	lines=$(wc -l <"$SD_CONF")
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
+	sd_log | grep -qF -- "$SD_CONF:$lines: nats_create_stream: \"maybe\" is not a boolean"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	run sd_client roundtrip
+	assert_success
+	sed -i 's/^nats_create_stream = maybe$/nats_create_stream = on/' "$SD_CONF"
+	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	run sd_client roundtrip
+	assert_success
+}
+
 @test "comments inside a list over several lines; line numbers stay right after them" {
 	conf 'listen = {' '  # the public one' '  "127.0.0.1:7001",  # trailing' '  // another style' \
 		'  "127.0.0.1:7002" /* block */' '}' '# after' 'workers = 0'
