@@ -972,11 +972,27 @@ static int searchable_by(const struct stat *st, const struct passwd *pw)
 	return (st->st_mode & S_IXOTH) != 0;
 }
 
+/* Whether the directory above dir exists and this process may create dir in it. */
+static int parent_writable(const char *dir)
+{
+	char parent[4096];
+	const char *slash = strrchr(dir, '/');
+	struct stat st;
+
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else
+		snprintf(parent, sizeof(parent), "%.*s", slash == dir ? 1 : (int)(slash - dir),
+			 dir);
+	return stat(parent, &st) == 0 && S_ISDIR(st.st_mode) && access(parent, W_OK | X_OK) == 0;
+}
+
 /*
  * A file this process will create or append to: it exists and is writable,
- * or its directory exists and is writable (always, with need_dir): -1 if
- * not. 1 if user (NULL: none) cannot reach it: the workers, which reopen
- * log_file by name after SIGUSR1, would fail then, but serving works.
+ * or its directory exists and is writable (always, with need_dir; there a
+ * missing last component that start-up would create will do): -1 if not. 1 if user (NULL: none)
+ * cannot reach it: the workers, which reopen log_file by name after SIGUSR1, would fail then, but
+ * serving works.
  */
 static int check_writable(const char *c_path, const char *opt, const char *path, int need_dir,
 			  const struct passwd *user, char *err, size_t errlen)
@@ -1008,9 +1024,11 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 		snprintf(dir, sizeof(dir), ".");
 	else
 		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	if (stat(dir, &st) == -1)
+	if (stat(dir, &st) == -1) {
 		why = strerror(errno);
-	else if (!S_ISDIR(st.st_mode))
+		if (need_dir && errno == ENOENT && parent_writable(dir))
+			return 0; /* start-up creates it (proc_pidfile_acquire) */
+	} else if (!S_ISDIR(st.st_mode))
 		why = "not a directory";
 	else if ((need_dir || !exists) && access(dir, W_OK | X_OK) == -1)
 		why = strerror(errno);

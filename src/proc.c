@@ -288,7 +288,20 @@ int proc_pidfile_acquire(const char *path, pid_t *holder, char *err, size_t errl
 		return -1;
 	}
 	unlink(tmp); /* left by an earlier process that had our pid */
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) == -1) {
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd == -1 && errno == ENOENT) {
+		/* Only the last component: /run/submitd is gone while the service is stopped. */
+		char dir[4200];
+		const char *slash = strrchr(path, '/');
+		snprintf(dir, sizeof(dir), "%.*s", slash != NULL ? (int)(slash - path) : 0, path);
+		if (dir[0] != '\0' && mkdir(dir, 0755) == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "pid file %s: directory %s: %s", path, dir,
+				 strerror(errno));
+			return -1;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	}
+	if (fd == -1) {
 		snprintf(err, errlen, "pid file %s: %s", tmp, strerror(errno));
 		return -1;
 	}

@@ -57,7 +57,9 @@ int proc_close_fds(const int *keep, int nkeep);
 pid_t proc_pidfile_holder(const char *path);
 /*
  * Write our pid into a new file (O_EXCL|O_NOFOLLOW), lock it and put it at
- * path unless a live holder has it. Returns the descriptor to keep for the
+ * path unless a live holder has it. A missing last component of path's
+ * directory is created, 0755 (a RuntimeDirectory that exists only while the
+ * service runs); a missing one above it is an error. Returns the descriptor to keep for the
  * life of the process: the lock lasts as long as this process holds it and
  * opens no other descriptor of the file. -1 with err, and *holder set when
  * another process holds the lock.

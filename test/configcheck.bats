@@ -139,8 +139,9 @@ bad_reload() {
 @test "-t: log_file and pid_file in a missing directory, or under a file" {
 	conf "log_file = \"$BATS_TEST_TMPDIR/missing/submitd.log\""
 	check_fails "$CONF: log_file \"$BATS_TEST_TMPDIR/missing/submitd.log\": directory $BATS_TEST_TMPDIR/missing: No such file or directory"
-	conf "pid_file = \"$BATS_TEST_TMPDIR/missing/submitd.pid\""
-	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/missing/submitd.pid\": directory $BATS_TEST_TMPDIR/missing: No such file or directory"
+	# pid_file's directory may lack its last component (start-up makes it), not more.
+	conf "pid_file = \"$BATS_TEST_TMPDIR/missing/deeper/submitd.pid\""
+	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/missing/deeper/submitd.pid\": directory $BATS_TEST_TMPDIR/missing/deeper: No such file or directory"
 	: >"$BATS_TEST_TMPDIR/afile"
 	conf "pid_file = \"$BATS_TEST_TMPDIR/afile/submitd.pid\""
 	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/afile/submitd.pid\": "
@@ -148,6 +149,48 @@ bad_reload() {
 	conf "log_file = \"$BATS_TEST_TMPDIR/submitd.log\"" "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
 	run "$SD_BIN" -t -c "$CONF"
 	assert_success
+}
+
+@test "pid_file in a directory that is not there yet (/run/submitd while stopped): -t exit 0 and creates nothing, start-up makes it 0755" {
+	local run=$BATS_TEST_TMPDIR/run/submitd
+	mkdir "$BATS_TEST_TMPDIR/run"
+	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$run/submitd.pid\""
+	run --separate-stderr "$SD_BIN" -t -c "$CONF"
+	echo "stderr: $stderr"
+	assert_success
+	[[ $output == *"test is successful"* ]]
+	[ ! -e "$run" ]
+	# A start by hand: the master makes the directory and writes the pid file.
+	sd_start_conf "$CONF"
+	wait_for test -s "$run/submitd.pid"
+	assert_equal "$(cat "$run/submitd.pid")" "$SD_PID"
+	assert_equal "$(stat -c %a "$run")" 755
+	run sd_client roundtrip
+	assert_success
+	sd_stop
+	[ ! -e "$run/submitd.pid" ]
+}
+
+@test "pid_file start-up still refuses: two missing components, a parent that is a file (exit 1, nothing left running)" {
+	: >"$BATS_TEST_TMPDIR/afile"
+	local p
+	for p in "$BATS_TEST_TMPDIR/no/such/submitd.pid" "$BATS_TEST_TMPDIR/afile/d/submitd.pid"; do
+		conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$p\""
+		run --separate-stderr timeout 20 "$SD_BIN" -f -c "$CONF"
+		echo "status $status, stderr: $stderr"
+		assert_equal "$status" 1
+		[[ $stderr == *"pid_file \"$p\": "* ]]
+		[ ! -e "${p%/submitd.pid}" ]
+	done
+	# Past -t: the directory is made, the pid file cannot be written there.
+	run --separate-stderr timeout 20 unshare -m true
+	[ "$status" -eq 0 ] || skip "no mount namespace here (a chroot)"
+	mkdir "$BATS_TEST_TMPDIR/ro"
+	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/ro/d/submitd.pid\""
+	run --separate-stderr timeout 20 unshare -m sh -c 'mount -t tmpfs -o size=64k,nr_inodes=2 none "$1" || exit 99; exec "$2" -f -c "$3"' sh "$BATS_TEST_TMPDIR/ro" "$SD_BIN" "$CONF"
+	echo "status $status, stderr: $stderr"
+	assert_equal "$status" 1
+	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/ro/d/submitd.pid"* ]]
 }
 
 @test "-t: a log_file or pid_file that is a directory, a pid_file that is a symbolic link" {
