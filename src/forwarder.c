@@ -351,14 +351,11 @@ static void chain_close(struct chain *c)
 	more_to_read = 1;
 }
 
-static int open_in(struct chain *c, const char *dir)
+/* Read the segment open at fd (the chain's from now on, closed with it). 0, or -1. */
+static int open_fd(struct chain *c, int fd, const char *dir)
 {
-	char path[PATH_MAX];
-	int fd, r;
+	int r;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, c->name);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
 	if (c->fd >= 0) {
 		spool_reader_close(&c->rd);
 		close(c->fd);
@@ -366,7 +363,7 @@ static int open_in(struct chain *c, const char *dir)
 	c->fd = fd;
 	if ((r = spool_reader_open(&c->rd, fd)) != 0) {
 		if (rate_ok(1))
-			log_warnx("%s: %s", path, r == -1 ? strerror(errno) : c->rd.why);
+			log_warnx("%s/%s: %s", dir, c->name, r == -1 ? strerror(errno) : c->rd.why);
 		spool_reader_close(&c->rd);
 		close(fd);
 		c->fd = -1;
@@ -377,18 +374,29 @@ static int open_in(struct chain *c, const char *dir)
 	return 0;
 }
 
-/* Hand-over: ready/ to taken/ (docs/SPOOL.md). 0 when the segment is ours. */
-static int take(const char *name)
+/*
+ * The chain's segment as a consumer holds it (docs/SPOOL.md, hand-over):
+ * from ready/ or, left by a consumer that died, from taken/, locked, the
+ * lock held with c->fd until the segment is deleted. An active/ segment is
+ * only tailed: opened, never locked. 0, or -1 with errno (EWOULDBLOCK:
+ * another consumer holds it or its writer is closing it).
+ */
+static int open_seg(struct chain *c, int dir)
 {
-	char from[PATH_MAX], to[PATH_MAX];
+	char path[PATH_MAX];
+	int fd;
 
-	snprintf(from, sizeof(from), "%s/%s", dirs[1], name);
-	snprintf(to, sizeof(to), "%s/%s", dirs[2], name);
-	if (rename(from, to) == -1)
+	if (dir == 1)
+		fd = spool_take(cf->spool_dir, c->name);
+	else if (dir == 2)
+		fd = spool_take_over(cf->spool_dir, c->name);
+	else if (snprintf(path, sizeof(path), "%s/%s", dirs[0], c->name) >= (int)sizeof(path))
+		fd = -1, errno = ENAMETOOLONG;
+	else
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return -1;
-	fsync_dir(dirs[1]);
-	fsync_dir(dirs[2]);
-	return 0;
+	return open_fd(c, fd, dirs[dir == 0 ? 0 : 2]);
 }
 
 static int chain_start(struct chain *c, const char *name, int dir)
@@ -400,11 +408,6 @@ static int chain_start(struct chain *c, const char *name, int dir)
 
 	if (spool_seg_name_parse(name, &ns, &w, &pid) == -1)
 		return -1;
-	if (dir == 1) {
-		if (take(name) == -1)
-			return -1;
-		dir = 2;
-	}
 	if (c->ring == NULL && (c->ring = malloc(ring_cap * sizeof(*c->ring))) == NULL)
 		return -1;
 	memset(c, 0, offsetof(struct chain, ring));
@@ -421,10 +424,14 @@ static int chain_start(struct chain *c, const char *name, int dir)
 	    c->ckfd >= 0 ? ckpt_read(c->ckfd) : SPOOL_FILE_HDR;
 	if (c->ckfd < 0 && rate_ok(0))
 		log_warn("checkpoint %s", ck);
-	if (open_in(c, dirs[dir]) == -1) {
+	if (open_seg(c, dir) == -1) {
+		int saved = errno;
 		if (c->ckfd >= 0)
 			close(c->ckfd);
 		c->ckfd = -1;
+		if (saved == EWOULDBLOCK)
+			log_debug("%s: another consumer holds it", name);
+		errno = saved;
 		return -1;
 	}
 	c->has = 1;
@@ -434,7 +441,11 @@ static int chain_start(struct chain *c, const char *name, int dir)
 	} else {
 		c->limit = c->read_off;
 	}
-	log_debug("%s from %s at %" PRIu64, name, dir == 0 ? "active" : "taken", c->read_off);
+	log_debug("%s from %s at %" PRIu64, name,
+		  dir == 0   ? "active"
+		  : dir == 1 ? "ready"
+			     : "taken",
+		  c->read_off);
 	return 0;
 }
 
@@ -544,26 +555,38 @@ static int file_exists(const char *dir, const char *name)
 /*
  * An active segment no longer in active/: sealed by its writer, or
  * recovered by the master after the writer died (same name, same
- * offsets). Take it from ready/ and go on where we were.
+ * offsets). Take it from ready/ as any consumer does (or from taken/, left
+ * by one that died) and go on where we were.
  */
 static void follow_seal(struct chain *c)
 {
+	char ck[PATH_MAX];
+	int fd, saved;
+
 	if (file_exists(dirs[0], c->name))
 		return;
-	if (take(c->name) == 0 || file_exists(dirs[2], c->name)) {
-		if (open_in(c, dirs[2]) == 0) {
-			struct stat st;
-			c->where = WH_TAKEN;
-			c->limit = fstat(c->fd, &st) == 0 ? (uint64_t)st.st_size : c->limit;
-			c->slot = -1;
-			return;
-		}
+	fd = spool_take(cf->spool_dir, c->name);
+	if (fd < 0 && errno == EWOULDBLOCK)
+		return; /* its writer closing it after the rename, or a consumer's step 2: look
+			   again */
+	if (fd < 0 && errno == ENOENT)
+		fd = spool_take_over(cf->spool_dir, c->name);
+	saved = errno;
+	if (fd >= 0 && open_fd(c, fd, dirs[2]) == 0) {
+		struct stat st;
+		c->where = WH_TAKEN;
+		c->limit = fstat(c->fd, &st) == 0 ? (uint64_t)st.st_size : c->limit;
+		c->slot = -1;
+		return;
 	}
-	/* Quarantined, set aside as suspect, or dropped at the bound: not ours. */
-	log_warnx("%s left active/ and is not in ready/: not forwarded further "
-		  "(%" PRIu64 " bytes were)",
-		  c->name, c->acked_off);
-	char ck[PATH_MAX];
+	if (fd < 0 && saved == EWOULDBLOCK)
+		log_warnx("%s was taken by another consumer as it was sealed: the %" PRIu64
+			  " bytes forwarded from it are delivered by that one too",
+			  c->name, c->acked_off);
+	else /* Quarantined, set aside as suspect, or dropped at the bound: not ours. */
+		log_warnx("%s left active/ and is not in ready/: not forwarded further "
+			  "(%" PRIu64 " bytes were)",
+			  c->name, c->acked_off);
 	ckpt_path(ck, sizeof(ck), c->name);
 	chain_close(c);
 	unlink(ck);

@@ -471,6 +471,62 @@ static int move_seg(const char *dir, const char *from, const char *to, const cha
 	return 0;
 }
 
+/* Open path, lock it and check that it is still the file linked there: the fd, or -1. */
+static int lock_linked(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), saved;
+	struct stat a, b;
+
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		saved = errno == EINTR ? EWOULDBLOCK : errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	/* Taken, deleted or replaced between the open and the lock. */
+	if (fstat(fd, &a) < 0 || a.st_nlink == 0 || stat(path, &b) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		close(fd);
+		errno = ENOENT;
+		return -1;
+	}
+	return fd;
+}
+
+int spool_take(const char *dir, const char *name)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	int fd, saved;
+
+	if (path_of(from, sizeof(from), dir, SPOOL_READY, name) < 0 ||
+	    path_of(to, sizeof(to), dir, SPOOL_TAKEN, name) < 0 || (fd = lock_linked(from)) < 0)
+		return -1;
+	if (rename(from, to) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	/*
+	 * Not undone when a directory fsync fails: a crash may then bring the
+	 * segment back into ready/, and it is delivered again (at least once).
+	 */
+	(void)fsync_sub(dir, SPOOL_TAKEN);
+	(void)fsync_sub(dir, SPOOL_READY);
+	return fd;
+}
+
+int spool_take_over(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	if (path_of(path, sizeof(path), dir, SPOOL_TAKEN, name) < 0)
+		return -1;
+	return lock_linked(path);
+}
+
 static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
 {
 	int saved = errno;

@@ -183,6 +183,24 @@ int spool_seg_suspect(struct spool_seg *s, const char *dir);
 void spool_seg_close(struct spool_seg *s);
 
 /*
+ * A consumer's hand-over, steps 2-3 of docs/SPOOL.md: open dir/ready/name,
+ * flock(LOCK_EX|LOCK_NB), check that it is still linked there, rename it
+ * into taken/ and fsync taken/ and ready/. Returns the open, locked
+ * descriptor (O_RDONLY): the segment is the caller's while it holds it,
+ * which it keeps until it has deleted the segment (closing it earlier
+ * leaves the segment in taken/ for a take-over). -1 with errno EWOULDBLOCK
+ * (another consumer has it, or its writer is closing it: try later) or
+ * ENOENT (gone or taken: next).
+ */
+int spool_take(const char *dir, const char *name);
+/*
+ * Take over dir/taken/name, left by a consumer that died (its lock is
+ * free): open, lock and link check as above. The locked descriptor, or -1
+ * with errno EWOULDBLOCK (its consumer is alive: not ours) or ENOENT.
+ */
+int spool_take_over(const char *dir, const char *name);
+
+/*
  * Reader over an fd the caller owns. Reads ahead in large blocks. At the end
  * of what is there, it forgets what it read ahead, so a caller may call
  * spool_read_next() again later on a growing file (tail -f).

@@ -926,27 +926,6 @@ static void fsync_dir(const char *dir, const char *sub)
 	}
 }
 
-/* Lock a segment file that is still at path; the fd, or -1 (busy: *busy = 1, or gone). */
-static int claim(const char *path, int *busy)
-{
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-
-	if (fd < 0)
-		return -1;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		*busy = 1;
-		close(fd);
-		return -1;
-	}
-	/* It may have been taken and deleted between open and lock. */
-	if (fstat(fd, &st) < 0 || st.st_nlink == 0 || !same_file(fd, path)) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Print the taken segment to out, make it durable, delete the segment. */
 static int take_one(const char *dir, const char *name, int fd, const char *output)
 {
@@ -1017,7 +996,6 @@ static int cmd_take(int argc, char **argv, const char *spool)
 					     {NULL, 0, NULL, 0}};
 	static const int taken[] = {ST_TAKEN}, ready[] = {ST_READY};
 	const char *output = NULL, *dir;
-	char path[PATH_MAX], dst[PATH_MAX];
 	struct list l = {0};
 	int c;
 
@@ -1047,28 +1025,21 @@ static int cmd_take(int argc, char **argv, const char *spool)
 		if (list_spool(&l, dir, taken, 1) < 0)
 			return EXIT_CORRUPT;
 		for (size_t i = 0; i < l.n; i++) {
-			pathf(path, sizeof(path), "%s/" SPOOL_TAKEN "/%s", dir, l.v[i].name);
-			if ((fd = claim(path, &busy)) >= 0) {
+			/* Busy: its consumer (the forwarder, another take) is alive. */
+			if ((fd = spool_take_over(dir, l.v[i].name)) >= 0) {
 				int rc = take_one(dir, l.v[i].name, fd, output);
 				close(fd);
 				free(l.v);
 				return rc;
 			}
 		}
-		busy = 0;
 		if (list_spool(&l, dir, ready, 1) < 0)
 			return EXIT_CORRUPT;
 		for (size_t i = 0; i < l.n; i++) {
-			pathf(path, sizeof(path), "%s/" SPOOL_READY "/%s", dir, l.v[i].name);
-			pathf(dst, sizeof(dst), "%s/" SPOOL_TAKEN "/%s", dir, l.v[i].name);
-			if ((fd = claim(path, &busy)) < 0)
+			if ((fd = spool_take(dir, l.v[i].name)) < 0) {
+				busy |= errno == EWOULDBLOCK;
 				continue;
-			if (rename(path, dst) < 0) {
-				close(fd);
-				continue; /* another taker was first */
 			}
-			fsync_dir(dir, SPOOL_TAKEN);
-			fsync_dir(dir, SPOOL_READY);
 			int rc = take_one(dir, l.v[i].name, fd, output);
 			close(fd);
 			free(l.v);

@@ -50,6 +50,7 @@ nats_start() {
 nats_stop() {
 	[ -n "${NATS_PID:-}" ] || return 0
 	kill -TERM "$NATS_PID" 2>/dev/null || true
+	pkill -CONT -P "$NATS_PID" 2>/dev/null || true # a test may have stopped it
 	wait_for -t 10 _sd_all_gone "$NATS_PID" || kill -KILL "$NATS_PID" 2>/dev/null || true
 	wait "$NATS_PID" 2>/dev/null || true
 	NATS_PID=
@@ -344,6 +345,85 @@ roundtrip() {
 	assert_success
 	assert_output --partial "acked0 5000 other 0 stream 5000 read 5000 missing 0 unexpected 0 duplicated 0"
 	echo "duplicates dropped: $(sd_metric submitd_nats_duplicates_total)" >&3
+}
+
+# Whether the forwarder holds segments in taken/ with records in flight,
+# the same ones and as many records acknowledged as at the last look.
+fwd_holds() {
+	local now
+	now="$(find "$SPOOL/taken" -name '*.seg' | sort) $(sd_metric submitd_nats_acked_total)"
+	metric_ge submitd_nats_inflight 1 || return 1
+	[ -n "$(find "$SPOOL/taken" -name '*.seg')" ] || return 1
+	[ "$now" = "$(cat "$BATS_TEST_TMPDIR/held" 2>/dev/null)" ] && return 0
+	echo "$now" >"$BATS_TEST_TMPDIR/held"
+	return 1
+}
+
+@test "submit-spool take beside the forwarder: it never gets a segment the forwarder holds; each record in the stream or printed, once" {
+	# The forwarder connects, then NATS hangs (SIGSTOP): what it publishes
+	# is never acknowledged, so it holds each segment it took.
+	nats_start
+	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'workers = 2' \
+		'nats_max_inflight = 256' 'spool_segment_age = 1'
+	wait_for -t 30 sd_metric_is submitd_nats_state '{state="connected"}' 1
+	local srv
+	srv=$(pgrep -P "$NATS_PID" -x nats-server)
+	[ -n "$srv" ]
+	kill -STOP "$srv"
+	run "$SD_BENCH" -c 4 -n 20000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
+	assert_success
+	# Everything sealed (segment_age 1 s): ready/ holds a backlog, the
+	# forwarder its segments in taken/.
+	wait_for -t 30 eval '[ -z "$(find "$SPOOL/active" -name "*.seg" -size +1k)" ]'
+	wait_for -t 30 fwd_holds || {
+		sd_metrics | grep -E '^submitd_nats_(inflight|acked_total|published_total)'
+		find "$SPOOL" -name '*.seg' | sort
+		return 1
+	}
+	[ "$(find "$SPOOL/ready" -name '*.seg' | wc -l)" -ge 10 ]
+	local held
+	held=$(cd "$SPOOL/taken" && find . -name '*.seg' | sed 's|^\./||')
+	echo "the forwarder holds: $held"
+	[ -n "$(find "$SPOOL/ready" -name '*.seg')" ]
+	# take until nothing is left to take (exit 3), bounded.
+	local i rc=0
+	for ((i = 0; i < 500; i++)); do
+		"$SD_ROOT/build/submit-spool" take -o "$BATS_TEST_TMPDIR/take.$i" "$SPOOL" || {
+			rc=$?
+			break
+		}
+	done
+	echo "takes: $i, last exit $rc"
+	assert_equal "$rc" 3
+	[ "$i" -ge 1 ]
+	# What the forwarder held is still its own.
+	local seg
+	for seg in $held; do
+		[ -e "$SPOOL/taken/$seg" ]
+		! grep -qF "\"segment\":\"$seg\"" "$BATS_TEST_TMPDIR"/take.*
+	done
+	kill -CONT "$srv"
+	wait_for -t 120 drained
+	run "$VERIFY" -s "nats://127.0.0.1:$NATS_PORT" -S SUB -a "$ACKS" -d 1000000
+	cat "$BATS_TEST_TMPDIR"/take.* >"$BATS_TEST_TMPDIR/printed"
+	printf '%s\n' "$output" >"$BATS_TEST_TMPDIR/stream"
+	run python3 - "$BATS_TEST_TMPDIR/stream" "$BATS_TEST_TMPDIR/printed" "$ACKS" <<'PY'
+import json, re, sys
+stream = [m.group(1) for m in (re.search(r"Nats-Msg-Id: (\S+?-w\d+-p\d+:\d+):", l)
+                               for l in open(sys.argv[1])) if m]
+printed = []
+for l in open(sys.argv[2]):
+    r = json.loads(l)
+    printed.append("%s:%d" % (r["segment"].removesuffix(".seg"), r["offset"]))
+acked = sum(1 for l in open(sys.argv[3]) if l.split()[-1] == "0")
+s, p = set(stream), set(printed)
+print("stream %d (%d distinct), printed %d (%d distinct), both %d, acked %d"
+      % (len(stream), len(s), len(printed), len(p), len(s & p), acked))
+ok = len(s) == len(stream) and len(p) == len(printed) and not (s & p) and len(s) + len(p) == acked
+sys.exit(0 if ok and stream and printed else 1)
+PY
+	echo "$output"
+	assert_success
 }
 
 @test "wrong credentials: a clear error in the log and /metrics; the service serves and spools" {
