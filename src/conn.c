@@ -18,7 +18,12 @@ void conn_init(struct conn *c, int fd, uint64_t now_ms)
 void conn_set_state(struct conn *c, enum conn_state s, enum conn_reason why)
 {
 	assert(s >= CONN_ACTIVE && s <= CONN_CLOSED);
-	/* States only move forward; the first reason to leave ACTIVE is the one counted. */
+	/*
+	 * States only move forward. The reason to leave ACTIVE is recorded here,
+	 * but it is not final: the worker's send_timeout sets c->reason itself
+	 * on a connection already past ACTIVE, and the reason counted is the one
+	 * c->reason holds when the worker closes it.
+	 */
 	assert(s >= c->state);
 	if (c->state == CONN_ACTIVE && s != CONN_ACTIVE)
 		c->reason = (uint8_t)why;

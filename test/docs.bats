@@ -71,3 +71,32 @@ print(a.getsockname()[1], b.getsockname()[1])')
 	run backlog_of "$port2"
 	assert_output 200
 }
+
+# DESIGN.md's module tables, as tools/check-layers.sh reads them.
+design_modules() {
+	awk -F'|' '/^## Modules/ {on = 1} /^## / && !/^## Modules/ {on = 0}
+		on && $2 ~ /^ *[0-9]+ *$/ { gsub(/ /, "", $3); print $3 }' "$SD_ROOT/docs/DESIGN.md"
+}
+
+@test "docs: DESIGN.md's tables list every module in src/, its diagram every kind of process the master forks" {
+	local f m missing=
+	local listed
+	listed=$(design_modules)
+	[ -n "$listed" ]
+	for f in "$SD_ROOT"/src/*.[ch] "$SD_ROOT"/src/bench/*.[ch]; do
+		m=${f#"$SD_ROOT"/src/}
+		m=${m%.[ch]}
+		grep -qxF -- "$m" <<<"$listed" || missing="$missing $m"
+	done
+	[ -z "$missing" ] || fail "modules missing from docs/DESIGN.md's tables:$missing"
+	# Process kinds: the titles the processes give themselves (proc_title_set).
+	local kinds diagram k
+	kinds=$(grep -ho 'proc_title_set("[a-z]*' "$SD_ROOT"/src/*.c | sed 's/.*("//' | sort -u)
+	[ "$(wc -l <<<"$kinds")" -ge 3 ]
+	diagram=$(awk '/^## Processes/ {on = 1} on && /^```/ {n++; next} on && n == 1' "$SD_ROOT/docs/DESIGN.md")
+	[ -n "$diagram" ]
+	for k in $kinds; do
+		grep -qw -- "$k" <<<"$diagram" || missing="$missing $k"
+	done
+	[ -z "$missing" ] || fail "process kinds missing from docs/DESIGN.md's diagram:$missing"
+}
