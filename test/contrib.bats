@@ -228,5 +228,5 @@ rules_file() {
 	run "$SD_BIN" -T -q -c "$d/submitd.conf"
 	assert_success
 	assert_line 'nats_servers = {"nats://127.0.0.1:4222"}'
-	assert_line 'nats_create_stream = 1'
+	assert_line 'nats_create_stream = true'
 }
