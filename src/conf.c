@@ -972,33 +972,41 @@ static int searchable_by(const struct stat *st, const struct passwd *pw)
 	return (st->st_mode & S_IXOTH) != 0;
 }
 
+/* The directory part of path, as dirname(3) gives it, in buf. */
+static const char *dir_of(const char *path, char *buf, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		snprintf(buf, len, ".");
+	else
+		snprintf(buf, len, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	return buf;
+}
+
 /* Whether the directory above dir exists and this process may create dir in it. */
 static int parent_writable(const char *dir)
 {
 	char parent[4096];
-	const char *slash = strrchr(dir, '/');
 	struct stat st;
 
-	if (slash == NULL)
-		snprintf(parent, sizeof(parent), ".");
-	else
-		snprintf(parent, sizeof(parent), "%.*s", slash == dir ? 1 : (int)(slash - dir),
-			 dir);
+	dir_of(dir, parent, sizeof(parent));
 	return stat(parent, &st) == 0 && S_ISDIR(st.st_mode) && access(parent, W_OK | X_OK) == 0;
 }
 
 /*
- * A file this process will create or append to: it exists and is writable,
- * or its directory exists and is writable (always, with need_dir; there a
- * missing last component that start-up would create will do): -1 if not. 1 if user (NULL: none)
- * cannot reach it: the workers, which reopen log_file by name after SIGUSR1, would fail then, but
+ * A file this process will create or append to: it exists and is
+ * writable, or its directory exists and is writable (always, with
+ * need_dir; there a missing last component, which start-up creates, will
+ * do). -1 if not; 1 if user (NULL: none) cannot reach it: the workers,
+ * which reopen log_file by name after SIGUSR1, would fail then, but
  * serving works.
  */
 static int check_writable(const char *c_path, const char *opt, const char *path, int need_dir,
 			  const struct passwd *user, char *err, size_t errlen)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/'), *why = NULL;
+	const char *why = NULL;
 	int exists = access(path, W_OK) == 0;
 	struct stat st;
 
@@ -1020,10 +1028,7 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 			 c_path, opt, path);
 		return -1;
 	}
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	dir_of(path, dir, sizeof(dir));
 	if (stat(dir, &st) == -1) {
 		why = strerror(errno);
 		if (need_dir && errno == ENOENT && parent_writable(dir))

@@ -386,14 +386,17 @@ static int open_seg(struct chain *c, int dir)
 	char path[PATH_MAX];
 	int fd;
 
-	if (dir == 1)
+	if (dir == 1) {
 		fd = spool_take(cf->spool_dir, c->name);
-	else if (dir == 2)
+	} else if (dir == 2) {
 		fd = spool_take_over(cf->spool_dir, c->name);
-	else if (snprintf(path, sizeof(path), "%s/%s", dirs[0], c->name) >= (int)sizeof(path))
-		fd = -1, errno = ENAMETOOLONG;
-	else
+	} else {
+		if (snprintf(path, sizeof(path), "%s/%s", dirs[0], c->name) >= (int)sizeof(path)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return -1;
 	return open_fd(c, fd, dirs[dir == 0 ? 0 : 2]);
@@ -567,8 +570,7 @@ static void follow_seal(struct chain *c)
 		return;
 	fd = spool_take(cf->spool_dir, c->name);
 	if (fd < 0 && errno == EWOULDBLOCK)
-		return; /* its writer closing it after the rename, or a consumer's step 2: look
-			   again */
+		return; /* its writer closing it, or a consumer's step 2: retry */
 	if (fd < 0 && errno == ENOENT)
 		fd = spool_take_over(cf->spool_dir, c->name);
 	saved = errno;

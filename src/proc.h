@@ -58,11 +58,11 @@ pid_t proc_pidfile_holder(const char *path);
 /*
  * Write our pid into a new file (O_EXCL|O_NOFOLLOW), lock it and put it at
  * path unless a live holder has it. A missing last component of path's
- * directory is created, 0755 (a RuntimeDirectory that exists only while the
- * service runs); a missing one above it is an error. Returns the descriptor to keep for the
- * life of the process: the lock lasts as long as this process holds it and
- * opens no other descriptor of the file. -1 with err, and *holder set when
- * another process holds the lock.
+ * directory is created, 0755 (a RuntimeDirectory that exists only while
+ * the service runs); a missing one above it is an error. Returns the
+ * descriptor to keep for the life of the process: the lock lasts as long
+ * as this process holds it and opens no other descriptor of the file. -1
+ * with err, and *holder set when another process holds the lock.
  */
 int proc_pidfile_acquire(const char *path, pid_t *holder, char *err, size_t errlen);
 /* Remove path if it is still the file behind fd, then close fd. */
