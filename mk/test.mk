@@ -5,17 +5,31 @@
 UNIT_SRC       := $(wildcard test/unit/test_*.c)
 UNIT_BIN       := $(patsubst test/unit/%.c,$(BUILD)/test/%,$(UNIT_SRC))
 UNIT_ASAN_BIN  := $(patsubst test/unit/%.c,$(BUILD)/asan/test/%,$(UNIT_SRC))
-UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h)
+UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h src/bench/*.h)
 
-$(BUILD)/test/%: test/unit/%.c $(UNIT_HDR) $(call obj,$(LIB_SRC))
+# What each unit test links: the leaf modules, plus UNIT_SRC_<test> where
+# it needs more, and the libraries in UNIT_LIBS_<test>.
+UNIT_SRC_test_metrics := src/stats.c src/metrics.c
+UNIT_LIBS_test_metrics = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+UNIT_SRC_test_hist    := src/bench/hist.c
+UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/conn.c src/ackq.c
+# conf.c is compiled into its test (#include), which replaces conf.c's own
+# allocations (not libconfuse's) to make each of them fail in turn.
+UNIT_DEP_test_conf    := src/conf.c
+UNIT_LIBS_test_conf    = $(shell pkg-config --libs libconfuse 2>/dev/null)
+unit_src = $(LIB_SRC) $(UNIT_SRC_$(1))
+
+.SECONDEXPANSION:
+$(BUILD)/test/%: test/unit/%.c $(UNIT_HDR) $$(UNIT_DEP_$$*) $$(call obj,$$(call unit_src,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(LIB_SRC)) \
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< \
+		$(call obj,$(call unit_src,$*)) $(UNIT_LIBS_$*) \
 		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
 
-$(BUILD)/asan/test/%: test/unit/%.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
+$(BUILD)/asan/test/%: test/unit/%.c $(UNIT_HDR) $$(UNIT_DEP_$$*) $$(call asan_obj,$$(call unit_src,$$*))
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
-		-o $@ $< $(call asan_obj,$(LIB_SRC)) -lm
+		-o $@ $< $(call asan_obj,$(call unit_src,$*)) $(UNIT_LIBS_$*) -lm
 
 .PHONY: unit-build unit-asan-build check-layers
 check-layers: all
@@ -45,18 +59,6 @@ bats: deps
 	$(MAKE) all $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	test/run-tests.sh --bats
 
-# The metrics renderer needs the stats module and libmicrohttpd besides the leaf modules.
-METRICS_TEST_SRC := $(LIB_SRC) src/stats.c src/metrics.c
-$(BUILD)/test/test_metrics: test/unit/test_metrics.c $(UNIT_HDR) $(call obj,$(METRICS_TEST_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(METRICS_TEST_SRC)) \
-		$(PKG_LIBS) -lm
-
-$(BUILD)/asan/test/test_metrics: test/unit/test_metrics.c $(UNIT_HDR) $(call asan_obj,$(METRICS_TEST_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
-		-o $@ $< $(call asan_obj,$(METRICS_TEST_SRC)) $(shell pkg-config --libs libmicrohttpd) -lm
-
 # test/spool-tool.bats writes its segments with the writer API through this,
 # so the tool under test is not also the source of its input.
 SPOOL_GEN := $(BUILD)/test/spool-gen
@@ -65,27 +67,3 @@ $(SPOOL_GEN): test/unit/spool_gen.c src/spool.h $(call obj,src/spool.c)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,src/spool.c)
 unit-build: $(SPOOL_GEN)
 bats: $(SPOOL_GEN)
-
-# submit-bench's histogram (test_hist) needs src/bench/hist.c besides the leaf modules.
-HIST_TEST_SRC := $(LIB_SRC) src/bench/hist.c
-$(BUILD)/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call obj,$(HIST_TEST_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(HIST_TEST_SRC)) \
-		$(shell pkg-config --libs jemalloc 2>/dev/null) -lm
-
-$(BUILD)/asan/test/test_hist: test/unit/test_hist.c $(UNIT_HDR) src/bench/hist.h $(call asan_obj,$(HIST_TEST_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
-		-o $@ $< $(call asan_obj,$(HIST_TEST_SRC)) -lm
-
-# conf.c is compiled into its test, which replaces conf.c's own allocations
-# (not libconfuse's) to make each of them fail in turn.
-$(BUILD)/test/test_conf: test/unit/test_conf.c src/conf.c $(UNIT_HDR) $(call obj,$(LIB_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Itest/unit -o $@ $< $(call obj,$(LIB_SRC)) \
-		$(shell pkg-config --libs libconfuse jemalloc 2>/dev/null) -lm
-
-$(BUILD)/asan/test/test_conf: test/unit/test_conf.c src/conf.c $(UNIT_HDR) $(call asan_obj,$(LIB_SRC))
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -DSUBMITD_PLAIN_MALLOC -std=gnu11 $(WARN) $(ASAN_FLAGS) -Itest/unit \
-		-o $@ $< $(call asan_obj,$(LIB_SRC)) $(shell pkg-config --libs libconfuse) -lm

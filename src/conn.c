@@ -64,15 +64,15 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		if (x->batch != NULL) {
 			struct conn_batch *b = x->batch;
 			/* Every ack after a held one waits too, ConnAcks included. */
-			c->held += PROTO_ACK_LEN;
-			if (!c->touched) {
-				c->touched = 1;
-				c->next_touched = b->touched;
+			c->acks.held += PROTO_ACK_LEN;
+			if (!c->acks.touched) {
+				c->acks.touched = 1;
+				c->acks.next_touched = b->touched;
 				b->touched = c;
 			}
 			if (f.cmd == PROTO_SUBMIT) {
 				if (b->n == b->cap)
-					b->flush(b);
+					b->full(b);
 				struct conn_rec *rec = &b->rec[b->n++];
 				rec->c = c;
 				rec->id = f.id;

@@ -45,16 +45,32 @@ struct conn_rec {
 };
 
 /*
- * The round's Submits (spool on). Filled by conn_process; flush() writes
- * what is there when it is full, and the worker writes the rest at the end
- * of the round. Connections with acks held this round are on touched.
+ * The round's Submits (spool on), filled by conn_process. The batch's
+ * owner (spoolw) writes them at the end of the round, and when the batch
+ * is full: then conn_process calls full(b), which must write or fail
+ * every record and set b->n to 0. The one call from conn into a module
+ * above it, through this interface, as PgBouncer's sbuf_init() takes its
+ * protocol callback. Connections with acks held this round are on
+ * touched, for ackq.
  */
+struct conn_batch;
+typedef void conn_batch_full_fn(struct conn_batch *b);
 struct conn_batch {
 	struct conn_rec *rec; /* cap entries, allocated once */
 	uint32_t n, cap;
 	struct conn *touched;
-	void (*flush)(struct conn_batch *b);
+	conn_batch_full_fn *full;
 };
+
+static inline void conn_batch_init(struct conn_batch *b, struct conn_rec *rec, uint32_t cap,
+				   conn_batch_full_fn *full)
+{
+	b->rec = rec;
+	b->n = 0;
+	b->cap = cap;
+	b->touched = NULL;
+	b->full = full;
+}
 
 /* Per-worker settings and state shared by its connections. */
 struct conn_ctx {
@@ -76,6 +92,26 @@ struct conn_mark {
 	uint32_t bytes;
 };
 
+/* A connection's acks while the spool is on (ackq.h owns them). */
+struct conn_acks {
+	/*
+	 * The last held bytes of out are acks whose records are not stored
+	 * yet; only what is before them may be written.
+	 */
+	uint32_t held;
+	uint8_t touched; /* on the batch's touched list */
+	uint8_t mhead, mn;
+	/*
+	 * ack_after = stream: the first owed bytes of the held acks wait for
+	 * the stream, in runs (marks, oldest first). A full ring merges the
+	 * two oldest runs: released together, later, never early.
+	 */
+	uint32_t owed;
+	struct conn_mark marks[CONN_MARKS];
+	struct conn *owing_next, *owing_prev; /* the worker's list of connections that owe */
+	struct conn *next_touched;
+};
+
 struct conn {
 	int fd;
 	uint8_t state;	 /* enum conn_state: change it with conn_set_state() */
@@ -89,27 +125,12 @@ struct conn {
 	uint32_t outq;	      /* bytes the kernel held for the peer at the last look, 0: none */
 	uint64_t deadline_ms; /* lingering: when to give up on the peer's FIN */
 	uint32_t lingered;    /* bytes discarded while lingering */
-	/*
-	 * Spool on: the last held bytes of out are acks of this round whose
-	 * records are not stored yet; only what is before them may be written.
-	 */
-	uint32_t held;
-	uint8_t touched; /* on the batch's touched list */
 	uint8_t has_conn_id;
 	uint16_t port;	    /* the peer's, for the records */
 	uint8_t addr[16];   /* the peer's, IPv6 or IPv4-mapped */
 	uint8_t conn_id[8]; /* the last Conn id seen */
 	uint64_t seq;	    /* the connection's number in this worker, from 1 */
-	/*
-	 * ack_after = stream: the first owed bytes of the held acks wait for
-	 * the stream, in runs (marks, oldest first). A full ring merges the
-	 * two oldest runs: released together, later, never early.
-	 */
-	uint32_t owed;
-	uint8_t mhead, mn;
-	struct conn_mark marks[CONN_MARKS];
-	struct conn *owing_next, *owing_prev; /* the worker's list of connections that owe */
-	struct conn *next_touched;
+	struct conn_acks acks;
 	struct buf in;
 	struct buf out;
 	/*
@@ -156,7 +177,7 @@ static inline int conn_wants_read(const struct conn *c, const struct conn_ctx *x
 /* Acks that may be written now. */
 static inline size_t conn_writable(const struct conn *c)
 {
-	return buf_len(&c->out) - c->held;
+	return buf_len(&c->out) - c->acks.held;
 }
 
 /* At a frame boundary with nothing owed: it can be closed without losing an ack. */

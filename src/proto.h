@@ -74,6 +74,25 @@ static inline uint8_t proto_ack_cmd(uint8_t req_cmd)
 void proto_encode_ack(uint8_t *out, uint8_t ack_cmd, const uint8_t *id, uint8_t result);
 
 /*
+ * An encoded ack's command and result, and a change of its result: the
+ * spool sets it once the record's fate is known (ackq.c).
+ */
+static inline uint8_t proto_ack_get_cmd(const uint8_t *ack)
+{
+	return ack[PROTO_HDR_LEN];
+}
+
+static inline uint8_t proto_ack_get_result(const uint8_t *ack)
+{
+	return ack[PROTO_ACK_LEN - 1];
+}
+
+static inline void proto_ack_set_result(uint8_t *ack, uint8_t result)
+{
+	ack[PROTO_ACK_LEN - 1] = result;
+}
+
+/*
  * Write a request frame to out (cap bytes). Returns the frame length, or 0
  * if it does not fit.
  */

@@ -73,13 +73,6 @@
 #define ZERO_MAX_PER_SYNC (64u << 10)  /* and appending at most this per commit */
 #define DROP_MAX	  64	       /* ready segments deleted per check at the bound */
 #define LOG_EVERY_MS	  1000
-/*
- * ack_after = stream: the longest sleep with acks owed. The forwarder wakes
- * the worker when the stream's position moves (SIGURG); this only bounds
- * the wait if a wake-up is lost (a forwarder restarting, a signal refused).
- */
-#define STREAM_WAIT_MS 20
-
 static const struct conf *cf;
 static struct stats_slot *slot;
 static const struct stats_shm *shm;
@@ -104,10 +97,7 @@ static uint64_t zero_retry_ms; /* zero_ahead failed: not before this */
 /* The last full second's commits and bytes appended, and the current one's. */
 static uint64_t rate_ms, rate_syncs, rate_bytes, last_syncs, last_bytes;
 static uint64_t now_ms;
-static uint64_t pub_ns, pub_off;   /* the position last published in spool_end */
-static struct conn *owing;	   /* ack_after = stream: connections with acks owed */
-static uint64_t seen_ns, seen_off; /* the stream's position at the last release */
-static int owing_new;		   /* marks added since the last release */
+static uint64_t pub_ns, pub_off; /* the position last published in spool_end */
 static uint64_t last_log_ms[STATS_NCOUNTERS];
 static char ready_dir[PATH_MAX];
 #ifdef SUBMITD_TEST_HOOKS
@@ -416,13 +406,11 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 	shm = sh;
 	worker = (unsigned)index;
 	generation = gen;
-	batch.cap = BATCH_CAP;
-	batch.rec = mem_alloc(BATCH_CAP * sizeof(*batch.rec));
+	conn_batch_init(&batch, mem_alloc(BATCH_CAP * sizeof(*batch.rec)), BATCH_CAP, flush);
 	iov = mem_alloc(2 * BATCH_CAP * sizeof(*iov));
 	stage = mem_alloc(BATCH_CAP * (SPOOL_REC_HDR + STAGE_MAX));
 	if (batch.rec == NULL || iov == NULL || stage == NULL)
 		fatalx("spool: out of memory for the batch");
-	batch.flush = flush;
 	snprintf(ready_dir, sizeof(ready_dir), "%s/%s", c->spool_dir, SPOOL_READY);
 #ifdef SUBMITD_TEST_HOOKS
 	snprintf(fail_fsync_path, sizeof(fail_fsync_path), "%s/.fail-fsync", c->spool_dir);
@@ -459,185 +447,18 @@ static void wake_forwarder(void)
 		kill(pid, SIGURG);
 }
 
-static void owing_unlink(struct conn *c)
-{
-	if (c->owing_prev != NULL)
-		c->owing_prev->owing_next = c->owing_next;
-	else if (owing == c)
-		owing = c->owing_next;
-	if (c->owing_next != NULL)
-		c->owing_next->owing_prev = c->owing_prev;
-	c->owing_next = c->owing_prev = NULL;
-}
-
 void spoolw_forget(struct conn *c)
 {
-	if (cf == NULL)
-		return;
-	if (c->touched)
+	if (cf != NULL && c->acks.touched)
 		flush(&batch);
-	/* Its owed acks go with it; the records stay in the spool (at least once). */
-	if (c->mn > 0 || owing == c) {
-		owing_unlink(c);
-		c->mn = 0;
-		c->owed = 0;
-	}
 }
 
-/* Set the result byte of every SubmitAck in len bytes of acks at p; count results. */
-static void results(uint8_t *p, uint32_t len, int failed)
+struct spoolw_round spoolw_commit(uint64_t now)
 {
-	uint64_t n = 0;
-
-	for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
-		if (p[off + PROTO_HDR_LEN] != PROTO_SUBMITACK)
-			continue;
-		if (failed)
-			p[off + PROTO_ACK_LEN - 1] = PROTO_RESULT_NOT_STORED;
-		/* A run merged after a failure holds result 2 acks, counted when they failed. */
-		else if (p[off + PROTO_ACK_LEN - 1] != PROTO_RESULT_OK)
-			continue;
-		n++;
-	}
-	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
-}
-
-/*
- * ack_after = stream: this round's held acks (after the owed ones) wait for
- * the stream to reach the round's end; failed ones get result 2 now and
- * still wait behind the owed ones, as acks leave in order.
- */
-static void owe(struct conn *c, int failed)
-{
-	uint32_t fresh = c->held - c->owed;
-	uint8_t *p = buf_tail(&c->out) - fresh;
-	uint64_t ns = seg.fd >= 0 ? seg.created_ns : 0, off = seg.fd >= 0 ? seg.size : 0;
-
-	if (fresh == 0)
-		return;
-	if (failed) {
-		results(p, fresh, 1);
-		ns = off = 0;
-		if (c->owed == 0) {
-			c->held -= fresh; /* nothing ahead of them: they leave now */
-			return;
-		}
-	}
-	if (c->mn == CONN_MARKS) {
-		/*
-		 * Full: merge the two oldest runs (the first now waits for the
-		 * second's position). Merging into the newest instead would let a
-		 * busy pipeline move its target forever.
-		 */
-		struct conn_mark *a = &c->marks[c->mhead],
-				 *b = &c->marks[(c->mhead + 1) % CONN_MARKS];
-		if (b->ns != 0 || b->off != 0) {
-			a->ns = b->ns;
-			a->off = b->off;
-		}
-		a->bytes += b->bytes;
-		for (uint8_t i = 1; i + 1 < c->mn; i++)
-			c->marks[(c->mhead + i) % CONN_MARKS] =
-			    c->marks[(c->mhead + i + 1) % CONN_MARKS];
-		c->mn--;
-	}
-	struct conn_mark *m = &c->marks[(c->mhead + c->mn) % CONN_MARKS];
-	m->ns = ns;
-	m->off = off;
-	m->bytes = fresh;
-	c->mn++;
-	/* A merged failed run counted its result 2 above; the others count at release. */
-	c->owed += fresh;
-	if (c->mn == 1 && owing != c && c->owing_prev == NULL) {
-		c->owing_next = owing;
-		if (owing != NULL)
-			owing->owing_prev = c;
-		owing = c;
-	}
-	owing_new = 1;
-}
-
-void spoolw_stream_release(void (*ready)(struct conn *c))
-{
-	uint64_t ns = seen_ns, off = seen_off;
-
-	if (cf == NULL || owing == NULL)
-		return;
-	if (ctl_pos_load(&ctl->stream_acked, &ns, &off) == -1)
-		return;
-	if (!owing_new && ns == seen_ns && off == seen_off)
-		return;
-	seen_ns = ns;
-	seen_off = off;
-	owing_new = 0;
-	for (struct conn *c = owing, *next; c != NULL; c = next) {
-		uint32_t done = 0;
-		next = c->owing_next;
-		while (c->mn > 0) {
-			struct conn_mark *m = &c->marks[c->mhead];
-			if ((m->ns != 0 || m->off != 0) && ctl_pos_cmp(ns, off, m->ns, m->off) < 0)
-				break;
-			/* The front of the held region: the oldest owed acks. */
-			uint8_t *p = buf_tail(&c->out) - c->held + done;
-			if (m->ns != 0 || m->off != 0)
-				results(p, m->bytes, 0);
-			done += m->bytes;
-			c->mhead = (uint8_t)((c->mhead + 1) % CONN_MARKS);
-			c->mn--;
-		}
-		if (done == 0)
-			continue;
-		c->held -= done;
-		c->owed -= done;
-		if (c->mn == 0)
-			owing_unlink(c);
-		ready(c);
-	}
-}
-
-long spoolw_stream_wait(void)
-{
-	uint64_t ns, off;
+	struct spoolw_round r = {0};
 
 	if (cf == NULL)
-		return -1;
-	if (owing == NULL) {
-		if (__atomic_load_n(&ctl->stream_wait, __ATOMIC_RELAXED))
-			__atomic_store_n(&ctl->stream_wait, 0, __ATOMIC_RELAXED);
-		return -1;
-	}
-	/*
-	 * Say so first, then look: a forwarder that moved the position after
-	 * the look sees the flag and signals (both sides store, fence, load).
-	 */
-	__atomic_store_n(&ctl->stream_wait, 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (ctl_pos_load(&ctl->stream_acked, &ns, &off) == 0 && (ns != seen_ns || off != seen_off))
-		return 0;
-	return STREAM_WAIT_MS;
-}
-
-/* Set the result byte of every SubmitAck in the held region; count results. */
-static void release(struct conn *c, int failed)
-{
-	uint8_t *p = buf_tail(&c->out) - c->held;
-	uint64_t n = 0;
-
-	for (uint32_t off = 0; off + PROTO_ACK_LEN <= c->held; off += PROTO_ACK_LEN) {
-		if (p[off + PROTO_HDR_LEN] != PROTO_SUBMITACK)
-			continue; /* ConnAcks are never refused */
-		if (failed)
-			p[off + PROTO_ACK_LEN - 1] = PROTO_RESULT_NOT_STORED;
-		n++;
-	}
-	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
-	c->held = 0;
-}
-
-void spoolw_commit(uint64_t now)
-{
-	if (cf == NULL)
-		return;
+		return r;
 	now_ms = now;
 	flush(&batch);
 	if (!round_failed && round_recs > 0 && seg.fd >= 0) {
@@ -661,18 +482,10 @@ void spoolw_commit(uint64_t now)
 			suspect();
 		}
 	}
-	while (batch.touched != NULL) {
-		struct conn *c = batch.touched;
-		batch.touched = c->next_touched;
-		c->touched = 0;
-		if (cf->ack_after == CONF_ACK_STREAM) {
-			if (c->state != CONN_CLOSED)
-				owe(c, round_failed != 0);
-			continue;
-		}
-		if (c->state != CONN_CLOSED && c->held > 0)
-			release(c, round_failed != 0);
-		c->held = 0;
+	r.failed = round_failed != 0;
+	if (!r.failed && seg.fd >= 0) {
+		r.ns = seg.created_ns;
+		r.off = seg.size;
 	}
 	/* What a consumer may take from the open segment: only what was acked (or owed). */
 	if (seg.fd >= 0 && (seg.created_ns != pub_ns || seg.size != pub_off)) {
@@ -686,6 +499,7 @@ void spoolw_commit(uint64_t now)
 	round_failed = 0;
 	round_recs = 0;
 	round_start = seg.fd >= 0 ? seg.size : 0;
+	return r;
 }
 
 /* spool_sync = always: keep zeros ahead of a busy writer's records, synced. */

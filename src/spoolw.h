@@ -1,8 +1,8 @@
 /*
  * The worker's side of the spool (docs/SPOOL.md): the round's batch of
- * records, one writev per round, the fdatasync of the sync policy, the
- * release of the round's acks (or their change to result 2), sealing,
- * failures and the size bound. Single-threaded, in the worker's loop.
+ * records, one writev per round, the fdatasync of the sync policy, what
+ * became of the round (for ackq), sealing, failures and the size bound. Single-threaded, in the
+ * worker's loop.
  */
 #ifndef SUBMITD_SPOOLW_H
 #define SUBMITD_SPOOLW_H
@@ -20,27 +20,20 @@ struct conn_batch *spoolw_init(const struct conf *cf, int index, unsigned gen,
 void spoolw_round_begin(void);
 /*
  * A connection is closed this round: write the batch now, before its input
- * buffer goes back to the pool. Its held acks are dropped with it.
+ * buffer goes back to the pool.
  */
 void spoolw_forget(struct conn *c);
+/* What became of a round's records: stored up to (ns, off) of the spool, or not. */
+struct spoolw_round {
+	int failed;
+	uint64_t ns, off; /* 0, 0: no segment open */
+};
 /*
  * The round ends: write what is left of the batch, fdatasync per policy,
- * then release every touched connection's held acks, changed to result 2
- * if the batch was not stored. Call before any connection writes its acks.
+ * publish the new end to consumers. The result goes to ackq_round_end()
+ * before any connection writes its acks.
  */
-void spoolw_commit(uint64_t now_ms);
-/*
- * ack_after = stream: release the acks the stream now holds, in order;
- * ready() is called for each connection that has acks to write.
- */
-void spoolw_stream_release(void (*ready)(struct conn *c));
-/*
- * Before the loop sleeps: -1 if no ack waits for the stream; else the
- * stream_wait flag is set for the forwarder's wake-up, and the result is 0
- * if the stream's position moved already (do not sleep), or the longest
- * sleep in ms.
- */
-long spoolw_stream_wait(void);
+struct spoolw_round spoolw_commit(uint64_t now_ms);
 /* Timers: the interval fdatasync and sealing by age. */
 void spoolw_tick(uint64_t now_ms);
 /* Milliseconds until spoolw_tick has work, or -1. */

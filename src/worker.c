@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ackq.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
@@ -89,6 +90,7 @@ static void finish(struct conn *c, enum conn_reason why)
 		return;
 	conn_set_state(c, CONN_CLOSED, why);
 	spoolw_forget(c); /* its records reach the spool before its buffers go */
+	ackq_forget(c);
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	conns[c->fd] = NULL;
@@ -427,7 +429,7 @@ static void on_signal(void)
 		case SIGINT:
 			start_drain(1);
 			break;
-		case SIGURG: /* the forwarder: the stream's position moved (spoolw_release) */
+		case SIGURG: /* the forwarder: the stream's position moved (ackq_stream_release) */
 			break;
 		case SIGUSR1:
 			if (log_reopen() == -1)
@@ -566,6 +568,8 @@ static void conns_init(const struct worker_args *a)
 	if (mem_init(cf->mem_decay_ms, err, sizeof(err)) == -1)
 		fatalx("memory arena: %s", err);
 	ctx.batch = spoolw_init(cf, a->index, a->generation, slot, shm);
+	if (ctx.batch != NULL)
+		ackq_init(slot, ctl, cf->ack_after == CONF_ACK_STREAM);
 	/*
 	 * With the spool, a connection keeps its buffers until the round's
 	 * batch is written: keep enough pooled chunks for a full round.
@@ -674,7 +678,7 @@ static int poll_timeout(uint64_t next_tick)
 	if (st >= 0 && st < timeout)
 		timeout = (int)st;
 	/* ack_after = stream: the forwarder wakes the loop (SIGURG) when the stream moves. */
-	long sw = spoolw_stream_wait();
+	long sw = ackq_stream_wait();
 	if (sw >= 0 && sw < timeout)
 		timeout = (int)sw;
 	return timeout;
@@ -760,8 +764,9 @@ void worker_main(const struct worker_args *a)
 		STATS_STORE(ctl->heartbeat_ms, now);
 		spoolw_round_begin();
 		dispatch(evs, n);
-		spoolw_commit(now);
-		spoolw_stream_release(mark_pending);
+		struct spoolw_round r = spoolw_commit(now);
+		ackq_round_end(ctx.batch, r.failed, r.ns, r.off);
+		ackq_stream_release(mark_pending);
 		flush_pending();
 		spoolw_tick(now);
 		resume_accept();
