@@ -400,7 +400,8 @@ fwd_holds() {
 	local seg
 	for seg in $held; do
 		[ -e "$SPOOL/taken/$seg" ]
-		! grep -qF "\"segment\":\"$seg\"" "$BATS_TEST_TMPDIR"/take.*
+		run grep -qF "\"segment\":\"$seg\"" "$BATS_TEST_TMPDIR"/take.*
+		assert_failure 1
 	done
 	kill -CONT "$srv"
 	wait_for -t 120 drained
