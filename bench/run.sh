@@ -25,7 +25,7 @@ SVG=${OUT%.md}.svg
 BENCH="$BUILD/submit-bench"
 
 for b in "$BUILD/submitd" "$BUILD/submit-bench" "$BUILD/submit-ref"; do
-	[ -x "$b" ] || die "$b is not built (make all)"
+	[ -x "$b" ] || die "$b is not built (make all tools)"
 done
 ulimit -n "$(ulimit -Hn)"
 

@@ -37,7 +37,7 @@ OUT=${BENCH_SPOOL_OUT:-bench/results/$(date -u +%Y-%m-%d)-$COMMIT-spool.md}
 BENCH="$BUILD/submit-bench"
 command -v fio >/dev/null || die "fio is not installed (tools/deps.sh)"
 for b in "$BUILD/submitd" "$BENCH"; do
-	[ -x "$b" ] || die "$b is not built (make all)"
+	[ -x "$b" ] || die "$b is not built (make all tools)"
 done
 mkdir -p "$BASE"
 

@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 for b in build/submitd build/submit-bench; do
 	[ -x "$b" ] || {
-		echo "bench/thresholds.sh: $b is not built (make all)" >&2
+		echo "bench/thresholds.sh: $b is not built (make all tools)" >&2
 		exit 1
 	}
 done

@@ -3,7 +3,7 @@
 
 REF_OBJ := $(call obj,$(LIB_SRC))
 
-all: $(BUILD)/submit-ref
+tools: $(BUILD)/submit-ref
 
 $(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
@@ -12,19 +12,19 @@ $(BUILD)/submit-ref: bench/ref-server.c $(REF_OBJ) $(wildcard src/*.h)
 
 .PHONY: bench bench-spool profile callgrind
 bench: deps
-	$(MAKE) all $(BUILD)/submitd-nostats
+	$(MAKE) all tools $(BUILD)/submitd-nostats
 	bench/run.sh
 	st=0; bench/nats.sh || st=1; bench/thresholds.sh || st=1; bench/spool.sh || st=1; exit $$st
 
 # The spool's ratios alone (docs/BENCHMARKS.md, "The spool").
 bench-spool: deps
-	$(MAKE) all
+	$(MAKE) all tools
 	bench/spool.sh
 
 profile: deps
-	$(MAKE) all
+	$(MAKE) all tools
 	bench/profile.sh
 
 callgrind: deps
-	$(MAKE) all
+	$(MAKE) all tools
 	bench/callgrind.sh

@@ -1,8 +1,8 @@
 # The NATS forwarder's test tool: reads a whole stream and checks it against
-# a submit-bench --ack-log (test/nats.bats). Built with `make all`.
+# a submit-bench --ack-log (test/nats.bats). Built by `make tools`.
 NATS_VERIFY := $(BUILD)/test/nats-verify
 
-all: $(NATS_VERIFY)
+tools: $(NATS_VERIFY)
 
 # test/nats/natstool.c: the options and the connection both NATS tools share.
 NATS_TOOL := test/nats/natstool.c test/nats/natstool.h
@@ -14,7 +14,7 @@ $(NATS_VERIFY): test/nats/nats-verify.c $(NATS_TOOL) Makefile mk/nats.mk
 
 # The reference for the forwarder's rate (bench/nats.sh).
 NATS_REF := $(BUILD)/nats-ref
-all: $(NATS_REF)
+tools: $(NATS_REF)
 
 $(NATS_REF): bench/nats-ref.c $(NATS_TOOL) Makefile mk/nats.mk
 	@mkdir -p $(dir $@)
@@ -24,5 +24,5 @@ $(NATS_REF): bench/nats-ref.c $(NATS_TOOL) Makefile mk/nats.mk
 # The forwarder against nats-ref on one local nats-server (docs/SCALING.md).
 .PHONY: bench-nats
 bench-nats: deps
-	$(MAKE) all
+	$(MAKE) all tools
 	bench/nats.sh

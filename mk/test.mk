@@ -43,7 +43,7 @@ test: deps
 	@$(MAKE) -s format-check || { \
 		echo "make test: format-check failed (above): run 'make format' and commit the result" >&2; \
 		exit 1; }
-	$(MAKE) all unit-build unit-asan-build $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
+	$(MAKE) all tools unit-build unit-asan-build $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	tools/check-layers.sh
 	test/run-tests.sh
 
@@ -56,7 +56,7 @@ unit-asan: deps
 	test/run-tests.sh --asan
 
 bats: deps
-	$(MAKE) all $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
+	$(MAKE) all tools $(BUILD)/submitd-hooks $(BUILD)/asan/submitd
 	test/run-tests.sh --bats
 
 # test/spool-tool.bats writes its segments with the writer API through this,
@@ -65,5 +65,4 @@ SPOOL_GEN := $(BUILD)/test/spool-gen
 $(SPOOL_GEN): test/unit/spool_gen.c src/spool.h $(call obj,src/spool.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,src/spool.c)
-unit-build: $(SPOOL_GEN)
-bats: $(SPOOL_GEN)
+tools: $(SPOOL_GEN)

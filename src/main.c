@@ -16,6 +16,7 @@
 #include "master.h"
 #include "proc.h"
 #include "metrics.h"
+#include "version.h"
 
 static void usage(FILE *f)
 {
@@ -228,7 +229,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			}
 			break;
 		case 'v':
-			printf("submitd %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+			printf("submitd %s (commit %s)\n", version_string, version_commit);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -290,8 +291,8 @@ static int run(struct conf *c, int argc, char **argv, int fg)
 		fprintf(stderr, "submitd: log_file %s: %s\n", c->log_file, strerror(errno));
 		return 1;
 	}
-	log_info("submitd %s (commit %s) starting, configuration %s", SUBMITD_VERSION,
-		 SUBMITD_COMMIT, c->path);
+	log_info("submitd %s (commit %s) starting, configuration %s", version_string,
+		 version_commit, c->path);
 	proc_title_init(argc, argv); /* argv's strings are not used past here */
 	int r = master_run(c, !fg);
 	/*

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "version.h"
 
 #define CONTENT_TYPE	    "text/plain; version=0.0.4; charset=utf-8"
 #define STATUS_CONTENT_TYPE "text/plain; charset=utf-8"
@@ -347,8 +348,8 @@ static void render_master(struct out *o, const struct metrics_src *s, const uint
 	       "Timestamp of the last successful configuration reload.");
 	outf(o, "submitd_config_last_reload_success_timestamp_seconds %.3f\n", s->reload_ts);
 	family(o, "submitd_build_info", "gauge", "Version and commit of the running build.");
-	outf(o, "submitd_build_info{version=\"%s\",commit=\"%s\"} 1\n", SUBMITD_VERSION,
-	     SUBMITD_COMMIT);
+	outf(o, "submitd_build_info{version=\"%s\",commit=\"%s\"} 1\n", version_string,
+	     version_commit);
 }
 
 /* The process_* families, over the master and its children. */
@@ -608,7 +609,7 @@ char *metrics_status_render(const struct metrics_src *s, size_t *len)
 		if (gmtime_r(&t, &tm) != NULL)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	}
-	outf(&o, "submitd %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+	outf(&o, "submitd %s (commit %s)\n", version_string, version_commit);
 	outf(&o, "pid: %d\n", s->npids > 0 ? (int)s->pids[0] : (int)getpid());
 	/* Whole seconds since start, never below 0 (start_time has a fraction, tv_sec not). */
 	double up = (double)ts.tv_sec + ts.tv_nsec / 1e9 - s->start_time;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "spool.h"
+#include "version.h"
 
 #define DEFAULT_DIR "/var/lib/submitd/spool"
 
@@ -1079,7 +1080,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'v':
-			printf("submit-spool %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+			printf("submit-spool %s (commit %s)\n", version_string, version_commit);
 			return 0;
 		default:
 			usage(stderr);

@@ -11,7 +11,7 @@ VERIFY=$SD_ROOT/build/test/nats-verify
 
 setup() {
 	command -v nats-server >/dev/null || skip "nats-server is not installed"
-	[ -x "$VERIFY" ] || skip "$VERIFY not built (make all)"
+	[ -x "$VERIFY" ] || skip "$VERIFY not built (make tools)"
 	SPOOL=$BATS_TEST_TMPDIR/spool
 	ACKS=$BATS_TEST_TMPDIR/acks
 	NATS_PID=

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # submit-spool: ls, cat (and --follow), verify, take, on segments written by
-# the spool writer (build/test/spool-gen, `make unit-build`). Record g of
+# the spool writer (build/test/spool-gen, `make tools`). Record g of
 # spool-gen is 64 header bytes plus: "rec-g" (g % 4 = 0 or 1), `say "hi"\n\tg`
 # (g % 4 = 2), or 6 binary bytes (g % 4 = 3); so records 0..3 sit at offsets
 # 64, 133, 202, 277 and the segment ends at 347.

@@ -20,6 +20,7 @@
 #include "buf.h"
 #include "engine.h"
 #include "report.h"
+#include "version.h"
 
 #define MAX_PAYLOAD	(16u << 20)
 #define MAX_PERCENTILES 16
@@ -385,7 +386,7 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 		break;
 	case 'v':
 	case 'V':
-		printf("submit-bench %s (commit %s)\n", SUBMITD_VERSION, SUBMITD_COMMIT);
+		printf("submit-bench %s (commit %s)\n", version_string, version_commit);
 		return 0;
 	case 'h':
 		fputs(usage_text, stdout);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "report.h"
+#include "version.h"
 
 #define MAX_ERROR_LINES 20
 
@@ -105,7 +106,7 @@ void report_json(const struct report *r)
 	       "\"results\":{\"0\":%llu,\"1\":%llu,\"2\":%llu,\"other\":%llu},"
 	       "\"not_stored\":%llu,"
 	       "\"latency_us\":{\"count\":%llu,\"min\":%.1f,\"mean\":%.1f,\"stddev\":%.1f",
-	       SUBMITD_VERSION, o->dst_name, o->conns, o->threads, o->window, o->size_min,
+	       version_string, o->dst_name, o->conns, o->threads, o->window, o->size_min,
 	       o->size_max, o->rate, o->send_conn ? "true" : "false", o->idle ? "true" : "false",
 	       (double)r->measured_ns / 1e9, (unsigned long long)tot->sent,
 	       (unsigned long long)tot->acked, (unsigned long long)tot->acked_window,
