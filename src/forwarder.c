@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "crc32c.h"
 #include "log.h"
 #include "proc.h"
 #include "spool.h"
@@ -258,7 +259,7 @@ static uint64_t ckpt_read(int fd)
 		off = off << 8 | b[i];
 	memcpy(&crc, b + 8, 4);
 	memcpy(&magic, b + 12, 4);
-	if (magic != CKPT_MAGIC || crc != spool_crc32c(0, b, 8) || off < SPOOL_FILE_HDR)
+	if (magic != CKPT_MAGIC || crc != crc32c(0, b, 8) || off < SPOOL_FILE_HDR)
 		return SPOOL_FILE_HDR; /* resend: the stream drops what it has */
 	return off;
 }
@@ -272,7 +273,7 @@ static void ckpt_write(struct chain *c)
 		return;
 	for (int i = 0; i < 8; i++)
 		b[i] = (uint8_t)(c->acked_off >> (8 * i));
-	crc = spool_crc32c(0, b, 8);
+	crc = crc32c(0, b, 8);
 	memcpy(b + 8, &crc, 4);
 	memcpy(b + 12, &magic, 4);
 	if (pwrite(c->ckfd, b, sizeof(b), 0) != (ssize_t)sizeof(b) || fdatasync(c->ckfd) == -1) {

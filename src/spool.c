@@ -13,198 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-#endif
-
-/* ---- CRC-32C ---- */
-
-#define CRC32C_POLY 0x82F63B78u
-
-/* Slicing-by-8 tables, built at load time (before any thread can race on them). */
-static uint32_t crc_tab[8][256];
-
-__attribute__((constructor)) static void crc_tab_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
-		crc_tab[0][i] = c;
-	}
-	for (uint32_t i = 0; i < 256; i++)
-		for (int t = 1; t < 8; t++)
-			crc_tab[t][i] =
-			    (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
-}
-
-uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	crc = ~crc;
-	while (n > 0 && ((uintptr_t)b & 7) != 0) {
-		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
-		n--;
-	}
-	while (n >= 8) {
-		uint32_t lo = crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-				     (uint32_t)b[3] << 24);
-		crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
-		      crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^ crc_tab[3][b[4]] ^
-		      crc_tab[2][b[5]] ^ crc_tab[1][b[6]] ^ crc_tab[0][b[7]];
-		b += 8;
-		n -= 8;
-	}
-	while (n-- > 0)
-		crc = crc_tab[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
-#if defined(__x86_64__)
-/* x86-64 is little-endian: the stored CRC is the value as it is. */
-static void put32_hw(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
-/*
- * Long buffers run as three streams over consecutive blocks of CRC_BLOCK
- * bytes (the crc32 instruction takes three cycles and can start every
- * cycle), joined by shifting: the CRC register is linear, so the register
- * after blocks A then B is shift(crc(A)) ^ crc(B) with B's started at 0,
- * where shift is the effect of CRC_BLOCK zero bytes, a table lookup per
- * byte of the register (Intel's crc_pcl, without the carry-less multiply).
- */
-#define CRC_BLOCK 1024
-static uint32_t crc_shift_tab[4][256];
-
-__attribute__((target("sse4.2"))) static void crc_shift_init(void)
-{
-	uint32_t basis[32];
-
-	for (int i = 0; i < 32; i++) {
-		uint64_t r = 1u << i;
-		for (int k = 0; k < CRC_BLOCK / 8; k++)
-			r = _mm_crc32_u64(r, 0);
-		basis[i] = (uint32_t)r;
-	}
-	for (int k = 0; k < 4; k++)
-		for (int v = 0; v < 256; v++) {
-			uint32_t r = 0;
-			for (int j = 0; j < 8; j++)
-				if (v & (1 << j))
-					r ^= basis[8 * k + j];
-			crc_shift_tab[k][v] = r;
-		}
-}
-
-static uint64_t crc_shift(uint64_t r)
-{
-	return crc_shift_tab[0][r & 0xff] ^ crc_shift_tab[1][(r >> 8) & 0xff] ^
-	       crc_shift_tab[2][(r >> 16) & 0xff] ^ crc_shift_tab[3][(r >> 24) & 0xff];
-}
-
-/*
- * No alignment loop: unaligned 8-byte loads cost the same on x86-64, and a
- * record's CRC starts at offset 4, where a byte loop would add 4 dependent
- * steps per record.
- */
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint64_t c = ~crc;
-
-	while (n >= 3 * CRC_BLOCK) {
-		uint64_t c1 = 0, c2 = 0;
-		for (size_t i = 0; i < CRC_BLOCK; i += 8) {
-			uint64_t v0, v1, v2;
-			memcpy(&v0, b + i, 8);
-			memcpy(&v1, b + CRC_BLOCK + i, 8);
-			memcpy(&v2, b + 2 * CRC_BLOCK + i, 8);
-			c = _mm_crc32_u64(c, v0);
-			c1 = _mm_crc32_u64(c1, v1);
-			c2 = _mm_crc32_u64(c2, v2);
-		}
-		c = crc_shift(crc_shift(c) ^ c1) ^ c2;
-		b += 3 * CRC_BLOCK;
-		n -= 3 * CRC_BLOCK;
-	}
-
-	while (n >= 8) {
-		uint64_t v;
-		memcpy(&v, b, 8);
-		c = _mm_crc32_u64(c, v);
-		b += 8;
-		n -= 8;
-	}
-	if (n >= 4) {
-		uint32_t v;
-		memcpy(&v, b, 4);
-		c = _mm_crc32_u32((uint32_t)c, v);
-		b += 4;
-		n -= 4;
-	}
-	while (n-- > 0)
-		c = _mm_crc32_u8((uint32_t)c, *b++);
-	return ~(uint32_t)c;
-}
-
-/*
- * Three records' CRCs side by side: the crc32 instruction takes three
- * cycles but can start every cycle, so one stream waits on itself and three
- * independent ones cost about what one does. The common length runs
- * interleaved, each tail alone.
- */
-__attribute__((target("sse4.2"))) static void crc_hw3(uint8_t *const r[3], const uint32_t len[3])
-{
-	const uint8_t *p0 = r[0] + 4, *p1 = r[1] + 4, *p2 = r[2] + 4;
-	uint64_t c0 = 0xffffffffu, c1 = 0xffffffffu, c2 = 0xffffffffu;
-	size_t n = len[0] < len[1] ? len[0] : len[1];
-	size_t i;
-
-	n = (len[2] < n ? len[2] : n) - 4;
-	for (i = 0; i + 8 <= n; i += 8) {
-		uint64_t v0, v1, v2;
-		memcpy(&v0, p0 + i, 8);
-		memcpy(&v1, p1 + i, 8);
-		memcpy(&v2, p2 + i, 8);
-		c0 = _mm_crc32_u64(c0, v0);
-		c1 = _mm_crc32_u64(c1, v1);
-		c2 = _mm_crc32_u64(c2, v2);
-	}
-	put32_hw(r[0], crc_hw(~(uint32_t)c0, p0 + i, len[0] - 4 - i));
-	put32_hw(r[1], crc_hw(~(uint32_t)c1, p1 + i, len[1] - 4 - i));
-	put32_hw(r[2], crc_hw(~(uint32_t)c2, p2 + i, len[2] - 4 - i));
-}
-#endif
-
-/* Decided at load time, like the tables; the answer never changes. */
-static int crc_use_hw;
-
-__attribute__((constructor)) static void crc_hw_init(void)
-{
-#if defined(__x86_64__)
-	__builtin_cpu_init();
-	crc_use_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-	if (crc_use_hw)
-		crc_shift_init();
-#endif
-}
-
-int spool_crc32c_hw(void)
-{
-	return crc_use_hw;
-}
-
-uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n)
-{
-#if defined(__x86_64__)
-	if (spool_crc32c_hw())
-		return crc_hw(crc, p, n);
-#endif
-	return spool_crc32c_sw(crc, p, n);
-}
+#include "crc32c.h"
 
 /* ---- little-endian fields ---- */
 
@@ -266,10 +75,10 @@ void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, con
 	uint32_t crc;
 
 	rec_put(hdr, r);
-	crc = spool_crc32c(0, hdr + 4, SPOOL_REC_HDR - 4);
+	crc = crc32c(0, hdr + 4, SPOOL_REC_HDR - 4);
 
 	if (r->len > 0)
-		crc = spool_crc32c(crc, p, r->len);
+		crc = crc32c(crc, p, r->len);
 	put32(hdr, crc);
 }
 
@@ -283,22 +92,24 @@ size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p)
 /* One CRC pass over a whole record's contiguous header and payload. */
 static void rec_crc(uint8_t *rec)
 {
-	put32(rec, spool_crc32c(0, rec + 4, get32(rec + 4) - 4));
+	put32(rec, crc32c(0, rec + 4, get32(rec + 4) - 4));
 }
 
 void spool_rec_crc_fill(uint8_t *const rec[], size_t n)
 {
 	size_t i = 0;
 
-#if defined(__x86_64__)
-	if (spool_crc32c_hw()) {
+	if (crc32c_hw()) {
 		for (; i + 3 <= n; i += 3) {
-			uint32_t len[3] = {get32(rec[i] + 4), get32(rec[i + 1] + 4),
-					   get32(rec[i + 2] + 4)};
-			crc_hw3(rec + i, len);
+			const void *p[3] = {rec[i] + 4, rec[i + 1] + 4, rec[i + 2] + 4};
+			size_t len[3] = {get32(rec[i] + 4) - 4, get32(rec[i + 1] + 4) - 4,
+					 get32(rec[i + 2] + 4) - 4};
+			uint32_t crc[3];
+			crc32c_3(p, len, crc);
+			for (int k = 0; k < 3; k++)
+				put32(rec[i + k], crc[k]);
 		}
 	}
-#endif
 	for (; i < n; i++)
 		rec_crc(rec[i]);
 }
@@ -312,8 +123,8 @@ size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], co
 	put32(out + 4, SPOOL_REC_HDR + len);
 	memcpy(out + 24, id, 8);
 	if (!copy) {
-		crc = spool_crc32c(0, out + 4, SPOOL_REC_HDR - 4);
-		put32(out, len > 0 ? spool_crc32c(crc, p, len) : crc);
+		crc = crc32c(0, out + 4, SPOOL_REC_HDR - 4);
+		put32(out, len > 0 ? crc32c(crc, p, len) : crc);
 		return SPOOL_REC_HDR;
 	}
 	memcpy(out + SPOOL_REC_HDR, p, len);
@@ -353,12 +164,12 @@ void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr 
 	put32(out + 20, h->gen);
 	put64(out + 24, h->created_ns);
 	put32(out + 32, h->flags);
-	put32(out + 60, spool_crc32c(0, out, 60));
+	put32(out + 60, crc32c(0, out, 60));
 }
 
 int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_hdr *h)
 {
-	if (memcmp(in, SPOOL_MAGIC, 8) != 0 || get32(in + 60) != spool_crc32c(0, in, 60))
+	if (memcmp(in, SPOOL_MAGIC, 8) != 0 || get32(in + 60) != crc32c(0, in, 60))
 		return -1;
 	h->version = get16(in + 8);
 	h->hdr_len = get16(in + 10);
@@ -984,7 +795,7 @@ int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t
 		goto forget;
 	}
 	p = r->buf + (x - r->boff);
-	if (spool_crc32c(0, p + 4, rec_len - 4) != crc) {
+	if (crc32c(0, p + 4, rec_len - 4) != crc) {
 		rc = SPOOL_BAD;
 		r->why = "bad CRC";
 		goto forget;
@@ -1146,7 +957,7 @@ static int record_after(int fd, uint64_t from, uint64_t end)
 			break;
 		}
 		h = r.buf + (y - r.boff);
-		found = spool_crc32c(0, h + 4, rec_len - 4) == get32(h);
+		found = crc32c(0, h + 4, rec_len - 4) == get32(h);
 	}
 	spool_reader_close(&r);
 	return found;

@@ -40,17 +40,6 @@
 #define SPOOL_QUARANTINE "quarantine"
 #define SPOOL_SUSPECT	 "suspect"
 
-/*
- * CRC-32C (Castagnoli, reflected 0x82F63B78, init and final XOR 0xFFFFFFFF).
- * Start with crc = 0; chaining spool_crc32c(spool_crc32c(0, a), b) equals
- * the CRC of a followed by b. Uses the SSE4.2 instruction where the CPU has it.
- */
-uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
-/* The portable table path, always; for tests that compare both paths. */
-uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n);
-/* 1 if spool_crc32c uses the CPU instruction. */
-int spool_crc32c_hw(void);
-
 /* A record's header fields, decoded. */
 struct spool_rec {
 	uint64_t ts_ns, conn_seq;

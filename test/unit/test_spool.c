@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "rand.h"
 #include "spool.h"
 #include "tap.h"
@@ -243,16 +244,16 @@ static void test_crc(void)
 	};
 	uint8_t b[64];
 
-	diag("CRC-32C hardware path: %s", spool_crc32c_hw() ? "yes" : "no");
+	diag("CRC-32C hardware path: %s", crc32c_hw() ? "yes" : "no");
 	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
 		for (size_t k = 0; k < vec[i].len; k++)
 			b[k] = vec[i].fill == -1   ? (uint8_t)k
 			       : vec[i].fill == -2 ? (uint8_t)(31 - k)
 			       : vec[i].fill == -3 ? (uint8_t)('1' + k)
 						   : (uint8_t)vec[i].fill;
-		ok(spool_crc32c(0, b, vec[i].len) == vec[i].want, "crc32c %s = %08x", vec[i].name,
+		ok(crc32c(0, b, vec[i].len) == vec[i].want, "crc32c %s = %08x", vec[i].name,
 		   vec[i].want);
-		ok(spool_crc32c_sw(0, b, vec[i].len) == vec[i].want, "table crc32c %s = %08x",
+		ok(crc32c_sw(0, b, vec[i].len) == vec[i].want, "table crc32c %s = %08x",
 		   vec[i].name, vec[i].want);
 	}
 
@@ -264,13 +265,11 @@ static void test_crc(void)
 	for (int t = 0; t < 2000; t++) {
 		size_t off = test_rand() % 64, len = test_rand() % (t < 1000 ? 100 : 65000);
 		size_t cut = len ? test_rand() % len : 0;
-		uint32_t hw = spool_crc32c(0, buf + off, len);
-		if (hw != spool_crc32c_sw(0, buf + off, len))
+		uint32_t hw = crc32c(0, buf + off, len);
+		if (hw != crc32c_sw(0, buf + off, len))
 			agree = 0;
-		if (spool_crc32c(spool_crc32c(0, buf + off, cut), buf + off + cut, len - cut) !=
-			hw ||
-		    spool_crc32c_sw(spool_crc32c_sw(0, buf + off, cut), buf + off + cut,
-				    len - cut) != hw)
+		if (crc32c(crc32c(0, buf + off, cut), buf + off + cut, len - cut) != hw ||
+		    crc32c_sw(crc32c_sw(0, buf + off, cut), buf + off + cut, len - cut) != hw)
 			chain = 0;
 	}
 	ok(agree, "hardware and table CRC agree on 2000 random buffers");
@@ -309,7 +308,7 @@ static void test_encode(void)
 		       out[oo + n] == 0xa5;
 		uint32_t c = (uint32_t)want[0] | (uint32_t)want[1] << 8 | (uint32_t)want[2] << 16 |
 			     (uint32_t)want[3] << 24;
-		crc_ok = crc_ok && spool_crc32c_sw(0, want + 4, SPOOL_REC_HDR - 4 + len) == c;
+		crc_ok = crc_ok && crc32c_sw(0, want + 4, SPOOL_REC_HDR - 4 + len) == c;
 	}
 	ok(same, "spool_rec_encode = header + payload at lengths 0..1024, any alignment");
 	ok(crc_ok, "its CRC equals the table CRC over bytes 4..rec_len-1");
@@ -447,7 +446,7 @@ static void test_headers(void)
 	spool_rec_header(h, &r, payload);
 	is_int(spool_rec_decode(h, &d, &crc), 64 + 100, "record: rec_len = 64 + payload");
 	ok(rec_eq(&r, &d), "record header round trip");
-	ok(crc == spool_crc32c(spool_crc32c(0, h + 4, 60), payload, 100),
+	ok(crc == crc32c(crc32c(0, h + 4, 60), payload, 100),
 	   "record crc covers bytes 4..63 and the payload");
 	ok(h[56] == (uint8_t)(40003 & 0xff) && h[57] == (uint8_t)(40003 >> 8) && h[58] == 3 &&
 	       h[60] == 1 && h[62] == 0 && h[63] == 0,
