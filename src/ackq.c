@@ -198,16 +198,11 @@ long ackq_stream_wait(void)
 	if (slot == NULL)
 		return -1;
 	if (owing == NULL) {
-		if (__atomic_load_n(&ctl->stream_wait, __ATOMIC_RELAXED))
-			__atomic_store_n(&ctl->stream_wait, 0, __ATOMIC_RELAXED);
+		ctl_wait_cancel(&ctl->stream_wait);
 		return -1;
 	}
-	/*
-	 * Say so first, then look: a forwarder that moved the position after
-	 * the look sees the flag and signals (both sides store, fence, load).
-	 */
-	__atomic_store_n(&ctl->stream_wait, 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Say so first, then look (ctl_wait_announce). */
+	ctl_wait_announce(&ctl->stream_wait);
 	if (ctl_pos_load(&ctl->stream_acked, &ns, &off) == 0 && (ns != seen_ns || off != seen_off))
 		return 0;
 	return STREAM_WAIT_MS;

@@ -120,4 +120,28 @@ struct ctl {
 /* Reset a slot for a new worker (master, before fork). */
 void ctl_slot_reset(struct ctl_slot *s);
 
+/*
+ * The wake-up between a worker and the forwarder, either way round: the
+ * sleeper sets a flag (stream_wait, fwd_wait) with ctl_wait_announce, then
+ * looks at the position it waits for, and sleeps only if it has not moved;
+ * the waker stores the position, then ctl_wake takes the flag back to 0
+ * and sends SIGURG to *pid if it was set. Both store, fence, then load:
+ * one of the two sees the other's store, so a wake-up is never lost and
+ * is sent once per sleep.
+ */
+static inline void ctl_wait_announce(uint32_t *flag)
+{
+	__atomic_store_n(flag, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* The sleeper no longer waits (nothing to wait for): the waker need not signal. */
+static inline void ctl_wait_cancel(uint32_t *flag)
+{
+	if (__atomic_load_n(flag, __ATOMIC_RELAXED))
+		__atomic_store_n(flag, 0, __ATOMIC_RELAXED);
+}
+
+void ctl_wake(uint32_t *flag, const int32_t *pid);
+
 #endif

@@ -904,14 +904,8 @@ static void drain_events(void)
  */
 static void publish_acked(struct ctl_slot *sl, uint64_t ns, uint64_t off)
 {
-	int32_t pid;
-
 	ctl_pos_store(&sl->stream_acked, ns, off);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&sl->stream_wait, __ATOMIC_RELAXED) &&
-	    __atomic_exchange_n(&sl->stream_wait, 0, __ATOMIC_RELAXED) &&
-	    (pid = STATS_LOAD(sl->pid)) > 0)
-		kill(pid, SIGURG);
+	ctl_wake(&sl->stream_wait, &sl->pid);
 }
 
 /* Tell the workers how far the stream has their records (ack_after = stream). */
@@ -1334,8 +1328,7 @@ static int poll_timeout(void)
 		return 0;
 	if (got_records)
 		return 2;
-	__atomic_store_n(&shm->ctl.fwd_wait, 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	ctl_wait_announce(&shm->ctl.fwd_wait);
 	return ends_moved() ? 0 : CKPT_EVERY_MS;
 }
 

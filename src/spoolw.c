@@ -428,23 +428,15 @@ void spoolw_round_begin(void)
 
 /*
  * A forwarder asleep waiting for records (fwd_wait) is woken with SIGURG,
- * once per sleep: spool_end moved. The store before, the fence, then the
- * load, as the forwarder does the other way round: one of the two sees
- * the other's store.
+ * once per sleep: spool_end moved (ctl_wake).
  */
 static void wake_forwarder(void)
 {
 	/* The control block is shared and writable; shm is const for the counters. */
 	struct ctl *x = (struct ctl *)&shm->ctl;
-	int32_t pid;
 
-	if (cf->nnats == 0)
-		return;
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&x->fwd_wait, __ATOMIC_RELAXED) &&
-	    __atomic_exchange_n(&x->fwd_wait, 0, __ATOMIC_RELAXED) &&
-	    (pid = STATS_LOAD(x->fwd_pid)) > 0)
-		kill(pid, SIGURG);
+	if (cf->nnats != 0)
+		ctl_wake(&x->fwd_wait, &x->fwd_pid);
 }
 
 void spoolw_forget(struct conn *c)

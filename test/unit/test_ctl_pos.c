@@ -1,7 +1,10 @@
 /* The spool position a worker and the forwarder share (ctl.h): seqlock reads, order. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "tap.h"
@@ -17,6 +20,44 @@ static void *writer(void *arg)
 		ctl_pos_store(&shared, i, 2 * i);
 	done = 1;
 	return NULL;
+}
+
+/* Whether SIGURG (blocked) is pending; takes it. */
+static int urg_pending(void)
+{
+	sigset_t set;
+	struct timespec zero = {0, 0};
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGURG);
+	return sigtimedwait(&set, NULL, &zero) == SIGURG;
+}
+
+/* The wake-up handshake (ctl_wait_announce, ctl_wake): once per sleep, never without one. */
+static void test_wake(void)
+{
+	uint32_t flag = 0;
+	int32_t pid = (int32_t)getpid(), none = 0;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGURG);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	ctl_wake(&flag, &pid);
+	ok(!urg_pending(), "no sleeper announced: no signal");
+	ctl_wait_announce(&flag);
+	is_int(flag, 1, "announce sets the flag");
+	ctl_wake(&flag, &pid);
+	ok(urg_pending() && flag == 0, "a sleeper announced: one SIGURG, the flag taken back");
+	ctl_wake(&flag, &pid);
+	ok(!urg_pending(), "a second wake for the same sleep sends nothing");
+	ctl_wait_announce(&flag);
+	ctl_wait_cancel(&flag);
+	ctl_wake(&flag, &pid);
+	ok(!urg_pending() && flag == 0, "a cancelled wait gets no signal");
+	ctl_wait_announce(&flag);
+	ctl_wake(&flag, &none);
+	ok(!urg_pending() && flag == 0, "no pid yet: the flag is taken, nothing is sent");
 }
 
 int main(void)
@@ -53,5 +94,6 @@ int main(void)
 	pthread_join(t, NULL);
 	is_int(torn, 0, "no torn read in %ld reads under a concurrent writer (%ld gave up)", reads,
 	       failed);
+	test_wake();
 	return done_testing();
 }
