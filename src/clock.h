@@ -37,4 +37,12 @@ static inline uint64_t real_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The next wait of an exponential backoff: min first (cur = 0), then doubling up to max. */
+static inline uint64_t backoff_next(uint64_t cur, uint64_t min, uint64_t max)
+{
+	if (cur == 0)
+		return min;
+	return cur > max / 2 ? max : 2 * cur;
+}
+
 #endif

@@ -822,9 +822,7 @@ static void on_event(const struct ackev *ev)
 		e->st = E_FAILED;
 		STATS_ADD(fx->failed, 1);
 		if (retry_at == 0) {
-			retry_backoff = retry_backoff ? retry_backoff * 2 : RETRY_MIN_MS;
-			if (retry_backoff > RETRY_MAX_MS)
-				retry_backoff = RETRY_MAX_MS;
+			retry_backoff = backoff_next(retry_backoff, RETRY_MIN_MS, RETRY_MAX_MS);
 			retry_at = now_ms + retry_backoff;
 		}
 		return;
@@ -1132,9 +1130,7 @@ static void try_connect(void)
 		set_state(refused ? STATS_FWD_REFUSED : STATS_FWD_CONNECTING);
 		STATS_ADD(fx->errors_conn, 1);
 		nc = NULL;
-		connect_backoff = connect_backoff ? connect_backoff * 2 : CONNECT_MIN_MS;
-		if (connect_backoff > CONNECT_MAX_MS)
-			connect_backoff = CONNECT_MAX_MS;
+		connect_backoff = backoff_next(connect_backoff, CONNECT_MIN_MS, CONNECT_MAX_MS);
 		connect_at = now_ms + connect_backoff;
 		return;
 	}

@@ -366,9 +366,7 @@ static void reaped_forwarder(int status, uint64_t now)
 	if (stopping || conf.nnats == 0)
 		return;
 	if (!expected && now - fwd_started_ms < CRASH_LOOP_MS) {
-		fwd_backoff_ms = fwd_backoff_ms ? fwd_backoff_ms * 2 : RESPAWN_MIN_MS;
-		if (fwd_backoff_ms > RESPAWN_MAX_MS)
-			fwd_backoff_ms = RESPAWN_MAX_MS;
+		fwd_backoff_ms = backoff_next(fwd_backoff_ms, RESPAWN_MIN_MS, RESPAWN_MAX_MS);
 		log_warnx("forwarder died %llu ms after start: respawning in %llu ms",
 			  (unsigned long long)(now - fwd_started_ms),
 			  (unsigned long long)fwd_backoff_ms);
@@ -430,9 +428,7 @@ static void reap(uint64_t now)
 			msrc.restarts_exit++;
 		struct respawn *r = &respawns[ch.label];
 		if (now - ch.started_ms < CRASH_LOOP_MS) {
-			r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : RESPAWN_MIN_MS;
-			if (r->backoff_ms > RESPAWN_MAX_MS)
-				r->backoff_ms = RESPAWN_MAX_MS;
+			r->backoff_ms = backoff_next(r->backoff_ms, RESPAWN_MIN_MS, RESPAWN_MAX_MS);
 			log_warnx("worker %d died %llu ms after start: respawning in %llu ms",
 				  ch.label, (unsigned long long)(now - ch.started_ms),
 				  (unsigned long long)r->backoff_ms);
