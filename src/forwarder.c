@@ -96,7 +96,7 @@ static int got_records;	 /* this loop round's passes published records */
 static uint32_t ring_cap;
 static uint64_t window; /* entries in all rings */
 static char host[128], subj_host[128];
-static char dirs[3][256]; /* active, ready, taken (spool_dir has at most 200 bytes) */
+static char dirs[SPOOL_NDIRS][256]; /* by enum spool_dir (spool_dir has at most 200 bytes) */
 static char ckdir[256];
 static int ep = -1, sfd = -1, efd = -1;
 static int stopping;
@@ -285,15 +285,6 @@ static void ckpt_write(struct chain *c)
 	c->ckpt_ms = now_ms;
 }
 
-static void fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* ---- the spool side ---- */
 
 static void subject_for(char *out, size_t n, unsigned worker)
@@ -382,28 +373,26 @@ static int open_fd(struct chain *c, int fd, const char *dir)
  * only tailed: opened, never locked. 0, or -1 with errno (EWOULDBLOCK:
  * another consumer holds it or its writer is closing it).
  */
-static int open_seg(struct chain *c, int dir)
+static int open_seg(struct chain *c, enum spool_dir dir)
 {
 	char path[PATH_MAX];
 	int fd;
 
-	if (dir == 1) {
+	if (dir == SPOOL_D_READY) {
 		fd = spool_take(cf->spool_dir, c->name);
-	} else if (dir == 2) {
+	} else if (dir == SPOOL_D_TAKEN) {
 		fd = spool_take_over(cf->spool_dir, c->name);
 	} else {
-		if (snprintf(path, sizeof(path), "%s/%s", dirs[0], c->name) >= (int)sizeof(path)) {
-			errno = ENAMETOOLONG;
+		if (spool_path(path, sizeof(path), cf->spool_dir, SPOOL_D_ACTIVE, c->name) == -1)
 			return -1;
-		}
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 	}
 	if (fd < 0)
 		return -1;
-	return open_fd(c, fd, dirs[dir == 0 ? 0 : 2]);
+	return open_fd(c, fd, dirs[dir == SPOOL_D_ACTIVE ? SPOOL_D_ACTIVE : SPOOL_D_TAKEN]);
 }
 
-static int chain_start(struct chain *c, const char *name, int dir)
+static int chain_start(struct chain *c, const char *name, enum spool_dir dir)
 {
 	char ck[PATH_MAX];
 	uint64_t ns;
@@ -419,7 +408,7 @@ static int chain_start(struct chain *c, const char *name, int dir)
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->ns = ns;
 	c->pid = pid;
-	c->where = dir == 0 ? WH_ACTIVE : WH_TAKEN;
+	c->where = dir == SPOOL_D_ACTIVE ? WH_ACTIVE : WH_TAKEN;
 	c->slot = -1;
 	subject_for(c->subject, sizeof(c->subject), w);
 	ckpt_path(ck, sizeof(ck), name);
@@ -445,18 +434,14 @@ static int chain_start(struct chain *c, const char *name, int dir)
 	} else {
 		c->limit = c->read_off;
 	}
-	log_debug("%s from %s at %" PRIu64, name,
-		  dir == 0   ? "active"
-		  : dir == 1 ? "ready"
-			     : "taken",
-		  c->read_off);
+	log_debug("%s from %s at %" PRIu64, name, spool_dir_name(dir), c->read_off);
 	return 0;
 }
 
 /* Pending segments of every worker, from one pass over the three directories. */
 struct pend {
 	char name[SPOOL_NAME_MAX];
-	int dir;
+	enum spool_dir dir; /* active, ready or taken */
 	uint64_t size;
 };
 static struct pend *pends;
@@ -466,7 +451,7 @@ static uint64_t next_scan;
 static void scan(void)
 {
 	npend = 0;
-	for (int d = 0; d < 3; d++) {
+	for (enum spool_dir d = SPOOL_D_ACTIVE; d <= SPOOL_D_TAKEN; d++) {
 		DIR *dh = opendir(dirs[d]);
 		struct dirent *e;
 		if (dh == NULL)
@@ -567,7 +552,7 @@ static void follow_seal(struct chain *c)
 	char ck[PATH_MAX];
 	int fd, saved;
 
-	if (file_exists(dirs[0], c->name))
+	if (file_exists(dirs[SPOOL_D_ACTIVE], c->name))
 		return;
 	fd = spool_take(cf->spool_dir, c->name);
 	if (fd < 0 && errno == EWOULDBLOCK)
@@ -575,7 +560,7 @@ static void follow_seal(struct chain *c)
 	if (fd < 0 && errno == ENOENT)
 		fd = spool_take_over(cf->spool_dir, c->name);
 	saved = errno;
-	if (fd >= 0 && open_fd(c, fd, dirs[2]) == 0) {
+	if (fd >= 0 && open_fd(c, fd, dirs[SPOOL_D_TAKEN]) == 0) {
 		struct stat st;
 		c->where = WH_TAKEN;
 		c->limit = fstat(c->fd, &st) == 0 ? (uint64_t)st.st_size : c->limit;
@@ -627,20 +612,6 @@ static void hex(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = '\0';
 }
 
-static void client_str(char *out, size_t n, const struct spool_rec *r)
-{
-	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	char a[INET6_ADDRSTRLEN];
-
-	if (memcmp(r->addr, v4, 12) == 0) {
-		inet_ntop(AF_INET, r->addr + 12, a, sizeof(a));
-		snprintf(out, n, "%s:%u", a, r->port);
-	} else {
-		inet_ntop(AF_INET6, r->addr, a, sizeof(a));
-		snprintf(out, n, "[%s]:%u", a, r->port);
-	}
-}
-
 /* Publish one record. 0 when libnats took it, -1 when it did not (try again later). */
 static int publish(struct chain *c, const struct spool_rec *r, const uint8_t *payload, uint64_t off)
 {
@@ -661,7 +632,7 @@ static int publish(struct chain *c, const struct spool_rec *r, const uint8_t *pa
 		hex(v, r->conn_id, 8);
 		natsMsgHeader_Set(m, "Submit-Conn-Id", v);
 	}
-	client_str(v, sizeof(v), r);
+	spool_client_str(r->addr, r->port, v, sizeof(v));
 	natsMsgHeader_Set(m, "Submit-Client", v);
 	snprintf(v, sizeof(v), "%u", r->worker);
 	natsMsgHeader_Set(m, "Submit-Worker", v);
@@ -935,11 +906,11 @@ static void finish_if_done(struct chain *c)
 	ckpt_write(c);
 	if (c->slot >= 0 || (c->slot = slot_of(c->pid)) >= 0)
 		publish_acked(&shm->ctl.slot[c->slot], c->ns, c->acked_off);
-	snprintf(path, sizeof(path), "%s/%s", dirs[2], c->name);
 	ckpt_path(ck, sizeof(ck), c->name);
-	if (unlink(path) == -1 && errno != ENOENT)
-		log_warn("delete %s", path);
-	fsync_dir(dirs[2]);
+	if (spool_path(path, sizeof(path), cf->spool_dir, SPOOL_D_TAKEN, c->name) == -1 ||
+	    (unlink(path) == -1 && errno != ENOENT))
+		log_warn("delete %s/%s", dirs[SPOOL_D_TAKEN], c->name);
+	(void)spool_fsync_dir(cf->spool_dir, SPOOL_D_TAKEN);
 	unlink(ck);
 	STATS_ADD(fx->segments, 1);
 	forget_pend(c->name);
@@ -987,7 +958,7 @@ static void gauges(void)
 		if (spool_seg_name_parse(pends[i].name, &ns, &w, &pid) == -1 || w >= MAX_LABELS)
 			continue;
 		/* Being written: to the end its worker published, not the zeros after it. */
-		if (pends[i].dir == 0)
+		if (pends[i].dir == SPOOL_D_ACTIVE)
 			size = written_end(ns, pid, size);
 		struct chain *c = &chains[w];
 		if (c->has && strcmp(c->name, pends[i].name) == 0) {
@@ -1244,9 +1215,9 @@ static void setup(const struct forwarder_args *a)
 		subj_host[i] = ch == '.' || ch == '*' || ch == '>' || ch <= ' ' ? '_' : ch;
 		subj_host[i + 1] = '\0';
 	}
-	snprintf(dirs[0], sizeof(dirs[0]), "%s/%s", cf->spool_dir, SPOOL_ACTIVE);
-	snprintf(dirs[1], sizeof(dirs[1]), "%s/%s", cf->spool_dir, SPOOL_READY);
-	snprintf(dirs[2], sizeof(dirs[2]), "%s/%s", cf->spool_dir, SPOOL_TAKEN);
+	for (enum spool_dir d = 0; d < SPOOL_NDIRS; d++)
+		if (spool_path(dirs[d], sizeof(dirs[d]), cf->spool_dir, d, NULL) == -1)
+			fatal("spool_dir %s", cf->spool_dir);
 	snprintf(ckdir, sizeof(ckdir), "%s/%s", cf->spool_dir, CKPT_DIR);
 	if (mkdir(ckdir, 0750) == -1 && errno != EEXIST)
 		fatal("mkdir %s", ckdir);

@@ -1,5 +1,6 @@
 #include "spool.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <endian.h>
 #include <errno.h>
@@ -225,20 +226,26 @@ int spool_seg_name_parse(const char *name, uint64_t *created_ns, unsigned *worke
 
 /* ---- directories ---- */
 
-static const char *const subdirs[] = {SPOOL_ACTIVE, SPOOL_READY, SPOOL_TAKEN, SPOOL_QUARANTINE,
-				      SPOOL_SUSPECT};
+static const char *const subdirs[SPOOL_NDIRS] = {
+    [SPOOL_D_ACTIVE] = SPOOL_ACTIVE,   [SPOOL_D_READY] = SPOOL_READY,
+    [SPOOL_D_TAKEN] = SPOOL_TAKEN,     [SPOOL_D_QUARANTINE] = SPOOL_QUARANTINE,
+    [SPOOL_D_SUSPECT] = SPOOL_SUSPECT,
+};
 
-static int path_of(char *out, size_t outlen, const char *dir, const char *sub, const char *name)
+const char *spool_dir_name(enum spool_dir d)
+{
+	return d < SPOOL_NDIRS ? subdirs[d] : "?";
+}
+
+int spool_path(char *out, size_t len, const char *spool, enum spool_dir d, const char *name)
 {
 	int n;
 
 	if (name != NULL)
-		n = snprintf(out, outlen, "%s/%s/%s", dir, sub, name);
-	else if (sub != NULL)
-		n = snprintf(out, outlen, "%s/%s", dir, sub);
+		n = snprintf(out, len, "%s/%s/%s", spool, spool_dir_name(d), name);
 	else
-		n = snprintf(out, outlen, "%s", dir);
-	if (n < 0 || (size_t)n >= outlen) {
+		n = snprintf(out, len, "%s/%s", spool, spool_dir_name(d));
+	if (n < 0 || (size_t)n >= len) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
@@ -259,25 +266,49 @@ static int fsync_path(const char *path)
 	return rc;
 }
 
-static int fsync_sub(const char *dir, const char *sub)
+int spool_fsync_dir(const char *spool, enum spool_dir d)
 {
 	char path[PATH_MAX];
 
-	if (path_of(path, sizeof(path), dir, sub, NULL) < 0)
+	if (spool_path(path, sizeof(path), spool, d, NULL) < 0)
 		return -1;
 	return fsync_path(path);
 }
 
+static int v4_mapped(const uint8_t addr[16])
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return memcmp(addr, mapped, 12) == 0;
+}
+
+void spool_addr_str(const uint8_t addr[16], char *out, size_t len)
+{
+	if (v4_mapped(addr))
+		inet_ntop(AF_INET, addr + 12, out, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, addr, out, (socklen_t)len);
+}
+
+void spool_client_str(const uint8_t addr[16], uint16_t port, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	spool_addr_str(addr, a, sizeof(a));
+	snprintf(out, len, v4_mapped(addr) ? "%s:%u" : "[%s]:%u", a, port);
+}
+
 /* rename dir/from/name to dir/to/name and fsync both directories. */
-static int move_seg(const char *dir, const char *from, const char *to, const char *name)
+static int move_seg(const char *dir, enum spool_dir from, enum spool_dir to, const char *name)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 
-	if (path_of(a, sizeof(a), dir, from, name) < 0 || path_of(b, sizeof(b), dir, to, name) < 0)
+	if (spool_path(a, sizeof(a), dir, from, name) < 0 ||
+	    spool_path(b, sizeof(b), dir, to, name) < 0)
 		return -1;
 	if (rename(a, b) < 0)
 		return -1;
-	if (fsync_sub(dir, to) < 0 || fsync_sub(dir, from) < 0)
+	if (spool_fsync_dir(dir, to) < 0 || spool_fsync_dir(dir, from) < 0)
 		return -1;
 	return 0;
 }
@@ -311,8 +342,9 @@ int spool_take(const char *dir, const char *name)
 	char from[PATH_MAX], to[PATH_MAX];
 	int fd, saved;
 
-	if (path_of(from, sizeof(from), dir, SPOOL_READY, name) < 0 ||
-	    path_of(to, sizeof(to), dir, SPOOL_TAKEN, name) < 0 || (fd = lock_linked(from)) < 0)
+	if (spool_path(from, sizeof(from), dir, SPOOL_D_READY, name) < 0 ||
+	    spool_path(to, sizeof(to), dir, SPOOL_D_TAKEN, name) < 0 ||
+	    (fd = lock_linked(from)) < 0)
 		return -1;
 	if (rename(from, to) < 0) {
 		saved = errno;
@@ -324,8 +356,8 @@ int spool_take(const char *dir, const char *name)
 	 * Not undone when a directory fsync fails: a crash may then bring the
 	 * segment back into ready/, and it is delivered again (at least once).
 	 */
-	(void)fsync_sub(dir, SPOOL_TAKEN);
-	(void)fsync_sub(dir, SPOOL_READY);
+	(void)spool_fsync_dir(dir, SPOOL_D_TAKEN);
+	(void)spool_fsync_dir(dir, SPOOL_D_READY);
 	return fd;
 }
 
@@ -333,7 +365,7 @@ int spool_take_over(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
 
-	if (path_of(path, sizeof(path), dir, SPOOL_TAKEN, name) < 0)
+	if (spool_path(path, sizeof(path), dir, SPOOL_D_TAKEN, name) < 0)
 		return -1;
 	return lock_linked(path);
 }
@@ -358,8 +390,8 @@ int spool_dirs(const char *dir, char *err, size_t errlen)
 		set_err(err, errlen, "mkdir %s: %s", dir);
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
-		if (path_of(path, sizeof(path), dir, subdirs[i], NULL) < 0) {
+	for (enum spool_dir d = 0; d < SPOOL_NDIRS; d++) {
+		if (spool_path(path, sizeof(path), dir, d, NULL) < 0) {
 			set_err(err, errlen, "%s: %s", dir);
 			return -1;
 		}
@@ -420,7 +452,7 @@ int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, 
 		ns = *last_ns + 1; /* the clock went back, or two opens in one tick */
 	for (int tries = 0;; tries++) {
 		spool_seg_name(s->name, ns, worker, pid);
-		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0) {
+		if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, s->name) < 0) {
 			set_err(err, errlen, "%s: %s", dir);
 			return -1;
 		}
@@ -455,7 +487,7 @@ int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, 
 		set_err(err, errlen, "fdatasync %s: %s", path);
 		goto fail;
 	}
-	if (fsync_sub(dir, SPOOL_ACTIVE) < 0) {
+	if (spool_fsync_dir(dir, SPOOL_D_ACTIVE) < 0) {
 		set_err(err, errlen, "fsync %s/" SPOOL_ACTIVE ": %s", dir);
 		goto fail;
 	}
@@ -623,7 +655,7 @@ int spool_seg_suspect(struct spool_seg *s, const char *dir)
 	if (s->fd >= 0 && (s->alloc > s->size || s->trunc_failed) &&
 	    ftruncate(s->fd, (off_t)s->size) == -1)
 		s->trunc_failed = 1;
-	rc = move_seg(dir, SPOOL_ACTIVE, SPOOL_SUSPECT, s->name);
+	rc = move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_SUSPECT, s->name);
 	saved = errno;
 
 	spool_seg_close(s);
@@ -652,13 +684,13 @@ int spool_seg_seal(struct spool_seg *s, const char *dir)
 		spool_seg_uncache(s, 0, s->size - SPOOL_CACHE_SEALED);
 	if (s->size <= SPOOL_FILE_HDR) {
 		/* No record: nothing to hand over. */
-		if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, s->name) < 0 ||
-		    unlink(path) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
+		if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, s->name) < 0 ||
+		    unlink(path) < 0 || spool_fsync_dir(dir, SPOOL_D_ACTIVE) < 0)
 			goto suspect;
 		spool_seg_close(s);
 		return 0;
 	}
-	if (move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, s->name) < 0) {
+	if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, s->name) < 0) {
 		saved = errno;
 		spool_seg_close(s);
 		errno = saved;
@@ -886,8 +918,8 @@ static int salvage(int fd, const char *dir, const char *name, uint64_t len)
 	int out, saved;
 
 	snprintf(tmpname, sizeof(tmpname), ".%s.salvage", name);
-	if (path_of(tmp, sizeof(tmp), dir, SPOOL_ACTIVE, tmpname) < 0 ||
-	    path_of(dst, sizeof(dst), dir, SPOOL_READY, name) < 0)
+	if (spool_path(tmp, sizeof(tmp), dir, SPOOL_D_ACTIVE, tmpname) < 0 ||
+	    spool_path(dst, sizeof(dst), dir, SPOOL_D_READY, name) < 0)
 		return -1;
 	(void)unlink(tmp); /* a leftover of an earlier attempt that crashed */
 	out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
@@ -899,7 +931,7 @@ static int salvage(int fd, const char *dir, const char *name, uint64_t len)
 	if (rename(tmp, dst) < 0)
 		goto fail;
 	close(out);
-	if (fsync_sub(dir, SPOOL_READY) < 0 || fsync_sub(dir, SPOOL_ACTIVE) < 0)
+	if (spool_fsync_dir(dir, SPOOL_D_READY) < 0 || spool_fsync_dir(dir, SPOOL_D_ACTIVE) < 0)
 		return -1;
 	return 0;
 fail:
@@ -914,9 +946,9 @@ static int remove_seg(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
 
-	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0 || unlink(path) < 0)
+	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0 || unlink(path) < 0)
 		return -1;
-	return fsync_sub(dir, SPOOL_ACTIVE);
+	return spool_fsync_dir(dir, SPOOL_D_ACTIVE);
 }
 
 /*
@@ -1112,7 +1144,7 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 	const char *what = "read";
 
 	memset(out, 0, sizeof(*out));
-	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0) {
+	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0) {
 		set_err(err, errlen, "%s: %s", name);
 		return -1;
 	}
@@ -1139,7 +1171,7 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 	if (sc.status == SPOOL_BAD && sc.end == 0) {
 		out->action = SPOOL_ACT_BAD_HEADER;
 		what = "quarantine";
-		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+		if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
 			goto fail;
 	} else if (sc.status == SPOOL_BAD) {
 		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
@@ -1148,7 +1180,7 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 		if (sc.records > 0 && salvage(fd, dir, name, sc.end) < 0)
 			goto fail;
 		what = "quarantine";
-		if (move_seg(dir, SPOOL_ACTIVE, SPOOL_QUARANTINE, name) < 0)
+		if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
 			goto fail;
 	} else {
 		if (sc.status == SPOOL_TORN) {
@@ -1173,7 +1205,8 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 					  ? SPOOL_ACT_TRUNCATED
 					  : SPOOL_ACT_SEALED;
 			what = "seal";
-			if (fdatasync(fd) < 0 || move_seg(dir, SPOOL_ACTIVE, SPOOL_READY, name) < 0)
+			if (fdatasync(fd) < 0 ||
+			    move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, name) < 0)
 				goto fail;
 		}
 	}
@@ -1201,7 +1234,7 @@ static void remove_stale_salvage(const char *dir, const char *name)
 	int fd;
 
 	if (name[0] != '.' || len < 9 || strcmp(name + len - 8, ".salvage") != 0 ||
-	    path_of(path, sizeof(path), dir, SPOOL_ACTIVE, name) < 0)
+	    spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0)
 		return;
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -1227,7 +1260,7 @@ static int list_active(const char *dir, long pid, char ***names, size_t *n, char
 	DIR *d;
 
 	*n = 0;
-	if (path_of(path, sizeof(path), dir, SPOOL_ACTIVE, NULL) < 0 ||
+	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, NULL) < 0 ||
 	    (d = opendir(path)) == NULL) {
 		set_err(err, errlen, "opendir %s: %s", path);
 		return -1;

@@ -39,6 +39,30 @@
 #define SPOOL_TAKEN	 "taken"
 #define SPOOL_QUARANTINE "quarantine"
 #define SPOOL_SUSPECT	 "suspect"
+enum spool_dir {
+	SPOOL_D_ACTIVE,
+	SPOOL_D_READY,
+	SPOOL_D_TAKEN,
+	SPOOL_D_QUARANTINE,
+	SPOOL_D_SUSPECT,
+	SPOOL_NDIRS,
+};
+/* "active", "ready", ... */
+const char *spool_dir_name(enum spool_dir d);
+/*
+ * SPOOL/d/name into out (name NULL: the directory SPOOL/d). 0, or -1 with
+ * ENAMETOOLONG: never a truncated path.
+ */
+int spool_path(char *out, size_t len, const char *spool, enum spool_dir d, const char *name);
+/* fsync the directory SPOOL/d: 0, or -1 with errno. */
+int spool_fsync_dir(const char *spool, enum spool_dir d);
+/*
+ * A record's client address (IPv6, or IPv4-mapped) as text: IPv4 for a
+ * mapped one, without the port; len >= INET6_ADDRSTRLEN.
+ */
+void spool_addr_str(const uint8_t addr[16], char *out, size_t len);
+/* The same with the port: "192.0.2.1:5000", "[2001:db8::1]:5000". */
+void spool_client_str(const uint8_t addr[16], uint16_t port, char *out, size_t len);
 
 /* A record's header fields, decoded. */
 struct spool_rec {

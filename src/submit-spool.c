@@ -31,9 +31,8 @@
 #define EXIT_USAGE   2
 #define EXIT_NOTHING 3
 
-enum state { ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT, ST_QUARANTINE, ST_FILE, ST_N };
-static const char *const state_dir[ST_N] = {SPOOL_ACTIVE,  SPOOL_READY,	     SPOOL_TAKEN,
-					    SPOOL_SUSPECT, SPOOL_QUARANTINE, "."};
+/* A listed segment's state: the enum spool_dir it sits in, or a lone file. */
+#define ST_FILE SPOOL_NDIRS
 
 static const char *prog = "submit-spool";
 
@@ -62,6 +61,15 @@ static void pathf(char *out, size_t len, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= len) {
 		warnx("path too long: %s...", out);
+		exit(EXIT_USAGE);
+	}
+}
+
+/* spool_path(), or exit with the message pathf gives. */
+static void seg_path(char *out, size_t len, const char *dir, enum spool_dir d, const char *name)
+{
+	if (spool_path(out, len, dir, d, name) < 0) {
+		warnx("path too long: %s/%s/%s", dir, spool_dir_name(d), name ? name : "");
 		exit(EXIT_USAGE);
 	}
 }
@@ -126,7 +134,10 @@ static int list_dir(struct list *l, const char *dir, int state)
 	struct dirent *de;
 	DIR *d;
 
-	pathf(path, sizeof(path), "%s/%s", dir, state_dir[state]);
+	if (state == ST_FILE)
+		pathf(path, sizeof(path), "%s", dir);
+	else
+		seg_path(path, sizeof(path), dir, state, NULL);
 	if ((d = opendir(path)) == NULL)
 		return -1;
 	while ((de = readdir(d)) != NULL)
@@ -142,7 +153,7 @@ static int list_spool(struct list *l, const char *dir, const int *states, int ns
 	l->n = 0;
 	for (int i = 0; i < nstates; i++)
 		if (list_dir(l, dir, states[i]) < 0) {
-			warnx("%s/%s: %s", dir, state_dir[states[i]], strerror(errno));
+			warnx("%s/%s: %s", dir, spool_dir_name(states[i]), strerror(errno));
 			return -1;
 		}
 	if (l->n > 0)
@@ -155,7 +166,7 @@ static int is_spool(const char *dir)
 	char path[PATH_MAX];
 	struct stat st;
 
-	pathf(path, sizeof(path), "%s/" SPOOL_ACTIVE, dir);
+	seg_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, NULL);
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -165,15 +176,15 @@ static int is_spool(const char *dir)
  */
 static int open_ent(const char *dir, struct ent *e, char *path, size_t len)
 {
-	static const int next[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT};
+	static const int next[] = {SPOOL_D_ACTIVE, SPOOL_D_READY, SPOOL_D_TAKEN, SPOOL_D_SUSPECT};
 
-	if (e->state >= ST_SUSPECT) {
-		pathf(path, len, "%s/%s/%s", dir, state_dir[e->state], e->name);
+	if (e->state > SPOOL_D_TAKEN) {
+		seg_path(path, len, dir, e->state, e->name);
 		return open(path, O_RDONLY | O_CLOEXEC);
 	}
 	for (int i = e->state; i < 4; i++) {
 		int fd;
-		pathf(path, len, "%s/%s/%s", dir, state_dir[next[i]], e->name);
+		seg_path(path, len, dir, next[i], e->name);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd >= 0 || errno != ENOENT) {
 			e->state = next[i];
@@ -197,14 +208,14 @@ static int state_of_path(const char *path)
 	base = strrchr(buf, '/');
 	base = base ? base + 1 : buf;
 	for (int s = 0; s < ST_FILE; s++)
-		if (strcmp(base, state_dir[s]) == 0)
+		if (strcmp(base, spool_dir_name(s)) == 0)
 			return s;
 	return ST_FILE;
 }
 
 static const char *state_str(int s)
 {
-	return s == ST_FILE ? "file" : state_dir[s];
+	return s == ST_FILE ? "file" : spool_dir_name(s);
 }
 
 /* ---- records as JSON ---- */
@@ -221,16 +232,6 @@ static void ts_str(char *out, size_t len, uint64_t ns, int digits)
 		snprintf(out + n, len - n, ".%09luZ", (unsigned long)(ns % 1000000000u));
 	else
 		snprintf(out + n, len - n, ".%03luZ", (unsigned long)(ns % 1000000000u / 1000000u));
-}
-
-static void addr_str(char *out, size_t len, const uint8_t a[16])
-{
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (memcmp(a, mapped, 12) == 0)
-		inet_ntop(AF_INET, a + 12, out, (socklen_t)len);
-	else
-		inet_ntop(AF_INET6, a, out, (socklen_t)len);
 }
 
 static void hex(FILE *f, const uint8_t *p, size_t n)
@@ -334,7 +335,7 @@ static void print_rec(FILE *f, const char *seg, uint64_t off, const struct spool
 	int text = is_text(p, r->len);
 
 	ts_str(ts, sizeof(ts), r->ts_ns, 9);
-	addr_str(addr, sizeof(addr), r->addr);
+	spool_addr_str(r->addr, addr, sizeof(addr));
 	fprintf(f,
 		"{\"segment\":\"%s\",\"offset\":%llu,\"ts\":\"%s\",\"ts_ns\":%llu,\"worker\":%u,"
 		"\"conn_seq\":%llu,\"addr\":\"%s\",\"port\":%u,",
@@ -386,7 +387,7 @@ static int cat_fd(int fd, const char *path, const char *name, int state, FILE *o
 		warnx("%s: %s", path, strerror(errno));
 		bad_rc = 1;
 	} else if (rc != 0) {
-		if (state != ST_ACTIVE || rc == SPOOL_BAD) {
+		if (state != SPOOL_D_ACTIVE || rc == SPOOL_BAD) {
 			warnx("%s: offset 0: %s", path, rd.why);
 			bad_rc = 1;
 		}
@@ -396,7 +397,7 @@ static int cat_fd(int fd, const char *path, const char *name, int state, FILE *o
 			warnx("%s: offset %llu: %s", path, (unsigned long long)bad,
 			      strerror(errno));
 			bad_rc = 1;
-		} else if (rc != 0 && state != ST_ACTIVE) {
+		} else if (rc != 0 && state != SPOOL_D_ACTIVE) {
 			warnx("%s: offset %llu: %s", path, (unsigned long long)bad, rd.why);
 			bad_rc = 1;
 		}
@@ -433,7 +434,7 @@ static int follow_step(struct follow *f, FILE *out, int *status)
 
 	if (!f->opened) {
 		rc = spool_reader_open(&f->rd, f->fd);
-		if (rc == SPOOL_TORN && f->state == ST_ACTIVE && same_file(f->fd, f->path))
+		if (rc == SPOOL_TORN && f->state == SPOOL_D_ACTIVE && same_file(f->fd, f->path))
 			return 0; /* being created */
 		if (rc != 0) {
 			warnx("%s: offset 0: %s", f->path, rc == -1 ? strerror(errno) : f->rd.why);
@@ -443,9 +444,9 @@ static int follow_step(struct follow *f, FILE *out, int *status)
 		f->opened = 1;
 	}
 	rc = drain(&f->rd, f->name, out, &bad);
-	if (rc == 1 || (f->state == ST_ACTIVE && rc != -1 && same_file(f->fd, f->path)))
+	if (rc == 1 || (f->state == SPOOL_D_ACTIVE && rc != -1 && same_file(f->fd, f->path)))
 		return 0;
-	if (f->state == ST_ACTIVE && rc != -1)
+	if (f->state == SPOOL_D_ACTIVE && rc != -1)
 		rc = drain(&f->rd, f->name, out, &bad); /* what was written before the move */
 	if (rc != 0) {
 		warnx("%s: offset %llu: %s", f->path, (unsigned long long)bad,
@@ -522,7 +523,7 @@ static int follow_open(const char *dir, const char *segpath, struct ent *e, stru
 static int follow_new(const char *dir, const char *segpath, struct list *seen, struct list *now,
 		      struct follow_set *s, int *status)
 {
-	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT};
+	static const int states[] = {SPOOL_D_ACTIVE, SPOOL_D_READY, SPOOL_D_TAKEN, SPOOL_D_SUSPECT};
 
 	if (segpath == NULL) {
 		if (list_spool(now, dir, states, 4) < 0)
@@ -692,7 +693,7 @@ static int cmd_cat(int argc, char **argv, const char *spool)
 {
 	static const struct option opts[] = {{"follow", no_argument, NULL, 'f'},
 					     {NULL, 0, NULL, 0}};
-	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT};
+	static const int states[] = {SPOOL_D_ACTIVE, SPOOL_D_READY, SPOOL_D_TAKEN, SPOOL_D_SUSPECT};
 	struct target t;
 	struct list l = {0};
 	char dir[PATH_MAX], path[PATH_MAX];
@@ -764,7 +765,8 @@ static int cmd_cat(int argc, char **argv, const char *spool)
 static int scan_select(int argc, char **argv, const char *spool, struct target *t, struct list *l,
 		       char *dir, size_t dirlen)
 {
-	static const int states[] = {ST_ACTIVE, ST_READY, ST_TAKEN, ST_SUSPECT, ST_QUARANTINE};
+	static const int states[] = {SPOOL_D_ACTIVE, SPOOL_D_READY, SPOOL_D_TAKEN, SPOOL_D_SUSPECT,
+				     SPOOL_D_QUARANTINE};
 
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		usage(stderr);
@@ -820,7 +822,7 @@ static int scan_ent(const char *dir, struct ent *e, char *path, size_t pathlen,
  */
 static int scan_note(const struct spool_scan *sc, int state, char *note, size_t len)
 {
-	if (sc->status == SPOOL_BAD || (sc->status == SPOOL_TORN && state != ST_ACTIVE)) {
+	if (sc->status == SPOOL_BAD || (sc->status == SPOOL_TORN && state != SPOOL_D_ACTIVE)) {
 		snprintf(note, len, "offset %llu: %s", (unsigned long long)sc->bad_offset,
 			 sc->status == SPOOL_TORN && sc->end > 0 ? "truncated record" : sc->why);
 		return 1;
@@ -884,7 +886,7 @@ static int cmd_scan(int argc, char **argv, const char *spool, int verify)
 		char note[160] = "";
 		int rc, state, damaged;
 
-		if (verify && e->state == ST_QUARANTINE && t.seg == NULL) {
+		if (verify && e->state == SPOOL_D_QUARANTINE && t.seg == NULL) {
 			s.quarantined++;
 			continue; /* known to be damaged: recovery put it there */
 		}
@@ -915,18 +917,6 @@ static int cmd_scan(int argc, char **argv, const char *spool, int verify)
 
 /* ---- take ---- */
 
-static void fsync_dir(const char *dir, const char *sub)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	pathf(path, sizeof(path), "%s/%s", dir, sub);
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-}
-
 /* Print the taken segment to out, make it durable, delete the segment. */
 static int take_one(const char *dir, const char *name, int fd, const char *output)
 {
@@ -937,7 +927,7 @@ static int take_one(const char *dir, const char *name, int fd, const char *outpu
 	uint64_t bad;
 	int rc, ofd = STDOUT_FILENO;
 
-	pathf(path, sizeof(path), "%s/" SPOOL_TAKEN "/%s", dir, name);
+	seg_path(path, sizeof(path), dir, SPOOL_D_TAKEN, name);
 	if (output != NULL) {
 		ofd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 		if (ofd < 0 || (out = fdopen(ofd, "w")) == NULL) {
@@ -957,10 +947,10 @@ static int take_one(const char *dir, const char *name, int fd, const char *outpu
 		spool_reader_close(&rd);
 		if (rc != -1) {
 			char q[PATH_MAX];
-			pathf(q, sizeof(q), "%s/" SPOOL_QUARANTINE "/%s", dir, name);
+			seg_path(q, sizeof(q), dir, SPOOL_D_QUARANTINE, name);
 			if (rename(path, q) == 0) {
-				fsync_dir(dir, SPOOL_QUARANTINE);
-				fsync_dir(dir, SPOOL_TAKEN);
+				(void)spool_fsync_dir(dir, SPOOL_D_QUARANTINE);
+				(void)spool_fsync_dir(dir, SPOOL_D_TAKEN);
 				warnx("%s: moved into " SPOOL_QUARANTINE "/", name);
 			}
 		}
@@ -987,7 +977,7 @@ static int take_one(const char *dir, const char *name, int fd, const char *outpu
 		warnx("unlink %s: %s", path, strerror(errno));
 		return EXIT_CORRUPT;
 	}
-	fsync_dir(dir, SPOOL_TAKEN);
+	(void)spool_fsync_dir(dir, SPOOL_D_TAKEN);
 	return 0;
 }
 
@@ -995,7 +985,7 @@ static int cmd_take(int argc, char **argv, const char *spool)
 {
 	static const struct option opts[] = {{"output", required_argument, NULL, 'o'},
 					     {NULL, 0, NULL, 0}};
-	static const int taken[] = {ST_TAKEN}, ready[] = {ST_READY};
+	static const int taken[] = {SPOOL_D_TAKEN}, ready[] = {SPOOL_D_READY};
 	const char *output = NULL, *dir;
 	struct list l = {0};
 	int c;
