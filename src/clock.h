@@ -4,6 +4,8 @@
  * metrics renderer, inlined where it is read. The names are short on
  * purpose (as the loops' `now = mono_ms()` reads): they are the only
  * unprefixed names a header exports, and say which clock and which unit.
+ * With them the two helpers every loop's timers use: a backoff and a rate
+ * limit for log lines.
  * Monotonic for timeouts and intervals; real time only for what is compared
  * with a timestamp stored elsewhere (a spool record's ts_ns, a scrape's age).
  */
@@ -43,6 +45,18 @@ static inline uint64_t backoff_next(uint64_t cur, uint64_t min, uint64_t max)
 	if (cur == 0)
 		return min;
 	return cur > max / 2 ? max : 2 * cur;
+}
+
+/*
+ * A rate limit, as for a log line at most once a second: 1 (and *last
+ * becomes now) when the last one went every_ms or more ago, or never.
+ */
+static inline int rate_ok(uint64_t *last, uint64_t now, uint64_t every_ms)
+{
+	if (*last != 0 && now - *last < every_ms)
+		return 0;
+	*last = now;
+	return 1;
 }
 
 #endif
