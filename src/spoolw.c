@@ -107,10 +107,7 @@ static char fail_fsync_path[PATH_MAX];
 /* Log at most once a second per kind (a stats counter names the kind). */
 static void note(enum stats_counter kind, int err, const char *what)
 {
-	uint64_t t = mono_ms();
-	enum stats_counter reason = kind;
-	if (t - last_log_ms[reason] >= LOG_EVERY_MS || last_log_ms[reason] == 0) {
-		last_log_ms[reason] = t;
+	if (rate_ok(&last_log_ms[kind], mono_ms(), LOG_EVERY_MS)) {
 		if (err != 0)
 			log_warnx("spool: %s %s: %s", what, seg.name[0] ? seg.name : cf->spool_dir,
 				  strerror(err));
