@@ -54,7 +54,7 @@ measure() {
 	/^calls=/ { skip = 1; next }
 	/^[0-9+-]/ { if (skip) { skip = 0; next } self[fn] += $2; next }
 	END { for (f in self) printf "%12.1f  %s\n", self[f] / n, f }' "$dump" |
-		sort -rn | head -12
+		sort -rn | head -"${CALLGRIND_TOP:-12}"
 	if [ -n "${CALLGRIND_OUT:-}" ]; then
 		mkdir -p "$CALLGRIND_OUT" && cp "$dump" "$CALLGRIND_OUT/"
 	fi

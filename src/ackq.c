@@ -27,25 +27,44 @@ void ackq_init(struct stats_slot *s, struct ctl_slot *c, int str)
 }
 
 /*
- * The SubmitAcks in len bytes of acks at p are stored (failed = 0) or not:
- * set result 2 on the failed ones and count the results. A run merged
- * after a failure already holds result 2 acks, counted when they failed.
+ * The SubmitAcks in len bytes of fresh acks at p (a round's, none refused
+ * yet) are stored (failed = 0) or not: result 2 on the failed ones; the
+ * results counted.
  */
 static void settle(uint8_t *p, uint32_t len, int failed)
 {
 	uint64_t n = 0;
 
-	for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
-		uint8_t *ack = p + off;
-		if (proto_ack_get_cmd(ack) != PROTO_SUBMITACK)
-			continue; /* ConnAcks are never refused */
-		if (failed)
+	if (failed) {
+		for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
+			uint8_t *ack = p + off;
+			if (proto_ack_get_cmd(ack) != PROTO_SUBMITACK)
+				continue; /* ConnAcks are never refused */
 			proto_ack_set_result(ack, PROTO_RESULT_NOT_STORED);
-		else if (proto_ack_get_result(ack) != PROTO_RESULT_OK)
-			continue;
-		n++;
+			n++;
+		}
+	} else {
+		for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN)
+			n += proto_ack_get_cmd(p + off) == PROTO_SUBMITACK;
 	}
 	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
+}
+
+/*
+ * ack_after = stream: a run of owed acks the stream now has leaves with
+ * result 0, but for those a failed round refused before a merge put them
+ * into this run (counted then).
+ */
+static void settle_owed(uint8_t *p, uint32_t len)
+{
+	uint64_t n = 0;
+
+	for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
+		const uint8_t *ack = p + off;
+		n += proto_ack_get_cmd(ack) == PROTO_SUBMITACK &&
+		     proto_ack_get_result(ack) == PROTO_RESULT_OK;
+	}
+	stats_add(slot, STATS_ack_result_0, n);
 }
 
 static void owing_link(struct conn *c)
@@ -176,7 +195,7 @@ void ackq_stream_release(void (*ready)(struct conn *c))
 				break;
 			/* The front of the held region: the oldest owed acks. */
 			if (waits)
-				settle(buf_tail(&c->out) - a->held + done, m->bytes, 0);
+				settle_owed(buf_tail(&c->out) - a->held + done, m->bytes);
 			done += m->bytes;
 			a->mhead = (uint8_t)((a->mhead + 1) % CONN_MARKS);
 			a->mn--;

@@ -1,5 +1,6 @@
 #include "crc32c.h"
 
+#include <endian.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -10,6 +11,12 @@
 
 /* Slicing-by-8 tables, built at load time (before any thread can race on them). */
 static uint32_t crc_tab[8][256];
+
+static void put_le32(void *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
 
 __attribute__((constructor)) static void crc_tab_init(void)
 {
@@ -137,12 +144,12 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const voi
  * independent ones cost about what one does. The common length runs
  * interleaved, each tail alone.
  */
-__attribute__((target("sse4.2"))) static void crc_hw3(const void *const p[3], const size_t n[3],
-						      uint32_t out[3])
+__attribute__((target("sse4.2"))) static inline void crc_hw3(const void *const p[3],
+							     const uint32_t n[3], uint32_t out[3])
 {
 	const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2];
 	uint64_t c0 = 0xffffffffu, c1 = 0xffffffffu, c2 = 0xffffffffu;
-	size_t m = n[0] < n[1] ? n[0] : n[1];
+	uint32_t m = n[0] < n[1] ? n[0] : n[1];
 	size_t i;
 
 	m = n[2] < m ? n[2] : m;
@@ -158,6 +165,22 @@ __attribute__((target("sse4.2"))) static void crc_hw3(const void *const p[3], co
 	out[0] = crc_hw(~(uint32_t)c0, p0 + i, n[0] - i);
 	out[1] = crc_hw(~(uint32_t)c1, p1 + i, n[1] - i);
 	out[2] = crc_hw(~(uint32_t)c2, p2 + i, n[2] - i);
+}
+
+__attribute__((target("sse4.2"))) static void crc_hw_many(const void *const p[], const uint32_t n[],
+							  void *const out[], size_t count)
+{
+	size_t i = 0;
+	uint32_t c[3];
+
+	for (; i + 3 <= count; i += 3) {
+		crc_hw3(p + i, n + i, c);
+		put_le32(out[i], c[0]);
+		put_le32(out[i + 1], c[1]);
+		put_le32(out[i + 2], c[2]);
+	}
+	for (; i < count; i++)
+		put_le32(out[i], crc_hw(0, p[i], n[i]));
 }
 #endif
 
@@ -188,14 +211,14 @@ uint32_t crc32c(uint32_t crc, const void *p, size_t n)
 	return crc32c_sw(crc, p, n);
 }
 
-void crc32c_3(const void *const p[3], const size_t n[3], uint32_t out[3])
+void crc32c_many(const void *const p[], const uint32_t n[], void *const out[], size_t count)
 {
 #if defined(__x86_64__)
 	if (crc_use_hw) {
-		crc_hw3(p, n, out);
+		crc_hw_many(p, n, out, count);
 		return;
 	}
 #endif
-	for (int k = 0; k < 3; k++)
-		out[k] = crc32c_sw(0, p[k], n[k]);
+	for (size_t i = 0; i < count; i++)
+		put_le32(out[i], crc32c_sw(0, p[i], n[i]));
 }

@@ -20,9 +20,11 @@ uint32_t crc32c_sw(uint32_t crc, const void *p, size_t n);
 /* 1 if crc32c uses the CPU instruction. */
 int crc32c_hw(void);
 /*
- * The CRCs (from 0) of three buffers at once, into out: with the CPU
- * instruction about the cost of one, as the three run interleaved.
+ * The CRCs (from 0) of count buffers (p[i], n[i] bytes), each stored at
+ * out[i] as 4 bytes little-endian (where a format keeps it, say in front of
+ * the bytes it covers): with the CPU instruction three at a time,
+ * interleaved, at about the cost of one.
  */
-void crc32c_3(const void *const p[3], const size_t n[3], uint32_t out[3]);
+void crc32c_many(const void *const p[], const uint32_t n[], void *const out[], size_t count);
 
 #endif

@@ -90,29 +90,23 @@ size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p)
 	return SPOOL_REC_HDR + (size_t)r->len;
 }
 
-/* One CRC pass over a whole record's contiguous header and payload. */
-static void rec_crc(uint8_t *rec)
-{
-	put32(rec, crc32c(0, rec + 4, get32(rec + 4) - 4));
-}
-
 void spool_rec_crc_fill(uint8_t *const rec[], size_t n)
 {
-	size_t i = 0;
+	enum { CHUNK = 48 };
+	const void *p[CHUNK];
+	void *crc[CHUNK];
+	uint32_t len[CHUNK];
 
-	if (crc32c_hw()) {
-		for (; i + 3 <= n; i += 3) {
-			const void *p[3] = {rec[i] + 4, rec[i + 1] + 4, rec[i + 2] + 4};
-			size_t len[3] = {get32(rec[i] + 4) - 4, get32(rec[i + 1] + 4) - 4,
-					 get32(rec[i + 2] + 4) - 4};
-			uint32_t crc[3];
-			crc32c_3(p, len, crc);
-			for (int k = 0; k < 3; k++)
-				put32(rec[i + k], crc[k]);
+	for (size_t i = 0; i < n; i += CHUNK) {
+		size_t k = n - i < CHUNK ? n - i : CHUNK;
+		for (size_t j = 0; j < k; j++) {
+			/* The CRC goes first in the header, before what it covers. */
+			crc[j] = rec[i + j];
+			p[j] = rec[i + j] + 4;
+			len[j] = get32(rec[i + j] + 4) - 4;
 		}
+		crc32c_many(p, len, crc, k);
 	}
-	for (; i < n; i++)
-		rec_crc(rec[i]);
 }
 
 size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
