@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "forwarder.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -31,12 +32,6 @@
 #define RESPAWN_MAX_MS 5000
 #define CRASH_LOOP_MS  1000 /* a worker that dies younger than this backs off */
 #define KILL_GRACE_MS  3000 /* past shutdown_timeout, before SIGKILL */
-
-struct listener {
-	char *name;
-	struct net_addr addr;
-	int fd;
-};
 
 struct child {
 	pid_t pid; /* 0: slot free */
@@ -54,10 +49,6 @@ struct respawn {
 };
 
 static struct conf conf;
-static struct listener ls[CONF_MAX_LISTEN];
-static int nls;
-static struct listener retiring_ls[CONF_MAX_LISTEN]; /* closed once the new generation serves */
-static int nretiring_ls;
 static struct stats_shm *shm;
 static struct child children[STATS_MAX_SLOTS];
 static int slot_label[STATS_MAX_SLOTS];
@@ -226,8 +217,7 @@ static int master_fds(int *fds, int max)
 
 	fds[n++] = sfd;
 	metrics_forget(mx, fds, &n, max);
-	for (int i = 0; i < nretiring_ls && n < max; i++)
-		fds[n++] = retiring_ls[i].fd;
+	listen_forget(fds, &n, max);
 	return n;
 }
 
@@ -279,15 +269,13 @@ static void spawn(int label, uint64_t now)
 	stats_slot_reset(&shm->slot[s]);
 	ctl_slot_reset(&shm->ctl.slot[s]);
 	STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_STARTING);
-	for (int i = 0; i < nls; i++)
-		fds[i] = ls[i].fd;
 	a.conf = &conf;
 	a.index = label;
 	a.generation = gen;
 	a.slot = &shm->slot[s];
 	a.shm = shm;
 	a.listen_fds = fds;
-	a.nlisten = nls;
+	a.nlisten = listen_fds(fds, CONF_MAX_LISTEN);
 	a.close_fds = cfds;
 	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
 	if (pid == -1) {
@@ -440,16 +428,6 @@ static void reap(uint64_t now)
 	}
 }
 
-static void close_retiring_listeners(void)
-{
-	for (int i = 0; i < nretiring_ls; i++) {
-		log_info("closing listener %s", retiring_ls[i].name);
-		close(retiring_ls[i].fd);
-		free(retiring_ls[i].name);
-	}
-	nretiring_ls = 0;
-}
-
 /* The current generation serves: retire the older ones. */
 static void on_ready(uint64_t now)
 {
@@ -460,7 +438,7 @@ static void on_ready(uint64_t now)
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0 && children[i].gen != gen && !children[i].draining)
 			drain_child(i, SIGTERM, now, conf.shutdown_timeout);
-	close_retiring_listeners();
+	listen_close_retiring();
 	/* Bound the old generations still draining: stop the oldest hard. */
 	ndg = generations(draining_gens, 0);
 	while (ndg > conf.max_draining) {
@@ -500,96 +478,6 @@ static void watchdog(uint64_t now)
 			ch->hung = 1;
 		}
 	}
-}
-
-static int find_listener(const struct listener *set, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(set[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
-/*
- * Make the listener set match c: keep the sockets of addresses that stay,
- * take back those still waiting to close from a previous change, bind the
- * new ones. Sockets of addresses that go are set aside and closed once the
- * new generation serves. -1 (nothing changed) if a bind fails, or if more
- * sockets would wait to close than retiring_ls holds: changes that follow
- * each other faster than generations become ready are refused, not queued.
- */
-static int apply_listeners(const struct conf *c)
-{
-	struct listener next[CONF_MAX_LISTEN];
-	int nnext = 0, fresh[CONF_MAX_LISTEN], nretire = 0;
-	char err[256], name[NET_ADDRSTRLEN];
-
-	for (int i = 0; i < nretiring_ls; i++) {
-		int keep = 1;
-		for (int j = 0; j < c->nlisten; j++)
-			keep &= strcmp(retiring_ls[i].name, c->listen[j]) != 0;
-		nretire += keep;
-	}
-	for (int i = 0; i < nls; i++) {
-		int keep = 1;
-		for (int j = 0; j < c->nlisten; j++)
-			keep &= strcmp(ls[i].name, c->listen[j]) != 0;
-		nretire += keep;
-	}
-	if (nretire > CONF_MAX_LISTEN) {
-		log_errorx(
-		    "listen: %d sockets would wait to close, at most %d: the previous listen "
-		    "change is still pending (generation %u not ready); retry once it serves",
-		    nretire, CONF_MAX_LISTEN, gen);
-		return -1;
-	}
-	for (int i = 0; i < c->nlisten; i++) {
-		int k = find_listener(ls, nls, c->listen[i]);
-		fresh[nnext] = 0;
-		if (k >= 0) {
-			next[nnext++] = ls[k];
-			continue;
-		}
-		if ((k = find_listener(retiring_ls, nretiring_ls, c->listen[i])) >= 0) {
-			next[nnext++] = retiring_ls[k];
-			continue;
-		}
-		int fd = net_listen(&c->listen_addr[i], (int)c->backlog, err, sizeof(err));
-		char *lname = fd == -1 ? NULL : strdup(c->listen[i]);
-		if (fd != -1 && lname == NULL) {
-			snprintf(err, sizeof(err), "listen: %s: out of memory", c->listen[i]);
-			close(fd);
-			fd = -1;
-		}
-		if (fd == -1) {
-			log_errorx("%s", err);
-			for (int j = 0; j < nnext; j++)
-				if (fresh[j]) {
-					close(next[j].fd);
-					free(next[j].name);
-				}
-			return -1;
-		}
-		fresh[nnext] = 1;
-		next[nnext].fd = fd;
-		next[nnext].name = lname;
-		net_sockname(fd, &next[nnext].addr);
-		net_addr_str(&next[nnext].addr, name, sizeof(name));
-		log_info("listening on %s", name);
-		nnext++;
-	}
-	/* What waits to close: the earlier leftovers and the sockets that go now. */
-	int n = 0;
-	for (int i = 0; i < nretiring_ls; i++)
-		if (find_listener(next, nnext, retiring_ls[i].name) < 0)
-			retiring_ls[n++] = retiring_ls[i];
-	for (int i = 0; i < nls; i++)
-		if (find_listener(next, nnext, ls[i].name) < 0)
-			retiring_ls[n++] = ls[i];
-	nretiring_ls = n;
-	memcpy(ls, next, sizeof(next[0]) * (size_t)nnext);
-	nls = nnext;
-	return 0;
 }
 
 /*
@@ -663,7 +551,7 @@ static void reload(uint64_t now)
 		conf_free(&next);
 		goto failed;
 	}
-	if (apply_listeners(&next) == -1) {
+	if (listen_apply(&next, gen) == -1) {
 		commit_metrics(m, 0);
 		conf_free(&next);
 		goto failed;
@@ -720,21 +608,8 @@ static void stop(int sig, uint64_t now)
 	if (sig == SIGQUIT)
 		sig = SIGTERM;
 	notify("STOPPING=1");
-	/*
-	 * Stop listening before the workers start to drain. Closing only the
-	 * master's copy is not enough: until the last worker has closed its
-	 * own, the kernel completes handshakes nobody will accept (a client
-	 * reconnecting after its worker's FIN lands there) and resets them
-	 * when that last copy goes. shutdown() ends listening for every copy,
-	 * so such a client is refused at once.
-	 */
-	close_retiring_listeners();
-	for (int i = 0; i < nls; i++) {
-		shutdown(ls[i].fd, SHUT_RD);
-		close(ls[i].fd);
-		free(ls[i].name);
-	}
-	nls = 0;
+	/* Stop listening before the workers start to drain (see listen_stop). */
+	listen_stop();
 	stop_kill_at = now + (uint64_t)t * 1000 + KILL_GRACE_MS;
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0)
@@ -956,7 +831,7 @@ static int start(struct conf *c, int detach)
 	map_stats();
 
 	struct metrics *m;
-	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
+	if (listen_apply(&conf, gen) == -1 || open_metrics(NULL, &conf, &m) == -1)
 		return -1;
 	commit_metrics(m, 1);
 	if (spoolm_start(&conf, shm) == -1)
@@ -1120,8 +995,6 @@ int master_run(struct conf *c, int detach)
 	}
 	log_totals();
 	metrics_stop(mx);
-	for (int i = 0; i < nls; i++)
-		close(ls[i].fd);
 	pid_file_remove();
 	return 0;
 }
