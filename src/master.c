@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "forwarder.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -29,40 +30,52 @@
 
 #define RESPAWN_MIN_MS 100
 #define RESPAWN_MAX_MS 5000
-#define CRASH_LOOP_MS  1000 /* a worker that dies younger than this backs off */
+#define CRASH_LOOP_MS  1000 /* a child that dies younger than this backs off */
 #define KILL_GRACE_MS  3000 /* past shutdown_timeout, before SIGKILL */
 
-struct listener {
-	char *name;
-	struct net_addr addr;
-	int fd;
-};
-
+/*
+ * One child process, as nginx's ngx_process_t: the workers and the
+ * forwarder go through the same spawn(), reap() and respawn backoff.
+ * children[] holds the workers in entries 0..STATS_MAX_SLOTS-1, each in
+ * the statistics slot of its index, and the forwarder in FWD_CHILD.
+ */
 struct child {
-	pid_t pid; /* 0: slot free */
-	int label;
-	unsigned gen;
-	int draining;
+	pid_t pid;     /* 0: entry free */
+	int label;     /* a worker's label, FWD_LABEL for the forwarder: its respawns[] entry */
+	char name[24]; /* "worker 3", "forwarder": for log lines */
+	unsigned gen;  /* a worker's generation */
+	int draining;  /* told to stop: its exit is expected */
 	uint64_t started_ms;
-	uint64_t kill_at_ms; /* draining: SIGKILL after this */
+	uint64_t kill_at_ms; /* a draining worker: SIGKILL after this */
 	int hung;	     /* killed by the watchdog */
 };
 
+#define FWD_CHILD STATS_MAX_SLOTS /* the forwarder's entry in children[], after the workers' */
+#define NCHILDREN (STATS_MAX_SLOTS + 1)
+#define FWD_LABEL CONF_MAX_WORKERS /* its entry in respawns[], after the workers' labels */
+
+/* A label's next child: kept across its children, since a worker's slot may change. */
 struct respawn {
 	uint64_t at_ms; /* 0: none due */
 	uint64_t backoff_ms;
 };
 
+/* What a child is to close of the master's descriptors (see master_fds). */
+struct inherit {
+	int fds[8 + CONF_MAX_LISTEN];
+	int n;
+	pid_t master;
+};
+
+/* What a child runs after fork, in entry e of children[]; never returns. */
+typedef void child_proc(int e, const struct inherit *in);
+
 static struct conf conf;
-static struct listener ls[CONF_MAX_LISTEN];
-static int nls;
-static struct listener retiring_ls[CONF_MAX_LISTEN]; /* closed once the new generation serves */
-static int nretiring_ls;
 static struct stats_shm *shm;
-static struct child children[STATS_MAX_SLOTS];
+static struct child children[NCHILDREN];
 static int slot_label[STATS_MAX_SLOTS];
 static struct stats_slot retired[CONF_MAX_WORKERS];
-static struct respawn respawns[CONF_MAX_WORKERS];
+static struct respawn respawns[CONF_MAX_WORKERS + 1];
 static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
@@ -76,10 +89,6 @@ static uint64_t stop_kill_at;
 static int reload_asker = -1; /* pidfd of `submitd -s reload`, waiting for SIGUSR2 */
 static uint64_t reload_asker_until;
 static int pid_file_fd = -1;
-/* The NATS forwarder: one process, supervised like a worker (docs/NATS.md). */
-static pid_t fwd_pid;
-static uint64_t fwd_started_ms, fwd_respawn_at, fwd_backoff_ms;
-static int fwd_stop_sent;
 
 static double wall_time(void)
 {
@@ -196,8 +205,8 @@ static void refresh_src(void)
 		if (children[i].draining)
 			draining += STATS_LOAD(shm->slot[i].connected);
 	}
-	if (fwd_pid > 0)
-		pids[np++] = fwd_pid;
+	if (children[FWD_CHILD].pid > 0)
+		pids[np++] = children[FWD_CHILD].pid;
 	msrc.npids = np;
 	msrc.workers_configured = conf.workers;
 	msrc.workers_running = count_running();
@@ -226,8 +235,7 @@ static int master_fds(int *fds, int max)
 
 	fds[n++] = sfd;
 	metrics_forget(mx, fds, &n, max);
-	for (int i = 0; i < nretiring_ls && n < max; i++)
-		fds[n++] = retiring_ls[i].fd;
+	listen_forget(fds, &n, max);
 	return n;
 }
 
@@ -242,20 +250,6 @@ static void publish_active(void)
 	STATS_STORE(shm->ctl.nactive, n);
 }
 
-/*
- * Fork a child that is to close the master's descriptors (listed in cfds,
- * *nclose of them); stdio is flushed first so that the child cannot write
- * out the master's buffered lines again.
- */
-static pid_t fork_child(int *cfds, int max, int *nclose, pid_t *master)
-{
-	*nclose = master_fds(cfds, max);
-	*master = getpid();
-	fflush(stdout);
-	fflush(stderr);
-	return fork();
-}
-
 static int free_slot(void)
 {
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
@@ -264,13 +258,77 @@ static int free_slot(void)
 	return -1;
 }
 
-static void spawn(int label, uint64_t now)
+/* The worker's side of the fork: entry s is its statistics slot too. */
+static void worker_proc(int s, const struct inherit *in) __attribute__((noreturn));
+static void worker_proc(int s, const struct inherit *in)
 {
-	int s = free_slot(), fds[CONF_MAX_LISTEN], cfds[8 + CONF_MAX_LISTEN];
+	int fds[CONF_MAX_LISTEN];
 	struct worker_args a;
+
+	a.conf = &conf;
+	a.index = children[s].label;
+	a.generation = gen;
+	a.slot = &shm->slot[s];
+	a.shm = shm;
+	a.listen_fds = fds;
+	a.nlisten = listen_fds(fds, CONF_MAX_LISTEN);
+	a.close_fds = in->fds;
+	a.nclose = in->n;
+	a.master = in->master;
+	worker_main(&a);
+}
+
+static void forwarder_proc(int e, const struct inherit *in) __attribute__((noreturn));
+static void forwarder_proc(int e, const struct inherit *in)
+{
+	struct forwarder_args a;
+
+	(void)e;
+	a.conf = &conf;
+	a.shm = shm;
+	a.close_fds = in->fds;
+	a.nclose = in->n;
+	a.master = in->master;
+	forwarder_main(&a);
+}
+
+/*
+ * Fork the child of label into entry e, running proc, as
+ * ngx_spawn_process does. 0 once it runs; -1 if fork failed (logged), with
+ * the label's respawn due in RESPAWN_MAX_MS. stdio is flushed first so that
+ * the child cannot write out the master's buffered lines again.
+ */
+static int spawn_process(int e, int label, child_proc *proc, uint64_t now)
+{
+	struct child *ch = &children[e];
+	struct inherit in;
 	pid_t pid;
 
-	respawns[label].at_ms = 0;
+	*ch = (struct child){.label = label, .gen = gen, .started_ms = now};
+	if (label == FWD_LABEL)
+		snprintf(ch->name, sizeof(ch->name), "forwarder");
+	else
+		snprintf(ch->name, sizeof(ch->name), "worker %d", label);
+	in.n = master_fds(in.fds, (int)(sizeof(in.fds) / sizeof(in.fds[0])));
+	in.master = getpid();
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		log_warn("fork %s", ch->name);
+		respawns[label].at_ms = now + RESPAWN_MAX_MS;
+		return -1;
+	}
+	if (pid == 0)
+		proc(e, &in); /* never returns */
+	ch->pid = pid;
+	log_info("%s started, pid %d", ch->name, (int)pid);
+	return 0;
+}
+
+static void spawn_worker(int label, uint64_t now)
+{
+	int s = free_slot();
+
 	if (s == -1) {
 		log_errorx("no free statistics slot for worker %d", label);
 		respawns[label].at_ms = now + RESPAWN_MAX_MS;
@@ -279,34 +337,51 @@ static void spawn(int label, uint64_t now)
 	stats_slot_reset(&shm->slot[s]);
 	ctl_slot_reset(&shm->ctl.slot[s]);
 	STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_STARTING);
-	for (int i = 0; i < nls; i++)
-		fds[i] = ls[i].fd;
-	a.conf = &conf;
-	a.index = label;
-	a.generation = gen;
-	a.slot = &shm->slot[s];
-	a.shm = shm;
-	a.listen_fds = fds;
-	a.nlisten = nls;
-	a.close_fds = cfds;
-	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
-	if (pid == -1) {
-		log_warn("fork worker %d", label);
-		respawns[label].at_ms = now + RESPAWN_MAX_MS;
+	if (spawn_process(s, label, worker_proc, now) == -1)
 		return;
-	}
-	if (pid == 0)
-		worker_main(&a);
-	children[s] = (struct child){pid, label, gen, 0, now, 0, 0};
 	if ((uint32_t)s + 1 > shm->ctl.slot_hwm)
 		STATS_STORE(shm->ctl.slot_hwm, (uint32_t)s + 1);
 	slot_label[s] = label;
 	publish_active();
-	log_info("worker %d started, pid %d", label, (int)pid);
 }
 
+/* The NATS forwarder (docs/NATS.md): one, while nats_servers is set. */
+static void spawn_forwarder(uint64_t now)
+{
+	if (conf.nnats == 0 || stopping || children[FWD_CHILD].pid > 0)
+		return;
+	if (spawn_process(FWD_CHILD, FWD_LABEL, forwarder_proc, now) == 0)
+		STATS_ADD(shm->fwd.starts, 1);
+}
+
+/* Start label's child: the worker of that label, or the forwarder (FWD_LABEL). */
+static void spawn(int label, uint64_t now)
+{
+	respawns[label].at_ms = 0;
+	if (label == FWD_LABEL)
+		spawn_forwarder(now);
+	else
+		spawn_worker(label, now);
+}
+
+/* The same, after an exit that was asked for: no backoff left from earlier crashes. */
+static void restart(int label, uint64_t now)
+{
+	respawns[label].backoff_ms = 0;
+	spawn(label, now);
+}
+
+/* Labels whose respawns are live: the configured workers' and the forwarder's. */
+static int label_live(int label)
+{
+	return label < conf.workers || label == FWD_LABEL;
+}
+
+/* The entry of label's serving child, -1 if none. */
 static int current_child(int label)
 {
+	if (label == FWD_LABEL)
+		return children[FWD_CHILD].pid > 0 ? FWD_CHILD : -1;
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (serving(i) && children[i].label == label)
 			return i;
@@ -323,58 +398,98 @@ static void drain_child(int s, int sig, uint64_t now, long timeout_s)
 	publish_active();
 }
 
-static void spawn_forwarder(uint64_t now)
+/* The forwarder finishes what it has in flight and exits; reap() decides on its successor. */
+static void stop_forwarder(void)
 {
-	struct forwarder_args a;
-	int cfds[8 + CONF_MAX_LISTEN];
-	pid_t pid;
-
-	fwd_respawn_at = 0;
-	if (conf.nnats == 0 || stopping || fwd_pid > 0)
-		return;
-	a.conf = &conf;
-	a.shm = shm;
-	a.close_fds = cfds;
-	pid = fork_child(cfds, (int)(sizeof(cfds) / sizeof(cfds[0])), &a.nclose, &a.master);
-	if (pid == -1) {
-		log_warn("fork forwarder");
-		fwd_respawn_at = now + RESPAWN_MAX_MS;
-		return;
-	}
-	if (pid == 0)
-		forwarder_main(&a);
-	fwd_pid = pid;
-	fwd_started_ms = now;
-	fwd_stop_sent = 0;
-	STATS_ADD(shm->fwd.starts, 1);
-	log_info("forwarder started, pid %d", (int)pid);
+	kill(children[FWD_CHILD].pid, SIGTERM);
+	children[FWD_CHILD].draining = 1;
 }
 
-/* The forwarder exited: respawn it, backing off if it dies young. */
-static void reaped_forwarder(int status, uint64_t now)
+/* An exit the master asked for (drain, stop), or of a worker no longer configured. */
+static int exit_expected(const struct child *ch)
 {
-	int expected = stopping || fwd_stop_sent;
+	if (ch->draining || stopping)
+		return 1;
+	return ch->label != FWD_LABEL && (ch->gen != gen || ch->label >= conf.workers);
+}
 
-	if (WIFSIGNALED(status) && !expected)
-		log_warnx("forwarder (pid %d) killed by signal %d", (int)fwd_pid, WTERMSIG(status));
-	else if (!expected || WEXITSTATUS(status) != 0)
-		log_warnx("forwarder (pid %d) exited with status %d", (int)fwd_pid,
-			  WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
-	else
-		log_info("forwarder (pid %d) exited", (int)fwd_pid);
-	fwd_pid = 0;
-	if (stopping || conf.nnats == 0)
-		return;
-	if (!expected && now - fwd_started_ms < CRASH_LOOP_MS) {
-		fwd_backoff_ms = backoff_next(fwd_backoff_ms, RESPAWN_MIN_MS, RESPAWN_MAX_MS);
-		log_warnx("forwarder died %llu ms after start: respawning in %llu ms",
-			  (unsigned long long)(now - fwd_started_ms),
-			  (unsigned long long)fwd_backoff_ms);
-		fwd_respawn_at = now + fwd_backoff_ms;
+/*
+ * Whether ch, just reaped, gets a successor: a worker after an exit nobody
+ * asked for, the forwarder after any exit while it is configured (a reload
+ * restarts it this way).
+ */
+static int wants_respawn(const struct child *ch, int expected)
+{
+	if (ch->label == FWD_LABEL)
+		return !stopping && conf.nnats > 0;
+	return !expected;
+}
+
+/* A worker's exit is a warning when unexpected; the forwarder's also when its status is not 0. */
+static void log_exit(const struct child *ch, int status, int expected)
+{
+	if (ch->label == FWD_LABEL) {
+		if (WIFSIGNALED(status) && !expected)
+			log_warnx("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid,
+				  WTERMSIG(status));
+		else if (!expected || WEXITSTATUS(status) != 0)
+			log_warnx("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
+				  WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+						      : WEXITSTATUS(status));
+		else
+			log_info("%s (pid %d) exited", ch->name, (int)ch->pid);
+	} else if (WIFSIGNALED(status)) {
+		if (expected)
+			log_info("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid,
+				 WTERMSIG(status));
+		else
+			log_warnx("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid,
+				  WTERMSIG(status));
+	} else if (expected) {
+		log_info("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
+			 WEXITSTATUS(status));
 	} else {
-		fwd_backoff_ms = 0;
-		fwd_respawn_at = now;
+		log_warnx("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
+			  WEXITSTATUS(status));
 	}
+}
+
+/*
+ * ch's successor is due now, or after a backoff if ch crashed young: a child
+ * that dies at start-up is not respawned in a tight loop.
+ */
+static void respawn_later(const struct child *ch, int crashed, uint64_t now)
+{
+	struct respawn *r = &respawns[ch->label];
+
+	if (crashed && now - ch->started_ms < CRASH_LOOP_MS) {
+		r->backoff_ms = backoff_next(r->backoff_ms, RESPAWN_MIN_MS, RESPAWN_MAX_MS);
+		log_warnx("%s died %llu ms after start: respawning in %llu ms", ch->name,
+			  (unsigned long long)(now - ch->started_ms),
+			  (unsigned long long)r->backoff_ms);
+		r->at_ms = now + r->backoff_ms;
+	} else {
+		r->backoff_ms = 0;
+		r->at_ms = now;
+	}
+}
+
+/* A worker's slot, once it is reaped: counters folded first, so totals never go down. */
+static void worker_gone(int s, const struct child *ch)
+{
+	stats_fold(&retired[ch->label], &shm->slot[s]);
+	STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_FREE);
+	slot_label[s] = -1;
+	publish_active();
+	spoolm_reaped(ch->pid);
+}
+
+static int find_child(pid_t pid)
+{
+	for (int e = 0; e < NCHILDREN; e++)
+		if (children[e].pid == pid)
+			return e;
+	return -1;
 }
 
 static void reap(uint64_t now)
@@ -383,71 +498,28 @@ static void reap(uint64_t now)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		int s;
-		if (pid == fwd_pid) {
-			reaped_forwarder(status, now);
-			continue;
-		}
-		for (s = 0; s < STATS_MAX_SLOTS; s++)
-			if (children[s].pid == pid)
-				break;
-		if (s == STATS_MAX_SLOTS) {
+		int e = find_child(pid);
+		if (e == -1) {
 			/* As PID 1 (a container's init) it inherits orphans: reap, ignore. */
 			log_debug("reaped pid %d, not a worker", (int)pid);
 			continue;
 		}
-		struct child ch = children[s];
-		/* Fold before freeing the slot: totals never go down. */
-		stats_fold(&retired[ch.label], &shm->slot[s]);
-		STATS_STORE(shm->ctl.slot[s].state, CTL_SLOT_FREE);
-		children[s].pid = 0;
-		slot_label[s] = -1;
-		publish_active();
-		spoolm_reaped(pid);
-
-		int expected = ch.draining || stopping || ch.gen != gen || ch.label >= conf.workers;
-		if (WIFSIGNALED(status)) {
-			if (expected)
-				log_info("worker %d (pid %d) killed by signal %d", ch.label,
-					 (int)pid, WTERMSIG(status));
-			else
-				log_warnx("worker %d (pid %d) killed by signal %d", ch.label,
-					  (int)pid, WTERMSIG(status));
-		} else if (expected) {
-			log_info("worker %d (pid %d) exited with status %d", ch.label, (int)pid,
-				 WEXITSTATUS(status));
-		} else {
-			log_warnx("worker %d (pid %d) exited with status %d", ch.label, (int)pid,
-				  WEXITSTATUS(status));
-		}
-		if (expected)
+		struct child ch = children[e];
+		children[e].pid = 0;
+		if (e != FWD_CHILD)
+			worker_gone(e, &ch);
+		int expected = exit_expected(&ch);
+		log_exit(&ch, status, expected);
+		if (!wants_respawn(&ch, expected))
 			continue;
-		if (WIFSIGNALED(status))
-			msrc.restarts_signal++;
-		else
-			msrc.restarts_exit++;
-		struct respawn *r = &respawns[ch.label];
-		if (now - ch.started_ms < CRASH_LOOP_MS) {
-			r->backoff_ms = backoff_next(r->backoff_ms, RESPAWN_MIN_MS, RESPAWN_MAX_MS);
-			log_warnx("worker %d died %llu ms after start: respawning in %llu ms",
-				  ch.label, (unsigned long long)(now - ch.started_ms),
-				  (unsigned long long)r->backoff_ms);
-			r->at_ms = now + r->backoff_ms;
-		} else {
-			r->backoff_ms = 0;
-			r->at_ms = now;
+		if (e != FWD_CHILD) {
+			if (WIFSIGNALED(status))
+				msrc.restarts_signal++;
+			else
+				msrc.restarts_exit++;
 		}
+		respawn_later(&ch, !expected, now);
 	}
-}
-
-static void close_retiring_listeners(void)
-{
-	for (int i = 0; i < nretiring_ls; i++) {
-		log_info("closing listener %s", retiring_ls[i].name);
-		close(retiring_ls[i].fd);
-		free(retiring_ls[i].name);
-	}
-	nretiring_ls = 0;
 }
 
 /* The current generation serves: retire the older ones. */
@@ -460,7 +532,7 @@ static void on_ready(uint64_t now)
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0 && children[i].gen != gen && !children[i].draining)
 			drain_child(i, SIGTERM, now, conf.shutdown_timeout);
-	close_retiring_listeners();
+	listen_close_retiring();
 	/* Bound the old generations still draining: stop the oldest hard. */
 	ndg = generations(draining_gens, 0);
 	while (ndg > conf.max_draining) {
@@ -500,96 +572,6 @@ static void watchdog(uint64_t now)
 			ch->hung = 1;
 		}
 	}
-}
-
-static int find_listener(const struct listener *set, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(set[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
-/*
- * Make the listener set match c: keep the sockets of addresses that stay,
- * take back those still waiting to close from a previous change, bind the
- * new ones. Sockets of addresses that go are set aside and closed once the
- * new generation serves. -1 (nothing changed) if a bind fails, or if more
- * sockets would wait to close than retiring_ls holds: changes that follow
- * each other faster than generations become ready are refused, not queued.
- */
-static int apply_listeners(const struct conf *c)
-{
-	struct listener next[CONF_MAX_LISTEN];
-	int nnext = 0, fresh[CONF_MAX_LISTEN], nretire = 0;
-	char err[256], name[NET_ADDRSTRLEN];
-
-	for (int i = 0; i < nretiring_ls; i++) {
-		int keep = 1;
-		for (int j = 0; j < c->nlisten; j++)
-			keep &= strcmp(retiring_ls[i].name, c->listen[j]) != 0;
-		nretire += keep;
-	}
-	for (int i = 0; i < nls; i++) {
-		int keep = 1;
-		for (int j = 0; j < c->nlisten; j++)
-			keep &= strcmp(ls[i].name, c->listen[j]) != 0;
-		nretire += keep;
-	}
-	if (nretire > CONF_MAX_LISTEN) {
-		log_errorx(
-		    "listen: %d sockets would wait to close, at most %d: the previous listen "
-		    "change is still pending (generation %u not ready); retry once it serves",
-		    nretire, CONF_MAX_LISTEN, gen);
-		return -1;
-	}
-	for (int i = 0; i < c->nlisten; i++) {
-		int k = find_listener(ls, nls, c->listen[i]);
-		fresh[nnext] = 0;
-		if (k >= 0) {
-			next[nnext++] = ls[k];
-			continue;
-		}
-		if ((k = find_listener(retiring_ls, nretiring_ls, c->listen[i])) >= 0) {
-			next[nnext++] = retiring_ls[k];
-			continue;
-		}
-		int fd = net_listen(&c->listen_addr[i], (int)c->backlog, err, sizeof(err));
-		char *lname = fd == -1 ? NULL : strdup(c->listen[i]);
-		if (fd != -1 && lname == NULL) {
-			snprintf(err, sizeof(err), "listen: %s: out of memory", c->listen[i]);
-			close(fd);
-			fd = -1;
-		}
-		if (fd == -1) {
-			log_errorx("%s", err);
-			for (int j = 0; j < nnext; j++)
-				if (fresh[j]) {
-					close(next[j].fd);
-					free(next[j].name);
-				}
-			return -1;
-		}
-		fresh[nnext] = 1;
-		next[nnext].fd = fd;
-		next[nnext].name = lname;
-		net_sockname(fd, &next[nnext].addr);
-		net_addr_str(&next[nnext].addr, name, sizeof(name));
-		log_info("listening on %s", name);
-		nnext++;
-	}
-	/* What waits to close: the earlier leftovers and the sockets that go now. */
-	int n = 0;
-	for (int i = 0; i < nretiring_ls; i++)
-		if (find_listener(next, nnext, retiring_ls[i].name) < 0)
-			retiring_ls[n++] = retiring_ls[i];
-	for (int i = 0; i < nls; i++)
-		if (find_listener(next, nnext, ls[i].name) < 0)
-			retiring_ls[n++] = ls[i];
-	nretiring_ls = n;
-	memcpy(ls, next, sizeof(next[0]) * (size_t)nnext);
-	nls = nnext;
-	return 0;
 }
 
 /*
@@ -663,7 +645,7 @@ static void reload(uint64_t now)
 		conf_free(&next);
 		goto failed;
 	}
-	if (apply_listeners(&next) == -1) {
+	if (listen_apply(&next, gen) == -1) {
 		commit_metrics(m, 0);
 		conf_free(&next);
 		goto failed;
@@ -681,20 +663,15 @@ static void reload(uint64_t now)
 	conf = next;
 	spoolm_conf(&conf);
 	/* The forwarder restarts with the new settings; it resumes from its checkpoints. */
-	if (fwd_pid > 0) {
-		kill(fwd_pid, SIGTERM);
-		fwd_stop_sent = 1;
-	} else {
-		fwd_backoff_ms = 0;
-		spawn_forwarder(now);
-	}
+	if (children[FWD_CHILD].pid > 0)
+		stop_forwarder();
+	else
+		restart(FWD_LABEL, now);
 
 	gen++;
 	gen_ready = 0;
-	for (int l = 0; l < conf.workers; l++) {
-		respawns[l].backoff_ms = 0;
-		spawn(l, now);
-	}
+	for (int l = 0; l < conf.workers; l++)
+		restart(l, now);
 	if (conf.workers > msrc.nlabels)
 		msrc.nlabels = conf.workers;
 	msrc.reload_ok = 1;
@@ -720,21 +697,8 @@ static void stop(int sig, uint64_t now)
 	if (sig == SIGQUIT)
 		sig = SIGTERM;
 	notify("STOPPING=1");
-	/*
-	 * Stop listening before the workers start to drain. Closing only the
-	 * master's copy is not enough: until the last worker has closed its
-	 * own, the kernel completes handshakes nobody will accept (a client
-	 * reconnecting after its worker's FIN lands there) and resets them
-	 * when that last copy goes. shutdown() ends listening for every copy,
-	 * so such a client is refused at once.
-	 */
-	close_retiring_listeners();
-	for (int i = 0; i < nls; i++) {
-		shutdown(ls[i].fd, SHUT_RD);
-		close(ls[i].fd);
-		free(ls[i].name);
-	}
-	nls = 0;
+	/* Stop listening before the workers start to drain (see listen_stop). */
+	listen_stop();
 	stop_kill_at = now + (uint64_t)t * 1000 + KILL_GRACE_MS;
 	for (int i = 0; i < STATS_MAX_SLOTS; i++)
 		if (children[i].pid > 0)
@@ -785,11 +749,9 @@ static void reopen_log(void)
 
 static void forward(int sig)
 {
-	for (int i = 0; i < STATS_MAX_SLOTS; i++)
-		if (children[i].pid > 0)
-			kill(children[i].pid, sig);
-	if (fwd_pid > 0)
-		kill(fwd_pid, sig);
+	for (int e = 0; e < NCHILDREN; e++)
+		if (children[e].pid > 0)
+			kill(children[e].pid, sig);
 }
 
 static void on_signals(uint64_t now)
@@ -956,7 +918,7 @@ static int start(struct conf *c, int detach)
 	map_stats();
 
 	struct metrics *m;
-	if (apply_listeners(&conf) == -1 || open_metrics(NULL, &conf, &m) == -1)
+	if (listen_apply(&conf, gen) == -1 || open_metrics(NULL, &conf, &m) == -1)
 		return -1;
 	commit_metrics(m, 1);
 	if (spoolm_start(&conf, shm) == -1)
@@ -981,7 +943,7 @@ static int start(struct conf *c, int detach)
 	gen = 1;
 	for (int l = 0; l < conf.workers; l++)
 		spawn(l, now);
-	spawn_forwarder(now);
+	spawn(FWD_LABEL, now);
 	return 0;
 }
 
@@ -1009,9 +971,9 @@ static int poll_timeout(uint64_t now)
 		timeout = (int)(next_sample_ms - now);
 	if (!gen_ready && !stopping)
 		timeout = timeout > 10 ? 10 : timeout; /* workers report ready in shared memory */
-	for (int l = 0; l < conf.workers; l++)
-		timeout_until(&timeout, respawns[l].at_ms, now);
-	timeout_until(&timeout, fwd_respawn_at, now);
+	for (int l = 0; l <= FWD_LABEL; l++)
+		if (label_live(l))
+			timeout_until(&timeout, respawns[l].at_ms, now);
 	return timeout;
 }
 
@@ -1025,11 +987,9 @@ static int stop_tick(uint64_t now)
 	 * The forwarder goes last: workers that wait for the stream
 	 * (ack_after = stream) need it until they have drained.
 	 */
-	if (alive == 0 && fwd_pid > 0 && !fwd_stop_sent) {
-		kill(fwd_pid, SIGTERM);
-		fwd_stop_sent = 1;
-	}
-	alive += fwd_pid > 0;
+	if (alive == 0 && children[FWD_CHILD].pid > 0 && !children[FWD_CHILD].draining)
+		stop_forwarder();
+	alive += children[FWD_CHILD].pid > 0;
 	if (alive == 0)
 		return 1;
 	if (now >= stop_kill_at) {
@@ -1055,11 +1015,10 @@ static void kill_overdue_drains(uint64_t now)
 /* One round while serving: respawns that are due, readiness, the watchdog, drain deadlines. */
 static void serve_tick(uint64_t now)
 {
-	for (int l = 0; l < conf.workers; l++)
-		if (respawns[l].at_ms && now >= respawns[l].at_ms && current_child(l) < 0)
+	for (int l = 0; l <= FWD_LABEL; l++)
+		if (label_live(l) && respawns[l].at_ms && now >= respawns[l].at_ms &&
+		    current_child(l) < 0)
 			spawn(l, now);
-	if (fwd_respawn_at && now >= fwd_respawn_at)
-		spawn_forwarder(now);
 	if (!gen_ready && count_running() == conf.workers)
 		on_ready(now);
 	watchdog(now);
@@ -1120,8 +1079,6 @@ int master_run(struct conf *c, int detach)
 	}
 	log_totals();
 	metrics_stop(mx);
-	for (int i = 0; i < nls; i++)
-		close(ls[i].fd);
 	pid_file_remove();
 	return 0;
 }
