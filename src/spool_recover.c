@@ -121,12 +121,89 @@ static int remove_seg(const char *dir, const char *name)
 	return spool_fsync_dir(dir, SPOOL_D_ACTIVE);
 }
 
+/*
+ * Open path and lock it: 1 with *fd when the segment is ours, 0 when its
+ * writer is alive (holds the lock), -1 with err filled.
+ */
+static int lock_segment(const char *path, int *fd, char *err, size_t errlen)
+{
+	*fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0) {
+		spool_set_err(err, errlen, "open %s: %s", path);
+		return -1;
+	}
+	if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			spool_set_err(err, errlen, "flock %s: %s", path);
+			close(*fd);
+			return -1;
+		}
+		close(*fd);
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * A bad file header or corruption in the middle (sc: SPOOL_BAD): the whole
+ * records before the damage salvaged into ready/, the original moved into
+ * quarantine/. *what names the step, for the error message.
+ */
+static int recover_bad(int fd, const char *dir, const char *name, const struct spool_scan *sc,
+		       struct spool_recovery *out, const char **what)
+{
+	if (sc->end == 0) {
+		out->action = SPOOL_ACT_BAD_HEADER;
+	} else {
+		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
+		out->action = SPOOL_ACT_QUARANTINED;
+		*what = "salvage";
+		if (sc->records > 0 && salvage(fd, dir, name, sc->end) < 0)
+			return -1;
+	}
+	*what = "quarantine";
+	return spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name);
+}
+
+/*
+ * Whole, or whole up to a torn tail (sc: 0 or SPOOL_TORN): the tail cut
+ * off, then sealed into ready/, or removed when no whole record is left.
+ * *what names the step, for the error message.
+ */
+static int recover_whole(int fd, const char *dir, const char *name, const struct spool_scan *sc,
+			 struct spool_recovery *out, const char **what)
+{
+	if (sc->status == SPOOL_TORN) {
+		/*
+		 * Shorter than its header: died while creating it, no record in there.
+		 * Zeros right after the last whole record were written ahead (or
+		 * never written): cut, but not counted as torn.
+		 */
+		out->zero_bytes = sc->zeros;
+		out->truncated_bytes = sc->size - sc->end - sc->zeros;
+		*what = "truncate";
+		if (sc->end > 0 && (ftruncate(fd, (off_t)sc->end) < 0 || fdatasync(fd) < 0))
+			return -1;
+	}
+	if (sc->records == 0) {
+		out->action = SPOOL_ACT_REMOVED;
+		*what = "remove";
+		return remove_seg(dir, name);
+	}
+	out->action = sc->status == SPOOL_TORN && out->truncated_bytes > 0 ? SPOOL_ACT_TRUNCATED
+									   : SPOOL_ACT_SEALED;
+	*what = "seal";
+	if (fdatasync(fd) < 0)
+		return -1;
+	return spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, name);
+}
+
 int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
 		  size_t errlen)
 {
 	char path[PATH_MAX];
 	struct spool_scan sc;
-	int fd, saved;
+	int fd, rc, saved;
 	const char *what = "read";
 
 	memset(out, 0, sizeof(*out));
@@ -134,68 +211,23 @@ int spool_recover(const char *dir, const char *name, struct spool_recovery *out,
 		spool_set_err(err, errlen, "%s: %s", name);
 		return -1;
 	}
-	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		spool_set_err(err, errlen, "open %s: %s", path);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK) {
-			spool_set_err(err, errlen, "flock %s: %s", path);
-			close(fd);
-			return -1;
-		}
-		out->action = SPOOL_ACT_LOCKED;
-		close(fd);
-		return 0;
+	rc = lock_segment(path, &fd, err, errlen);
+	if (rc <= 0) {
+		if (rc == 0)
+			out->action = SPOOL_ACT_LOCKED;
+		return rc;
 	}
 	if (spool_scan(fd, &sc) < 0)
 		goto fail;
 	out->size = sc.size;
 	out->records = sc.records;
 	out->bad_offset = sc.bad_offset;
-	if (sc.status == SPOOL_BAD && sc.end == 0) {
-		out->action = SPOOL_ACT_BAD_HEADER;
-		what = "quarantine";
-		if (spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
-			goto fail;
-	} else if (sc.status == SPOOL_BAD) {
-		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
-		out->action = SPOOL_ACT_QUARANTINED;
-		what = "salvage";
-		if (sc.records > 0 && salvage(fd, dir, name, sc.end) < 0)
-			goto fail;
-		what = "quarantine";
-		if (spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
-			goto fail;
-	} else {
-		if (sc.status == SPOOL_TORN) {
-			/*
-			 * Shorter than its header: died while creating it, no record in there.
-			 * Zeros right after the last whole record were written ahead (or
-			 * never written): cut, but not counted as torn.
-			 */
-			out->zero_bytes = sc.zeros;
-			out->truncated_bytes = sc.size - sc.end - sc.zeros;
-			what = "truncate";
-			if (sc.end > 0 && (ftruncate(fd, (off_t)sc.end) < 0 || fdatasync(fd) < 0))
-				goto fail;
-		}
-		if (sc.records == 0) {
-			out->action = SPOOL_ACT_REMOVED;
-			what = "remove";
-			if (remove_seg(dir, name) < 0)
-				goto fail;
-		} else {
-			out->action = sc.status == SPOOL_TORN && out->truncated_bytes > 0
-					  ? SPOOL_ACT_TRUNCATED
-					  : SPOOL_ACT_SEALED;
-			what = "seal";
-			if (fdatasync(fd) < 0 ||
-			    spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, name) < 0)
-				goto fail;
-		}
-	}
+	if (sc.status == SPOOL_BAD)
+		rc = recover_bad(fd, dir, name, &sc, out, &what);
+	else
+		rc = recover_whole(fd, dir, name, &sc, out, &what);
+	if (rc < 0)
+		goto fail;
 	close(fd);
 	return 0;
 fail:
