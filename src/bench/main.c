@@ -309,8 +309,44 @@ static void on_sigint(int sig)
 				    __ATOMIC_RELAXED);
 }
 
-/* One option. -1 to go on, else the exit status: help, version, an unknown option. */
-static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
+/* The options without an argument: the flag each turns on, or NULL. */
+static int *flag_option(int ch, struct bench_opts *o, struct cli *cli)
+{
+	switch (ch) {
+	case OPT_CONN:
+		return &o->send_conn;
+	case OPT_RECONNECT:
+		return &o->reconnect;
+	case OPT_IDLE:
+		return &o->idle;
+	case OPT_ALLOW_REFUSED:
+		return &o->allow_refused;
+	case OPT_TAG_PAYLOAD:
+		return &o->tag_payload;
+	case OPT_JSON:
+		return &cli->json;
+	case OPT_PROGRESS:
+		return &cli->progress;
+	}
+	return NULL;
+}
+
+/* The options whose argument is a file name, kept as given: where it goes, or NULL. */
+static const char **path_option(int ch, struct cli *cli)
+{
+	switch (ch) {
+	case OPT_CSV:
+		return &cli->csv_path;
+	case OPT_HGRM:
+		return &cli->hgrm_path;
+	case OPT_ACK_LOG:
+		return &cli->ack_log_path;
+	}
+	return NULL;
+}
+
+/* The options whose argument is parsed (optarg): 1 if ch is one, else 0. */
+static int value_option(int ch, struct bench_opts *o, struct cli *cli)
 {
 	switch (ch) {
 	case 'c':
@@ -332,9 +368,6 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	case 's':
 		parse_sizes(optarg, o);
 		break;
-	case OPT_CONN:
-		o->send_conn = 1;
-		break;
 	case 'r':
 		o->rate = (double)parse_count("-r", optarg, 1000000000ull);
 		if (o->rate == 0)
@@ -345,45 +378,28 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 		if (o->total == 0)
 			usage_error("-n: at least 1 request (without -n the run lasts -d)");
 		break;
-	case OPT_RECONNECT:
-		o->reconnect = 1;
-		break;
 	case OPT_SOURCE:
 		parse_sources(optarg, o);
-		break;
-	case OPT_IDLE:
-		o->idle = 1;
 		break;
 	case OPT_DRAIN:
 		o->drain_ns = parse_time_nz("--drain", optarg);
 		break;
-	case OPT_JSON:
-		cli->json = 1;
-		break;
-	case OPT_CSV:
-		cli->csv_path = optarg;
-		break;
-	case OPT_PROGRESS:
-		cli->progress = 1;
-		break;
-	case OPT_ALLOW_REFUSED:
-		o->allow_refused = 1;
-		break;
 	case OPT_PERCENTILES:
 		cli->npcts = parse_percentiles(optarg, cli->pcts);
-		break;
-	case OPT_HGRM:
-		cli->hgrm_path = optarg;
-		break;
-	case OPT_ACK_LOG:
-		cli->ack_log_path = optarg;
 		break;
 	case OPT_RETRY:
 		o->retry_ns = parse_time_nz("--retry", optarg);
 		break;
-	case OPT_TAG_PAYLOAD:
-		o->tag_payload = 1;
-		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+/* The options that only print (version, help) and what getopt refused: the exit status. */
+static int print_option(int ch)
+{
+	switch (ch) {
 	case 'v':
 	case 'V':
 		printf("submit-bench %s (commit %s)\n", version_string, version_commit);
@@ -391,10 +407,23 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	case 'h':
 		fputs(usage_text, stdout);
 		return 0;
-	default:
-		fprintf(stderr, "Try 'submit-bench --help'.\n");
-		return 2;
 	}
+	fprintf(stderr, "Try 'submit-bench --help'.\n");
+	return 2;
+}
+
+/* One option. -1 to go on, else the exit status: help, version, an unknown option. */
+static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
+{
+	int *flag = flag_option(ch, o, cli);
+	const char **path = path_option(ch, cli);
+
+	if (flag != NULL)
+		*flag = 1;
+	else if (path != NULL)
+		*path = optarg;
+	else if (!value_option(ch, o, cli))
+		return print_option(ch);
 	return -1;
 }
 
