@@ -14,23 +14,15 @@
 
 #include "spool.h"
 
+static const char *const action_names[SPOOL_NACTIONS] = {
+    [SPOOL_ACT_LOCKED] = "locked",	     [SPOOL_ACT_SEALED] = "sealed",
+    [SPOOL_ACT_TRUNCATED] = "truncated",     [SPOOL_ACT_REMOVED] = "removed",
+    [SPOOL_ACT_QUARANTINED] = "quarantined", [SPOOL_ACT_BAD_HEADER] = "bad-header",
+};
+
 const char *spool_recover_action_str(int action)
 {
-	switch (action) {
-	case SPOOL_ACT_LOCKED:
-		return "locked";
-	case SPOOL_ACT_SEALED:
-		return "sealed";
-	case SPOOL_ACT_TRUNCATED:
-		return "truncated";
-	case SPOOL_ACT_REMOVED:
-		return "removed";
-	case SPOOL_ACT_QUARANTINED:
-		return "quarantined";
-	case SPOOL_ACT_BAD_HEADER:
-		return "bad-header";
-	}
-	return "unknown";
+	return action >= 0 && action < SPOOL_NACTIONS ? action_names[action] : "unknown";
 }
 
 /* Copy bytes [0, len) of in to out. */
@@ -324,31 +316,19 @@ nomem:
 /* Adds one segment's recovery (rc and r as spool_recover returned them) to sum. */
 static void count_recovery(struct spool_recover_totals *sum, int rc, const struct spool_recovery *r)
 {
+	unsigned *const by_action[SPOOL_NACTIONS] = {
+	    [SPOOL_ACT_LOCKED] = &sum->locked,		 [SPOOL_ACT_SEALED] = &sum->sealed,
+	    [SPOOL_ACT_TRUNCATED] = &sum->truncated,	 [SPOOL_ACT_REMOVED] = &sum->removed,
+	    [SPOOL_ACT_QUARANTINED] = &sum->quarantined, [SPOOL_ACT_BAD_HEADER] = &sum->bad_header,
+	};
+
 	sum->segments++;
 	if (rc < 0) {
 		sum->failed++;
 		return;
 	}
-	switch (r->action) {
-	case SPOOL_ACT_LOCKED:
-		sum->locked++;
-		break;
-	case SPOOL_ACT_SEALED:
-		sum->sealed++;
-		break;
-	case SPOOL_ACT_TRUNCATED:
-		sum->truncated++;
-		break;
-	case SPOOL_ACT_REMOVED:
-		sum->removed++;
-		break;
-	case SPOOL_ACT_QUARANTINED:
-		sum->quarantined++;
-		break;
-	case SPOOL_ACT_BAD_HEADER:
-		sum->bad_header++;
-		break;
-	}
+	if (r->action >= 0 && r->action < SPOOL_NACTIONS)
+		(*by_action[r->action])++;
 	sum->truncated_bytes += r->truncated_bytes;
 	sum->records += r->records;
 }

@@ -19,6 +19,7 @@ enum spool_action {
 	SPOOL_ACT_QUARANTINED, /* corruption in the middle: moved into quarantine/,
 				  the whole records before it salvaged into ready/ */
 	SPOOL_ACT_BAD_HEADER,  /* bad file header: moved into quarantine/ */
+	SPOOL_NACTIONS,
 };
 struct spool_recovery {
 	int action;		  /* enum spool_action */
