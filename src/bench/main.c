@@ -309,40 +309,39 @@ static void on_sigint(int sig)
 				    __ATOMIC_RELAXED);
 }
 
-/* The options without an argument: the flag each turns on, or NULL. */
-static int *flag_option(int ch, struct bench_opts *o, struct cli *cli)
+/*
+ * The options that set a field as they are: a flag turned on, or a file
+ * name kept as given (optarg). 1 if ch is one, else 0.
+ */
+static int set_option(int ch, struct bench_opts *o, struct cli *cli)
 {
-	switch (ch) {
-	case OPT_CONN:
-		return &o->send_conn;
-	case OPT_RECONNECT:
-		return &o->reconnect;
-	case OPT_IDLE:
-		return &o->idle;
-	case OPT_ALLOW_REFUSED:
-		return &o->allow_refused;
-	case OPT_TAG_PAYLOAD:
-		return &o->tag_payload;
-	case OPT_JSON:
-		return &cli->json;
-	case OPT_PROGRESS:
-		return &cli->progress;
-	}
-	return NULL;
-}
+	const struct {
+		int ch;
+		int *flag;	   /* set to 1, or */
+		const char **path; /* set to optarg */
+	} opts[] = {
+	    {OPT_CONN, &o->send_conn, NULL},
+	    {OPT_RECONNECT, &o->reconnect, NULL},
+	    {OPT_IDLE, &o->idle, NULL},
+	    {OPT_ALLOW_REFUSED, &o->allow_refused, NULL},
+	    {OPT_TAG_PAYLOAD, &o->tag_payload, NULL},
+	    {OPT_JSON, &cli->json, NULL},
+	    {OPT_PROGRESS, &cli->progress, NULL},
+	    {OPT_CSV, NULL, &cli->csv_path},
+	    {OPT_HGRM, NULL, &cli->hgrm_path},
+	    {OPT_ACK_LOG, NULL, &cli->ack_log_path},
+	};
 
-/* The options whose argument is a file name, kept as given: where it goes, or NULL. */
-static const char **path_option(int ch, struct cli *cli)
-{
-	switch (ch) {
-	case OPT_CSV:
-		return &cli->csv_path;
-	case OPT_HGRM:
-		return &cli->hgrm_path;
-	case OPT_ACK_LOG:
-		return &cli->ack_log_path;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (opts[i].ch != ch)
+			continue;
+		if (opts[i].flag != NULL)
+			*opts[i].flag = 1;
+		else
+			*opts[i].path = optarg;
+		return 1;
 	}
-	return NULL;
+	return 0;
 }
 
 /* The options whose argument is parsed (optarg): 1 if ch is one, else 0. */
@@ -415,14 +414,7 @@ static int print_option(int ch)
 /* One option. -1 to go on, else the exit status: help, version, an unknown option. */
 static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 {
-	int *flag = flag_option(ch, o, cli);
-	const char **path = path_option(ch, cli);
-
-	if (flag != NULL)
-		*flag = 1;
-	else if (path != NULL)
-		*path = optarg;
-	else if (!value_option(ch, o, cli))
+	if (!set_option(ch, o, cli) && !value_option(ch, o, cli))
 		return print_option(ch);
 	return -1;
 }
