@@ -162,24 +162,24 @@ static uint64_t parse_count(const char *opt, const char *s, uint64_t max)
 
 static uint64_t parse_time(const char *opt, const char *s)
 {
+	/* The units and their length in ns; no unit is seconds. */
+	static const struct {
+		const char *unit;
+		double ns;
+	} units[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"us", 1e3}, {"m", 60e9}, {"h", 3600e9}};
 	char *end;
-	double v, mult = 1e9;
+	double v, mult = 0;
 
 	errno = 0;
 	v = strtod(s, &end);
 	if (end == s || errno != 0 || v < 0)
 		usage_error("%s: bad time \"%s\"", opt, s);
-	if (strcmp(end, "ms") == 0)
-		mult = 1e6;
-	else if (strcmp(end, "us") == 0)
-		mult = 1e3;
-	else if (strcmp(end, "m") == 0)
-		mult = 60e9;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600e9;
-	else if (strcmp(end, "M") == 0)
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && mult == 0; i++)
+		if (strcmp(end, units[i].unit) == 0)
+			mult = units[i].ns;
+	if (mult == 0 && strcmp(end, "M") == 0)
 		usage_error("%s: \"%s\": M is a million, for counts; minutes are m", opt, s);
-	else if (strcmp(end, "s") != 0 && *end != '\0')
+	if (mult == 0)
 		usage_error("%s: bad time \"%s\" (units: us, ms, s, m, h)", opt, s);
 	if (v * mult > 1e9 * 86400 * 7)
 		usage_error("%s: %s is too long", opt, s);
@@ -252,13 +252,8 @@ static uint32_t parse_size(const char *s, char **end)
 	v = strtod(s, end);
 	if (*end == s || errno != 0 || v < 0)
 		usage_error("--size: bad size \"%s\"", s);
-	if (**end == 'k' || **end == 'K') {
-		v *= 1024;
-		(*end)++;
-		if (strncmp(*end, "iB", 2) == 0)
-			*end += 2;
-	} else if (**end == 'M') {
-		v *= 1024 * 1024;
+	if (**end == 'k' || **end == 'K' || **end == 'M') {
+		v *= **end == 'M' ? 1024 * 1024 : 1024;
 		(*end)++;
 		if (strncmp(*end, "iB", 2) == 0)
 			*end += 2;
