@@ -17,7 +17,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Leaf modules shared by the daemon, the bench and the tests.
-LIB_SRC  := src/log.c src/proto.c src/mem.c src/buf.c src/net.c src/crc32c.c src/spool.c src/version.c
+LIB_SRC  := src/log.c src/proto.c src/mem.c src/buf.c src/net.c src/crc32c.c src/spool.c src/spool_recover.c src/version.c
 CORE_SRC := $(LIB_SRC) src/ctl.c src/stats.c src/conf.c src/conn.c src/ackq.c src/spoolw.c src/worker.c src/metrics.c src/spoolm.c src/master.c src/listen.c src/proc.c src/fwdnats.c src/fwdchain.c src/forwarder.c
 D_SRC    := $(CORE_SRC) src/main.c
 B_SRC    := $(LIB_SRC) $(wildcard src/bench/*.c)
@@ -56,8 +56,8 @@ all: $(BUILD)/submitd $(BUILD)/submit-bench $(BUILD)/submit-spool
 $(BUILD)/submitd: $(call obj,$(D_SRC))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
-# Only the spool leaf: the tool links nothing else (no jemalloc, no logger).
-$(BUILD)/submit-spool: $(call obj,src/crc32c.c src/spool.c src/version.c src/submit-spool.c)
+# Only the spool leaves: the tool links nothing else (no jemalloc, no logger).
+$(BUILD)/submit-spool: $(call obj,src/crc32c.c src/spool.c src/spool_recover.c src/version.c src/submit-spool.c)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/submit-bench: $(call obj,$(B_SRC))

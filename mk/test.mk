@@ -63,7 +63,7 @@ bats: deps
 # test/spool-tool.bats writes its segments with the writer API through this,
 # so the tool under test is not also the source of its input.
 SPOOL_GEN := $(BUILD)/test/spool-gen
-$(SPOOL_GEN): test/unit/spool_gen.c src/spool.h $(call obj,src/crc32c.c src/spool.c)
+$(SPOOL_GEN): test/unit/spool_gen.c src/spool.h $(call obj,src/crc32c.c src/spool.c src/spool_recover.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,src/crc32c.c src/spool.c)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call obj,src/crc32c.c src/spool.c src/spool_recover.c)
 tools: $(SPOOL_GEN)

@@ -293,7 +293,7 @@ void spool_client_str(const uint8_t addr[16], uint16_t port, char *out, size_t l
 }
 
 /* rename dir/from/name to dir/to/name and fsync both directories. */
-static int move_seg(const char *dir, enum spool_dir from, enum spool_dir to, const char *name)
+int spool_move(const char *dir, enum spool_dir from, enum spool_dir to, const char *name)
 {
 	char a[PATH_MAX], b[PATH_MAX];
 
@@ -364,7 +364,7 @@ int spool_take_over(const char *dir, const char *name)
 	return lock_linked(path);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+void spool_set_err(char *err, size_t errlen, const char *fmt, const char *arg)
 {
 	int saved = errno;
 
@@ -381,23 +381,23 @@ int spool_dirs(const char *dir, char *err, size_t errlen)
 	if (mkdir(dir, 0750) == 0)
 		created = 1;
 	else if (errno != EEXIST) {
-		set_err(err, errlen, "mkdir %s: %s", dir);
+		spool_set_err(err, errlen, "mkdir %s: %s", dir);
 		return -1;
 	}
 	for (enum spool_dir d = 0; d < SPOOL_NDIRS; d++) {
 		if (spool_path(path, sizeof(path), dir, d, NULL) < 0) {
-			set_err(err, errlen, "%s: %s", dir);
+			spool_set_err(err, errlen, "%s: %s", dir);
 			return -1;
 		}
 		if (mkdir(path, 0750) == 0)
 			created = 1;
 		else if (errno != EEXIST) {
-			set_err(err, errlen, "mkdir %s: %s", path);
+			spool_set_err(err, errlen, "mkdir %s: %s", path);
 			return -1;
 		}
 	}
 	if (created && fsync_path(dir) < 0) {
-		set_err(err, errlen, "fsync %s: %s", dir);
+		spool_set_err(err, errlen, "fsync %s: %s", dir);
 		return -1;
 	}
 	if (created) {
@@ -447,20 +447,20 @@ int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, 
 	for (int tries = 0;; tries++) {
 		spool_seg_name(s->name, ns, worker, pid);
 		if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, s->name) < 0) {
-			set_err(err, errlen, "%s: %s", dir);
+			spool_set_err(err, errlen, "%s: %s", dir);
 			return -1;
 		}
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
 		if (fd >= 0)
 			break;
 		if (errno != EEXIST || tries >= 1000) {
-			set_err(err, errlen, "create %s: %s", path);
+			spool_set_err(err, errlen, "create %s: %s", path);
 			return -1;
 		}
 		ns++;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		set_err(err, errlen, "flock %s: %s", path);
+		spool_set_err(err, errlen, "flock %s: %s", path);
 		goto fail;
 	}
 	memset(&fh, 0, sizeof(fh));
@@ -474,15 +474,15 @@ int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, 
 	if (n != (ssize_t)sizeof(hdr)) {
 		if (n >= 0)
 			errno = EIO;
-		set_err(err, errlen, "write %s: %s", path);
+		spool_set_err(err, errlen, "write %s: %s", path);
 		goto fail;
 	}
 	if (fdatasync(fd) < 0) {
-		set_err(err, errlen, "fdatasync %s: %s", path);
+		spool_set_err(err, errlen, "fdatasync %s: %s", path);
 		goto fail;
 	}
 	if (spool_fsync_dir(dir, SPOOL_D_ACTIVE) < 0) {
-		set_err(err, errlen, "fsync %s/" SPOOL_ACTIVE ": %s", dir);
+		spool_set_err(err, errlen, "fsync %s/" SPOOL_ACTIVE ": %s", dir);
 		goto fail;
 	}
 	s->fd = fd;
@@ -506,7 +506,7 @@ fail:
 }
 
 /* pwritev, again on EINTR; no byte written is an error (EIO), never 0. */
-static ssize_t pwritev_some(int fd, const struct iovec *iov, int cnt, uint64_t off)
+ssize_t spool_pwritev_some(int fd, const struct iovec *iov, int cnt, uint64_t off)
 {
 	ssize_t n;
 
@@ -531,7 +531,7 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 		s->trunc_failed = 0;
 	while (i < iovcnt) {
 		int cnt = iovcnt - i < IOV_MAX ? iovcnt - i : IOV_MAX;
-		ssize_t n = pwritev_some(s->fd, iov + i, cnt, off);
+		ssize_t n = spool_pwritev_some(s->fd, iov + i, cnt, off);
 
 		if (n < 0)
 			goto fail;
@@ -546,7 +546,7 @@ ssize_t spool_seg_writev(struct spool_seg *s, const struct iovec *iov, int iovcn
 			struct iovec rest = {(uint8_t *)iov[i].iov_base + n,
 					     iov[i].iov_len - (size_t)n};
 			while (rest.iov_len > 0) {
-				ssize_t m = pwritev_some(s->fd, &rest, 1, off);
+				ssize_t m = spool_pwritev_some(s->fd, &rest, 1, off);
 				if (m < 0)
 					goto fail;
 				rest.iov_base = (uint8_t *)rest.iov_base + m;
@@ -595,7 +595,7 @@ int spool_seg_zero_ahead(struct spool_seg *s, uint64_t to)
 			iov[cnt].iov_len = left < sizeof(zero) ? (size_t)left : sizeof(zero);
 			left -= iov[cnt++].iov_len;
 		}
-		ssize_t n = pwritev_some(s->fd, iov, cnt, off);
+		ssize_t n = spool_pwritev_some(s->fd, iov, cnt, off);
 		for (int i = 0; i < cnt; i++)
 			iov[i].iov_len = sizeof(zero);
 		if (n < 0)
@@ -649,7 +649,7 @@ int spool_seg_suspect(struct spool_seg *s, const char *dir)
 	if (s->fd >= 0 && (s->alloc > s->size || s->trunc_failed) &&
 	    ftruncate(s->fd, (off_t)s->size) == -1)
 		s->trunc_failed = 1;
-	rc = move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_SUSPECT, s->name);
+	rc = spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_SUSPECT, s->name);
 	saved = errno;
 
 	spool_seg_close(s);
@@ -684,7 +684,7 @@ int spool_seg_seal(struct spool_seg *s, const char *dir)
 		spool_seg_close(s);
 		return 0;
 	}
-	if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, s->name) < 0) {
+	if (spool_move(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, s->name) < 0) {
 		saved = errno;
 		spool_seg_close(s);
 		errno = saved;
@@ -705,7 +705,7 @@ suspect:
 
 #define SCAN_REREADS 4 /* a record that looks damaged with whole ones after it: reads */
 
-static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
+ssize_t spool_pread_full(int fd, void *p, size_t n, uint64_t off)
 {
 	size_t got = 0;
 
@@ -732,7 +732,7 @@ int spool_reader_open(struct spool_reader *r, int fd)
 	r->fd = fd;
 	r->off = SPOOL_FILE_HDR;
 	r->boff = SPOOL_FILE_HDR;
-	n = pread_full(fd, hdr, sizeof(hdr), 0);
+	n = spool_pread_full(fd, hdr, sizeof(hdr), 0);
 	if (n < 0)
 		return -1;
 	if (n < (ssize_t)sizeof(hdr)) {
@@ -836,114 +836,7 @@ forget:
 	return rc;
 }
 
-/* ---- recovery ---- */
-
-const char *spool_action_str(int action)
-{
-	switch (action) {
-	case SPOOL_ACT_LOCKED:
-		return "locked";
-	case SPOOL_ACT_SEALED:
-		return "sealed";
-	case SPOOL_ACT_TRUNCATED:
-		return "truncated";
-	case SPOOL_ACT_REMOVED:
-		return "removed";
-	case SPOOL_ACT_QUARANTINED:
-		return "quarantined";
-	case SPOOL_ACT_BAD_HEADER:
-		return "bad-header";
-	}
-	return "unknown";
-}
-
-/* Copy bytes [0, len) of in to out. */
-static int copy_prefix(int in, int out, uint64_t len)
-{
-	loff_t ioff = 0, ooff = 0;
-	uint8_t b[65536];
-
-	while ((uint64_t)ioff < len) {
-		ssize_t n =
-		    copy_file_range(in, &ioff, out, &ooff, (size_t)(len - (uint64_t)ioff), 0);
-		if (n > 0)
-			continue;
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
-			return -1;
-		/* No copy_file_range here: plain reads and writes. */
-		while ((uint64_t)ioff < len) {
-			size_t want = len - (uint64_t)ioff < sizeof(b)
-					  ? (size_t)(len - (uint64_t)ioff)
-					  : sizeof(b);
-			ssize_t m = pread_full(in, b, want, (uint64_t)ioff);
-			if (m <= 0) {
-				if (m == 0)
-					errno = EIO;
-				return -1;
-			}
-			for (ssize_t done = 0; done < m;) {
-				struct iovec v = {b + done, (size_t)(m - done)};
-				ssize_t w = pwritev_some(out, &v, 1, (uint64_t)ooff);
-				if (w < 0)
-					return -1;
-				done += w;
-				ooff += w;
-			}
-			ioff += m;
-		}
-	}
-	return 0;
-}
-
-/*
- * Put the whole records [0, len) of the segment into ready/ under its own
- * name, through a temporary file in active/ so that ready/ never shows a
- * partial segment.
- */
-static int salvage(int fd, const char *dir, const char *name, uint64_t len)
-{
-	char tmpname[SPOOL_NAME_MAX + 16], tmp[PATH_MAX], dst[PATH_MAX];
-	int out, saved;
-
-	snprintf(tmpname, sizeof(tmpname), ".%s.salvage", name);
-	if (spool_path(tmp, sizeof(tmp), dir, SPOOL_D_ACTIVE, tmpname) < 0 ||
-	    spool_path(dst, sizeof(dst), dir, SPOOL_D_READY, name) < 0)
-		return -1;
-	(void)unlink(tmp); /* a leftover of an earlier attempt that crashed */
-	out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	if (out < 0)
-		return -1;
-	if (flock(out, LOCK_EX | LOCK_NB) < 0 || copy_prefix(fd, out, len) < 0 ||
-	    fdatasync(out) < 0)
-		goto fail;
-	if (rename(tmp, dst) < 0)
-		goto fail;
-	close(out);
-	if (spool_fsync_dir(dir, SPOOL_D_READY) < 0 || spool_fsync_dir(dir, SPOOL_D_ACTIVE) < 0)
-		return -1;
-	return 0;
-fail:
-	saved = errno;
-	unlink(tmp);
-	close(out);
-	errno = saved;
-	return -1;
-}
-
-static int remove_seg(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-
-	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0 || unlink(path) < 0)
-		return -1;
-	return spool_fsync_dir(dir, SPOOL_D_ACTIVE);
-}
+/* ---- scan ---- */
 
 /*
  * 1 if a whole record starts anywhere in [from, end), 0 if none, -1 on an
@@ -997,7 +890,7 @@ static int zero_run(int fd, uint64_t off, uint64_t end, uint64_t *n)
 
 	while (x < end) {
 		size_t want = end - x < sizeof(b) ? (size_t)(end - x) : sizeof(b);
-		ssize_t m = pread_full(fd, b, want, x);
+		ssize_t m = spool_pread_full(fd, b, want, x);
 		if (m < 0)
 			return -1;
 		for (ssize_t i = 0; i < m; i++) {
@@ -1126,231 +1019,5 @@ int spool_scan(int fd, struct spool_scan *out)
 	spool_reader_close(&rd);
 	if (rc == -1 || later < 0)
 		return -1;
-	return 0;
-}
-
-int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
-		  size_t errlen)
-{
-	char path[PATH_MAX];
-	struct spool_scan sc;
-	int fd, saved;
-	const char *what = "read";
-
-	memset(out, 0, sizeof(*out));
-	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0) {
-		set_err(err, errlen, "%s: %s", name);
-		return -1;
-	}
-	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		set_err(err, errlen, "open %s: %s", path);
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK) {
-			set_err(err, errlen, "flock %s: %s", path);
-			close(fd);
-			return -1;
-		}
-		out->action = SPOOL_ACT_LOCKED;
-		close(fd);
-		return 0;
-	}
-	if (spool_scan(fd, &sc) < 0)
-		goto fail;
-	out->size = sc.size;
-	out->records = sc.records;
-	out->bad_offset = sc.bad_offset;
-	if (sc.status == SPOOL_BAD && sc.end == 0) {
-		out->action = SPOOL_ACT_BAD_HEADER;
-		what = "quarantine";
-		if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
-			goto fail;
-	} else if (sc.status == SPOOL_BAD) {
-		/* Corruption in the middle: keep the original aside, hand over the whole prefix. */
-		out->action = SPOOL_ACT_QUARANTINED;
-		what = "salvage";
-		if (sc.records > 0 && salvage(fd, dir, name, sc.end) < 0)
-			goto fail;
-		what = "quarantine";
-		if (move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_QUARANTINE, name) < 0)
-			goto fail;
-	} else {
-		if (sc.status == SPOOL_TORN) {
-			/*
-			 * Shorter than its header: died while creating it, no record in there.
-			 * Zeros right after the last whole record were written ahead (or
-			 * never written): cut, but not counted as torn.
-			 */
-			out->zero_bytes = sc.zeros;
-			out->truncated_bytes = sc.size - sc.end - sc.zeros;
-			what = "truncate";
-			if (sc.end > 0 && (ftruncate(fd, (off_t)sc.end) < 0 || fdatasync(fd) < 0))
-				goto fail;
-		}
-		if (sc.records == 0) {
-			out->action = SPOOL_ACT_REMOVED;
-			what = "remove";
-			if (remove_seg(dir, name) < 0)
-				goto fail;
-		} else {
-			out->action = sc.status == SPOOL_TORN && out->truncated_bytes > 0
-					  ? SPOOL_ACT_TRUNCATED
-					  : SPOOL_ACT_SEALED;
-			what = "seal";
-			if (fdatasync(fd) < 0 ||
-			    move_seg(dir, SPOOL_D_ACTIVE, SPOOL_D_READY, name) < 0)
-				goto fail;
-		}
-	}
-	close(fd);
-	return 0;
-fail:
-	saved = errno;
-	if (err != NULL && errlen > 0)
-		snprintf(err, errlen, "%s %s: %s", what, path, strerror(saved));
-	close(fd);
-	errno = saved;
-	return -1;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* A salvage file left by a recovery that crashed: nobody holds its lock. */
-static void remove_stale_salvage(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-	size_t len = strlen(name);
-	int fd;
-
-	if (name[0] != '.' || len < 9 || strcmp(name + len - 8, ".salvage") != 0 ||
-	    spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, name) < 0)
-		return;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-		(void)unlink(path);
-	close(fd);
-}
-
-/*
- * Lists the segment names in dir's active/ (only pid's when pid > 0; with
- * pid <= 0 it also removes stale salvage files there), sorted by creation.
- * Returns 0 with *names (n of them, each and the array the caller's to
- * free), or -1 with err filled.
- */
-static int list_active(const char *dir, long pid, char ***names, size_t *n, char *err,
-		       size_t errlen)
-{
-	char path[PATH_MAX];
-	char **v = NULL;
-	size_t cap = 0;
-	struct dirent *de;
-	DIR *d;
-
-	*n = 0;
-	if (spool_path(path, sizeof(path), dir, SPOOL_D_ACTIVE, NULL) < 0 ||
-	    (d = opendir(path)) == NULL) {
-		set_err(err, errlen, "opendir %s: %s", path);
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		long p;
-
-		if (spool_seg_name_parse(de->d_name, NULL, NULL, &p) < 0) {
-			if (pid <= 0)
-				remove_stale_salvage(dir, de->d_name);
-			continue;
-		}
-		if (pid > 0 && p != pid)
-			continue;
-		if (*n == cap) {
-			size_t c = cap ? cap * 2 : 16;
-			char **nv = realloc(v, c * sizeof(*v));
-			if (nv == NULL)
-				goto nomem;
-			v = nv;
-			cap = c;
-		}
-		if ((v[*n] = strdup(de->d_name)) == NULL)
-			goto nomem;
-		(*n)++;
-	}
-	closedir(d);
-	if (*n > 0)
-		qsort(v, *n, sizeof(*v), cmp_names);
-	*names = v;
-	return 0;
-nomem:
-	closedir(d);
-	for (size_t i = 0; i < *n; i++)
-		free(v[i]);
-	free(v);
-	*n = 0;
-	errno = ENOMEM;
-	set_err(err, errlen, "%s: %s", dir);
-	return -1;
-}
-
-/* Adds one segment's recovery (rc and r as spool_recover returned them) to sum. */
-static void count_recovery(struct spool_recover_totals *sum, int rc, const struct spool_recovery *r)
-{
-	sum->segments++;
-	if (rc < 0) {
-		sum->failed++;
-		return;
-	}
-	switch (r->action) {
-	case SPOOL_ACT_LOCKED:
-		sum->locked++;
-		break;
-	case SPOOL_ACT_SEALED:
-		sum->sealed++;
-		break;
-	case SPOOL_ACT_TRUNCATED:
-		sum->truncated++;
-		break;
-	case SPOOL_ACT_REMOVED:
-		sum->removed++;
-		break;
-	case SPOOL_ACT_QUARANTINED:
-		sum->quarantined++;
-		break;
-	case SPOOL_ACT_BAD_HEADER:
-		sum->bad_header++;
-		break;
-	}
-	sum->truncated_bytes += r->truncated_bytes;
-	sum->records += r->records;
-}
-
-int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
-		      struct spool_recover_totals *t, char *err, size_t errlen)
-{
-	struct spool_recover_totals sum;
-	char msg[PATH_MAX + 128];
-	char **names = NULL;
-	size_t n;
-
-	memset(&sum, 0, sizeof(sum));
-	if (list_active(dir, pid, &names, &n, err, errlen) < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		struct spool_recovery r;
-		int rc = spool_recover(dir, names[i], &r, msg, sizeof(msg));
-
-		count_recovery(&sum, rc, &r);
-		if (fn != NULL)
-			fn(arg, names[i], rc, &r, rc < 0 ? msg : NULL);
-		free(names[i]);
-	}
-	free(names);
-	if (t != NULL)
-		*t = sum;
 	return 0;
 }

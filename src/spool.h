@@ -1,9 +1,9 @@
 /*
  * The spool (docs/SPOOL.md): the segment file format, the writer of one
- * worker's segments, a reader, and the recovery of segments left by a dead
- * writer. A leaf: it never logs and never exits; errors are -1 with errno
- * set and, where a buffer is given, a message in it. Shared by submitd and
- * submit-spool.
+ * worker's segments, a reader and the scan of a whole segment (the recovery
+ * of segments left by a dead writer is spool_recover.h's). A leaf: it never
+ * logs and never exits; errors are -1 with errno set and, where a buffer is
+ * given, a message in it. Shared by submitd and submit-spool.
  */
 #ifndef SUBMITD_SPOOL_H
 #define SUBMITD_SPOOL_H
@@ -262,44 +262,17 @@ struct spool_scan {
 };
 int spool_scan(int fd, struct spool_scan *out);
 
-/* Recovery of one active/ segment per docs/SPOOL.md, "Recovery". */
-enum spool_action {
-	SPOOL_ACT_LOCKED,      /* its writer is alive: left alone */
-	SPOOL_ACT_SEALED,      /* whole (up to zeros written ahead, cut): sealed into ready/ */
-	SPOOL_ACT_TRUNCATED,   /* torn tail truncated, sealed into ready/ */
-	SPOOL_ACT_REMOVED,     /* no whole record (torn or empty): deleted */
-	SPOOL_ACT_QUARANTINED, /* corruption in the middle: moved into quarantine/,
-				  the whole records before it salvaged into ready/ */
-	SPOOL_ACT_BAD_HEADER,  /* bad file header: moved into quarantine/ */
-};
-struct spool_recovery {
-	int action;		  /* enum spool_action */
-	uint64_t truncated_bytes; /* torn tail cut off, less zeros right after the
-				     last whole record (TRUNCATED, REMOVED) */
-	uint64_t zero_bytes;	  /* those zeros (written ahead), cut off too */
-	uint64_t bad_offset;	  /* the first record not whole (TRUNCATED, QUARANTINED) */
-	uint64_t records;	  /* whole records kept (into ready/) */
-	uint64_t size;		  /* the file's size before recovery */
-};
-const char *spool_action_str(int action);
-/* Recover dir/active/name. 0 with *out filled, or -1 (errno, err): nothing was moved. */
-int spool_recover(const char *dir, const char *name, struct spool_recovery *out, char *err,
-		  size_t errlen);
-
-/* Called by spool_recover_all for every segment it looked at (err set when rc is -1). */
-typedef void spool_recover_fn(void *arg, const char *name, int rc, const struct spool_recovery *r,
-			      const char *err);
-struct spool_recover_totals {
-	unsigned segments, locked, sealed, truncated, removed, quarantined, bad_header, failed;
-	uint64_t truncated_bytes, records;
-};
 /*
- * Recover every segment in dir/active/ whose lock can be taken, in name
- * order; pid > 0: only the segments named "-p<pid>.seg". t (may be NULL)
- * gets the sums, fn (may be NULL) each result. -1 only if active/ cannot be
- * read; the failure of one segment is counted in t->failed and passed to fn.
+ * The file and directory steps the recovery (spool_recover.c) shares with
+ * the writer, the consumer's hand-over and the scan.
  */
-int spool_recover_all(const char *dir, long pid, spool_recover_fn *fn, void *arg,
-		      struct spool_recover_totals *t, char *err, size_t errlen);
+/* rename dir/from/name to dir/to/name and fsync both directories: 0, or -1 with errno. */
+int spool_move(const char *dir, enum spool_dir from, enum spool_dir to, const char *name);
+/* fmt (with two %s: arg, then strerror(errno)) into err, errno kept; err may be NULL. */
+void spool_set_err(char *err, size_t errlen, const char *fmt, const char *arg);
+/* pread until n bytes or the end of the file, again on EINTR: the bytes read, or -1. */
+ssize_t spool_pread_full(int fd, void *p, size_t n, uint64_t off);
+/* pwritev, again on EINTR; no byte written is an error (EIO), never 0. */
+ssize_t spool_pwritev_some(int fd, const struct iovec *iov, int cnt, uint64_t off);
 
 #endif

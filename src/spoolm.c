@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "spool.h"
+#include "spool_recover.h"
 
 static const struct conf *cf;
 static struct stats_shm *shm;

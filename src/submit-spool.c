@@ -278,24 +278,16 @@ static int is_text(const uint8_t *p, size_t n)
 
 static void json_text(FILE *f, const uint8_t *p, size_t n)
 {
+	/* The bytes written escaped, and the letter after the backslash for each. */
+	static const char special[] = "\"\\\n\r\t", letter[] = "\"\\nrt";
+
 	for (size_t i = 0; i < n; i++) {
-		switch (p[i]) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
+		const char *e = p[i] != '\0' ? strchr(special, p[i]) : NULL;
+
+		if (e != NULL) {
+			putc('\\', f);
+			putc(letter[e - special], f);
+		} else {
 			putc(p[i], f);
 		}
 	}
@@ -659,22 +651,12 @@ static int target_list(const struct target *t, struct list *l, const int *states
 	/* A directory of segments: open them as dir_out/<state>/name = t->dir/../<state>/name. */
 	pathf(dir_out, len, "%s/..", t->dir);
 	l->n = 0;
-	if (t->state == ST_FILE) {
-		struct dirent *de;
-		DIR *d = opendir(t->dir);
-		if (d == NULL) {
-			warnx("%s: %s", t->dir, strerror(errno));
-			return -1;
-		}
-		while ((de = readdir(d)) != NULL)
-			if (spool_seg_name_parse(de->d_name, NULL, NULL, NULL) == 0)
-				list_add(l, de->d_name, ST_FILE);
-		closedir(d);
-		pathf(dir_out, len, "%s", t->dir);
-	} else if (list_dir(l, dir_out, t->state) < 0) {
+	if (list_dir(l, t->state == ST_FILE ? t->dir : dir_out, t->state) < 0) {
 		warnx("%s: %s", t->dir, strerror(errno));
 		return -1;
 	}
+	if (t->state == ST_FILE)
+		pathf(dir_out, len, "%s", t->dir);
 	if (l->n > 0)
 		qsort(l->v, l->n, sizeof(*l->v), cmp_ent);
 	return 0;

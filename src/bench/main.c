@@ -162,24 +162,24 @@ static uint64_t parse_count(const char *opt, const char *s, uint64_t max)
 
 static uint64_t parse_time(const char *opt, const char *s)
 {
+	/* The units and their length in ns; no unit is seconds. */
+	static const struct {
+		const char *unit;
+		double ns;
+	} units[] = {{"", 1e9}, {"s", 1e9}, {"ms", 1e6}, {"us", 1e3}, {"m", 60e9}, {"h", 3600e9}};
 	char *end;
-	double v, mult = 1e9;
+	double v, mult = 0;
 
 	errno = 0;
 	v = strtod(s, &end);
 	if (end == s || errno != 0 || v < 0)
 		usage_error("%s: bad time \"%s\"", opt, s);
-	if (strcmp(end, "ms") == 0)
-		mult = 1e6;
-	else if (strcmp(end, "us") == 0)
-		mult = 1e3;
-	else if (strcmp(end, "m") == 0)
-		mult = 60e9;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600e9;
-	else if (strcmp(end, "M") == 0)
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]) && mult == 0; i++)
+		if (strcmp(end, units[i].unit) == 0)
+			mult = units[i].ns;
+	if (mult == 0 && strcmp(end, "M") == 0)
 		usage_error("%s: \"%s\": M is a million, for counts; minutes are m", opt, s);
-	else if (strcmp(end, "s") != 0 && *end != '\0')
+	if (mult == 0)
 		usage_error("%s: bad time \"%s\" (units: us, ms, s, m, h)", opt, s);
 	if (v * mult > 1e9 * 86400 * 7)
 		usage_error("%s: %s is too long", opt, s);
@@ -252,13 +252,8 @@ static uint32_t parse_size(const char *s, char **end)
 	v = strtod(s, end);
 	if (*end == s || errno != 0 || v < 0)
 		usage_error("--size: bad size \"%s\"", s);
-	if (**end == 'k' || **end == 'K') {
-		v *= 1024;
-		(*end)++;
-		if (strncmp(*end, "iB", 2) == 0)
-			*end += 2;
-	} else if (**end == 'M') {
-		v *= 1024 * 1024;
+	if (**end == 'k' || **end == 'K' || **end == 'M') {
+		v *= **end == 'M' ? 1024 * 1024 : 1024;
 		(*end)++;
 		if (strncmp(*end, "iB", 2) == 0)
 			*end += 2;
@@ -309,8 +304,43 @@ static void on_sigint(int sig)
 				    __ATOMIC_RELAXED);
 }
 
-/* One option. -1 to go on, else the exit status: help, version, an unknown option. */
-static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
+/*
+ * The options that set a field as they are: a flag turned on, or a file
+ * name kept as given (optarg). 1 if ch is one, else 0.
+ */
+static int set_option(int ch, struct bench_opts *o, struct cli *cli)
+{
+	const struct {
+		int ch;
+		int *flag;	   /* set to 1, or */
+		const char **path; /* set to optarg */
+	} opts[] = {
+	    {OPT_CONN, &o->send_conn, NULL},
+	    {OPT_RECONNECT, &o->reconnect, NULL},
+	    {OPT_IDLE, &o->idle, NULL},
+	    {OPT_ALLOW_REFUSED, &o->allow_refused, NULL},
+	    {OPT_TAG_PAYLOAD, &o->tag_payload, NULL},
+	    {OPT_JSON, &cli->json, NULL},
+	    {OPT_PROGRESS, &cli->progress, NULL},
+	    {OPT_CSV, NULL, &cli->csv_path},
+	    {OPT_HGRM, NULL, &cli->hgrm_path},
+	    {OPT_ACK_LOG, NULL, &cli->ack_log_path},
+	};
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (opts[i].ch != ch)
+			continue;
+		if (opts[i].flag != NULL)
+			*opts[i].flag = 1;
+		else
+			*opts[i].path = optarg;
+		return 1;
+	}
+	return 0;
+}
+
+/* The options whose argument is parsed (optarg): 1 if ch is one, else 0. */
+static int value_option(int ch, struct bench_opts *o, struct cli *cli)
 {
 	switch (ch) {
 	case 'c':
@@ -332,9 +362,6 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	case 's':
 		parse_sizes(optarg, o);
 		break;
-	case OPT_CONN:
-		o->send_conn = 1;
-		break;
 	case 'r':
 		o->rate = (double)parse_count("-r", optarg, 1000000000ull);
 		if (o->rate == 0)
@@ -345,45 +372,28 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 		if (o->total == 0)
 			usage_error("-n: at least 1 request (without -n the run lasts -d)");
 		break;
-	case OPT_RECONNECT:
-		o->reconnect = 1;
-		break;
 	case OPT_SOURCE:
 		parse_sources(optarg, o);
-		break;
-	case OPT_IDLE:
-		o->idle = 1;
 		break;
 	case OPT_DRAIN:
 		o->drain_ns = parse_time_nz("--drain", optarg);
 		break;
-	case OPT_JSON:
-		cli->json = 1;
-		break;
-	case OPT_CSV:
-		cli->csv_path = optarg;
-		break;
-	case OPT_PROGRESS:
-		cli->progress = 1;
-		break;
-	case OPT_ALLOW_REFUSED:
-		o->allow_refused = 1;
-		break;
 	case OPT_PERCENTILES:
 		cli->npcts = parse_percentiles(optarg, cli->pcts);
-		break;
-	case OPT_HGRM:
-		cli->hgrm_path = optarg;
-		break;
-	case OPT_ACK_LOG:
-		cli->ack_log_path = optarg;
 		break;
 	case OPT_RETRY:
 		o->retry_ns = parse_time_nz("--retry", optarg);
 		break;
-	case OPT_TAG_PAYLOAD:
-		o->tag_payload = 1;
-		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+/* The options that only print (version, help) and what getopt refused: the exit status. */
+static int print_option(int ch)
+{
+	switch (ch) {
 	case 'v':
 	case 'V':
 		printf("submit-bench %s (commit %s)\n", version_string, version_commit);
@@ -391,10 +401,16 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	case 'h':
 		fputs(usage_text, stdout);
 		return 0;
-	default:
-		fprintf(stderr, "Try 'submit-bench --help'.\n");
-		return 2;
 	}
+	fprintf(stderr, "Try 'submit-bench --help'.\n");
+	return 2;
+}
+
+/* One option. -1 to go on, else the exit status: help, version, an unknown option. */
+static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
+{
+	if (!set_option(ch, o, cli) && !value_option(ch, o, cli))
+		return print_option(ch);
 	return -1;
 }
 

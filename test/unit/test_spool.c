@@ -21,6 +21,7 @@
 #include "crc32c.h"
 #include "rand.h"
 #include "spool.h"
+#include "spool_recover.h"
 #include "tap.h"
 
 static char root[PATH_MAX];
@@ -718,7 +719,7 @@ static void test_torn(void)
 			       rv.truncated_bytes == t - offs[n] && rv.bad_offset == offs[n];
 		if (!pass)
 			diag("cut at %llu: rc %d action %s records %llu truncated %llu (%s)",
-			     (unsigned long long)t, r, spool_action_str(rv.action),
+			     (unsigned long long)t, r, spool_recover_action_str(rv.action),
 			     (unsigned long long)rv.records, (unsigned long long)rv.truncated_bytes,
 			     r < 0 ? err : "");
 		cases++;
@@ -904,7 +905,7 @@ static void test_flips(void)
 		free(c);
 		if (!pass)
 			diag("flip at %llu: action %s records %llu bad_offset %llu",
-			     (unsigned long long)p, spool_action_str(rv.action),
+			     (unsigned long long)p, spool_recover_action_str(rv.action),
 			     (unsigned long long)rv.records, (unsigned long long)rv.bad_offset);
 		seg[p] ^= (uint8_t)(1u << (p % 8));
 		unlink(q);
