@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
-# What -t promises and what a reload survives: files that are not readable
-# text, what start-up would refuse (user, log_file, pid_file, addresses),
-# -q, option-name suggestions, -T round trips, leading zeros, comments in
-# lists. Listener churn on reload is in listeners.bats.
+# What -t promises: files that are not readable text, what start-up would
+# refuse (user, log_file, pid_file, addresses), -q, option-name suggestions,
+# -T round trips, leading zeros, comments in lists. What a reload survives is
+# in reload.bats, listener churn on reload in listeners.bats.
 
 load helpers/common
 
@@ -50,79 +50,6 @@ check_fails() {
 	run --separate-stderr "$SD_BIN" -t -c /proc/self/mem
 	assert_equal "$status" 1
 	[[ $stderr == *"/proc/self/mem: read: "* ]]
-}
-
-# bad_reload KIND: replace $SD_CONF by a bad KIND of file, SIGHUP, check the
-# master logged "$SD_CONF: ..." and kept everything, then put the good file
-# back and reload it so that the next kind starts from the gauge at 1.
-bad_reload() {
-	local kind=$1 want workers gens applied
-	rm -rf "$SD_CONF"
-	case $kind in
-	dir)
-		mkdir "$SD_CONF"
-		want="$SD_CONF: not a regular file"
-		;;
-	fifo)
-		mkfifo "$SD_CONF"
-		want="$SD_CONF: not a regular file"
-		;;
-	dangling)
-		# chmod 000 does not stop root; a link to nothing fails for everyone.
-		ln -s "$BATS_TEST_TMPDIR/nowhere" "$SD_CONF"
-		want="$SD_CONF: No such file or directory"
-		;;
-	unreadable)
-		# A regular file whose read() fails, root or not.
-		ln -s /proc/self/mem "$SD_CONF"
-		want="$SD_CONF: read: "
-		;;
-	big)
-		cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
-		truncate -s 100M "$SD_CONF"
-		want="$SD_CONF: too large"
-		;;
-	nul)
-		{
-			cat "$BATS_TEST_TMPDIR/good.conf"
-			printf 'workers = 3\0\n'
-		} >"$SD_CONF"
-		want="$SD_CONF:$(($(wc -l <"$BATS_TEST_TMPDIR/good.conf") + 1)): a NUL byte"
-		;;
-	esac
-	workers=$(sd_workers | tr '\n' ' ')
-	gens=$(sd_log_count "generation [0-9]+ starting" || true)
-	local failed
-	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
-	echo "$kind: $(sd_log | grep -F "$SD_CONF" | tail -1)"
-	sd_log | grep -qF -- "$want"
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
-	# The service did not change: same workers, no new generation, still serving.
-	kill -0 "$SD_PID"
-	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
-	assert_equal "$(sd_log_count "generation [0-9]+ starting" || true)" "$gens"
-	run sd_client roundtrip
-	assert_success
-	rm -rf "$SD_CONF"
-	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
-	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
-	wait_for -t 10 sd_metric_is submitd_generations '' 1
-}
-
-@test "SIGHUP with a directory, FIFO, dangling link, unreadable, 100 MiB or NUL-byte config: FILE: message, gauge 0, service unchanged" {
-	sd_start 'workers = 2'
-	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
-	local kind
-	for kind in dir fifo dangling unreadable big nul; do
-		bad_reload "$kind"
-	done
-	run sd_log_count "input in flex scanner failed"
-	assert_output 0
 }
 
 # --- what start-up would refuse ---
@@ -373,27 +300,6 @@ bad_reload() {
 	grep -qx 'nats_create_stream = true' "$BATS_TEST_TMPDIR/dump1.conf"
 	"$SD_BIN" -T -q -c "$BATS_TEST_TMPDIR/dump1.conf" >"$BATS_TEST_TMPDIR/dump2.conf"
 	diff <(tail -n +2 "$BATS_TEST_TMPDIR/dump1.conf") <(tail -n +2 "$BATS_TEST_TMPDIR/dump2.conf")
-}
-
-@test "SIGHUP: a flag spelled on is applied, one spelled maybe is refused with FILE:LINE and the service stays" {
-	sd_start 'workers = 1'
-	local failed applied lines
-	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
-	echo 'nats_create_stream = maybe' >>"$SD_CONF"
-	lines=$(wc -l <"$SD_CONF")
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
-	sd_log | grep -qF -- "$SD_CONF:$lines: nats_create_stream: \"maybe\" is not a boolean"
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
-	run sd_client roundtrip
-	assert_success
-	sed -i 's/^nats_create_stream = maybe$/nats_create_stream = on/' "$SD_CONF"
-	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
-	run sd_client roundtrip
-	assert_success
 }
 
 @test "comments inside a list over several lines; line numbers stay right after them" {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # The process around the server: PID 1 in a container, workers that must
-# not outlive the master, detaching with a true exit status, the pid file
-# lock, the reload asker held by pidfd, descriptors a worker must not
-# inherit, the connection table's size, process titles.
+# not outlive the master, detaching with a true exit status, the connection
+# table's size, process titles. The pid file is in pidfile.bats; the reload
+# asker held by pidfd and the descriptors a new worker inherits in reload.bats.
 
 load helpers/common
 
@@ -10,10 +10,6 @@ load helpers/common
 # daemon, orphaned workers), killed if still running this binary.
 teardown() {
 	sd_stop
-	if [ -n "${PIDS_CG:-}" ] && [ -d "$PIDS_CG" ]; then
-		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
-		rmdir "$PIDS_CG" || true
-	fi
 	local p
 	for p in ${DAEMON_PID:-}; do
 		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
@@ -22,18 +18,9 @@ teardown() {
 	[ -z "${DAEMON_PID:-}" ] || wait_for -t 10 _sd_all_gone $DAEMON_PID || true
 }
 
-needs_root() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root"
-}
-
 # cmdline PID: /proc/PID/cmdline, NULs as spaces, trailing ones dropped.
 cmdline() {
 	tr '\0' ' ' <"/proc/$1/cmdline" | sed 's/ *$//'
-}
-
-# listener_inode PORT: the socket inode of the TCP listener on 127.0.0.1:PORT.
-listener_inode() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" '$2 == want && $4 == "0A" { print $10 }' /proc/net/tcp
 }
 
 # port_free PORT: a new listener can bind 127.0.0.1:PORT.
@@ -238,116 +225,6 @@ time.sleep(120)'
 	[ ! -e "$pidf" ]
 }
 
-# A pids cgroup (v1) holding only the master: its forks fail, so a reload
-# stays pending (no generation becomes ready) until the limit is lifted.
-PIDS_CG=
-hold_forks() {
-	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
-	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
-	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
-}
-
-# reuse_pid PID OUT: a process with pid PID (ns_last_pid) that reports into
-# OUT "reused PID", then, on SIGUSR1, whether a SIGUSR2 reached it:
-# "SIGUSR2 from PID" or "no SIGUSR2". Fails if PID could not be had.
-reuse_pid() {
-	python3 - "$1" >"$2" 2>&1 3>&- 4>&- <<-'PY' &
-		import os, signal, sys
-		target = int(sys.argv[1])
-		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
-		for attempt in range(20):
-		    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-		        f.write(str(target - 1))
-		    pid = os.fork()
-		    if pid == 0:
-		        if os.getpid() != target:
-		            os._exit(3)
-		        print("reused", target, flush=True)
-		        got = None
-		        while True:
-		            si = signal.sigtimedwait({signal.SIGUSR1, signal.SIGUSR2}, 120)
-		            if si is None:
-		                print("no SIGUSR1 within 120 s", flush=True)
-		                os._exit(1)
-		            if si.si_signo == signal.SIGUSR2:
-		                got = si.si_pid
-		            elif signal.SIGUSR2 in signal.sigpending():
-		                got = signal.sigwaitinfo({signal.SIGUSR2}).si_pid
-		            if si.si_signo == signal.SIGUSR1:
-		                break
-		        print("SIGUSR2 from %d" % got if got else "no SIGUSR2", flush=True)
-		        os._exit(0)
-		    _, status = os.waitpid(pid, 0)
-		    if os.WEXITSTATUS(status) != 3:
-		        sys.exit(os.WEXITSTATUS(status))
-		    if os.path.exists("/proc/%d" % target):
-		        break  # taken by some other process: give up
-		print("pid", target, "not had", flush=True)
-		sys.exit(1)
-	PY
-	REUSER=$!
-	SD_BG_PIDS+=("$REUSER")
-}
-
-@test "-s reload: an asker killed while the reload is pending; its pid reused meanwhile gets no SIGUSR2" {
-	needs_root
-	[ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose pids here (ns_last_pid)"
-	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
-	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
-	local asker
-	sd_spawn "$BATS_TEST_TMPDIR/asker.out" "$SD_BIN" -c "$SD_CONF" -s reload
-	asker=$SD_SPAWNED
-	# The master took the asker's pidfd; the new worker cannot fork.
-	wait_for sd_log_count "generation 2 starting"
-	wait_for -t 10 eval '[ "$(find /proc/$SD_PID/fd -lname "*pidfd*" | wc -l)" -eq 1 ]'
-	{
-		kill -KILL "$asker"
-		wait "$asker" || true
-	} 2>/dev/null
-	# Another process gets the asker's pid, as a busy machine would give it.
-	reuse_pid "$asker" "$BATS_TEST_TMPDIR/reuser.out"
-	wait_for eval 'grep -q "^reused $asker\$\|not had" "$BATS_TEST_TMPDIR/reuser.out"'
-	grep -q "^reused $asker\$" "$BATS_TEST_TMPDIR/reuser.out" || skip "pid $asker was taken by another process ($(cat "/proc/$asker/cmdline" 2>/dev/null | tr "\0" " "))"
-	# The reload completes: the master answers whoever asked, by pidfd.
-	echo max >"$PIDS_CG/pids.max"
-	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
-	# A live asker after it still gets its answer.
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	assert_success
-	assert_output "reload: new configuration serving"
-	local reuser
-	reuser=$(pgrep -P "$REUSER")
-	assert_equal "$reuser" "$asker"
-	kill -USR1 "$reuser"
-	wait_for grep -q SIGUSR2 "$BATS_TEST_TMPDIR/reuser.out"
-	run cat "$BATS_TEST_TMPDIR/reuser.out"
-	assert_output "$(printf 'reused %s\nno SIGUSR2' "$asker")"
-	# The master keeps no pidfd once it answered.
-	run find "/proc/$SD_PID/fd" -lname "*pidfd*"
-	assert_output ""
-}
-
-@test "-s reload: the master forgets an asker past the wait (hooks build: 3 s), the reload still pending" {
-	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
-	needs_root
-	SD_BIN=$SD_ROOT/build/submitd-hooks
-	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
-	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
-	local start=$EPOCHREALTIME
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	echo "asker: status $status after $(_sd_elapsed_ms "$start") ms: $output"
-	assert_failure 1
-	assert_output --partial "no answer from pid $SD_PID to the reload"
-	# The master drops the asker's pidfd at the same deadline, the reload still pending.
-	wait_for -t 5 eval '[ -z "$(find /proc/$SD_PID/fd -lname "*pidfd*")" ]'
-	run sd_log_count "ready: 1 workers running"
-	assert_output 1
-	echo max >"$PIDS_CG/pids.max"
-	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
-	run sd_client roundtrip
-	assert_success
-}
-
 @test "pid file: a symlink at the temporary name, old or current, is not written through" {
 	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
 	echo precious >"$victim"
@@ -371,44 +248,6 @@ reuse_pid() {
 	[ ! -L "$pidf" ]
 	[ ! -e "$pidf.$SD_PID.tmp" ]
 	assert_equal "$(cat "$victim")" precious
-}
-
-@test "SIGHUP with 20 /metrics connections open: the new workers hold stdio, the log, the listener, a signalfd and an epoll fd" {
-	sd_start 'workers = 2'
-	local held=$BATS_TEST_TMPDIR/scrapes
-	# Half-sent requests: libmicrohttpd keeps them open (10 s); 16 per address at most.
-	sd_spawn "$held" python3 -c '
-import socket, sys, time
-socks = []
-for i in range(20):
-    s = socket.socket()
-    s.bind(("127.0.0.%d" % (1 + i % 2), 0))
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-    socks.append(s)
-print("open", len(socks), flush=True)
-time.sleep(120)' "$SD_METRICS_PORT"
-	wait_for grep -q "open 20" "$held"
-	# The master has accepted all 20 when the fork happens.
-	wait_for eval '[ "$(find /proc/$SD_PID/fd -lname "socket:*" | wc -l)" -ge 22 ]'
-	local old new w listener
-	old=$(sd_workers | paste -sd' ')
-	kill -HUP "$SD_PID"
-	wait_for -t 15 eval '[ "$(grep -c "ready: 2 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -eq 2 ]'
-	new=$(sd_workers | grep -vxF -f <(tr ' ' '\n' <<<"$old"))
-	assert_equal "$(echo "$new" | wc -l)" 2
-	listener=$(listener_inode "$SD_PORT")
-	[ -n "$listener" ]
-	for w in $new; do
-		ls -l "/proc/$w/fd" >&2
-		# Past stdio: exactly the log file, the listener, the signalfd and the epoll fd.
-		run bash -c "find /proc/$w/fd -mindepth 1 ! -name 0 ! -name 1 ! -name 2 -printf '%l\n' | sort"
-		assert_output "$(printf '%s\n' "$BATS_TEST_TMPDIR/submitd.log" anon_inode:\[eventpoll\] \
-			anon_inode:\[signalfd\] "socket:[$listener]" | sort)"
-	done
-	# The scrapes still get their answers from the master.
-	run sd_metrics
-	assert_success
 }
 
 @test "the connection table is sized by max_connections, not by the open files limit" {

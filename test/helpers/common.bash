@@ -11,6 +11,10 @@ SD_CLIENT="python3 $SD_ROOT/test/helpers/sdclient.py"
 # sd_start, sd_stop and what they use: wait_for, sd_config, sd_log, sd_workers.
 source "$SD_ROOT/test/helpers/daemon.bash"
 
+needs_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
+}
+
 # sd_stuck_client OUT [close|keep]: a client in the middle of a frame (2 bytes
 # of a header sent), so its connection never reaches a frame boundary and a
 # drain must wait for shutdown_timeout. Prints "held" into OUT once
