@@ -42,28 +42,3 @@ teardown() {
 	run --separate-stderr "$SD_BIN" -Z
 	[[ $stderr == *"usage: submitd"* ]]
 }
-
-@test "-s reload and -s stop signal the master named in pid_file" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid
-	sd_start "pid_file = \"$pidf\""
-	wait_for test -s "$pidf"
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s reload
-	assert_success
-	wait_for sd_log_count "reload: configuration $SD_CONF applied"
-	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
-	assert_success
-	local rc=0
-	wait_for -t 15 _sd_all_gone "$SD_PID"
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
-	[ ! -e "$pidf" ]
-}
-
-@test "-s with no running master fails" {
-	local pidf=$BATS_TEST_TMPDIR/none.pid
-	printf 'pid_file = "%s"\n' "$pidf" >"$BATS_TEST_TMPDIR/c.conf"
-	run timeout 20 "$SD_BIN" -c "$BATS_TEST_TMPDIR/c.conf" -s reload
-	assert_failure
-}

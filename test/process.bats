@@ -23,31 +23,6 @@ cmdline() {
 	tr '\0' ' ' <"/proc/$1/cmdline" | sed 's/ *$//'
 }
 
-# port_free PORT: a new listener can bind 127.0.0.1:PORT.
-port_free() {
-	python3 -c '
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(1)' "$1"
-}
-
-# Ports from the log, as sd_start reads them.
-read_ports() {
-	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	[ -n "$SD_PORT" ] || return 1
-	[ -n "$SD_METRICS_PORT" ]
-}
-
-# try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
-try_lock() {
-	python3 -c '
-import fcntl, sys
-fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
-}
-
 # the_orphan MASTER: the pid of the master's child named sleep.
 the_orphan() {
 	local p
@@ -112,7 +87,7 @@ the_orphan() {
 	SD_JOB= SD_PID=
 }
 
-@test "without -f: a port in use exits non-zero with the bind message; so does a pid file that fails after detaching" {
+@test "without -f: a port in use exits non-zero with the bind message, no pid file left" {
 	local held=$BATS_TEST_TMPDIR/held
 	sd_spawn "$held" python3 -c '
 import socket, sys, time
@@ -131,40 +106,6 @@ time.sleep(120)'
 	assert_equal "$status" 1
 	[[ $stderr == *"bind 127.0.0.1:$port: Address already in use"* ]]
 	[ ! -e "$pidf" ]
-
-	# A missing directory for the pid file: refused before binding, as -t refuses it.
-	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/no/such/dir/submitd.pid\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
-	echo "status $status, stderr: $stderr"
-	assert_equal "$status" 1
-	[[ $stderr == *"no/such/dir/submitd.pid"*"No such file or directory"* ]]
-	run sd_log_count "listening on"
-	assert_output 0
-
-	# Fails in the detached child, after binding: a file system with no
-	# inode left for the pid file, which -t cannot foresee. Told through the pipe.
-	needs_root
-	command -v unshare >/dev/null || skip "no unshare"
-	unshare -m true 2>/dev/null || skip "no mount namespace here (a chroot)"
-	mkdir "$BATS_TEST_TMPDIR/full"
-	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/full/submitd.pid\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	run --separate-stderr timeout 20 unshare -m sh -c '
-		mount -t tmpfs -o size=64k,nr_inodes=4 none "$1" || exit 99
-		i=0
-		while [ $i -lt 10 ] && touch "$1/fill$i" 2>/dev/null; do i=$((i + 1)); done
-		[ $i -lt 10 ] || exit 98
-		"$2" -t -q -c "$3" || exit 97
-		exec "$2" -c "$3"' sh "$BATS_TEST_TMPDIR/full" "$SD_BIN" "$conf"
-	echo "status $status, stderr: $stderr"
-	[ "$status" -ne 99 ] || skip "cannot mount a tmpfs here"
-	assert_equal "$status" 1
-	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/full/submitd.pid."*".tmp: No space left on device"* ]]
-	# It had bound its ports; nothing is left serving.
-	read_ports
-	wait_for port_free "$SD_PORT"
-	wait_for port_free "$SD_METRICS_PORT"
 }
 
 @test "without -f: exit 0 once serving; the daemon works from /, in its own session; -s stop ends it" {
@@ -188,66 +129,6 @@ time.sleep(120)'
 	wait_for -t 15 _sd_all_gone "$DAEMON_PID"
 	[ ! -e "$pidf" ]
 	wait_for port_free "$SD_PORT"
-}
-
-@test "pid file: a stale one naming a live process neither blocks start nor gets -s signals" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid
-	sd_spawn /dev/null sleep 300
-	local sleeper=$SD_SPAWNED
-	echo "$sleeper" >"$pidf"
-	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
-	# No master holds the file: -s refuses, the sleeper gets nothing.
-	for sig in stop quit reload; do
-		run --separate-stderr timeout 20 "$SD_BIN" -c "$SD_CONF" -s $sig
-		assert_failure
-		[[ $stderr == *"no submitd is running"* ]]
-	done
-	kill -0 "$sleeper"
-	assert_equal "$(awk '{ print $3 }' "/proc/$sleeper/stat")" S
-
-	sd_start_conf "$SD_CONF"
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	# The master holds a lock on it for its life, across the forks of a reload.
-	run try_lock "$pidf"
-	assert_failure
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	assert_success
-	run try_lock "$pidf"
-	assert_failure
-	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
-	assert_success
-	wait_for -t 15 _sd_all_gone "$SD_PID"
-	local rc=0
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
-	kill -0 "$sleeper"
-	[ ! -e "$pidf" ]
-}
-
-@test "pid file: a symlink at the temporary name, old or current, is not written through" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
-	echo precious >"$victim"
-	ln -s "$victim" "$pidf.tmp"
-	sd_start "pid_file = \"$pidf\""
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	[ ! -L "$pidf" ]
-	assert_equal "$(cat "$victim")" precious
-	sd_stop
-	# At the name the master uses now, FILE.PID.tmp: a shell that puts the
-	# link there and becomes the master keeps its pid.
-	rm -f "$pidf.tmp"
-	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	bash -c 'ln -s "$1" "$2.$$.tmp" && exec "$3" -f -c "$4"' sh "$victim" "$pidf" "$SD_BIN" "$SD_CONF" \
-		>"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
-	SD_JOB=$!
-	SD_PID=$SD_JOB
-	wait_for -t 10 _sd_ready
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	[ ! -L "$pidf" ]
-	[ ! -e "$pidf.$SD_PID.tmp" ]
-	assert_equal "$(cat "$victim")" precious
 }
 
 @test "the connection table is sized by max_connections, not by the open files limit" {

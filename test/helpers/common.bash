@@ -15,6 +15,22 @@ needs_root() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root"
 }
 
+# read_ports: SD_PORT and SD_METRICS_PORT from the log, as sd_start reads
+# them, for a daemon that sd_start did not start; fails unless both are there.
+read_ports() {
+	sd_read_ports && [ -n "$SD_METRICS_PORT" ]
+}
+
+# port_free PORT: a new listener can bind 127.0.0.1:PORT.
+port_free() {
+	python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(1)' "$1"
+}
+
 # sd_stuck_client OUT [close|keep]: a client in the middle of a frame (2 bytes
 # of a header sent), so its connection never reaches a frame boundary and a
 # drain must wait for shutdown_timeout. Prints "held" into OUT once
