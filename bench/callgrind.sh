@@ -20,14 +20,15 @@ N=${CALLGRIND_N:-200000}
 BENCH="$BUILD/submit-bench"
 command -v valgrind >/dev/null || die "valgrind is not installed"
 
+spool=()
 if [ -n "${CALLGRIND_SPOOL:-}" ]; then
-	SD_CONF_EXTRA="spool_dir = \"$BENCH_TMP/spool\"
-spool_sync = $CALLGRIND_SPOOL
-spool_max_size = 0"
+	spool=("spool_dir = \"$BENCH_TMP/spool\"" "spool_sync = $CALLGRIND_SPOOL" 'spool_max_size = 0')
 fi
-SD_READY_S=120 sd_start 1 valgrind --tool=callgrind --trace-children=yes \
-	--callgrind-out-file="$BENCH_TMP/callgrind.out.%p" --dump-instr=no --collect-jumps=no \
-	--compress-strings=no --compress-pos=no
+SD_PREFIX=(valgrind --tool=callgrind --trace-children=yes
+	--callgrind-out-file="$BENCH_TMP/callgrind.out.%p" --dump-instr=no --collect-jumps=no
+	--compress-strings=no --compress-pos=no)
+SD_READY_S=120 sd_start 'workers = 1' "${BENCH_CONF[@]}" ${spool[@]+"${spool[@]}"} ||
+	die "submitd did not become ready under callgrind"
 worker=$(sd_workers | head -1)
 [ -n "$worker" ] || die "no worker"
 

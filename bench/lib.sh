@@ -1,11 +1,23 @@
-# Shared by bench/run.sh, bench/profile.sh and bench/callgrind.sh: start and
-# stop submitd and the reference server on free ports, read metrics. Every
-# process started here is stopped by pid in bench_cleanup.
+# Shared by bench/run.sh, bench/profile.sh, bench/callgrind.sh and
+# bench/spool.sh: start and stop submitd (sd_start CONFIG LINES... and
+# sd_stop, from test/helpers/daemon.bash, as the tests do) and the reference
+# server on free ports, read metrics. Every process started here is stopped
+# by pid in bench_cleanup.
 
 BUILD=${BUILD:-build}
 BENCH_TMP=$(mktemp -d /tmp/submitd-bench.XXXXXX)
 BENCH_PIDS=()
 SD_JOB= SD_PID= SD_PORT= SD_METRICS_PORT= REF_PID= REF_PORT=
+
+# daemon.bash's settings for a bench: its files in BENCH_TMP, longer bounds.
+SD_DIR=$BENCH_TMP
+SD_BIN=${SD_BIN:-$BUILD/submitd}
+SD_READY_S=${SD_READY_S:-15}
+SD_STOP_S=20
+SD_TIMEOUT_S=1800
+. test/helpers/daemon.bash
+# The config lines every bench run adds to sd_start's defaults.
+BENCH_CONF=('max_connections = 19000' 'idle_timeout = 0')
 
 bench_cleanup() {
 	local p
@@ -50,48 +62,6 @@ wait_log() {
 		n=$((n - 1))
 	done
 	return 1
-}
-
-# sd_start WORKERS [PREFIX...]: start submitd (SD_BINARY, default
-# build/submitd) with a bench config, wait for "ready:". PREFIX (e.g.
-# valgrind ...) runs in front of the binary; SD_CONF_EXTRA is added to the
-# config.
-sd_start() {
-	local workers=$1 ready_s=${SD_READY_S:-15}
-	shift
-	cat >"$BENCH_TMP/submitd.conf" <<-CONF
-		listen = {"127.0.0.1:0"}
-		metrics_listen = "127.0.0.1:0"
-		workers = $workers
-		max_connections = 19000
-		log_level = info
-		idle_timeout = 0
-		${SD_CONF_EXTRA:-}
-	CONF
-	timeout 1800 "$@" "${SD_BINARY:-$BUILD/submitd}" -f -c "$BENCH_TMP/submitd.conf" \
-		>"$BENCH_TMP/submitd.log" 2>&1 </dev/null &
-	SD_JOB=$!
-	wait_log "$ready_s" "$BENCH_TMP/submitd.log" 'ready: [0-9]+ workers running' || {
-		cat "$BENCH_TMP/submitd.log" >&2
-		die "submitd did not become ready"
-	}
-	SD_PID=$(pgrep -P "$SD_JOB" | head -1)
-	SD_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
-	SD_METRICS_PORT=$(sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$BENCH_TMP/submitd.log" | head -1)
-	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] && [ -n "$SD_METRICS_PORT" ] ||
-		die "no pid or port in the submitd log"
-}
-
-sd_stop() {
-	[ -n "$SD_PID" ] && kill -TERM "$SD_PID" 2>/dev/null
-	wait_gone 20 "$SD_JOB" || kill -KILL "$SD_JOB" "$SD_PID" 2>/dev/null
-	wait "$SD_JOB" 2>/dev/null
-	SD_JOB= SD_PID=
-}
-
-# The worker pids, one per line (the master's children).
-sd_workers() {
-	pgrep -P "$SD_PID" | sort -n
 }
 
 ref_start() {

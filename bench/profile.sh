@@ -16,7 +16,7 @@ ARGS=${PROFILE_ARGS:--c 100 -w 64 -s 20}
 OUTF=${PROFILE_OUT:-$BUILD/perf.data}
 command -v perf >/dev/null || die "perf is not installed (apt-get install linux-perf)"
 
-sd_start "${BENCH_WORKERS:-2}"
+sd_start "workers = ${BENCH_WORKERS:-2}" "${BENCH_CONF[@]}" || die "submitd did not become ready"
 pids=$(sd_workers | paste -sd,)
 # shellcheck disable=SC2086
 "$BUILD/submit-bench" $ARGS -d $((SECS + 2)) "127.0.0.1:$SD_PORT" >"$BENCH_TMP/bench.out" 2>&1 &

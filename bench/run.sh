@@ -98,7 +98,7 @@ errors_of() {
 }
 
 echo "bench: starting submitd ($WORKERS workers) and the reference server" >&2
-sd_start "$WORKERS"
+sd_start "workers = $WORKERS" "${BENCH_CONF[@]}" || die "submitd did not become ready"
 ref_start
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
@@ -152,19 +152,20 @@ alloc_reqs=$((req1 - req0))
 # (build/submitd-nostats), beside the real one, alternating.
 echo "bench: counters compiled in vs out" >&2
 sd_stop
-SD_BINARY=$BUILD/submitd-nostats sd_start "$WORKERS"
+SD_BIN=$BUILD/submitd-nostats sd_start "workers = $WORKERS" "${BENCH_CONF[@]}" ||
+	die "submitd-nostats did not become ready"
 NOSTATS_PORT=$SD_PORT
 BENCH_PIDS+=("$SD_JOB")
 NOSTATS_JOB=$SD_JOB
 SD_JOB= SD_PID=
-sd_start "$WORKERS"
+sd_start "workers = $WORKERS" "${BENCH_CONF[@]}" || die "submitd did not become ready"
 A_PORT=$SD_PORT B_PORT=$NOSTATS_PORT scenario counting $W -c 100 -w 64 -s 20
 kill -TERM "$NOSTATS_JOB" 2>/dev/null
 
 # Request/response with one worker: as many server processes as the reference.
 echo "bench: request/response with 1 worker" >&2
 sd_stop
-sd_start 1
+sd_start 'workers = 1' "${BENCH_CONF[@]}" || die "submitd did not become ready"
 scenario reqresp1 $W -c 100 -w 1 -s 20
 
 elapsed=$((SECONDS - T0))

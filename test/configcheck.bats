@@ -1,29 +1,12 @@
 #!/usr/bin/env bats
-# What -t promises and what a reload survives: files that are not readable
-# text, what start-up would refuse (user, log_file, pid_file, addresses),
-# -q, option-name suggestions, -T round trips, leading zeros, comments in
-# lists, and listener changes that follow each other faster than the new
-# generations become ready.
+# What -t promises: files that are not readable text, what start-up would
+# refuse (user, log_file, addresses), -q, option-name suggestions,
+# -T round trips, leading zeros, comments in lists. What a reload survives is
+# in reload.bats, listener churn on reload in listeners.bats, pid_file's
+# checks in pidfile.bats.
 
 load helpers/common
-
-# conf LINES...: write exactly these lines to $CONF.
-conf() {
-	CONF=$BATS_TEST_TMPDIR/t.conf
-	printf '%s\n' "$@" >"$CONF"
-}
-
-# check_fails REGEX: -t on $CONF exits 1 and stderr matches REGEX.
-check_fails() {
-	run --separate-stderr "$SD_BIN" -t -c "$CONF"
-	echo "status $status, stderr: $stderr"
-	assert_equal "$status" 1
-	[[ $stderr =~ $1 ]] || {
-		echo "want: $1"
-		return 1
-	}
-	[[ $output != *successful* ]]
-}
+load helpers/configcheck
 
 # --- the file itself ---
 
@@ -53,79 +36,6 @@ check_fails() {
 	[[ $stderr == *"/proc/self/mem: read: "* ]]
 }
 
-# bad_reload KIND: replace $SD_CONF by a bad KIND of file, SIGHUP, check the
-# master logged "$SD_CONF: ..." and kept everything, then put the good file
-# back and reload it so that the next kind starts from the gauge at 1.
-bad_reload() {
-	local kind=$1 want workers gens applied
-	rm -rf "$SD_CONF"
-	case $kind in
-	dir)
-		mkdir "$SD_CONF"
-		want="$SD_CONF: not a regular file"
-		;;
-	fifo)
-		mkfifo "$SD_CONF"
-		want="$SD_CONF: not a regular file"
-		;;
-	dangling)
-		# chmod 000 does not stop root; a link to nothing fails for everyone.
-		ln -s "$BATS_TEST_TMPDIR/nowhere" "$SD_CONF"
-		want="$SD_CONF: No such file or directory"
-		;;
-	unreadable)
-		# A regular file whose read() fails, root or not.
-		ln -s /proc/self/mem "$SD_CONF"
-		want="$SD_CONF: read: "
-		;;
-	big)
-		cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
-		truncate -s 100M "$SD_CONF"
-		want="$SD_CONF: too large"
-		;;
-	nul)
-		{
-			cat "$BATS_TEST_TMPDIR/good.conf"
-			printf 'workers = 3\0\n'
-		} >"$SD_CONF"
-		want="$SD_CONF:$(($(wc -l <"$BATS_TEST_TMPDIR/good.conf") + 1)): a NUL byte"
-		;;
-	esac
-	workers=$(sd_workers | tr '\n' ' ')
-	gens=$(sd_log_count "generation [0-9]+ starting" || true)
-	local failed
-	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
-	echo "$kind: $(sd_log | grep -F "$SD_CONF" | tail -1)"
-	sd_log | grep -qF -- "$want"
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
-	# The service did not change: same workers, no new generation, still serving.
-	kill -0 "$SD_PID"
-	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
-	assert_equal "$(sd_log_count "generation [0-9]+ starting" || true)" "$gens"
-	run sd_client roundtrip
-	assert_success
-	rm -rf "$SD_CONF"
-	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
-	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
-	wait_for -t 10 sd_metric_is submitd_generations '' 1
-}
-
-@test "SIGHUP with a directory, FIFO, dangling link, unreadable, 100 MiB or NUL-byte config: FILE: message, gauge 0, service unchanged" {
-	sd_start 'workers = 2'
-	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
-	local kind
-	for kind in dir fifo dangling unreadable big nul; do
-		bad_reload "$kind"
-	done
-	run sd_log_count "input in flex scanner failed"
-	assert_output 0
-}
-
 # --- what start-up would refuse ---
 
 @test "-t: a user that does not exist" {
@@ -136,84 +46,21 @@ bad_reload() {
 	assert_success
 }
 
-@test "-t: log_file and pid_file in a missing directory, or under a file" {
+@test "-t: log_file in a missing directory" {
 	conf "log_file = \"$BATS_TEST_TMPDIR/missing/submitd.log\""
 	check_fails "$CONF: log_file \"$BATS_TEST_TMPDIR/missing/submitd.log\": directory $BATS_TEST_TMPDIR/missing: No such file or directory"
-	# pid_file's directory may lack its last component (start-up makes it), not more.
-	conf "pid_file = \"$BATS_TEST_TMPDIR/missing/deeper/submitd.pid\""
-	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/missing/deeper/submitd.pid\": directory $BATS_TEST_TMPDIR/missing/deeper: No such file or directory"
-	: >"$BATS_TEST_TMPDIR/afile"
-	conf "pid_file = \"$BATS_TEST_TMPDIR/afile/submitd.pid\""
-	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/afile/submitd.pid\": "
 	# The same file is fine where it can be written.
-	conf "log_file = \"$BATS_TEST_TMPDIR/submitd.log\"" "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	conf "log_file = \"$BATS_TEST_TMPDIR/submitd.log\""
 	run "$SD_BIN" -t -c "$CONF"
 	assert_success
 }
 
-@test "pid_file in a directory that is not there yet (/run/submitd while stopped): -t exit 0 and creates nothing, start-up makes it 0755" {
-	local run=$BATS_TEST_TMPDIR/run/submitd
-	mkdir "$BATS_TEST_TMPDIR/run"
-	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$run/submitd.pid\""
-	run --separate-stderr "$SD_BIN" -t -c "$CONF"
-	echo "stderr: $stderr"
-	assert_success
-	[[ $output == *"test is successful"* ]]
-	[ ! -e "$run" ]
-	# A start by hand: the master makes the directory and writes the pid file.
-	sd_start_conf "$CONF"
-	wait_for test -s "$run/submitd.pid"
-	assert_equal "$(cat "$run/submitd.pid")" "$SD_PID"
-	assert_equal "$(stat -c %a "$run")" 755
-	run sd_client roundtrip
-	assert_success
-	sd_stop
-	[ ! -e "$run/submitd.pid" ]
-}
-
-@test "pid_file start-up still refuses: two missing components, a parent that is a file (exit 1, nothing left running)" {
-	: >"$BATS_TEST_TMPDIR/afile"
-	local p
-	for p in "$BATS_TEST_TMPDIR/no/such/submitd.pid" "$BATS_TEST_TMPDIR/afile/d/submitd.pid"; do
-		conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$p\""
-		run --separate-stderr timeout 20 "$SD_BIN" -f -c "$CONF"
-		echo "status $status, stderr: $stderr"
-		assert_equal "$status" 1
-		[[ $stderr == *"pid_file \"$p\": "* ]]
-		[ ! -e "${p%/submitd.pid}" ]
-	done
-	# Past -t: the directory is made, the pid file cannot be written there.
-	run --separate-stderr timeout 20 unshare -m true
-	[ "$status" -eq 0 ] || skip "no mount namespace here (a chroot)"
-	mkdir "$BATS_TEST_TMPDIR/ro"
-	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/ro/d/submitd.pid\""
-	run --separate-stderr timeout 20 unshare -m sh -c 'mount -t tmpfs -o size=64k,nr_inodes=2 none "$1" || exit 99; exec "$2" -f -c "$3"' sh "$BATS_TEST_TMPDIR/ro" "$SD_BIN" "$CONF"
-	echo "status $status, stderr: $stderr"
-	assert_equal "$status" 1
-	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/ro/d/submitd.pid"* ]]
-}
-
-@test "-t: a log_file or pid_file that is a directory, a pid_file that is a symbolic link" {
+@test "-t: a log_file that is a directory is refused, a link to a file is not" {
 	mkdir "$BATS_TEST_TMPDIR/d"
 	conf "log_file = \"$BATS_TEST_TMPDIR/d\""
 	check_fails "$CONF: log_file \"$BATS_TEST_TMPDIR/d\": is a directory"
-	conf "pid_file = \"$BATS_TEST_TMPDIR/d\""
-	check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/d\": is a directory"
-	# Start-up refuses both as well, with nothing left running.
-	conf 'listen = {"127.0.0.1:0"}' 'metrics_listen = ""' 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/d\""
-	run --separate-stderr timeout 10 "$SD_BIN" -f -c "$CONF"
-	assert_equal "$status" 1
-	[[ $stderr == *"pid_file \"$BATS_TEST_TMPDIR/d\": is a directory"* ]]
-	# A link, dangling or not: the pid file is never written through one.
-	echo precious >"$BATS_TEST_TMPDIR/victim"
-	local target
-	for target in "$BATS_TEST_TMPDIR/victim" "$BATS_TEST_TMPDIR/nowhere"; do
-		ln -sfn "$target" "$BATS_TEST_TMPDIR/link.pid"
-		conf "pid_file = \"$BATS_TEST_TMPDIR/link.pid\""
-		check_fails "$CONF: pid_file \"$BATS_TEST_TMPDIR/link.pid\": is a symbolic link"
-	done
-	assert_equal "$(cat "$BATS_TEST_TMPDIR/victim")" precious
 	# A log_file may be a link to a file (the privileges suite logs through one).
+	echo precious >"$BATS_TEST_TMPDIR/victim"
 	ln -s "$BATS_TEST_TMPDIR/victim" "$BATS_TEST_TMPDIR/link.log"
 	conf "log_file = \"$BATS_TEST_TMPDIR/link.log\""
 	run "$SD_BIN" -t -c "$CONF"
@@ -234,13 +81,6 @@ bad_reload() {
 	run --separate-stderr "$SD_BIN" -t -c "$CONF"
 	assert_success
 	assert_equal "$stderr" ""
-}
-
-@test "-t: a directory that cannot be written (not root)" {
-	[ "$(id -u)" != 0 ] || skip "root writes anywhere"
-	mkdir -m 0555 "$BATS_TEST_TMPDIR/ro"
-	conf "pid_file = \"$BATS_TEST_TMPDIR/ro/submitd.pid\""
-	check_fails "directory $BATS_TEST_TMPDIR/ro: Permission denied"
 }
 
 @test "a failed -t for the user also stops the start: exit 1, nothing left running" {
@@ -376,27 +216,6 @@ bad_reload() {
 	diff <(tail -n +2 "$BATS_TEST_TMPDIR/dump1.conf") <(tail -n +2 "$BATS_TEST_TMPDIR/dump2.conf")
 }
 
-@test "SIGHUP: a flag spelled on is applied, one spelled maybe is refused with FILE:LINE and the service stays" {
-	sd_start 'workers = 1'
-	local failed applied lines
-	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
-	echo 'nats_create_stream = maybe' >>"$SD_CONF"
-	lines=$(wc -l <"$SD_CONF")
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
-	sd_log | grep -qF -- "$SD_CONF:$lines: nats_create_stream: \"maybe\" is not a boolean"
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
-	run sd_client roundtrip
-	assert_success
-	sed -i 's/^nats_create_stream = maybe$/nats_create_stream = on/' "$SD_CONF"
-	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
-	kill -HUP "$SD_PID"
-	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
-	run sd_client roundtrip
-	assert_success
-}
-
 @test "comments inside a list over several lines; line numbers stay right after them" {
 	conf 'listen = {' '  # the public one' '  "127.0.0.1:7001",  # trailing' '  // another style' \
 		'  "127.0.0.1:7002" /* block */' '}' '# after' 'workers = 0'
@@ -410,200 +229,6 @@ bad_reload() {
 	assert_line 'pid_file = "x#y"'
 }
 
-# --- listener changes faster than generations become ready ---
-
-# free_ports N: N ports nothing listens on now (the kernel's picks, released).
-free_ports() {
-	python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-' "$1"
-}
-
-# listen_line PORT...: a listen option with these ports on 127.0.0.1.
-listen_line() {
-	local p out=""
-	for p in "$@"; do
-		out+="${out:+, }\"127.0.0.1:$p\""
-	done
-	echo "listen = {$out}"
-}
-
-# accepts PORT: a round trip on PORT works.
-accepts() {
-	$SD_CLIENT --port "$1" --timeout 2 roundtrip >/dev/null 2>&1
-}
-
-# churn_setup NSETS: config files set0..set(NSETS-1).conf of 16 addresses
-# each that share one stable port (SD_PORT); submitd started on set 0 with
-# live.conf, and 20 connections of load on the stable port (SD_BENCH_PID).
-churn_setup() {
-	local nsets=$1 s
-	read -ra CHURN_PORTS <<<"$(free_ports $((1 + 15 * nsets)))"
-	CHURN_SETS=$nsets
-	for ((s = 0; s < nsets; s++)); do
-		{
-			listen_line "${CHURN_PORTS[0]}" "${CHURN_PORTS[@]:$((1 + 15 * s)):15}"
-			grep -v '^listen' "$(sd_config 'workers = 2' 'shutdown_timeout = 2')"
-		} >"$BATS_TEST_TMPDIR/set$s.conf"
-	done
-	cp "$BATS_TEST_TMPDIR/set0.conf" "$BATS_TEST_TMPDIR/live.conf"
-	sd_start_conf "$BATS_TEST_TMPDIR/live.conf"
-	assert_equal "$SD_PORT" "${CHURN_PORTS[0]}"
-	CHURN_OUT=$BATS_TEST_TMPDIR/bench.json
-	sd_bench "$CHURN_OUT" -c 20 --reconnect -d 8
-	wait_for eval '[ "$(sd_metric submitd_client_connected)" -ge 20 ]'
-	CHURN_FDS0=$(ls "/proc/$SD_PID/fd" | wc -l)
-}
-
-# use_set N: make set N the file's content (atomically: the master may read it any time).
-use_set() {
-	cp "$BATS_TEST_TMPDIR/set$1.conf" "$SD_CONF.new"
-	mv "$SD_CONF.new" "$SD_CONF"
-}
-
-# our_ports: the ports the master and its workers listen on, sorted, metrics excluded.
-our_ports() {
-	local pids
-	pids=$(echo "$SD_PID" $(sd_workers) | tr ' ' '|')
-	ss -Hltnp | grep -E "pid=($pids)," | awk '{ n = split($4, a, ":"); print a[n] }' |
-		grep -vx "$SD_METRICS_PORT" | sort -u
-}
-
-# same_ports WANT: our_ports is exactly the newline-separated, sorted WANT.
-same_ports() {
-	[ "$(our_ports)" = "$1" ]
-}
-
-# serves_only N: the master and its workers listen on the ports of set N (and
-# the stable one) and on nothing else of ours; every one of them answers. Ports
-# of the other sets are not probed by connecting: once released, another
-# program on the machine may bind them.
-serves_only() {
-	local want p
-	want=$(printf '%s\n' "${CHURN_PORTS[0]}" "${CHURN_PORTS[@]:$((1 + 15 * $1)):15}" | sort -u)
-	wait_for same_ports "$want" || {
-		echo "listening: $(our_ports | tr '\n' ' ')"
-		echo "want:      $(echo $want)"
-		return 1
-	}
-	for p in $want; do
-		accepts "$p" || {
-			echo "port $p of set $1 does not serve"
-			return 1
-		}
-	done
-}
-
-# churn_end: the load saw no error on the stable port, the master holds no
-# more descriptors than before, the sanitizer (if any) found nothing.
-churn_end() {
-	sd_bench_wait "$SD_BENCH_PID" "$CHURN_OUT" 40
-	assert_equal "$(sd_bench_field errors)" 0
-	assert_equal "$(sd_bench_field connect_errors)" 0
-	[ "$(sd_bench_field acked)" -gt 0 ]
-	[ "$(ls "/proc/$SD_PID/fd" | wc -l)" -le "$((CHURN_FDS0 + 2))" ]
-	run grep -c "AddressSanitizer\|runtime error" "$BATS_TEST_TMPDIR/submitd.out"
-	assert_output 0
-}
-
-# listener_churn NSETS RELOADS: RELOADS SIGHUPs 50 ms apart, cycling through
-# NSETS sets, under load on the stable address.
-listener_churn() {
-	local nsets=$1 reloads=$2 i fds maxfds=0
-	churn_setup "$nsets"
-	for ((i = 1; i <= reloads; i++)); do
-		use_set $((i % nsets))
-		kill -HUP "$SD_PID"
-		sleep 0.05
-		fds=$(ls "/proc/$SD_PID/fd" | wc -l)
-		((fds > maxfds)) && maxfds=$fds
-	done
-	kill -0 "$SD_PID"
-	echo "# master fds: $CHURN_FDS0 before, at most $maxfds during the reloads" >&3
-	echo "# applied $(sd_log_count 'reload: configuration .* applied'), failed $(sd_log_count 'reload failed' || true), pending refusals $(sd_log_count "change is still pending" || true)" >&3
-	# Every set is 16 sockets; bound what the master holds at any time: its
-	# own few, the current set and at most one set waiting to close.
-	((maxfds <= CHURN_FDS0 + 16 + 4))
-	# A reload refused while a change was pending, or a port an old worker
-	# still held, leaves the file ahead of the master: one more settles it.
-	wait_for -t 20 sd_metric_is submitd_generations '' 1
-	if ! sd_metric_is submitd_config_last_reload_successful '' 1; then
-		kill -HUP "$SD_PID"
-		wait_for -t 20 sd_metric_is submitd_config_last_reload_successful '' 1
-	fi
-	wait_for -t 20 sd_metric_is submitd_generations '' 1
-	serves_only $((reloads % nsets))
-	churn_end
-}
-
-@test "30 reloads 50 ms apart alternating two sets of 16 listen addresses, under load" {
-	listener_churn 2 30
-	# Alternating sets reuse the sockets still waiting to close: none refused.
-	run sd_log_count "change is still pending"
-	assert_output 0
-}
-
-@test "30 reloads 50 ms apart cycling three sets of 16 listen addresses, under load" {
-	listener_churn 3 30
-}
-
-@test "the listener churn under the ASan build" {
-	[ -x "$SD_ROOT/build/asan/submitd" ] || skip "build/asan/submitd not built (make build/asan/submitd)"
-	SD_BIN=$SD_ROOT/build/asan/submitd
-	# Workers leave with exit() and keep their pools: leak reports would be noise.
-	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-	listener_churn 2 30
-	sd_stop
-	SD_BIN=$SD_ROOT/build/asan/submitd
-	listener_churn 3 30
-}
-
-# A pids cgroup (v1) holding only the master: its forks fail, so a new
-# generation cannot become ready until the limit is lifted.
-PIDS_CG=
-pids_cgroup() {
-	[ "$(id -u)" = 0 ] || return 1
-	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
-	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
-	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
-}
-
-@test "listener changes while a generation cannot become ready: past the bound refused, a change back reuses the waiting sockets" {
-	churn_setup 3
-	pids_cgroup "$SD_PID" || skip "no writable pids cgroup (v1) to hold the workers back"
-	# Set 1: bound, but its workers cannot fork; set 0's sockets wait to close.
-	use_set 1
-	kill -HUP "$SD_PID"
-	wait_for sd_log_count "generation 2 starting"
-	wait_for sd_log_count "fork worker"
-	# Set 2 would leave sets 0 and 1 (30 sockets) waiting: refused, gauge 0.
-	use_set 2
-	kill -HUP "$SD_PID"
-	wait_for sd_log_count "change is still pending"
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
-	kill -0 "$SD_PID"
-	run sd_log_count "generation 3 starting"
-	assert_output 0
-	# Back to set 0: its sockets are taken back, not bound again.
-	use_set 0
-	kill -HUP "$SD_PID"
-	wait_for sd_log_count "generation 3 starting"
-	echo max >"$PIDS_CG/pids.max"
-	# The failed forks are retried after at most 5 s.
-	wait_for -t 20 sd_metric_is submitd_generations '' 1
-	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
-	serves_only 0
-	churn_end
-}
-
 teardown() {
 	sd_stop
-	if [ -n "$PIDS_CG" ] && [ -d "$PIDS_CG" ]; then
-		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
-		rmdir "$PIDS_CG" || true
-	fi
 }

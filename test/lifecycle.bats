@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # Process lifecycle under load: kill -9 and respawn, graceful and fast stop,
-# the watchdog, SIGTTIN/SIGTTOU, SIGUSR1 log reopening, the pid file.
+# the watchdog, SIGTTIN/SIGTTOU, SIGUSR1 log reopening. The pid file is in
+# pidfile.bats.
 
 load helpers/common
 load helpers/lifecycle
@@ -189,35 +190,6 @@ stuck_closed_ms() {
 	sd_log_moved_check "$log"
 	# The old file got the earlier lines and nothing else.
 	grep -q "ready: 2 workers running" "$log.1"
-}
-
-@test "pid_file: written at start, removed at exit; a stale one replaced; a live one refused with exit 1" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid
-	# A stale file: a pid that is not running.
-	python3 -c 'import os; print(os.getpid())' >"$pidf"
-	local dead
-	dead=$(cat "$pidf")
-	run ! kill -0 "$dead"
-	sd_start "pid_file = \"$pidf\""
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	# A second instance with the same pid_file: refused, exit 1, the first untouched.
-	local conf2=$BATS_TEST_TMPDIR/second.conf
-	sed "s|$BATS_TEST_TMPDIR/submitd.log|$BATS_TEST_TMPDIR/second.log|" "$SD_CONF" >"$conf2"
-	run --separate-stderr timeout 20 "$SD_BIN" -f -c "$conf2"
-	echo "second instance: status $status, log: $(cat "$BATS_TEST_TMPDIR/second.log")"
-	assert_equal "$status" 1
-	grep -q "another submitd is running (pid $SD_PID" "$BATS_TEST_TMPDIR/second.log"
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	run sd_client roundtrip
-	assert_success
-	# Stop: the file goes with the master.
-	kill -TERM "$SD_PID"
-	wait_for -t 15 _sd_all_gone "$SD_JOB"
-	local rc=0
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
-	[ ! -e "$pidf" ]
 }
 
 # usr2_pending PID: SIGUSR2 is pending for PID (SigPnd or ShdPnd, bit 12),

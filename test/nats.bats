@@ -1,17 +1,16 @@
 #!/usr/bin/env bats
 # The NATS forwarder (docs/NATS.md): the spool forwarded into a JetStream
 # stream exactly once, acks after the stream (ack_after = stream), NATS down
-# and back, the forwarder killed, NATS refusing. Each test starts its own
+# and back, NATS refusing, a stream leader killed (the forwarder killed is in
+# spool-crash.bats). Each test starts its own
 # nats-server on a free loopback port and stops it by pid. The stream is read
 # back with build/test/nats-verify and compared with submit-bench's ack log.
 
 load helpers/common
-
-VERIFY=$SD_ROOT/build/test/nats-verify
+load helpers/nats
 
 setup() {
-	command -v nats-server >/dev/null || skip "nats-server is not installed"
-	[ -x "$VERIFY" ] || skip "$VERIFY not built (make tools)"
+	nats_needed
 	SPOOL=$BATS_TEST_TMPDIR/spool
 	ACKS=$BATS_TEST_TMPDIR/acks
 	NATS_PID=
@@ -21,67 +20,6 @@ teardown() {
 	sd_stop
 	nats_stop
 	cluster_stop
-}
-
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-_nats_ready() {
-	kill -0 "$NATS_PID" 2>/dev/null || return 255
-	grep -q "Server is ready" "$BATS_TEST_TMPDIR/nats.log"
-}
-
-# nats_start [ARGS...]: a JetStream server on NATS_PORT (picked once per test),
-# its store in $BATS_TEST_TMPDIR/js; pid in NATS_PID.
-nats_start() {
-	: "${NATS_PORT:=$(free_port)}"
-	export NATS_PORT
-	: >"$BATS_TEST_TMPDIR/nats.log"
-	timeout 300 nats-server -js -sd "$BATS_TEST_TMPDIR/js" -a 127.0.0.1 -p "$NATS_PORT" "$@" \
-		>>"$BATS_TEST_TMPDIR/nats.log" 2>&1 3>&- 4>&- &
-	NATS_PID=$!
-	wait_for -t 20 _nats_ready || {
-		cat "$BATS_TEST_TMPDIR/nats.log" >&2
-		return 1
-	}
-}
-
-nats_stop() {
-	[ -n "${NATS_PID:-}" ] || return 0
-	kill -TERM "$NATS_PID" 2>/dev/null || true
-	pkill -CONT -P "$NATS_PID" 2>/dev/null || true # a test may have stopped it
-	wait_for -t 10 _sd_all_gone "$NATS_PID" || kill -KILL "$NATS_PID" 2>/dev/null || true
-	wait "$NATS_PID" 2>/dev/null || true
-	NATS_PID=
-}
-
-# sd_nats [LINES...]: submitd with a spool forwarding to the test's server.
-sd_nats() {
-	sd_start "spool_dir = \"$SPOOL\"" 'spool_segment_size = 65536' \
-		"nats_servers = {\"nats://127.0.0.1:$NATS_PORT\"}" 'nats_stream = "SUB"' "$@"
-}
-
-forwarder_pid() {
-	pgrep -P "$SD_PID" -x submitd-fwd
-}
-
-# Every record of the spool is in the stream: nothing left to forward.
-drained() {
-	[ "$(sd_metric submitd_nats_lag_bytes)" = 0 ] &&
-		[ "$(sd_metric submitd_nats_inflight)" = 0 ] &&
-		[ -z "$(find "$SPOOL/ready" "$SPOOL/taken" -name '*.seg')" ]
-}
-
-verify() {
-	run "$VERIFY" -s "nats://127.0.0.1:$NATS_PORT" -S SUB -a "$ACKS" "$@"
-	echo "$output"
-}
-
-metric_ge() {
-	local v
-	v=$(sd_metric "$1" "${3:-}")
-	[ "${v%.*}" -ge "$2" ]
 }
 
 @test "nats options: -T shows them, -t rejects bad values and reports a missing stream" {
@@ -296,55 +234,6 @@ roundtrip() {
 	assert_success
 	assert_output --partial "acked0 40000 other 0 stream 40000 read 40000 missing 0 unexpected 0 duplicated 0"
 	[ "$(sd_metric submitd_nats_connects_total)" -ge 2 ]
-}
-
-@test "kill -9 of the forwarder mid-segment: respawned, resumes from its checkpoint, exactly once" {
-	nats_start
-	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'nats_max_inflight = 256'
-	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 4 -r 5000 -n 30000 -s 100 --ack-log "$ACKS"
-	local bench=$SD_BENCH_PID fpid
-	wait_for -t 30 metric_ge submitd_nats_acked_total 3000
-	fpid=$(forwarder_pid)
-	[ -n "$fpid" ]
-	# Mid-segment: a checkpoint past the first record and short of the end.
-	ls "$SPOOL/forwarder"
-	kill -KILL "$fpid"
-	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
-	local npid
-	npid=$(forwarder_pid)
-	[ -n "$npid" ]
-	[ "$npid" != "$fpid" ]
-	sd_bench_wait "$bench" "$BATS_TEST_TMPDIR/bench.json" 120
-	[ "$(sd_bench_field errors)" = 0 ]
-	wait_for -t 120 drained
-	verify -p 100
-	assert_success
-	assert_output --partial "acked0 30000 other 0 stream 30000 read 30000 missing 0 unexpected 0 duplicated 0"
-	grep -q "forwarder (pid $fpid) killed by signal 9" "$BATS_TEST_TMPDIR/submitd.log"
-	echo "duplicates after the kill: $(sd_metric submitd_nats_duplicates_total)" >&3
-}
-
-@test "resends from behind the checkpoint are dropped by the duplicate window and counted" {
-	nats_start
-	sd_nats 'nats_create_stream = 1' 'spool_sync = none' 'workers = 1' 'spool_segment_age = 0'
-	run "$SD_BENCH" -c 2 -n 5000 -s 100 --ack-log "$ACKS" "127.0.0.1:$SD_PORT"
-	assert_success
-	wait_for -t 60 sd_metric_is submitd_nats_acked_total '' 5000
-	# The forwarder dies with its checkpoints lost: everything of the open segment goes again.
-	kill -STOP "$SD_PID"
-	local fpid
-	fpid=$(forwarder_pid)
-	kill -KILL "$fpid"
-	wait_for -t 10 _sd_all_gone "$fpid"
-	rm -f "$SPOOL"/forwarder/*.ckpt
-	kill -CONT "$SD_PID"
-	wait_for -t 30 sd_metric_is submitd_nats_forwarder_starts_total '' 2
-	wait_for -t 60 metric_ge submitd_nats_duplicates_total 1
-	wait_for -t 60 drained
-	verify -p 100
-	assert_success
-	assert_output --partial "acked0 5000 other 0 stream 5000 read 5000 missing 0 unexpected 0 duplicated 0"
-	echo "duplicates dropped: $(sd_metric submitd_nats_duplicates_total)" >&3
 }
 
 # Whether the forwarder holds segments in taken/ with records in flight,

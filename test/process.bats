@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # The process around the server: PID 1 in a container, workers that must
-# not outlive the master, detaching with a true exit status, the pid file
-# lock, the reload asker held by pidfd, descriptors a worker must not
-# inherit, the connection table's size, process titles.
+# not outlive the master, detaching with a true exit status, the connection
+# table's size, process titles. The pid file is in pidfile.bats; the reload
+# asker held by pidfd and the descriptors a new worker inherits in reload.bats.
 
 load helpers/common
 
@@ -10,10 +10,6 @@ load helpers/common
 # daemon, orphaned workers), killed if still running this binary.
 teardown() {
 	sd_stop
-	if [ -n "${PIDS_CG:-}" ] && [ -d "$PIDS_CG" ]; then
-		echo max >"$PIDS_CG/pids.max" 2>/dev/null || true
-		rmdir "$PIDS_CG" || true
-	fi
 	local p
 	for p in ${DAEMON_PID:-}; do
 		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$SD_BIN")" ] &&
@@ -22,43 +18,9 @@ teardown() {
 	[ -z "${DAEMON_PID:-}" ] || wait_for -t 10 _sd_all_gone $DAEMON_PID || true
 }
 
-needs_root() {
-	[ "$(id -u)" -eq 0 ] || skip "needs root"
-}
-
 # cmdline PID: /proc/PID/cmdline, NULs as spaces, trailing ones dropped.
 cmdline() {
 	tr '\0' ' ' <"/proc/$1/cmdline" | sed 's/ *$//'
-}
-
-# listener_inode PORT: the socket inode of the TCP listener on 127.0.0.1:PORT.
-listener_inode() {
-	awk -v want="$(printf '0100007F:%04X' "$1")" '$2 == want && $4 == "0A" { print $10 }' /proc/net/tcp
-}
-
-# port_free PORT: a new listener can bind 127.0.0.1:PORT.
-port_free() {
-	python3 -c '
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(1)' "$1"
-}
-
-# Ports from the log, as sd_start reads them.
-read_ports() {
-	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	[ -n "$SD_PORT" ] || return 1
-	[ -n "$SD_METRICS_PORT" ]
-}
-
-# try_lock FILE: take (and drop) a write lock on FILE; fails while another process holds one.
-try_lock() {
-	python3 -c '
-import fcntl, sys
-fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
 }
 
 # the_orphan MASTER: the pid of the master's child named sleep.
@@ -125,7 +87,7 @@ the_orphan() {
 	SD_JOB= SD_PID=
 }
 
-@test "without -f: a port in use exits non-zero with the bind message; so does a pid file that fails after detaching" {
+@test "without -f: a port in use exits non-zero with the bind message, no pid file left" {
 	local held=$BATS_TEST_TMPDIR/held
 	sd_spawn "$held" python3 -c '
 import socket, sys, time
@@ -144,40 +106,6 @@ time.sleep(120)'
 	assert_equal "$status" 1
 	[[ $stderr == *"bind 127.0.0.1:$port: Address already in use"* ]]
 	[ ! -e "$pidf" ]
-
-	# A missing directory for the pid file: refused before binding, as -t refuses it.
-	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/no/such/dir/submitd.pid\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	run --separate-stderr timeout 20 "$SD_BIN" -c "$conf"
-	echo "status $status, stderr: $stderr"
-	assert_equal "$status" 1
-	[[ $stderr == *"no/such/dir/submitd.pid"*"No such file or directory"* ]]
-	run sd_log_count "listening on"
-	assert_output 0
-
-	# Fails in the detached child, after binding: a file system with no
-	# inode left for the pid file, which -t cannot foresee. Told through the pipe.
-	needs_root
-	command -v unshare >/dev/null || skip "no unshare"
-	unshare -m true 2>/dev/null || skip "no mount namespace here (a chroot)"
-	mkdir "$BATS_TEST_TMPDIR/full"
-	conf=$(sd_config "pid_file = \"$BATS_TEST_TMPDIR/full/submitd.pid\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	run --separate-stderr timeout 20 unshare -m sh -c '
-		mount -t tmpfs -o size=64k,nr_inodes=4 none "$1" || exit 99
-		i=0
-		while [ $i -lt 10 ] && touch "$1/fill$i" 2>/dev/null; do i=$((i + 1)); done
-		[ $i -lt 10 ] || exit 98
-		"$2" -t -q -c "$3" || exit 97
-		exec "$2" -c "$3"' sh "$BATS_TEST_TMPDIR/full" "$SD_BIN" "$conf"
-	echo "status $status, stderr: $stderr"
-	[ "$status" -ne 99 ] || skip "cannot mount a tmpfs here"
-	assert_equal "$status" 1
-	[[ $stderr == *"pid file $BATS_TEST_TMPDIR/full/submitd.pid."*".tmp: No space left on device"* ]]
-	# It had bound its ports; nothing is left serving.
-	read_ports
-	wait_for port_free "$SD_PORT"
-	wait_for port_free "$SD_METRICS_PORT"
 }
 
 @test "without -f: exit 0 once serving; the daemon works from /, in its own session; -s stop ends it" {
@@ -201,214 +129,6 @@ time.sleep(120)'
 	wait_for -t 15 _sd_all_gone "$DAEMON_PID"
 	[ ! -e "$pidf" ]
 	wait_for port_free "$SD_PORT"
-}
-
-@test "pid file: a stale one naming a live process neither blocks start nor gets -s signals" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid
-	sd_spawn /dev/null sleep 300
-	local sleeper=$SD_SPAWNED
-	echo "$sleeper" >"$pidf"
-	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
-	# No master holds the file: -s refuses, the sleeper gets nothing.
-	for sig in stop quit reload; do
-		run --separate-stderr timeout 20 "$SD_BIN" -c "$SD_CONF" -s $sig
-		assert_failure
-		[[ $stderr == *"no submitd is running"* ]]
-	done
-	kill -0 "$sleeper"
-	assert_equal "$(awk '{ print $3 }' "/proc/$sleeper/stat")" S
-
-	sd_start_conf "$SD_CONF"
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	# The master holds a lock on it for its life, across the forks of a reload.
-	run try_lock "$pidf"
-	assert_failure
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	assert_success
-	run try_lock "$pidf"
-	assert_failure
-	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
-	assert_success
-	wait_for -t 15 _sd_all_gone "$SD_PID"
-	local rc=0
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
-	kill -0 "$sleeper"
-	[ ! -e "$pidf" ]
-}
-
-# A pids cgroup (v1) holding only the master: its forks fail, so a reload
-# stays pending (no generation becomes ready) until the limit is lifted.
-PIDS_CG=
-hold_forks() {
-	[ -w /sys/fs/cgroup/pids/cgroup.procs ] || return 1
-	PIDS_CG=/sys/fs/cgroup/pids/submitd-test-$$-$BATS_TEST_NUMBER
-	mkdir "$PIDS_CG" && echo 1 >"$PIDS_CG/pids.max" && echo "$1" >"$PIDS_CG/cgroup.procs"
-}
-
-# reuse_pid PID OUT: a process with pid PID (ns_last_pid) that reports into
-# OUT "reused PID", then, on SIGUSR1, whether a SIGUSR2 reached it:
-# "SIGUSR2 from PID" or "no SIGUSR2". Fails if PID could not be had.
-reuse_pid() {
-	python3 - "$1" >"$2" 2>&1 3>&- 4>&- <<-'PY' &
-		import os, signal, sys
-		target = int(sys.argv[1])
-		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
-		for attempt in range(20):
-		    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-		        f.write(str(target - 1))
-		    pid = os.fork()
-		    if pid == 0:
-		        if os.getpid() != target:
-		            os._exit(3)
-		        print("reused", target, flush=True)
-		        got = None
-		        while True:
-		            si = signal.sigtimedwait({signal.SIGUSR1, signal.SIGUSR2}, 120)
-		            if si is None:
-		                print("no SIGUSR1 within 120 s", flush=True)
-		                os._exit(1)
-		            if si.si_signo == signal.SIGUSR2:
-		                got = si.si_pid
-		            elif signal.SIGUSR2 in signal.sigpending():
-		                got = signal.sigwaitinfo({signal.SIGUSR2}).si_pid
-		            if si.si_signo == signal.SIGUSR1:
-		                break
-		        print("SIGUSR2 from %d" % got if got else "no SIGUSR2", flush=True)
-		        os._exit(0)
-		    _, status = os.waitpid(pid, 0)
-		    if os.WEXITSTATUS(status) != 3:
-		        sys.exit(os.WEXITSTATUS(status))
-		    if os.path.exists("/proc/%d" % target):
-		        break  # taken by some other process: give up
-		print("pid", target, "not had", flush=True)
-		sys.exit(1)
-	PY
-	REUSER=$!
-	SD_BG_PIDS+=("$REUSER")
-}
-
-@test "-s reload: an asker killed while the reload is pending; its pid reused meanwhile gets no SIGUSR2" {
-	needs_root
-	[ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose pids here (ns_last_pid)"
-	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
-	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
-	local asker
-	sd_spawn "$BATS_TEST_TMPDIR/asker.out" "$SD_BIN" -c "$SD_CONF" -s reload
-	asker=$SD_SPAWNED
-	# The master took the asker's pidfd; the new worker cannot fork.
-	wait_for sd_log_count "generation 2 starting"
-	wait_for -t 10 eval '[ "$(find /proc/$SD_PID/fd -lname "*pidfd*" | wc -l)" -eq 1 ]'
-	{
-		kill -KILL "$asker"
-		wait "$asker" || true
-	} 2>/dev/null
-	# Another process gets the asker's pid, as a busy machine would give it.
-	reuse_pid "$asker" "$BATS_TEST_TMPDIR/reuser.out"
-	wait_for eval 'grep -q "^reused $asker\$\|not had" "$BATS_TEST_TMPDIR/reuser.out"'
-	grep -q "^reused $asker\$" "$BATS_TEST_TMPDIR/reuser.out" || skip "pid $asker was taken by another process ($(cat "/proc/$asker/cmdline" 2>/dev/null | tr "\0" " "))"
-	# The reload completes: the master answers whoever asked, by pidfd.
-	echo max >"$PIDS_CG/pids.max"
-	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
-	# A live asker after it still gets its answer.
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	assert_success
-	assert_output "reload: new configuration serving"
-	local reuser
-	reuser=$(pgrep -P "$REUSER")
-	assert_equal "$reuser" "$asker"
-	kill -USR1 "$reuser"
-	wait_for grep -q SIGUSR2 "$BATS_TEST_TMPDIR/reuser.out"
-	run cat "$BATS_TEST_TMPDIR/reuser.out"
-	assert_output "$(printf 'reused %s\nno SIGUSR2' "$asker")"
-	# The master keeps no pidfd once it answered.
-	run find "/proc/$SD_PID/fd" -lname "*pidfd*"
-	assert_output ""
-}
-
-@test "-s reload: the master forgets an asker past the wait (hooks build: 3 s), the reload still pending" {
-	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
-	needs_root
-	SD_BIN=$SD_ROOT/build/submitd-hooks
-	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
-	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
-	local start=$EPOCHREALTIME
-	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
-	echo "asker: status $status after $(_sd_elapsed_ms "$start") ms: $output"
-	assert_failure 1
-	assert_output --partial "no answer from pid $SD_PID to the reload"
-	# The master drops the asker's pidfd at the same deadline, the reload still pending.
-	wait_for -t 5 eval '[ -z "$(find /proc/$SD_PID/fd -lname "*pidfd*")" ]'
-	run sd_log_count "ready: 1 workers running"
-	assert_output 1
-	echo max >"$PIDS_CG/pids.max"
-	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
-	run sd_client roundtrip
-	assert_success
-}
-
-@test "pid file: a symlink at the temporary name, old or current, is not written through" {
-	local pidf=$BATS_TEST_TMPDIR/submitd.pid victim=$BATS_TEST_TMPDIR/victim
-	echo precious >"$victim"
-	ln -s "$victim" "$pidf.tmp"
-	sd_start "pid_file = \"$pidf\""
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	[ ! -L "$pidf" ]
-	assert_equal "$(cat "$victim")" precious
-	sd_stop
-	# At the name the master uses now, FILE.PID.tmp: a shell that puts the
-	# link there and becomes the master keeps its pid.
-	rm -f "$pidf.tmp"
-	SD_CONF=$(sd_config "pid_file = \"$pidf\"")
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	bash -c 'ln -s "$1" "$2.$$.tmp" && exec "$3" -f -c "$4"' sh "$victim" "$pidf" "$SD_BIN" "$SD_CONF" \
-		>"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
-	SD_JOB=$!
-	SD_PID=$SD_JOB
-	wait_for -t 10 _sd_ready
-	assert_equal "$(cat "$pidf")" "$SD_PID"
-	[ ! -L "$pidf" ]
-	[ ! -e "$pidf.$SD_PID.tmp" ]
-	assert_equal "$(cat "$victim")" precious
-}
-
-@test "SIGHUP with 20 /metrics connections open: the new workers hold stdio, the log, the listener, a signalfd and an epoll fd" {
-	sd_start 'workers = 2'
-	local held=$BATS_TEST_TMPDIR/scrapes
-	# Half-sent requests: libmicrohttpd keeps them open (10 s); 16 per address at most.
-	sd_spawn "$held" python3 -c '
-import socket, sys, time
-socks = []
-for i in range(20):
-    s = socket.socket()
-    s.bind(("127.0.0.%d" % (1 + i % 2), 0))
-    s.connect(("127.0.0.1", int(sys.argv[1])))
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
-    socks.append(s)
-print("open", len(socks), flush=True)
-time.sleep(120)' "$SD_METRICS_PORT"
-	wait_for grep -q "open 20" "$held"
-	# The master has accepted all 20 when the fork happens.
-	wait_for eval '[ "$(find /proc/$SD_PID/fd -lname "socket:*" | wc -l)" -ge 22 ]'
-	local old new w listener
-	old=$(sd_workers | paste -sd' ')
-	kill -HUP "$SD_PID"
-	wait_for -t 15 eval '[ "$(grep -c "ready: 2 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -eq 2 ]'
-	new=$(sd_workers | grep -vxF -f <(tr ' ' '\n' <<<"$old"))
-	assert_equal "$(echo "$new" | wc -l)" 2
-	listener=$(listener_inode "$SD_PORT")
-	[ -n "$listener" ]
-	for w in $new; do
-		ls -l "/proc/$w/fd" >&2
-		# Past stdio: exactly the log file, the listener, the signalfd and the epoll fd.
-		run bash -c "find /proc/$w/fd -mindepth 1 ! -name 0 ! -name 1 ! -name 2 -printf '%l\n' | sort"
-		assert_output "$(printf '%s\n' "$BATS_TEST_TMPDIR/submitd.log" anon_inode:\[eventpoll\] \
-			anon_inode:\[signalfd\] "socket:[$listener]" | sort)"
-	done
-	# The scrapes still get their answers from the master.
-	run sd_metrics
-	assert_success
 }
 
 @test "the connection table is sized by max_connections, not by the open files limit" {

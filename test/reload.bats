@@ -1,13 +1,18 @@
 #!/usr/bin/env bats
-# Reload under load: generations, listen and worker changes, a bad config,
-# `submitd -s reload`. Load comes from submit-bench --reconnect, which
-# reconnects after a close between two acks and counts as an error anything
-# else: a refused connect, a reset, a wrong or half ack.
+# Reload (SIGHUP, `submitd -s reload`): under load, generations, listen and
+# worker changes, a bad config (a syntax error, a file that is not readable
+# text), the asker of -s reload held by pidfd, the descriptors the new
+# workers hold. Load comes from submit-bench --reconnect, which reconnects
+# after a close between two acks and counts as an error anything else: a
+# refused connect, a reset, a wrong or half ack. Listener churn is in
+# listeners.bats.
 
 load helpers/common
+load helpers/forks
 
 teardown() {
 	sd_stop
+	forks_release
 }
 
 # reload_ts: the time of the last successful reload, as /metrics has it (ms).
@@ -348,5 +353,319 @@ print("closed after %.1f s" % (time.monotonic() - t), flush=True)
 	run sd_log_count "more than 1 generations draining: stopping generation 1"
 	assert_output 1
 	run sd_client roundtrip
+	assert_success
+}
+
+# --- SIGHUP and a bad or a good file ---
+
+@test "SIGHUP with a bad config: keeps serving, logs FILE:LINE, reload gauge 0" {
+	sd_start 'max_frame_size = 1000'
+	run sd_metric submitd_config_last_reload_successful
+	assert_output 1
+	local workers line
+	workers=$(sd_workers | tr '\n' ' ')
+	echo 'max_frame_size = 0' >>"$SD_CONF"
+	line=$(wc -l <"$SD_CONF")
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload failed, keeping the running configuration"
+	run sd_log_count "$SD_CONF:$line: "
+	[ "$output" -ge 1 ]
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	# Same workers, same limits, still answering.
+	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
+	run sd_client roundtrip
+	assert_success
+	run sd_client frame --len 1000
+	assert_output ack
+	run sd_client frame --len 1001
+	assert_output closed
+}
+
+@test "SIGHUP with a syntax error: keeps serving" {
+	sd_start
+	printf 'workers = "2\n' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload failed, keeping the running configuration"
+	run sd_log_count "$SD_CONF:[0-9]+: "
+	[ "$output" -ge 1 ]
+	run sd_client pipeline 100
+	assert_success
+}
+
+@test "SIGHUP with a good config: \"reload: configuration FILE applied\", new limits used" {
+	sd_start 'max_frame_size = 1000'
+	local t0
+	t0=$(sd_metric submitd_config_last_reload_success_timestamp_seconds)
+	run sd_client frame --len 1001
+	assert_output closed
+	sed -i 's/^max_frame_size = 1000$/max_frame_size = 2000/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload: configuration $SD_CONF applied"
+	wait_for eval '[ "$(sd_log_count "ready: 2 workers running")" -ge 2 ]'
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	run sd_client frame --len 1001
+	assert_output ack
+	run sd_client frame --len 2001
+	assert_output closed
+	run sd_metric submitd_config_last_reload_success_timestamp_seconds
+	awk -v a="$t0" -v b="$output" 'BEGIN { exit !(b >= a && b > 0) }'
+}
+
+@test "a failed reload followed by a good one applies the good one" {
+	sd_start
+	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
+	echo 'no_such_option = 1' >>"$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload failed"
+	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
+	sed -i 's/^workers = 2$/workers = 3/' "$SD_CONF"
+	kill -HUP "$SD_PID"
+	wait_for sd_log_count "reload: configuration $SD_CONF applied"
+	wait_for sd_log_count "ready: 3 workers running"
+	wait_for eval '[ "$(sd_workers | wc -l)" -eq 3 ]'
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	run sd_client roundtrip
+	assert_success
+}
+
+# bad_reload KIND: replace $SD_CONF by a bad KIND of file, SIGHUP, check the
+# master logged "$SD_CONF: ..." and kept everything, then put the good file
+# back and reload it so that the next kind starts from the gauge at 1.
+bad_reload() {
+	local kind=$1 want workers gens applied
+	rm -rf "$SD_CONF"
+	case $kind in
+	dir)
+		mkdir "$SD_CONF"
+		want="$SD_CONF: not a regular file"
+		;;
+	fifo)
+		mkfifo "$SD_CONF"
+		want="$SD_CONF: not a regular file"
+		;;
+	dangling)
+		# chmod 000 does not stop root; a link to nothing fails for everyone.
+		ln -s "$BATS_TEST_TMPDIR/nowhere" "$SD_CONF"
+		want="$SD_CONF: No such file or directory"
+		;;
+	unreadable)
+		# A regular file whose read() fails, root or not.
+		ln -s /proc/self/mem "$SD_CONF"
+		want="$SD_CONF: read: "
+		;;
+	big)
+		cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
+		truncate -s 100M "$SD_CONF"
+		want="$SD_CONF: too large"
+		;;
+	nul)
+		{
+			cat "$BATS_TEST_TMPDIR/good.conf"
+			printf 'workers = 3\0\n'
+		} >"$SD_CONF"
+		want="$SD_CONF:$(($(wc -l <"$BATS_TEST_TMPDIR/good.conf") + 1)): a NUL byte"
+		;;
+	esac
+	workers=$(sd_workers | tr '\n' ' ')
+	gens=$(sd_log_count "generation [0-9]+ starting" || true)
+	local failed
+	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
+	echo "$kind: $(sd_log | grep -F "$SD_CONF" | tail -1)"
+	sd_log | grep -qF -- "$want"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	# The service did not change: same workers, no new generation, still serving.
+	kill -0 "$SD_PID"
+	assert_equal "$(sd_workers | tr '\n' ' ')" "$workers"
+	assert_equal "$(sd_log_count "generation [0-9]+ starting" || true)" "$gens"
+	run sd_client roundtrip
+	assert_success
+	rm -rf "$SD_CONF"
+	cp "$BATS_TEST_TMPDIR/good.conf" "$SD_CONF"
+	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	wait_for -t 10 sd_metric_is submitd_generations '' 1
+}
+
+@test "SIGHUP with a directory, FIFO, dangling link, unreadable, 100 MiB or NUL-byte config: FILE: message, gauge 0, service unchanged" {
+	sd_start 'workers = 2'
+	cp "$SD_CONF" "$BATS_TEST_TMPDIR/good.conf"
+	local kind
+	for kind in dir fifo dangling unreadable big nul; do
+		bad_reload "$kind"
+	done
+	run sd_log_count "input in flex scanner failed"
+	assert_output 0
+}
+
+@test "SIGHUP: a flag spelled on is applied, one spelled maybe is refused with FILE:LINE and the service stays" {
+	sd_start 'workers = 1'
+	local failed applied lines
+	failed=$(sd_log_count "reload failed, keeping the running configuration" || true)
+	echo 'nats_create_stream = maybe' >>"$SD_CONF"
+	lines=$(wc -l <"$SD_CONF")
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload failed, keeping the running configuration")" -gt '"$failed"' ]'
+	sd_log | grep -qF -- "$SD_CONF:$lines: nats_create_stream: \"maybe\" is not a boolean"
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 0
+	run sd_client roundtrip
+	assert_success
+	sed -i 's/^nats_create_stream = maybe$/nats_create_stream = on/' "$SD_CONF"
+	applied=$(sd_log_count "reload: configuration $SD_CONF applied" || true)
+	kill -HUP "$SD_PID"
+	wait_for eval '[ "$(sd_log_count "reload: configuration $SD_CONF applied")" -gt '"$applied"' ]'
+	wait_for sd_metric_is submitd_config_last_reload_successful '' 1
+	run sd_client roundtrip
+	assert_success
+}
+
+# --- the asker of -s reload, held by pidfd ---
+
+# reuse_pid PID OUT: a process with pid PID (ns_last_pid) that reports into
+# OUT "reused PID", then, on SIGUSR1, whether a SIGUSR2 reached it:
+# "SIGUSR2 from PID" or "no SIGUSR2". Fails if PID could not be had.
+reuse_pid() {
+	python3 - "$1" >"$2" 2>&1 3>&- 4>&- <<-'PY' &
+		import os, signal, sys
+		target = int(sys.argv[1])
+		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+		for attempt in range(20):
+		    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+		        f.write(str(target - 1))
+		    pid = os.fork()
+		    if pid == 0:
+		        if os.getpid() != target:
+		            os._exit(3)
+		        print("reused", target, flush=True)
+		        got = None
+		        while True:
+		            si = signal.sigtimedwait({signal.SIGUSR1, signal.SIGUSR2}, 120)
+		            if si is None:
+		                print("no SIGUSR1 within 120 s", flush=True)
+		                os._exit(1)
+		            if si.si_signo == signal.SIGUSR2:
+		                got = si.si_pid
+		            elif signal.SIGUSR2 in signal.sigpending():
+		                got = signal.sigwaitinfo({signal.SIGUSR2}).si_pid
+		            if si.si_signo == signal.SIGUSR1:
+		                break
+		        print("SIGUSR2 from %d" % got if got else "no SIGUSR2", flush=True)
+		        os._exit(0)
+		    _, status = os.waitpid(pid, 0)
+		    if os.WEXITSTATUS(status) != 3:
+		        sys.exit(os.WEXITSTATUS(status))
+		    if os.path.exists("/proc/%d" % target):
+		        break  # taken by some other process: give up
+		print("pid", target, "not had", flush=True)
+		sys.exit(1)
+	PY
+	REUSER=$!
+	SD_BG_PIDS+=("$REUSER")
+}
+
+@test "-s reload: an asker killed while the reload is pending; its pid reused meanwhile gets no SIGUSR2" {
+	needs_root
+	[ -w /proc/sys/kernel/ns_last_pid ] || skip "cannot choose pids here (ns_last_pid)"
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local asker
+	sd_spawn "$BATS_TEST_TMPDIR/asker.out" "$SD_BIN" -c "$SD_CONF" -s reload
+	asker=$SD_SPAWNED
+	# The master took the asker's pidfd; the new worker cannot fork.
+	wait_for sd_log_count "generation 2 starting"
+	wait_for -t 10 eval '[ "$(find /proc/$SD_PID/fd -lname "*pidfd*" | wc -l)" -eq 1 ]'
+	{
+		kill -KILL "$asker"
+		wait "$asker" || true
+	} 2>/dev/null
+	# Another process gets the asker's pid, as a busy machine would give it.
+	reuse_pid "$asker" "$BATS_TEST_TMPDIR/reuser.out"
+	wait_for eval 'grep -q "^reused $asker\$\|not had" "$BATS_TEST_TMPDIR/reuser.out"'
+	grep -q "^reused $asker\$" "$BATS_TEST_TMPDIR/reuser.out" || skip "pid $asker was taken by another process ($(cat "/proc/$asker/cmdline" 2>/dev/null | tr "\0" " "))"
+	# The reload completes: the master answers whoever asked, by pidfd.
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	# A live asker after it still gets its answer.
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	assert_success
+	assert_output "reload: new configuration serving"
+	local reuser
+	reuser=$(pgrep -P "$REUSER")
+	assert_equal "$reuser" "$asker"
+	kill -USR1 "$reuser"
+	wait_for grep -q SIGUSR2 "$BATS_TEST_TMPDIR/reuser.out"
+	run cat "$BATS_TEST_TMPDIR/reuser.out"
+	assert_output "$(printf 'reused %s\nno SIGUSR2' "$asker")"
+	# The master keeps no pidfd once it answered.
+	run find "/proc/$SD_PID/fd" -lname "*pidfd*"
+	assert_output ""
+}
+
+@test "-s reload: the master forgets an asker past the wait (hooks build: 3 s), the reload still pending" {
+	[ -x "$SD_ROOT/build/submitd-hooks" ] || skip "build/submitd-hooks not built (make build/submitd-hooks)"
+	needs_root
+	SD_BIN=$SD_ROOT/build/submitd-hooks
+	sd_start 'workers = 1' "pid_file = \"$BATS_TEST_TMPDIR/submitd.pid\""
+	hold_forks "$SD_PID" || skip "no writable pids cgroup (v1) to hold a reload pending"
+	local start=$EPOCHREALTIME
+	run timeout 30 "$SD_BIN" -c "$SD_CONF" -s reload
+	echo "asker: status $status after $(_sd_elapsed_ms "$start") ms: $output"
+	assert_failure 1
+	assert_output --partial "no answer from pid $SD_PID to the reload"
+	# The master drops the asker's pidfd at the same deadline, the reload still pending.
+	wait_for -t 5 eval '[ -z "$(find /proc/$SD_PID/fd -lname "*pidfd*")" ]'
+	run sd_log_count "ready: 1 workers running"
+	assert_output 1
+	echo max >"$PIDS_CG/pids.max"
+	wait_for -t 20 eval '[ "$(sd_log_count "ready: 1 workers running")" -eq 2 ]'
+	run sd_client roundtrip
+	assert_success
+}
+
+# --- what the new workers inherit ---
+
+# listener_inode PORT: the socket inode of the TCP listener on 127.0.0.1:PORT.
+listener_inode() {
+	awk -v want="$(printf '0100007F:%04X' "$1")" '$2 == want && $4 == "0A" { print $10 }' /proc/net/tcp
+}
+
+@test "SIGHUP with 20 /metrics connections open: the new workers hold stdio, the log, the listener, a signalfd and an epoll fd" {
+	sd_start 'workers = 2'
+	local held=$BATS_TEST_TMPDIR/scrapes
+	# Half-sent requests: libmicrohttpd keeps them open (10 s); 16 per address at most.
+	sd_spawn "$held" python3 -c '
+import socket, sys, time
+socks = []
+for i in range(20):
+    s = socket.socket()
+    s.bind(("127.0.0.%d" % (1 + i % 2), 0))
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    socks.append(s)
+print("open", len(socks), flush=True)
+time.sleep(120)' "$SD_METRICS_PORT"
+	wait_for grep -q "open 20" "$held"
+	# The master has accepted all 20 when the fork happens.
+	wait_for eval '[ "$(find /proc/$SD_PID/fd -lname "socket:*" | wc -l)" -ge 22 ]'
+	local old new w listener
+	old=$(sd_workers | paste -sd' ')
+	kill -HUP "$SD_PID"
+	wait_for -t 15 eval '[ "$(grep -c "ready: 2 workers running" "$BATS_TEST_TMPDIR/submitd.log")" -eq 2 ]'
+	new=$(sd_workers | grep -vxF -f <(tr ' ' '\n' <<<"$old"))
+	assert_equal "$(echo "$new" | wc -l)" 2
+	listener=$(listener_inode "$SD_PORT")
+	[ -n "$listener" ]
+	for w in $new; do
+		ls -l "/proc/$w/fd" >&2
+		# Past stdio: exactly the log file, the listener, the signalfd and the epoll fd.
+		run bash -c "find /proc/$w/fd -mindepth 1 ! -name 0 ! -name 1 ! -name 2 -printf '%l\n' | sort"
+		assert_output "$(printf '%s\n' "$BATS_TEST_TMPDIR/submitd.log" anon_inode:\[eventpoll\] \
+			anon_inode:\[signalfd\] "socket:[$listener]" | sort)"
+	done
+	# The scrapes still get their answers from the master.
+	run sd_metrics
 	assert_success
 }

@@ -1,128 +1,34 @@
-# Shared by the bats suites: start submitd on free ports, stop it, read its
-# metrics, poll for conditions. Load with `load helpers/common`.
+# Shared by the bats suites: start submitd on free ports and stop it
+# (helpers/daemon.bash, which the bench shares), read its metrics, poll for
+# conditions. Load with `load helpers/common`.
 
 bats_require_minimum_version 1.5.0
 bats_load_library bats-support
 bats_load_library bats-assert
 
 SD_ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-SD_BIN=${SD_BIN:-$SD_ROOT/build/submitd}
 SD_CLIENT="python3 $SD_ROOT/test/helpers/sdclient.py"
+# sd_start, sd_stop and what they use: wait_for, sd_config, sd_log, sd_workers.
+source "$SD_ROOT/test/helpers/daemon.bash"
 
-# wait_for [-t SECONDS] CMD...: run CMD every 20 ms until it succeeds; 1 on
-# timeout, or at once if CMD returns 255 (the condition can no longer become true).
-wait_for() {
-	local limit=5
-	if [ "$1" = -t ]; then
-		limit=$2
-		shift 2
-	fi
-	local deadline=$((SECONDS + limit + 1)) start=$EPOCHREALTIME
-	while :; do
-		local rc=0
-		"$@" >/dev/null 2>&1 || rc=$?
-		case $rc in
-		0) return 0 ;;
-		255) return 1 ;;
-		esac
-		# Bounded by wall time (SECONDS is whole seconds; EPOCHREALTIME is exact).
-		if (($(_sd_elapsed_ms "$start") >= limit * 1000)) || ((SECONDS > deadline)); then
-			echo "wait_for: timed out after ${limit}s: $*" >&2
-			return 1
-		fi
-		sleep 0.02
-	done
+needs_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root"
 }
 
-_sd_elapsed_ms() {
-	local now=$EPOCHREALTIME
-	echo $(((${now/./} - ${1/./}) / 1000))
+# read_ports: SD_PORT and SD_METRICS_PORT from the log, as sd_start reads
+# them, for a daemon that sd_start did not start; fails unless both are there.
+read_ports() {
+	sd_read_ports && [ -n "$SD_METRICS_PORT" ]
 }
 
-# sd_config [LINES...]: the config file path; LINES override the defaults by option name.
-sd_config() {
-	local conf=$BATS_TEST_TMPDIR/submitd.conf
-	local -A over=()
-	local l k
-	for l in "$@"; do
-		k=${l%%=*}
-		k=${k//[[:space:]]/}
-		over[$k]=1
-	done
-	{
-		[ -n "${over[listen]:-}" ] || echo 'listen = {"127.0.0.1:0"}'
-		[ -n "${over[metrics_listen]:-}" ] || echo 'metrics_listen = "127.0.0.1:0"'
-		[ -n "${over[workers]:-}" ] || echo 'workers = 2'
-		[ -n "${over[log_file]:-}" ] || echo "log_file = \"$BATS_TEST_TMPDIR/submitd.log\""
-		[ -n "${over[log_level]:-}" ] || echo 'log_level = info'
-		[ -n "${over[shutdown_timeout]:-}" ] || echo 'shutdown_timeout = 5'
-		for l in "$@"; do
-			echo "$l"
-		done
-	} >"$conf"
-	echo "$conf"
-}
-
-# The daemon's log: its log_file plus whatever went to stdout/stderr.
-sd_log() {
-	cat "$BATS_TEST_TMPDIR/submitd.log" "$BATS_TEST_TMPDIR/submitd.out" 2>/dev/null
-}
-
-sd_log_count() {
-	sd_log | grep -cE -- "$1"
-}
-
-# sd_start [CONFIG LINES...]: start submitd in the foreground under timeout,
-# wait until all workers are ready, set SD_PID (master), SD_JOB (the
-# background job, for `wait`), SD_PORT, SD_METRICS_PORT, SD_CONF.
-sd_start() {
-	SD_CONF=$(sd_config "$@")
-	sd_start_conf "$SD_CONF"
-}
-
-sd_start_conf() {
-	SD_CONF=$1
-	[ -x "$SD_BIN" ] || {
-		echo "sd_start: $SD_BIN not built" >&2
-		return 1
-	}
-	: >"$BATS_TEST_TMPDIR/submitd.log"
-	timeout 300 "$SD_BIN" -f -c "$SD_CONF" >"$BATS_TEST_TMPDIR/submitd.out" 2>&1 3>&- 4>&- &
-	SD_JOB=$!
-	SD_PID=
-	if ! wait_for -t 10 _sd_ready; then
-		echo "sd_start: submitd did not become ready; config and log:" >&2
-		cat "$SD_CONF" >&2
-		sd_log >&2
-		return 1
-	fi
-	SD_PID=$(pgrep -P "$SD_JOB" | head -1)
-	SD_PORT=$(sd_log | sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	SD_METRICS_PORT=$(sd_log | sed -n 's/.*metrics on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' | head -1)
-	export SD_PORT SD_METRICS_PORT SD_PID SD_JOB SD_CONF
-	[ -n "$SD_PID" ] && [ -n "$SD_PORT" ] || {
-		echo "sd_start: no master pid or port (pid '$SD_PID', port '$SD_PORT')" >&2
-		sd_log >&2
-		return 1
-	}
-}
-
-_sd_ready() {
-	kill -0 "$SD_JOB" 2>/dev/null || {
-		return 255
-	}
-	sd_log | grep -qE "ready: [0-9]+ workers running"
-}
-
-# sd_spawn OUT CMD...: run a client in the background, output to OUT; its pid
-# in SD_SPAWNED. sd_stop ends every one still running.
-SD_BG_PIDS=()
-sd_spawn() {
-	local out=$1
-	shift
-	"$@" >"$out" 2>&1 </dev/null 3>&- 4>&- &
-	SD_SPAWNED=$!
-	SD_BG_PIDS+=("$SD_SPAWNED")
+# port_free PORT: a new listener can bind 127.0.0.1:PORT.
+port_free() {
+	python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(1)' "$1"
 }
 
 # sd_stuck_client OUT [close|keep]: a client in the middle of a frame (2 bytes
@@ -150,53 +56,6 @@ if sys.argv[2] != "close":
     time.sleep(60)
 ' "${SD_PORT:?}" "${2:-keep}"
 	wait_for grep -q held "$1"
-}
-
-sd_kill_spawned() {
-	local p
-	for p in "${SD_BG_PIDS[@]}"; do
-		kill -TERM "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	SD_BG_PIDS=()
-}
-
-# sd_stop: SIGTERM, a bounded wait, then SIGKILL for the master and every
-# worker, by pid. Safe to call twice and when nothing was started.
-sd_stop() {
-	sd_kill_spawned
-	[ -n "${SD_JOB:-}" ] || return 0
-	local pids p
-	pids="${SD_PID:-} $(sd_workers 2>/dev/null || true)"
-	if [ -n "${SD_PID:-}" ]; then
-		kill -TERM "$SD_PID" 2>/dev/null || true
-	else
-		kill -TERM "$SD_JOB" 2>/dev/null || true
-	fi
-	if ! wait_for -t 10 _sd_all_gone $pids "$SD_JOB"; then
-		echo "sd_stop: still running after SIGTERM, sending SIGKILL" >&2
-		for p in $pids "$SD_JOB"; do
-			kill -KILL "$p" 2>/dev/null || true
-		done
-	fi
-	wait "$SD_JOB" 2>/dev/null || true
-	SD_JOB= SD_PID=
-}
-
-_sd_all_gone() {
-	local p
-	for p in "$@"; do
-		[ -n "$p" ] || continue
-		# A zombie still answers kill -0; the job is reaped by wait later.
-		[ -e "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && return 1
-	done
-	return 0
-}
-
-# sd_workers: the master's child pids, one per line.
-sd_workers() {
-	[ -n "${SD_PID:-}" ] || return 1
-	pgrep -P "$SD_PID" | sort -n
 }
 
 # sd_doc_families [--types]: the metric families of the /metrics contract,
