@@ -18,6 +18,15 @@ import fcntl, sys
 fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
 }
 
+# stopped_clean PID: the master (PID, or its job) goes with all its workers and exits 0.
+stopped_clean() {
+	local rc=0
+	wait_for -t 15 _sd_all_gone "$1"
+	wait "$SD_JOB" || rc=$?
+	SD_JOB=
+	assert_equal "$rc" 0
+}
+
 # --- the running master and -s ---
 
 @test "-s reload and -s stop signal the master named in pid_file" {
@@ -30,11 +39,7 @@ fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
 	wait_for sd_log_count "reload: configuration $SD_CONF applied"
 	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
 	assert_success
-	local rc=0
-	wait_for -t 15 _sd_all_gone "$SD_PID"
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
+	stopped_clean "$SD_PID"
 	[ ! -e "$pidf" ]
 }
 
@@ -66,11 +71,7 @@ fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
 	assert_success
 	# Stop: the file goes with the master.
 	kill -TERM "$SD_PID"
-	wait_for -t 15 _sd_all_gone "$SD_JOB"
-	local rc=0
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
+	stopped_clean "$SD_JOB"
 	[ ! -e "$pidf" ]
 }
 
@@ -100,11 +101,7 @@ fcntl.lockf(open(sys.argv[1], "r+"), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$1"
 	assert_failure
 	run timeout 20 "$SD_BIN" -c "$SD_CONF" -s stop
 	assert_success
-	wait_for -t 15 _sd_all_gone "$SD_PID"
-	local rc=0
-	wait "$SD_JOB" || rc=$?
-	SD_JOB=
-	assert_equal "$rc" 0
+	stopped_clean "$SD_PID"
 	kill -0 "$sleeper"
 	[ ! -e "$pidf" ]
 }
