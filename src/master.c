@@ -438,20 +438,14 @@ static void log_exit(const struct child *ch, int status, int expected)
 						      : WEXITSTATUS(status));
 		else
 			log_info("%s (pid %d) exited", ch->name, (int)ch->pid);
-	} else if (WIFSIGNALED(status)) {
-		if (expected)
-			log_info("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid,
-				 WTERMSIG(status));
-		else
-			log_warnx("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid,
-				  WTERMSIG(status));
-	} else if (expected) {
-		log_info("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
-			 WEXITSTATUS(status));
-	} else {
-		log_warnx("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
-			  WEXITSTATUS(status));
+		return;
 	}
+	void (*say)(const char *, ...) = expected ? log_info : log_warnx;
+	if (WIFSIGNALED(status))
+		say("%s (pid %d) killed by signal %d", ch->name, (int)ch->pid, WTERMSIG(status));
+	else
+		say("%s (pid %d) exited with status %d", ch->name, (int)ch->pid,
+		    WEXITSTATUS(status));
 }
 
 /*
