@@ -1,7 +1,7 @@
 # submitd: see README.md. `make run` and `make test` install what is missing first.
 
 CC       ?= cc
-PKGS     := libconfuse libmicrohttpd jemalloc libnats
+PKGS     := libconfuse libmicrohttpd jemalloc libnats openssl
 BUILD    := build
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -61,10 +61,10 @@ $(BUILD)/submit-spool: $(call obj,src/crc32c.c src/spool.c src/spool_recover.c s
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/submit-bench: $(call obj,$(B_SRC))
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jemalloc 2>/dev/null) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs jemalloc openssl 2>/dev/null) -lm
 
 $(BUILD)/asan/submitd: $(call asan_obj,$(D_SRC))
-	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd libnats) -lm
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(shell pkg-config --libs libconfuse libmicrohttpd libnats openssl) -lm
 
 $(BUILD)/submitd-hooks: $(patsubst src/%.c,$(BUILD)/hooks/%.o,$(D_SRC))
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm

@@ -6,7 +6,8 @@ pkgs="build-essential pkg-config libconfuse-dev libmicrohttpd-dev libjemalloc-de
       bats bats-support bats-assert jq python3 python3-yaml curl procps iproute2 bc
       prometheus prometheus-node-exporter clang clang-format libclang-rt-14-dev valgrind linux-perf
       debhelper dpkg-dev fakeroot lintian mandoc groff-base strace git
-      systemd systemd-container debootstrap gnuplot-nox libnats-dev nats-server util-linux-extra"
+      systemd systemd-container debootstrap gnuplot-nox libnats-dev nats-server util-linux-extra
+      libssl-dev openssl haproxy"
 missing=""
 for p in $pkgs; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
