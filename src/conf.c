@@ -51,6 +51,7 @@ static const struct int_opt int_opts[] = {
     IOPT(nats_stream_max_age, 0, 0, 86400L * 3650),
     IOPT(nats_stream_max_bytes, 0, 0, 1L << 50),
     IOPT(nats_dup_window, 120, 1, 86400),
+    IOPT(tls_handshake_timeout, 10, 1, 3600),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 
@@ -327,6 +328,14 @@ static int validate_int(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* A listen entry without its "tls://" prefix. */
+static const char *listen_addr_part(const char *s)
+{
+	size_t n = strlen(CONF_TLS_PREFIX);
+
+	return strncmp(s, CONF_TLS_PREFIX, n) == 0 ? s + n : s;
+}
+
 static int validate_addr_list(cfg_t *cfg, cfg_opt_t *opt)
 {
 	struct net_addr a;
@@ -341,6 +350,8 @@ static int validate_addr_list(cfg_t *cfg, cfg_opt_t *opt)
 		const char *s = cfg_opt_getnstr(opt, i);
 		if (strcmp(opt->name, "metrics_listen") == 0 && s[0] == '\0')
 			continue;
+		if (strcmp(opt->name, "listen") == 0)
+			s = listen_addr_part(s);
 		if (net_parse_addr(s, &a, err, sizeof(err)) == -1) {
 			opt_error(cfg, opt->name, "%s: %s", opt->name, err);
 			return -1;
@@ -412,6 +423,42 @@ const char *conf_ack_after_name(int v)
 const char *conf_retention_name(int v)
 {
 	return v >= 0 && v < 3 ? retention_names[v] : "?";
+}
+
+static const char *const verify_names[] = {"none", "optional", "required"};
+static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3"};
+static const int tls_versions[] = {CONF_TLS1_2, CONF_TLS1_3};
+
+const char *conf_verify_name(int v)
+{
+	return v >= 0 && v < 3 ? verify_names[v] : "?";
+}
+
+const char *conf_tls_version_name(int v)
+{
+	return v == CONF_TLS1_3 ? "TLSv1.3" : v == CONF_TLS1_2 ? "TLSv1.2" : "?";
+}
+
+static int validate_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (strcmp(opt->name, "tls_verify_client") == 0 && name_index(verify_names, 3, s) < 0) {
+		opt_error(cfg, opt->name,
+			  "tls_verify_client = \"%s\": expected none, optional or required", s);
+		return -1;
+	}
+	if (strcmp(opt->name, "tls_min_version") == 0 && name_index(tls_version_names, 2, s) < 0) {
+		opt_error(cfg, opt->name, "tls_min_version = \"%s\": expected TLSv1.2 or TLSv1.3",
+			  s);
+		return -1;
+	}
+	if ((strcmp(opt->name, "tls_ciphers") == 0 || strcmp(opt->name, "tls_ciphersuites") == 0) &&
+	    s[0] == '\0') {
+		opt_error(cfg, opt->name, "%s: an empty list would allow nothing", opt->name);
+		return -1;
+	}
+	return 0;
 }
 
 /* NATS names: a stream name and subject tokens, as nats-server accepts them. */
@@ -740,6 +787,13 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	opts[k++] = (cfg_opt_t)CFG_STR("nats_tls_ca", "", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("nats_stream_retention", "limits", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("ack_after", "spool", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_certificate", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_key", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_ca", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_verify_client", "none", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphers", CONF_TLS_CIPHERS, CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphersuites", CONF_TLS_CIPHERSUITES, CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
 		opts[k++] = (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE,
 						  int_opts[i].is_flag ? parse_flag : parse_int);
@@ -760,6 +814,10 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	cfg_set_validate_func(cfg, "nats_subject", validate_nats);
 	cfg_set_validate_func(cfg, "nats_stream_retention", validate_nats);
 	cfg_set_validate_func(cfg, "ack_after", validate_nats);
+	cfg_set_validate_func(cfg, "tls_verify_client", validate_tls);
+	cfg_set_validate_func(cfg, "tls_min_version", validate_tls);
+	cfg_set_validate_func(cfg, "tls_ciphers", validate_tls);
+	cfg_set_validate_func(cfg, "tls_ciphersuites", validate_tls);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
 	return cfg;
@@ -818,7 +876,10 @@ static int extract_addrs(cfg_t *cfg, const char *path, struct conf *c, char *err
 	for (int i = 0; i < c->nlisten; i++) {
 		if ((c->listen[i] = dup_value(cfg_getnstr(cfg, "listen", (unsigned)i))) == NULL)
 			goto oom;
-		if (net_parse_addr(c->listen[i], &c->listen_addr[i], e, sizeof(e)) == -1) {
+		const char *a = listen_addr_part(c->listen[i]);
+		c->listen_tls[i] = a != c->listen[i];
+		c->nlisten_tls += c->listen_tls[i];
+		if (net_parse_addr(a, &c->listen_addr[i], e, sizeof(e)) == -1) {
 			snprintf(err, errlen, "%s: listen: %s", path, e); /* validated above */
 			return -1;
 		}
@@ -859,6 +920,23 @@ static int extract_nats(cfg_t *cfg, struct conf *c)
 	    c->nats_password == NULL || c->nats_creds == NULL || c->nats_tls_ca == NULL)
 		return -1;
 	return 0;
+}
+
+/* The TLS options into c: 0, or -1 out of memory (what c holds is the caller's to free). */
+static int extract_tls(cfg_t *cfg, struct conf *c)
+{
+	c->tls_certificate = dup_value(cfg_getstr(cfg, "tls_certificate"));
+	c->tls_key = dup_value(cfg_getstr(cfg, "tls_key"));
+	c->tls_ca = dup_value(cfg_getstr(cfg, "tls_ca"));
+	c->tls_ciphers = dup_value(cfg_getstr(cfg, "tls_ciphers"));
+	c->tls_ciphersuites = dup_value(cfg_getstr(cfg, "tls_ciphersuites"));
+	c->tls_verify_client = name_index(verify_names, 3, cfg_getstr(cfg, "tls_verify_client"));
+	c->tls_min_version =
+	    tls_versions[name_index(tls_version_names, 2, cfg_getstr(cfg, "tls_min_version"))];
+	return c->tls_certificate == NULL || c->tls_key == NULL || c->tls_ca == NULL ||
+		       c->tls_ciphers == NULL || c->tls_ciphersuites == NULL
+		   ? -1
+		   : 0;
 }
 
 /* The parsed options into a plain struct conf: 0, or -1 with err filled and nothing kept. */
@@ -906,6 +984,8 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 	c.nats_stream_retention =
 	    name_index(retention_names, 3, cfg_getstr(cfg, "nats_stream_retention"));
 	c.ack_after = name_index(ack_after_names, 2, cfg_getstr(cfg, "ack_after"));
+	if (extract_tls(cfg, &c) == -1)
+		goto oom;
 	*out = c;
 	return 0;
 oom:
@@ -914,6 +994,25 @@ oom:
 fail:
 	conf_free(&c);
 	return -1;
+}
+
+/* A tls:// listener needs a certificate and its key; verifying clients needs their CAs. */
+static int check_tls(const struct conf *c, const char *path, char *err, size_t errlen)
+{
+	if (c->nlisten_tls > 0 && (c->tls_certificate[0] == '\0' || c->tls_key[0] == '\0')) {
+		int i = 0;
+		while (!c->listen_tls[i])
+			i++;
+		snprintf(err, errlen, "%s:%d: listen: \"%s\" needs tls_certificate and tls_key",
+			 path, option_line("listen"), c->listen[i]);
+		return -1;
+	}
+	if (c->tls_verify_client != CONF_VERIFY_NONE && c->tls_ca[0] == '\0') {
+		snprintf(err, errlen, "%s:%d: tls_verify_client = %s: needs tls_ca", path,
+			 option_line("tls_verify_client"), conf_verify_name(c->tls_verify_client));
+		return -1;
+	}
+	return 0;
 }
 
 /* What no single option's validator can see: options that need or exclude each other. */
@@ -937,7 +1036,7 @@ static int check_combinations(const struct conf *c, const char *path, char *err,
 		snprintf(err, errlen, "%s:%d: %s", path, fs.line, need);
 		return -1;
 	}
-	if (check_addresses(c, err, errlen) == -1)
+	if (check_addresses(c, err, errlen) == -1 || check_tls(c, path, err, errlen) == -1)
 		return -1;
 	/* A bound below one segment could never hold the segment being written. */
 	if (c->spool_max_size != 0 && c->spool_max_size < c->spool_segment_size) {
@@ -1092,6 +1191,11 @@ void conf_free(struct conf *c)
 	free(c->nats_password);
 	free(c->nats_creds);
 	free(c->nats_tls_ca);
+	free(c->tls_certificate);
+	free(c->tls_key);
+	free(c->tls_ca);
+	free(c->tls_ciphers);
+	free(c->tls_ciphersuites);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1159,4 +1263,17 @@ void conf_print(const struct conf *c, FILE *f)
 	fprintf(f, "nats_tls_ca = \"%s\"\n", c->nats_tls_ca);
 	fprintf(f, "nats_stream_retention = %s\n", conf_retention_name(c->nats_stream_retention));
 	fprintf(f, "ack_after = %s\n", conf_ack_after_name(c->ack_after));
+	fprintf(f, "tls_certificate = ");
+	print_str(f, c->tls_certificate);
+	fprintf(f, "\ntls_key = ");
+	print_str(f, c->tls_key);
+	fprintf(f, "\ntls_ca = ");
+	print_str(f, c->tls_ca);
+	fprintf(f, "\ntls_verify_client = %s\n", conf_verify_name(c->tls_verify_client));
+	fprintf(f, "tls_min_version = \"%s\"\n", conf_tls_version_name(c->tls_min_version));
+	fprintf(f, "tls_ciphers = ");
+	print_str(f, c->tls_ciphers);
+	fprintf(f, "\ntls_ciphersuites = ");
+	print_str(f, c->tls_ciphersuites);
+	fputc('\n', f);
 }

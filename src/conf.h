@@ -20,6 +20,15 @@ enum conf_spool_sync { CONF_SYNC_ALWAYS, CONF_SYNC_INTERVAL, CONF_SYNC_NONE };
 enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
 enum conf_ack_after { CONF_ACK_SPOOL, CONF_ACK_STREAM };
 enum conf_retention { CONF_RET_LIMITS, CONF_RET_INTEREST, CONF_RET_WORKQUEUE };
+enum conf_verify { CONF_VERIFY_NONE, CONF_VERIFY_OPTIONAL, CONF_VERIFY_REQUIRED };
+#define CONF_TLS_PREFIX "tls://"
+#define CONF_TLS1_2	0x0303 /* the protocol's numbers, as OpenSSL's TLS1_2_VERSION */
+#define CONF_TLS1_3	0x0304
+/* Forward secrecy and AEAD only (TLS 1.2); TLS 1.3's suites are all of that kind. */
+#define CONF_TLS_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
+#define CONF_TLS_CIPHERSUITES                                                                      \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
 #define CONF_MAX_NATS 16
 
 struct conf {
@@ -28,6 +37,8 @@ struct conf {
 	int nlisten;
 	char *listen[CONF_MAX_LISTEN];
 	struct net_addr listen_addr[CONF_MAX_LISTEN];
+	uint8_t listen_tls[CONF_MAX_LISTEN]; /* "tls://" before the address */
+	int nlisten_tls;
 	int workers; /* resolved: "auto" is the number of online CPUs */
 	int workers_auto;
 	char *metrics_listen; /* "" disables the endpoint */
@@ -69,6 +80,12 @@ struct conf {
 	long nats_dup_window;	   /* seconds: the stream's duplicate window, when created */
 	int nats_stream_retention; /* enum conf_retention */
 	int ack_after;		   /* enum conf_ack_after */
+	/* TLS on the tls:// listeners (docs/OPERATIONS.md); loaded by tls.c. */
+	char *tls_certificate, *tls_key, *tls_ca;
+	int tls_verify_client; /* enum conf_verify */
+	int tls_min_version;   /* CONF_TLS1_2 or CONF_TLS1_3 */
+	char *tls_ciphers, *tls_ciphersuites;
+	long tls_handshake_timeout; /* seconds */
 };
 
 /*
@@ -95,5 +112,7 @@ const char *conf_spool_sync_name(int v);
 const char *conf_spool_full_name(int v);
 const char *conf_ack_after_name(int v);
 const char *conf_retention_name(int v);
+const char *conf_verify_name(int v);
+const char *conf_tls_version_name(int v);
 
 #endif
