@@ -1055,20 +1055,21 @@ static int check_combinations(const struct conf *c, const char *path, char *err,
 	return 0;
 }
 
-/* Whether pw may search directory st (its own uid, primary and supplementary groups). */
-static int searchable_by(const struct stat *st, const struct passwd *pw)
+int conf_user_may(const struct stat *st, const struct passwd *pw, int perm)
 {
 	gid_t groups[256];
 	int ngroups = 256;
 
-	if (pw->pw_uid == 0 || st->st_uid == pw->pw_uid)
-		return pw->pw_uid == 0 || (st->st_mode & S_IXUSR);
+	if (pw->pw_uid == 0)
+		return 1;
+	if (st->st_uid == pw->pw_uid)
+		return (st->st_mode & ((mode_t)perm << 6)) != 0;
 	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) == -1)
 		ngroups = 0;
 	for (int i = 0; i < ngroups; i++)
 		if (groups[i] == st->st_gid)
-			return (st->st_mode & S_IXGRP) != 0;
-	return (st->st_mode & S_IXOTH) != 0;
+			return (st->st_mode & ((mode_t)perm << 3)) != 0;
+	return (st->st_mode & (mode_t)perm) != 0;
 }
 
 /* The directory part of path, as dirname(3) gives it, in buf. */
@@ -1141,7 +1142,7 @@ static int check_writable(const char *c_path, const char *opt, const char *path,
 			 why);
 		return -1;
 	}
-	if (user != NULL && !searchable_by(&st, user)) {
+	if (user != NULL && !conf_user_may(&st, user, 1)) {
 		snprintf(err, errlen,
 			 "%s: %s \"%s\": directory %s: not searchable by user %s, whose workers "
 			 "reopen it on SIGUSR1",

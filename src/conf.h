@@ -99,6 +99,13 @@ int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
  * warning in err for what fails only later (log reopening as user).
  */
 int conf_check_system(const struct conf *c, char *err, size_t errlen);
+/*
+ * Whether user pw may access st for perm (4 read, 1 search or execute), by
+ * its uid, primary and supplementary groups, as the kernel decides.
+ */
+struct stat;
+struct passwd;
+int conf_user_may(const struct stat *st, const struct passwd *pw, int perm);
 void conf_free(struct conf *c);
 /* The effective configuration in the file's own syntax. */
 void conf_print(const struct conf *c, FILE *f);

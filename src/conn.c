@@ -11,6 +11,7 @@ void conn_init(struct conn *c, int fd, uint64_t now_ms)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	transport_init(&c->tr, fd);
 	c->state = CONN_ACTIVE;
 	c->last_frame_ms = now_ms;
 }
@@ -123,7 +124,11 @@ enum conn_read_result conn_read(struct conn *c, const struct conn_ctx *x)
 	ssize_t n;
 
 	if (c->state == CONN_LINGERING) {
-		/* Discard: read into the stack, never into a buffer. */
+		/*
+		 * Discard: read into the stack, never into a buffer. Past the
+		 * FIN nothing is decoded, TLS records neither: only the peer's
+		 * FIN is waited for.
+		 */
 		uint8_t sink[4096];
 		n = read(c->fd, sink, sizeof(sink));
 		if (n > 0)
@@ -143,7 +148,7 @@ enum conn_read_result conn_read(struct conn *c, const struct conn_ctx *x)
 	}
 	if (buf_reserve(b, need) == -1)
 		return CONN_READ_NOMEM;
-	n = read(c->fd, buf_tail(b), buf_space(b));
+	n = transport_read(&c->tr, buf_tail(b), buf_space(b));
 	if (n > 0) {
 		buf_commit(b, (size_t)n);
 		stats_add(x->stats, STATS_bytes_recv, (uint64_t)n);
@@ -156,7 +161,7 @@ int conn_write(struct conn *c, const struct conn_ctx *x)
 	ssize_t n;
 
 	while (conn_writable(c) > 0) {
-		n = write(c->fd, buf_head(&c->out), conn_writable(c));
+		n = transport_write(&c->tr, buf_head(&c->out), conn_writable(c));
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;

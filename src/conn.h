@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "stats.h"
+#include "transport.h"
 
 enum conn_state {
 	CONN_ACTIVE,	/* reading requests and writing their acks */
@@ -27,6 +28,7 @@ enum conn_reason {
 	CONN_R_SHUTDOWN,
 	CONN_R_ERROR,
 	CONN_R_SEND_TIMEOUT,
+	CONN_R_HANDSHAKE, /* TLS: closed before its handshake completed */
 };
 
 struct conn;
@@ -114,6 +116,8 @@ struct conn_acks {
 
 struct conn {
 	int fd;
+	uint8_t hs;	 /* TLS: the handshake is not done yet (worker.c) */
+	uint8_t again;	 /* on the worker's list to read again: TLS holds input epoll cannot see */
 	uint8_t state;	 /* enum conn_state: change it with conn_set_state() */
 	uint8_t reason;	 /* enum conn_reason, once state > CONN_ACTIVE */
 	uint8_t pending; /* on the worker's write list this round */
@@ -131,6 +135,10 @@ struct conn {
 	uint8_t conn_id[8]; /* the last Conn id seen */
 	uint64_t seq;	    /* the connection's number in this worker, from 1 */
 	struct conn_acks acks;
+	struct transport tr; /* plain TCP or TLS: every byte of the client's goes through it */
+	uint64_t hs_us;	     /* TLS: when the handshake began, CLOCK_MONOTONIC us */
+	uint64_t read_round; /* the worker's round of the last read */
+	struct conn *next_again;
 	struct buf in;
 	struct buf out;
 	/*
@@ -164,7 +172,7 @@ enum conn_read_result {
 /* One read from the socket into c->in (while lingering, into nowhere). */
 enum conn_read_result conn_read(struct conn *c, const struct conn_ctx *x);
 
-/* Write as much of c->out as the socket takes. 0, or -1 with errno (not EAGAIN). */
+/* Write as much of c->out as the transport takes. 0, or -1 with errno (not EAGAIN). */
 int conn_write(struct conn *c, const struct conn_ctx *x);
 
 /* Reading is allowed: active, and the peer reads its acks (backpressure). */

@@ -119,12 +119,14 @@ int listen_apply(const struct conf *c, unsigned gen)
 	return 0;
 }
 
-int listen_fds(int *fds, int max)
+int listen_fds(int *fds, uint8_t *tls, int max)
 {
 	int n = 0;
 
-	for (int i = 0; i < nls && n < max; i++)
+	for (int i = 0; i < nls && n < max; i++) {
+		tls[n] = strncmp(ls[i].name, CONF_TLS_PREFIX, strlen(CONF_TLS_PREFIX)) == 0;
 		fds[n++] = ls[i].fd;
+	}
 	return n;
 }
 

@@ -16,8 +16,8 @@
  * (the generation whose readiness closes them) is for that message.
  */
 int listen_apply(const struct conf *c, unsigned gen);
-/* The sockets a worker watches, at most max of them: their number. */
-int listen_fds(int *fds, int max);
+/* The sockets a worker watches, at most max of them, and which are tls://: their number. */
+int listen_fds(int *fds, uint8_t *tls, int max);
 /* Append the sockets waiting to close, which a child must not keep, as metrics_forget does. */
 void listen_forget(int *fds, int *nfds, int max);
 /* The new generation serves: close the sockets set aside. */

@@ -16,6 +16,7 @@
 #include "master.h"
 #include "proc.h"
 #include "metrics.h"
+#include "tls.h"
 #include "version.h"
 
 static void usage(FILE *f)
@@ -249,6 +250,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
 }
 
 /*
+ * The TLS files as start-up loads them, then as the workers' user may
+ * read them, and the certificate's expiry: -1 with the error in err; a
+ * warning is printed here.
+ */
+static int check_tls(const struct conf *c, char *err, size_t errlen)
+{
+	struct tls_ctx *x = tls_ctx_load(c, err, errlen);
+	int r;
+
+	if (x == NULL)
+		return -1;
+	r = tls_check(c, x, TLS_WARN_DAYS, err, errlen);
+	tls_ctx_free(x);
+	if (r == 1)
+		fprintf(stderr, "submitd: warning: %s\n", err);
+	return r == -1 ? -1 : 0;
+}
+
+/*
  * -t and -T, once the configuration loaded and passed its checks. The
  * stream is checked when NATS answers: a missing stream fails the test, an
  * unreachable server is only a warning (it may be down now). Returns the
@@ -258,6 +278,11 @@ static int test_config(const struct conf *c, const struct opts *o)
 {
 	char err[512];
 
+	if (c->nlisten_tls > 0 && check_tls(c, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		fprintf(stderr, "submitd: configuration file %s test failed\n", o->path);
+		return 1;
+	}
 	if (c->nnats > 0) {
 		int reachable = 1;
 		if (forwarder_check(c, 2000, &reachable, err, sizeof(err)) == -1) {

@@ -78,6 +78,7 @@ static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS + 1];
 static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
+static struct tls_ctx *tls_ctx; /* the running generation's; NULL without tls:// listeners */
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
 static uint64_t next_sample_ms;
 static struct metrics *mx;
@@ -263,6 +264,7 @@ static void worker_proc(int s, const struct inherit *in) __attribute__((noreturn
 static void worker_proc(int s, const struct inherit *in)
 {
 	int fds[CONF_MAX_LISTEN];
+	uint8_t tls[CONF_MAX_LISTEN];
 	struct worker_args a;
 
 	a.conf = &conf;
@@ -271,7 +273,9 @@ static void worker_proc(int s, const struct inherit *in)
 	a.slot = &shm->slot[s];
 	a.shm = shm;
 	a.listen_fds = fds;
-	a.nlisten = listen_fds(fds, CONF_MAX_LISTEN);
+	a.listen_tls = tls;
+	a.nlisten = listen_fds(fds, tls, CONF_MAX_LISTEN);
+	a.tls = tls_ctx;
 	a.close_fds = in->fds;
 	a.nclose = in->n;
 	a.master = in->master;
@@ -615,8 +619,38 @@ static void swap_str(char **a, char **b)
 	*b = t;
 }
 
+/*
+ * The TLS context c's tls:// listeners need (none: *out NULL), loaded
+ * before anything else of a start or reload changes. -1 (logged) if a
+ * file is missing, bad or expired; a close expiry is logged as a warning.
+ */
+static int load_tls(const struct conf *c, struct tls_ctx **out)
+{
+	char err[512];
+
+	*out = NULL;
+	if (c->nlisten_tls == 0)
+		return 0;
+	if ((*out = tls_ctx_load(c, err, sizeof(err))) == NULL) {
+		log_errorx("%s", err);
+		return -1;
+	}
+	if (tls_check(c, *out, TLS_WARN_DAYS, err, sizeof(err)) != 0)
+		log_warnx("%s", err);
+	return 0;
+}
+
+/* The new context serves from the next fork on; the workers running keep their copy. */
+static void commit_tls(struct tls_ctx *x)
+{
+	tls_ctx_free(tls_ctx);
+	tls_ctx = x;
+	msrc.tls_expiry = x != NULL ? tls_ctx_expiry(x) : 0;
+}
+
 static void reload(uint64_t now)
 {
+	struct tls_ctx *tx;
 	struct conf next;
 	struct metrics *m;
 	char err[512], msg[64];
@@ -635,16 +669,23 @@ static void reload(uint64_t now)
 		log_warnx("reload: user and pid_file take effect only after a restart");
 	if (strcmp(next.spool_dir, conf.spool_dir) != 0)
 		log_warnx("reload: spool_dir takes effect only after a restart");
+	if (load_tls(&next, &tx) == -1) {
+		conf_free(&next);
+		goto failed;
+	}
 	if (open_metrics(&conf, &next, &m) == -1) {
+		tls_ctx_free(tx);
 		conf_free(&next);
 		goto failed;
 	}
 	if (listen_apply(&next, gen) == -1) {
 		commit_metrics(m, 0);
+		tls_ctx_free(tx);
 		conf_free(&next);
 		goto failed;
 	}
 	commit_metrics(m, 1);
+	commit_tls(tx);
 	if (strcmp(next.log_file, conf.log_file) != 0 &&
 	    log_init(next.log_file, next.log_level) == -1)
 		log_warn("reload: cannot open log_file %s, keeping the old one", next.log_file);
@@ -912,6 +953,10 @@ static int start(struct conf *c, int detach)
 	map_stats();
 
 	struct metrics *m;
+	struct tls_ctx *tx;
+	if (load_tls(&conf, &tx) == -1)
+		return -1;
+	commit_tls(tx);
 	if (listen_apply(&conf, gen) == -1 || open_metrics(NULL, &conf, &m) == -1)
 		return -1;
 	commit_metrics(m, 1);

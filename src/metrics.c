@@ -230,6 +230,39 @@ static void render_histograms(struct out *o, const struct stats_slot *per, int n
 	histogram(o, "submitd_spool_records_per_fsync",
 		  "Records made durable by one fdatasync (group commit).", bounds, all.fsync_recs,
 		  STATS_NBATCH, all.fsync_recs_sum, 0);
+
+	static const uint64_t hs_bounds[] = STATS_HS_BOUNDS;
+	for (int l = 0; l < nl; l++) {
+		for (int b = 0; b < STATS_NHS; b++)
+			all.tls_hs_us[b] += per[l].tls_hs_us[b];
+		all.tls_hs_us_sum += per[l].tls_hs_us_sum;
+	}
+	histogram(o, "submitd_tls_handshake_duration_seconds",
+		  "From accept to the TLS handshake done, of the handshakes that succeeded.",
+		  hs_bounds, all.tls_hs_us, STATS_NHS, all.tls_hs_us_sum, 1);
+}
+
+/* TLS connections by version (live workers), and the serving certificate's expiry. */
+static void render_tls(struct out *o, const struct metrics_src *s)
+{
+	int64_t open[2] = {0, 0};
+
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		if (s->slot_label[i] < 0)
+			continue;
+		open[0] += STATS_LOAD(s->shm->slot[i].tls_open[0]);
+		open[1] += STATS_LOAD(s->shm->slot[i].tls_open[1]);
+	}
+	family(o, "submitd_tls_connections", "gauge",
+	       "Established TLS client connections, by protocol version.");
+	outf(o, "submitd_tls_connections{version=\"TLSv1.2\"} %lld\n", (long long)open[0]);
+	outf(o, "submitd_tls_connections{version=\"TLSv1.3\"} %lld\n", (long long)open[1]);
+	if (s->tls_expiry == 0)
+		return;
+	family(o, "submitd_tls_certificate_expiry_timestamp_seconds", "gauge",
+	       "When the serving TLS certificate expires (its notAfter), Unix time.");
+	outf(o, "submitd_tls_certificate_expiry_timestamp_seconds %lld\n",
+	     (long long)s->tls_expiry);
 }
 
 /* The spool as the master last scanned it, and what recovery did. */
@@ -397,6 +430,7 @@ char *metrics_render(const struct metrics_src *s, size_t *len)
 
 	render_counters(&o, per, connected, nl);
 	render_histograms(&o, per, nl);
+	render_tls(&o, s);
 	render_spool(&o, s->shm);
 	render_nats(&o, s->shm);
 	render_master(&o, s, allocated, nl);

@@ -54,6 +54,7 @@ struct metrics_src {
 	const char *config_path;
 	uint64_t config_hash;
 	double reload_last_ts; /* the last reload, failed or not; 0: none yet */
+	int64_t tls_expiry;    /* the serving certificate's notAfter, Unix s; 0: no TLS */
 };
 
 struct metrics;

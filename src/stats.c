@@ -54,6 +54,17 @@ void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs)
 	STATS_ADD(s->fsync_recs_sum, recs);
 }
 
+void stats_handshake(struct stats_slot *s, uint64_t us)
+{
+	static const uint64_t bounds[] = STATS_HS_BOUNDS;
+	size_t i = 0;
+
+	while (i < sizeof(bounds) / sizeof(bounds[0]) && us > bounds[i])
+		i++;
+	STATS_ADD(s->tls_hs_us[i], 1);
+	STATS_ADD(s->tls_hs_us_sum, us);
+}
+
 uint64_t stats_spool_used(const struct stats_shm *shm)
 {
 	uint32_t hwm = STATS_LOAD(shm->ctl.slot_hwm);
@@ -91,4 +102,7 @@ void stats_fold(struct stats_slot *acc, const struct stats_slot *s)
 	for (int i = 0; i < STATS_NBATCH; i++)
 		acc->fsync_recs[i] += STATS_LOAD(s->fsync_recs[i]);
 	acc->fsync_recs_sum += STATS_LOAD(s->fsync_recs_sum);
+	for (int i = 0; i < STATS_NHS; i++)
+		acc->tls_hs_us[i] += STATS_LOAD(s->tls_hs_us[i]);
+	acc->tls_hs_us_sum += STATS_LOAD(s->tls_hs_us_sum);
 }

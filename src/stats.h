@@ -32,6 +32,7 @@
 	X(closed_shutdown, "connections_closed_total", "reason=\"shutdown\"", "")                  \
 	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                        \
 	X(closed_send_timeout, "connections_closed_total", "reason=\"send_timeout\"", "")          \
+	X(closed_handshake, "connections_closed_total", "reason=\"handshake\"", "")                \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \
@@ -64,7 +65,17 @@
 	X(spool_fail_fsync, "spool_failures_total", "reason=\"fsync\"", "")                        \
 	X(spool_fail_open, "spool_failures_total", "reason=\"open\"", "")                          \
 	X(spool_fail_seal, "spool_failures_total", "reason=\"seal\"", "")                          \
-	X(spool_fail_full, "spool_failures_total", "reason=\"full\"", "")
+	X(spool_fail_full, "spool_failures_total", "reason=\"full\"", "")                          \
+	X(tls_hs_ok, "tls_handshakes_total", "result=\"ok\"",                                      \
+	  "TLS handshakes on tls:// listeners, by result; every failure closes its connection.")   \
+	X(tls_hs_timeout, "tls_handshakes_total", "result=\"timeout\"", "")                        \
+	X(tls_hs_not_tls, "tls_handshakes_total", "result=\"not_tls\"", "")                        \
+	X(tls_hs_no_certificate, "tls_handshakes_total", "result=\"no_certificate\"", "")          \
+	X(tls_hs_bad_certificate, "tls_handshakes_total", "result=\"bad_certificate\"", "")        \
+	X(tls_hs_protocol, "tls_handshakes_total", "result=\"protocol\"", "")                      \
+	X(tls_hs_closed, "tls_handshakes_total", "result=\"closed\"", "")                          \
+	X(tls_resumed, "tls_resumed_handshakes_total", "",                                         \
+	  "TLS handshakes that resumed a session by ticket (of the ok ones).")
 
 enum stats_counter {
 #define STATS_ENUM(f, fam, lab, help) STATS_##f,
@@ -94,6 +105,14 @@ enum stats_counter {
 		    30000000                                                                       \
 	}
 #define STATS_NFWD 13
+
+/* Buckets of the TLS handshake duration histogram, in microseconds; +Inf last. */
+#define STATS_HS_BOUNDS                                                                            \
+	{                                                                                          \
+		500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,       \
+		    2500000                                                                        \
+	}
+#define STATS_NHS 13
 
 #define STATS_MAX_SLOTS CTL_MAX_SLOTS
 
@@ -135,8 +154,11 @@ struct stats_slot {
 	uint64_t fsync_us_sum;
 	uint64_t fsync_recs[STATS_NBATCH]; /* records covered per fdatasync */
 	uint64_t fsync_recs_sum;
+	uint64_t tls_hs_us[STATS_NHS]; /* accept to handshake done, the ok ones */
+	uint64_t tls_hs_us_sum;
 	int64_t connected;
-	uint64_t allocated; /* bytes in the worker's arena */
+	int64_t tls_open[2]; /* gauges: established TLS connections, [0] TLS 1.2, [1] TLS 1.3 */
+	uint64_t allocated;  /* bytes in the worker's arena */
 } __attribute__((aligned(64)));
 
 struct stats_shm {
@@ -176,6 +198,8 @@ static inline void stats_add(struct stats_slot *s, enum stats_counter c, uint64_
 }
 
 void stats_batch(struct stats_slot *s, uint64_t acks);
+/* A handshake that completed after us microseconds. */
+void stats_handshake(struct stats_slot *s, uint64_t us);
 /* One fdatasync that took us microseconds and covered recs records. */
 void stats_fsync(struct stats_slot *s, uint64_t us, uint64_t recs);
 

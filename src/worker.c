@@ -24,6 +24,7 @@
 #include "mem.h"
 #include "proc.h"
 #include "spoolw.h"
+#include "tls.h"
 
 #define MAX_EVENTS 256
 /* Connections taken per wake-up before the worker lets the others have a turn. */
@@ -35,6 +36,12 @@
 #define LINGER_MS	  2000
 #define LINGER_MAX_BYTES  (256 * 1024)
 #define EXIT_GRACE_MS	  1000
+/*
+ * Handshake steps per round, after the established connections' I/O: a
+ * full handshake costs the CPU of thousands of acks, so a flood of them
+ * waits for its turn instead of the clients already served.
+ */
+#define HANDSHAKES_PER_ROUND 4
 /* Connection table slots past max_connections: the worker's own descriptors. */
 #define CONNS_MARGIN (CONF_MAX_LISTEN + 16)
 
@@ -45,7 +52,11 @@ static struct ctl_slot *ctl; /* this worker's control slot (ctl.h) */
 static const struct stats_shm *shm;
 static int ep = -1, sfd = -1;
 static int listen_fds[CONF_MAX_LISTEN];
+static uint8_t listen_tls[CONF_MAX_LISTEN];
 static int nlisten;
+static struct tls_ctx *tls; /* the generation's context (the master loaded it) */
+static struct conn *again;  /* to read again at the start of the next round */
+static uint64_t round_no;   /* loop rounds, for reading a connection once a round */
 static struct conn **conns; /* indexed by fd */
 static size_t conns_cap;
 static long nconns;
@@ -81,7 +92,29 @@ static const enum stats_counter close_counter[] = {
     [CONN_R_SHUTDOWN] = STATS_closed_shutdown,
     [CONN_R_ERROR] = STATS_closed_error,
     [CONN_R_SEND_TIMEOUT] = STATS_closed_send_timeout,
+    [CONN_R_HANDSHAKE] = STATS_closed_handshake,
 };
+
+static const enum stats_counter handshake_counter[] = {
+    [TLS_F_TIMEOUT] = STATS_tls_hs_timeout,
+    [TLS_F_NOT_TLS] = STATS_tls_hs_not_tls,
+    [TLS_F_NO_CERTIFICATE] = STATS_tls_hs_no_certificate,
+    [TLS_F_BAD_CERTIFICATE] = STATS_tls_hs_bad_certificate,
+    [TLS_F_PROTOCOL] = STATS_tls_hs_protocol,
+    [TLS_F_CLOSED] = STATS_tls_hs_closed,
+};
+
+/* Off the list of connections to read again (it is short: TLS ones that filled their buffer). */
+static void unlist_again(struct conn *c)
+{
+	struct conn **p = &again;
+
+	while (*p != NULL && *p != c)
+		p = &(*p)->next_again;
+	if (*p == c)
+		*p = c->next_again;
+	c->again = 0;
+}
 
 /* Close now; the memory goes after the round, as events may still name it. */
 static void finish(struct conn *c, enum conn_reason why)
@@ -91,7 +124,14 @@ static void finish(struct conn *c, enum conn_reason why)
 	conn_set_state(c, CONN_CLOSED, why);
 	spoolw_forget(c); /* its records reach the spool before its buffers go */
 	ackq_forget(c);
+	if (c->again)
+		unlist_again(c);
+	if (c->tr.flags & TRANSPORT_OPEN) {
+		int v = (c->tr.flags & TRANSPORT_TLS13) != 0;
+		STATS_STORE(slot->tls_open[v], STATS_LOAD(slot->tls_open[v]) - 1);
+	}
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+	transport_close(&c->tr);
 	close(c->fd);
 	conns[c->fd] = NULL;
 	buf_free(&c->in);
@@ -103,16 +143,11 @@ static void finish(struct conn *c, enum conn_reason why)
 	dead = c;
 }
 
-static void update_events(struct conn *c)
+/* Watch c for want (EPOLLIN, EPOLLOUT); closes it if epoll fails. */
+static void watch(struct conn *c, uint32_t want)
 {
 	struct epoll_event ev;
-	uint32_t want = 0;
 
-	if (conn_wants_read(c, &ctx))
-		want |= EPOLLIN;
-	/* Held acks (spool) wait for their records, not for the socket: no EPOLLOUT for them. */
-	if (conn_writable(c) > 0)
-		want |= EPOLLOUT;
 	if (want == c->events)
 		return;
 	ev.events = want;
@@ -125,11 +160,23 @@ static void update_events(struct conn *c)
 	c->events = want;
 }
 
+static void update_events(struct conn *c)
+{
+	uint32_t want = 0;
+
+	if (conn_wants_read(c, &ctx))
+		want |= EPOLLIN;
+	/* Held acks (spool) wait for their records, not for the socket: no EPOLLOUT for them. */
+	if (conn_writable(c) > 0)
+		want |= EPOLLOUT;
+	watch(c, want);
+}
+
 /* Send FIN after the last ack, then wait for the peer's: closing with unread input would reset. */
 static void linger(struct conn *c, enum conn_reason why)
 {
 	conn_set_state(c, CONN_LINGERING, why);
-	if (c->eof || stopping || shutdown(c->fd, SHUT_WR) == -1) {
+	if (c->eof || stopping || transport_shutdown(&c->tr) == -1) {
 		finish(c, c->reason);
 		return;
 	}
@@ -139,7 +186,16 @@ static void linger(struct conn *c, enum conn_reason why)
 
 static void on_readable(struct conn *c)
 {
-	enum conn_read_result r = conn_read(c, &ctx);
+	enum conn_read_result r;
+
+	/*
+	 * Once a round: with the spool, the round's records point into the
+	 * input buffer, which a second read could move.
+	 */
+	if (c->read_round == round_no)
+		return;
+	c->read_round = round_no;
+	r = conn_read(c, &ctx);
 
 	if (c->state == CONN_LINGERING) {
 		if (r == CONN_READ_EOF || r == CONN_READ_ERROR || c->lingered > LINGER_MAX_BYTES)
@@ -179,6 +235,12 @@ static void settle(struct conn *c)
 {
 	size_t owed = buf_len(&c->out);
 
+	if (c->hs) {
+		/* Nothing is owed before the handshake: a drain just closes it. */
+		if (draining)
+			finish(c, CONN_R_SHUTDOWN);
+		return;
+	}
 	if (owed > 0) {
 		if (conn_write(c, &ctx) == -1) {
 			finish(c, errno == EPIPE || errno == ECONNRESET ? CONN_R_CLIENT
@@ -206,6 +268,13 @@ static void settle(struct conn *c)
 	buf_release(&c->in);
 	buf_release(&c->out);
 	update_events(c);
+	/* Input TLS decrypted but conn_read had no room for: epoll will not say it is there. */
+	if (c->state != CONN_CLOSED && !c->again && conn_wants_read(c, &ctx) &&
+	    transport_pending(&c->tr)) {
+		c->again = 1;
+		c->next_again = again;
+		again = c;
+	}
 }
 
 static void flush_pending(void)
@@ -364,6 +433,16 @@ static void on_accept(int li)
 			continue;
 		}
 		conn_init(c, fd, now);
+		if (listen_tls[li]) {
+			if (tls_accept(tls, &c->tr) == -1) {
+				close(fd);
+				mem_free(c, sizeof(*c));
+				stats_add(slot, STATS_closed_error, 1);
+				continue;
+			}
+			c->hs = 1;
+			c->hs_us = mono_us();
+		}
 		peer_addr(c, &ss);
 		c->seq = ++conn_seq;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -371,6 +450,7 @@ static void on_accept(int li)
 		ev.data.ptr = c;
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
 			log_warn("epoll_ctl add fd %d", fd);
+			transport_close(&c->tr);
 			close(fd);
 			mem_free(c, sizeof(*c));
 			stats_add(slot, STATS_closed_error, 1);
@@ -474,6 +554,7 @@ static void tick(void)
 {
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
 	uint64_t send_ms = (uint64_t)cf->send_timeout * 1000;
+	uint64_t hs_ms = (uint64_t)cf->tls_handshake_timeout * 1000;
 	int past_deadline = draining && now >= drain_deadline;
 
 	for (size_t fd = 0; fd < conns_cap; fd++) {
@@ -483,6 +564,14 @@ static void tick(void)
 		if (c->state == CONN_LINGERING) {
 			if (now >= c->deadline_ms)
 				finish(c, c->reason);
+			continue;
+		}
+		if (c->hs) {
+			/* last_frame_ms is the accept's time until the handshake is done. */
+			if (now - c->last_frame_ms >= hs_ms) {
+				stats_add(slot, STATS_tls_hs_timeout, 1);
+				finish(c, CONN_R_HANDSHAKE);
+			}
 			continue;
 		}
 		if (conn_writable(c) > 0 && peer_took(c))
@@ -646,6 +735,8 @@ static void setup(const struct worker_args *a)
 		fatal("epoll_ctl signalfd");
 	nlisten = a->nlisten;
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
+	memcpy(listen_tls, a->listen_tls, (size_t)nlisten);
+	tls = a->tls;
 	drop_and_watch(a);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
@@ -664,6 +755,9 @@ static void setup(const struct worker_args *a)
 static int poll_timeout(uint64_t next_tick)
 {
 	int timeout = (int)(next_tick > now ? next_tick - now : 0);
+
+	if (again != NULL)
+		return 0;
 
 	/* Stamp the heartbeat at least twice a second, even when idle. */
 	if (timeout > HEARTBEAT_MS)
@@ -684,9 +778,82 @@ static int poll_timeout(uint64_t next_tick)
 	return timeout;
 }
 
-/* Handles the n events of one round: signals, accepts, and each connection's read. */
+/* An established connection's event: read, then write now or after the round's batch. */
+static void serve(struct conn *c, uint32_t e)
+{
+	if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_wants_read(c, &ctx))
+		on_readable(c);
+	else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
+		finish(c, CONN_R_CLIENT);
+	/*
+	 * Write this connection's acks now, one write for all it read this
+	 * round: its buffers go straight back to the pool, so a round over
+	 * many connections needs two pooled chunks, not two per connection.
+	 * With the spool, the acks wait for the round's batch: the records
+	 * point into the input buffers, which stay until then.
+	 */
+	if (c->state != CONN_CLOSED) {
+		if (ctx.batch != NULL)
+			mark_pending(c);
+		else
+			settle(c);
+	}
+}
+
+/* One step of c's TLS handshake; once done, what the client sent with it is read. */
+static void on_handshake(struct conn *c)
+{
+	enum tls_failure why;
+	char detail[128];
+
+	switch (tls_handshake(&c->tr, &why, detail, sizeof(detail))) {
+	case TLS_WANT_READ:
+		watch(c, EPOLLIN);
+		return;
+	case TLS_WANT_WRITE:
+		watch(c, EPOLLOUT);
+		return;
+	case TLS_FAILED:
+		stats_add(slot, handshake_counter[why], 1);
+		log_debug("fd %d: TLS handshake failed: %s", c->fd, detail);
+		finish(c, CONN_R_HANDSHAKE);
+		return;
+	case TLS_DONE:
+		break;
+	}
+	int v = (c->tr.flags & TRANSPORT_TLS13) != 0;
+	c->hs = 0;
+	c->last_frame_ms = now; /* idle from here */
+	stats_add(slot, STATS_tls_hs_ok, 1);
+	if (c->tr.flags & TRANSPORT_RESUMED)
+		stats_add(slot, STATS_tls_resumed, 1);
+	stats_handshake(slot, mono_us() - c->hs_us);
+	STATS_STORE(slot->tls_open[v], STATS_LOAD(slot->tls_open[v]) + 1);
+	serve(c, EPOLLIN);
+}
+
+/* What TLS decrypted last round beyond the buffer's room: read it before new events. */
+static void serve_again(void)
+{
+	while (again != NULL) {
+		struct conn *c = again;
+		again = c->next_again;
+		c->again = 0;
+		if (c->state != CONN_CLOSED)
+			serve(c, EPOLLIN);
+	}
+}
+
+/*
+ * Handles the n events of one round: signals, accepts, each connection's
+ * read, and then at most HANDSHAKES_PER_ROUND handshake steps; the
+ * handshakes left wait for the next round (epoll reports them again).
+ */
 static void dispatch(const struct epoll_event *evs, int n)
 {
+	struct conn *hs[MAX_EVENTS];
+	int nhs = 0;
+
 	for (int i = 0; i < n; i++) {
 		void *p = evs[i].data.ptr;
 		uint32_t e = evs[i].events;
@@ -702,24 +869,14 @@ static void dispatch(const struct epoll_event *evs, int n)
 		struct conn *c = p;
 		if (c->state == CONN_CLOSED)
 			continue;
-		if ((e & (EPOLLIN | EPOLLERR | EPOLLHUP)) && conn_wants_read(c, &ctx))
-			on_readable(c);
-		else if ((e & (EPOLLERR | EPOLLHUP)) && buf_len(&c->out) == 0)
-			finish(c, CONN_R_CLIENT);
-		/*
-		 * Write this connection's acks now, one write for all it read this
-		 * round: its buffers go straight back to the pool, so a round over
-		 * many connections needs two pooled chunks, not two per connection.
-		 * With the spool, the acks wait for the round's batch: the
-		 * records point into the input buffers, which stay until then.
-		 */
-		if (c->state != CONN_CLOSED) {
-			if (ctx.batch != NULL)
-				mark_pending(c);
-			else
-				settle(c);
-		}
+		if (c->hs)
+			hs[nhs++] = c;
+		else
+			serve(c, e);
 	}
+	for (int i = 0; i < nhs && i < HANDSHAKES_PER_ROUND; i++)
+		if (hs[i]->state != CONN_CLOSED)
+			on_handshake(hs[i]);
 }
 
 /* Watches the listeners again once a deferral or an accept pause is over. */
@@ -762,7 +919,9 @@ void worker_main(const struct worker_args *a)
 			fatal("epoll_wait");
 		now = mono_ms();
 		STATS_STORE(ctl->heartbeat_ms, now);
+		round_no++;
 		spoolw_round_begin();
+		serve_again();
 		dispatch(evs, n);
 		struct spoolw_round r = spoolw_commit(now);
 		ackq_round_end(ctx.batch, r.failed, r.ns, r.off);

@@ -6,6 +6,7 @@
 
 #include "conf.h"
 #include "stats.h"
+#include "tls.h"
 
 struct worker_args {
 	const struct conf *conf;
@@ -14,7 +15,9 @@ struct worker_args {
 	struct stats_slot *slot;     /* this worker's, in shared memory */
 	const struct stats_shm *shm; /* for the other workers' load */
 	const int *listen_fds;	     /* shared with the master and the other workers */
+	const uint8_t *listen_tls;   /* per listener: 1 for tls:// */
 	int nlisten;
+	struct tls_ctx *tls;  /* the generation's TLS context (the master's), NULL without TLS */
 	const int *close_fds; /* the master's descriptors, closed at start */
 	int nclose;
 	pid_t master; /* getppid() while the master lives (1 when it is a container's init) */
