@@ -76,11 +76,14 @@ static int load_identity(struct tls_ctx *x, const struct conf *c, char *err, siz
 		return -1;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1) {
-		snprintf(err, errlen, "%s: no private key found (%s)", c->tls_key,
-			 lib_reason("not PEM, or encrypted?"));
-		return -1;
+		/* The library compares the key with the certificate as it loads it. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+			snprintf(err, errlen, "%s: no private key found (%s)", c->tls_key,
+				 lib_reason("not PEM, or encrypted?"));
+			return -1;
+		}
 	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
+	if (ERR_peek_last_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "%s: key does not match certificate %s", c->tls_key,
 			 c->tls_certificate);
 		return -1;
