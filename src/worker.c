@@ -269,7 +269,7 @@ static void settle(struct conn *c)
 	buf_release(&c->out);
 	update_events(c);
 	/* Input TLS decrypted but conn_read had no room for: epoll will not say it is there. */
-	if (c->state != CONN_CLOSED && !c->again && conn_wants_read(c, &ctx) &&
+	if (c->tr.tls != NULL && c->state != CONN_CLOSED && !c->again && conn_wants_read(c, &ctx) &&
 	    transport_pending(&c->tr)) {
 		c->again = 1;
 		c->next_again = again;
