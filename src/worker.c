@@ -176,6 +176,9 @@ static void update_events(struct conn *c)
 static void linger(struct conn *c, enum conn_reason why)
 {
 	conn_set_state(c, CONN_LINGERING, why);
+	/* After the client's half-close TLS still ends its output whole: close_notify, then FIN. */
+	if (c->eof && c->tr.tls != NULL)
+		transport_shutdown(&c->tr);
 	if (c->eof || stopping || transport_shutdown(&c->tr) == -1) {
 		finish(c, c->reason);
 		return;
