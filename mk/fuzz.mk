@@ -11,7 +11,7 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 		-fno-omit-frame-pointer -DSUBMITD_PLAIN_MALLOC
 FUZZ_TARGETS := proto conn
 FUZZ_SRC_proto := src/proto.c
-FUZZ_SRC_conn  := src/conn.c src/buf.c src/mem.c src/proto.c src/stats.c
+FUZZ_SRC_conn  := src/conn.c src/transport.c src/buf.c src/mem.c src/proto.c src/stats.c
 # conn: room for frames a few times the smallest pool chunk.
 FUZZ_ARGS_proto := -max_len=4100
 FUZZ_ARGS_conn  := -max_len=16384

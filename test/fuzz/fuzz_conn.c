@@ -198,11 +198,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_pool_init(x.read_size, 4);
 	model_build(&m, data, slen, x.max_frame);
 
-	conn_init(&c, -1, 0);
-	if (flags & 2) {
+	/* conn_init gives the transport its descriptor: conn_read reads through c.tr. */
+	if (flags & 2)
 		CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
-		c.fd = sv[1];
-	}
+	conn_init(&c, sv[1], 0);
 	for (size_t i = 0; off < slen; i++) {
 		size_t n = i < k ? (size_t)data[size - 1 - i] + 1 : slen - off;
 		if (n > slen - off)
