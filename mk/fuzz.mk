@@ -19,7 +19,9 @@ FUZZ_ARGS_conn  := -max_len=16384
 .PHONY: fuzz fuzz-smoke fuzz-build test-asan
 fuzz-build: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
-$(BUILD)/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(wildcard src/*.h) mk/fuzz.mk
+# The sources a target compiles are prerequisites too: a change in src/ rebuilds it.
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(wildcard src/*.h) mk/fuzz.mk $$(FUZZ_SRC_$$*)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*)
 
