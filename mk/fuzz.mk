@@ -11,7 +11,9 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
 		-fno-omit-frame-pointer -DSUBMITD_PLAIN_MALLOC
 FUZZ_TARGETS := proto conn
 FUZZ_SRC_proto := src/proto.c
-FUZZ_SRC_conn  := src/conn.c src/buf.c src/mem.c src/proto.c src/stats.c
+# conn's TLS mode: the daemon's tls.c, without conf.c (the target stubs conf_user_may).
+FUZZ_SRC_conn  := src/conn.c src/transport.c src/tls.c src/buf.c src/mem.c src/proto.c src/stats.c
+FUZZ_LIBS_conn  = $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 # conn: room for frames a few times the smallest pool chunk.
 FUZZ_ARGS_proto := -max_len=4100
 FUZZ_ARGS_conn  := -max_len=16384
@@ -19,9 +21,11 @@ FUZZ_ARGS_conn  := -max_len=16384
 .PHONY: fuzz fuzz-smoke fuzz-build test-asan
 fuzz-build: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
-$(BUILD)/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(wildcard src/*.h) mk/fuzz.mk
+# The sources a target compiles are prerequisites too: a change in src/ rebuilds it.
+.SECONDEXPANSION:
+$(BUILD)/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(wildcard src/*.h) mk/fuzz.mk $$(FUZZ_SRC_$$*)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*)
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
 
 # One target after the other: the machine has few cores and other work on them.
 define fuzz_run

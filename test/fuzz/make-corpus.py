@@ -94,6 +94,17 @@ def main():
         ("cmd-connack", 65536, 0, 0, []),
         ("len-max", 65536, 0, 2, []),
         ("three-bytes", 65536, 0, 0, []),
+        # TLS (flags bit 2): one client record per chunk; read_size 16 (rs 0)
+        # leaves most of a record pending in the transport.
+        ("submit", 65536, 0, 4, []),
+        ("pipelined-20", 65536, 0, 4, [12, 0, 200]),
+        ("conn-then-submits", 65536, 0, 4, []),
+        ("big-payload", 65536, 0, 4, [255, 255, 255]),
+        ("big-payload", 65536, 15, 4, [100]),
+        ("valid-then-bad", 65536, 0, 4, [0, 20]),
+        ("valid-then-too-large", 65536, 0, 4, []),
+        ("partial-tail", 65536, 0, 12, [3]),
+        ("pipelined-20", 65536, 2, 12, []),
     ]
     for i, (name, mx, rs, flags, chunks) in enumerate(conn_cases):
         mx = min(max(mx - 13, 0), 0xFFFF)
