@@ -12,6 +12,7 @@
 #   expired.pem expired.key       notAfter in the past (2021-01-01)
 #   soon.pem soon.key             expires in 10 days
 #   client.pem client.key         a client certificate from ca.pem
+#   expired-client.pem .key       an expired client certificate from ca.pem
 #   other-ca.pem other-ca.key     another CA
 #   badclient.pem badclient.key   a client certificate from other-ca.pem
 #   rsa.pem rsa.key               an RSA 2048 server certificate + chain
@@ -119,6 +120,8 @@ leaf soon localhost server ca -enddate "$(date -u -d '+10 days' +%Y%m%d%H%M%SZ)"
 chain soon
 leaf client "submitd test client" client ca -days 825
 cp "$work/client.crt" "$dir/client.pem"
+leaf expired-client "submitd expired client" client ca -startdate 20200101000000Z -enddate 20210101000000Z
+cp "$work/expired-client.crt" "$dir/expired-client.pem"
 leaf badclient "submitd bad client" client other-ca -days 825
 cp "$work/badclient.crt" "$dir/badclient.pem"
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/rsa.key"
