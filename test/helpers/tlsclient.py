@@ -132,6 +132,8 @@ class TLSSocket:
                     chunk = self.obj.read(n - len(out))
             except ssl.SSLWantReadError:
                 break
+            except ssl.SSLZeroReturnError:  # after our own close_notify (Python returns b"" only before)
+                chunk = b""
             except ssl.SSLEOFError:
                 self.how = "eof"
                 chunk = b""
@@ -152,6 +154,9 @@ class TLSSocket:
                 return data
             except ssl.SSLWantReadError:
                 pass
+            except ssl.SSLZeroReturnError:  # after our own close_notify (Python returns b"" only before)
+                self.how = self.how or "close_notify"
+                return b""
             except ssl.SSLEOFError:
                 self.how = "eof"
                 return b""
