@@ -12,7 +12,7 @@ UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h src/bench/*.h)
 UNIT_SRC_test_metrics := src/stats.c src/metrics.c
 UNIT_LIBS_test_metrics = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 UNIT_SRC_test_hist    := src/bench/hist.c
-UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/conn.c src/ackq.c
+UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/conn.c src/ackq.c
 UNIT_SRC_test_ctl_pos := src/ctl.c
 # conf.c is compiled into its test (#include), which replaces conf.c's own
 # allocations (not libconfuse's) to make each of them fail in turn.

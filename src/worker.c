@@ -835,9 +835,13 @@ static void on_handshake(struct conn *c)
 /* What TLS decrypted last round beyond the buffer's room: read it before new events. */
 static void serve_again(void)
 {
-	while (again != NULL) {
-		struct conn *c = again;
-		again = c->next_again;
+	struct conn *list = again;
+
+	/* Taken whole: a connection still holding input goes back on for the next round. */
+	again = NULL;
+	while (list != NULL) {
+		struct conn *c = list;
+		list = c->next_again;
 		c->again = 0;
 		if (c->state != CONN_CLOSED)
 			serve(c, EPOLLIN);

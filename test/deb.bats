@@ -105,6 +105,15 @@ conf_set() {
 	refute_output --regexp '^[EW]: '
 }
 
+# The daemon links libssl: ${shlibs:Depends} must carry it into Depends.
+@test "deb: the package depends on libssl3" {
+	[ -f "$(deb_file)" ]
+	run dpkg-deb -f "$(deb_file)" Depends
+	assert_success
+	assert_output --regexp '(^|, )libssl3( \(>= 3[^)]*\))?(,|$)'
+	grep -Eq '^ +libssl-dev,$' "$DEB_TOP/debian/control"
+}
+
 @test "deb: dpkg -i installs binaries, unit, man pages, docs/*.md, conffile and the system user" {
 	run dpkg -i "$(deb_file)"
 	assert_success

@@ -42,6 +42,23 @@ man_signals() {
 	assert_output "$pkg"
 }
 
+# dump_options: the option names `submitd -T` prints for the shipped configuration.
+dump_options() {
+	"$SD_BIN" -T -q -c "$SD_ROOT/etc/submitd.conf" | sed -n 's/^\([a-z_0-9]*\) = .*/\1/p' | grep .
+}
+
+@test "docs: every option submitd -T prints is in etc/submitd.conf and submitd.conf(5)" {
+	local opts o missing=
+	opts=$(dump_options)
+	[ "$(wc -l <<<"$opts")" -ge 40 ]
+	for o in $opts; do
+		grep -Eq "^#? *$o = " "$SD_ROOT/etc/submitd.conf" || missing="$missing etc:$o"
+		sed -n '/^\.SH OPTIONS/,/^\.SH /p' "$SD_ROOT/man/submitd.conf.5" | grep -qw -- "$o" ||
+			missing="$missing man:$o"
+	done
+	[ -z "$missing" ] || fail "options not documented:$missing"
+}
+
 # backlog_of PORT: the accept queue length of the listener on 127.0.0.1:PORT (ss: Send-Q).
 backlog_of() {
 	ss -Hltn "sport = :$1" | awk '$4 == "127.0.0.1:'"$1"'" { print $3 }'

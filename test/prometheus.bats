@@ -2,7 +2,9 @@
 # The monitoring kit against the real thing: submitd under load, Debian's
 # Prometheus scraping it (and node_exporter) with contrib/prometheus/ at a
 # 1 s interval, and every expression of the Grafana dashboard and of the
-# recording rules evaluated through Prometheus' HTTP API. The expressions
+# recording rules evaluated through Prometheus' HTTP API. A TLS listener
+# (a self-signed certificate) serves a short TLS load first, so that the
+# TLS panels have data too. The expressions
 # are read out of contrib/, so what is tested is what operators run.
 
 load helpers/common
@@ -40,8 +42,18 @@ setup_file() {
 		SPOOL_DIR=$(mktemp -d /dev/shm/submitd-prom.XXXXXX) || return 1
 	fi
 	export SPOOL_DIR
+	# A certificate for a year: far from SubmitdTLSCertificateExpiresSoon.
+	TLS_CERT=$dir/cert.pem
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+		-subj /CN=localhost -addext subjectAltName=DNS:localhost \
+		-keyout "$dir/key.pem" -out "$TLS_CERT" 2>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; return 1; }
+	TLS_PORT=$(free_port)
+	export TLS_CERT TLS_PORT
+	# The plaintext address first: sd_start reads SD_PORT from the first "listening on".
 	sd_start 'workers = 2' "spool_dir = \"$SPOOL_DIR\"" 'spool_sync = always' \
-		'spool_max_size = 4294967296'
+		'spool_max_size = 4294967296' "listen = {\"127.0.0.1:0\", \"tls://127.0.0.1:$TLS_PORT\"}" \
+		"tls_certificate = \"$TLS_CERT\"" "tls_key = \"$dir/key.pem\""
+	[ "$SD_PORT" != "$TLS_PORT" ] || return 1
 
 	NODE_PORT=$(free_port)
 	timeout 300 "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NODE_PORT" \
@@ -73,6 +85,22 @@ setup_file() {
 	export NODE_PORT NODE_PID PROM_PORT PROM PROM_PID
 	wait_for -t 20 curl -sf --max-time 1 "$PROM/-/ready" || { cat "$dir/prometheus.log" >&2; return 1; }
 	wait_for -t 20 targets_up 2 || { curl -s "$PROM/api/v1/targets" >&2; return 1; }
+
+	# The TLS load, before the one the request counts are checked against;
+	# the TLS panels are checked at TLS_EVAL_TIME, inside it. One plaintext
+	# Submit to the TLS port: a handshake that fails as not_tls.
+	tls_load 6 >"$dir/tls.out" || { cat "$dir/tls.out" >&2; return 1; }
+	TLS_EVAL_TIME=$(awk -v t="$EPOCHREALTIME" 'BEGIN { printf "%.3f", t - 1 }')
+	TLS_RESUMED=$(sed -n 's/^resumed \([0-9]*\)$/\1/p' "$dir/tls.out")
+	export TLS_EVAL_TIME TLS_RESUMED
+	python3 -c 'import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(struct.pack(">IB", 13, 2) + b"00000001")
+try:
+    got = s.recv(64)
+except ConnectionResetError:  # closed with the frame unread
+    got = b""
+assert got == b"", got' "$TLS_PORT" || return 1
 
 	# One of each protocol error, so those panels show data and the reason
 	# labels can be checked.
@@ -182,6 +210,71 @@ python_load() {
 		for t in ts: t.start()
 		for t in ts: t.join()
 		print("requests %d" % sum(counts))
+	PY
+}
+
+# tls_load SECONDS: TLS clients on TLS_PORT, verifying the certificate:
+# one connection with TLS 1.2 and one with TLS 1.3 for the whole time, a
+# Submit every 10 ms each, and one that reconnects for every Submit,
+# resuming its last session; every ack checked. Prints "acked N", "resumed N".
+tls_load() {
+	timeout $(($1 + 30)) python3 - "$TLS_PORT" "$1" "$TLS_CERT" <<-'PY'
+		import socket, ssl, struct, sys, threading, time
+		port, secs, ca = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+		deadline = time.monotonic() + secs
+		counts = {"acked": 0, "resumed": 0}
+		lock = threading.Lock()
+		def context(version=None):
+		    c = ssl.create_default_context(cafile=ca)
+		    if version is not None:
+		        c.minimum_version = c.maximum_version = version
+		    return c
+		def connect(c, session=None):
+		    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+		    return c.wrap_socket(s, server_hostname="localhost", session=session)
+		def submit(s, i):
+		    s.sendall(struct.pack(">IB", 13, 2) + b"%08d" % i)
+		    a = b""
+		    while len(a) < 14:
+		        got = s.recv(14 - len(a))
+		        if not got:
+		            raise SystemExit("closed by server")
+		        a += got
+		    if a != struct.pack(">IB", 14, 0x81) + b"%08d" % i + b"\0":
+		        raise SystemExit("bad ack %r" % a)
+		    with lock:
+		        counts["acked"] += 1
+		def steady(version):
+		    with connect(context(version)) as s:
+		        i = 0
+		        while time.monotonic() < deadline:
+		            submit(s, i)
+		            i += 1
+		            time.sleep(0.01)
+		def reconnects():
+		    c, session, i = context(), None, 0
+		    while time.monotonic() < deadline:
+		        with connect(c, session) as s:
+		            submit(s, i)
+		            with lock:
+		                counts["resumed"] += s.session_reused
+		            session = s.session
+		        i += 1
+		        time.sleep(0.02)
+		errors = []
+		def run(f, *a):
+		    try:
+		        f(*a)
+		    except BaseException as e:
+		        errors.append(repr(e))
+		ts = [threading.Thread(target=run, args=a) for a in
+		      ((steady, ssl.TLSVersion.TLSv1_2), (steady, ssl.TLSVersion.TLSv1_3), (reconnects,))]
+		for t in ts: t.start()
+		for t in ts: t.join()
+		print("acked %d" % counts["acked"])
+		print("resumed %d" % counts["resumed"])
+		if errors:
+		    raise SystemExit("; ".join(errors))
 	PY
 }
 
@@ -309,6 +402,52 @@ ready_matches() {
 	assert_output 0
 	# The ready gauge follows the directory (sealed by age while the load ran).
 	wait_for -t 15 ready_matches "$SPOOL_DIR/ready"
+}
+
+# dash_series REGEX TIME: "LEGEND-LABELS VALUE" per series of the first
+# dashboard expression that matches REGEX, labels as label=value.
+dash_series() {
+	local e
+	e=$(dashboard_exprs | grep -m1 -E -- "$1")
+	[ -n "$e" ] || {
+		echo "no dashboard expression matches $1" >&2
+		return 1
+	}
+	query "$e" "$2" | jq -r '.data.result[] | "\(.metric | to_entries | map("\(.key)=\(.value)") | join(",")) \(.value[1])"'
+}
+
+@test "prometheus: the TLS panels show the TLS load" {
+	[ "$TLS_RESUMED" -gt 0 ]
+	local ok p50 p99 resumed failed days
+	run dash_series '^sum by \(result\) \(rate\(submitd_tls_handshakes_total' "$TLS_EVAL_TIME"
+	assert_success
+	ok=$(sed -n 's/^result=ok //p' <<<"$output")
+	# Every result has its series; only ok has handshakes inside the load.
+	[ "$(wc -l <<<"$output")" -eq 7 ]
+	awk -v v="$ok" 'BEGIN { exit !(v > 0) }' || fail "ok handshakes/s: $ok"
+	run bash -c "grep -v '^result=ok ' <<<'$output' | awk '\$2 != 0'"
+	assert_output ""
+	p50=$(dash_value '^histogram_quantile\(0\.5, sum by \(le\) \(rate\(submitd_tls_handshake_duration_seconds_bucket' "$TLS_EVAL_TIME")
+	p99=$(dash_value '^histogram_quantile\(0\.99, sum by \(le\) \(rate\(submitd_tls_handshake_duration_seconds_bucket' "$TLS_EVAL_TIME")
+	awk -v a="$p50" -v b="$p99" 'BEGIN { exit !(a > 0 && a <= b && b <= 2.5) }' || fail "p50 $p50, p99 $p99"
+	# The two steady connections, one per version.
+	run dash_series '^sum by \(version\) \(submitd_tls_connections' "$TLS_EVAL_TIME"
+	assert_line 'version=TLSv1.2 1'
+	assert_line 'version=TLSv1.3 1'
+	resumed=$(dash_value '^sum\(rate\(submitd_tls_resumed_handshakes_total' "$TLS_EVAL_TIME")
+	awk -v r="$resumed" 'BEGIN { exit !(r > 0 && r <= 1) }' || fail "resumed share $resumed"
+	failed=$(dash_value '^sum\(rate\(submitd_tls_handshakes_total\{[^}]*result!="ok"' "$TLS_EVAL_TIME")
+	assert_equal "$failed" 0
+	# The certificate was made for 365 days.
+	days=$(dash_value 'submitd_tls_certificate_expiry_timestamp_seconds')
+	awk -v d="$days" 'BEGIN { exit !(d > 364 && d <= 365) }' || fail "days until expiry: $days"
+	# The plaintext Submit to the TLS port, once, and nothing else failed.
+	run query 'sum by (result) (submitd_tls_handshakes_total{result!="ok"}) > 0'
+	run jq -r '.data.result[] | "\(.metric.result) \(.value[1])"' <<<"$output"
+	assert_output 'not_tls 1'
+	run query 'sum(submitd_connections_closed_total{reason="handshake"})'
+	run jq -r '.data.result[0].value[1]' <<<"$output"
+	assert_output 1
 }
 
 @test "prometheus: every recording rule returns data and every rule evaluates cleanly" {
