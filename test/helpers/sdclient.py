@@ -67,7 +67,8 @@ def expect_eof(s, what):
         return "reset"
     if extra:
         raise Fail("%s: %d unexpected bytes instead of EOF: %s" % (what, len(extra), extra[:32].hex()))
-    return "eof"
+    # A TLS connection (tlsclient.py) says how: close_notify, or a FIN alone.
+    return s.close_kind() if hasattr(s, "close_kind") else "eof"
 
 
 def check_acks(data, ids, cmd=SUBMITACK, first=0):
@@ -331,8 +332,11 @@ def cmd_keepalive(args):
     print("alive after %d requests over %.1f s" % (i + 1, time.monotonic() - t0))
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
+def parser(description=__doc__):
+    """The command line: (parser, subparsers; sub.choices maps a name to its
+    parser), so that tlsclient.py serves the same subcommands over TLS and
+    adds its own."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("SD_PORT", "0")))
     p.add_argument("--timeout", type=float, default=10.0)
@@ -400,18 +404,22 @@ def main():
     a.add_argument("--every", type=float, default=0.3)
     a.add_argument("--for", dest="duration", type=float, default=2.5)
     a.set_defaults(fn=cmd_keepalive)
+    return p, sub
 
-    args = p.parse_args()
+
+def run(p, args, name="sdclient"):
     if not args.port:
         p.error("--port (or SD_PORT) is required")
     try:
         args.fn(args)
-    except Fail as e:
-        print("sdclient %s: %s" % (args.sub, e), file=sys.stderr)
+    except (Fail, OSError) as e:
+        print("%s %s: %s" % (name, args.sub, e), file=sys.stderr)
         sys.exit(1)
-    except OSError as e:
-        print("sdclient %s: %s" % (args.sub, e), file=sys.stderr)
-        sys.exit(1)
+
+
+def main():
+    p, _ = parser()
+    run(p, p.parse_args())
 
 
 if __name__ == "__main__":
