@@ -46,7 +46,7 @@ fuzz-smoke: fuzz-build
 
 # The bats suites against the sanitizer build. Workers leave with exit(),
 # so leak checking is off; any sanitizer report in a log fails the run.
-ASAN_SUITES ?= test/protocol.bats test/limits.bats test/workers.bats
+ASAN_SUITES ?= test/protocol.bats test/limits.bats test/workers.bats test/tls.bats
 test-asan: deps
 	$(MAKE) all $(BUILD)/asan/submitd
 	test/fuzz/run-asan.sh $(ASAN_SUITES)
