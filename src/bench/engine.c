@@ -57,6 +57,7 @@ struct bconn {
 	uint8_t queued;		  /* on the work list */
 	uint8_t conn_inflight;	  /* the oldest unacked request is the Conn */
 	uint8_t hs_sent;	  /* --handshakes: this connection's Submit is queued */
+	uint8_t hs_reserved;	  /* --handshakes -n: holds one of the budget, not queued yet */
 	uint8_t tls_rd_wants_out; /* SSL_read wants the socket writable first */
 	uint8_t tls_wr_wants_in;  /* SSL_write wants the socket readable first */
 	SSL *ssl;	   /* --tls: this connection's; NULL until connected, and plaintext */
@@ -109,6 +110,7 @@ struct engine {
 	size_t ack_log_len;
 	uint64_t ack_log_errors; /* only the first is reported */
 	int retrying;		 /* --retry: connections waiting in BC_NEW for their retry_at */
+	uint64_t hs_reserved;	 /* --handshakes -n: budget taken by connections not sending yet */
 };
 
 static void id_inc(uint8_t id[PROTO_ID_LEN])
@@ -161,6 +163,10 @@ static void bconn_close(struct engine *e, struct bconn *c)
 		c->tls_rd_wants_out = c->tls_wr_wants_in = 0;
 		/* a failed call's errors would confuse the thread's next SSL_get_error */
 		ERR_clear_error();
+	}
+	if (c->hs_reserved) {
+		c->hs_reserved = 0;
+		e->hs_reserved--;
 	}
 	if (c->fd != -1)
 		close(c->fd);
@@ -444,7 +450,7 @@ static int bconn_fill(struct engine *e, struct bconn *c)
 			if (e->open_loop) {
 				if (c->due == 0)
 					break;
-			} else if (e->nmode && e->budget == 0) {
+			} else if (e->nmode && e->budget == 0 && !c->hs_reserved) {
 				break;
 			}
 			if (c->hs_sent)
@@ -481,8 +487,12 @@ static int bconn_fill(struct engine *e, struct bconn *c)
 				/* --handshakes: the latency of the whole connect, handshake, ack */
 				stamp = o->handshakes ? c->t_start : e->now;
 				c->hs_sent = (uint8_t)o->handshakes;
-				if (e->nmode)
+				if (c->hs_reserved) {
+					c->hs_reserved = 0;
+					e->hs_reserved--;
+				} else if (e->nmode) {
 					e->budget--;
+				}
 			}
 			e->t->res.sent++;
 			e->t->res.sent_bytes += n;
@@ -701,6 +711,25 @@ static void tls_goodbye(struct bconn *c)
 }
 
 /*
+ * --handshakes: open the slot's next connection while sending lasts; with
+ * -n it takes its request from the budget now, so that no more connections
+ * are opened than requests are left.
+ */
+static void hs_start(struct engine *e, struct bconn *c)
+{
+	if (!e->sending || (e->nmode && e->budget == 0)) {
+		bconn_kill(e, c);
+		return;
+	}
+	if (e->nmode) {
+		e->budget--;
+		e->hs_reserved++;
+		c->hs_reserved = 1;
+	}
+	bconn_start(e, c);
+}
+
+/*
  * --handshakes: the connection's Submit is acked: close it and open the
  * slot's next one (a new number, the ids going on), while sending lasts.
  */
@@ -710,12 +739,8 @@ static void bconn_cycle(struct engine *e, struct bconn *c)
 	bconn_close(e, c);
 	c->hs_sent = 0;
 	c->state = BC_NEW;
-	if (!e->sending || (e->nmode && e->budget == 0)) {
-		bconn_kill(e, c);
-		return;
-	}
 	c->num = __atomic_fetch_add(&e->t->run->next_conn, 1, __ATOMIC_RELAXED);
-	bconn_start(e, c);
+	hs_start(e, c);
 }
 
 static int bconn_parse(struct engine *e, struct bconn *c)
@@ -978,7 +1003,7 @@ static int run_done(struct engine *e)
 		return 1;
 	if (e->o->idle)
 		return e->now >= e->end;
-	if (e->nmode && e->budget == 0 && e->due == 0 && e->inflight == 0)
+	if (e->nmode && e->budget == 0 && e->due == 0 && e->inflight == 0 && e->hs_reserved == 0)
 		return 1;
 	return !e->sending && e->inflight == 0;
 }
@@ -993,8 +1018,6 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 
 	for (;;) {
 		e->now = bench_now();
-		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns)
-			bconn_start(e, &e->c[e->next_connect++]);
 		if (e->started) {
 			stop = __atomic_load_n(&e->t->run->stop_ns, __ATOMIC_RELAXED);
 			e->end = e->tm->end;
@@ -1008,6 +1031,13 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 				schedule(e);
 			if (e->retrying > 0)
 				retry_due(e);
+		}
+		/* after e->sending is known: --handshakes opens connections only while it lasts */
+		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns) {
+			if (e->o->handshakes)
+				hs_start(e, &e->c[e->next_connect++]);
+			else
+				bconn_start(e, &e->c[e->next_connect++]);
 		}
 		for (int i = 0; i < e->nwork; i++) {
 			struct bconn *c = e->work[i];
