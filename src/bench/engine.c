@@ -295,8 +295,10 @@ static const char *tls_reason(struct engine *e, struct bconn *c, int err, char *
 			snprintf(out, n, "%s", r);
 		else
 			ERR_error_string_n(code, out, n);
+	} else if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) {
+		snprintf(out, n, "closed by the server");
 	} else if (err == SSL_ERROR_SYSCALL) {
-		snprintf(out, n, "%s", errno != 0 ? strerror(errno) : "connection closed");
+		snprintf(out, n, "%s", strerror(errno));
 	} else {
 		snprintf(out, n, "SSL error %d", err);
 	}
