@@ -63,9 +63,9 @@ _hap_config() {
 }
 
 hap_start() {
-	local dir=$1 backend=$2 try p ok
+	local dir=$1 backend=$2 p ok
 	shift 2
-	for try in 1 2 3 4 5; do
+	for _ in 1 2 3 4 5; do
 		HAP_PORTS=()
 		for p in "$@"; do
 			HAP_PORTS+=("$(_hap_free_port)")
