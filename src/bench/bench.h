@@ -20,6 +20,8 @@
 
 #define BENCH_MAX_SOURCES 64
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX: only engine.c and main.c include OpenSSL */
+
 struct bench_opts {
 	struct net_addr dst;
 	char dst_name[NET_ADDRSTRLEN];
@@ -44,6 +46,12 @@ struct bench_opts {
 	int interval_hist;	/* --csv: per-second histograms */
 	int tag_payload;	/* --tag-payload: "conn:id:size:" then the pattern */
 	uint64_t retry_ns;	/* --retry: reopen after resets and refused reconnects; 0: off */
+	int handshakes;		/* --handshakes: one Submit per connection, then a new one */
+	/* --tls: the client context (main's, shared by the threads); NULL: plaintext */
+	struct ssl_ctx_st *tls;
+	int tls_verify; /* --tls-ca given: a handshake checks the server's certificate */
+	int tls_resume; /* --tls-resume */
+	const char *tls_servername; /* --tls-servername: SNI and the name checked; NULL: none */
 };
 
 /* Submit acks by result, the index into bench_thread.results. */
@@ -97,9 +105,12 @@ struct bench_pub {
 	X(refused)                                                                                 \
 	X(unacked)                                                                                 \
 	X(open_at_end)                                                                             \
-	X(resets)	   /* --retry: resets, reconnected */                                      \
-	X(connect_retries) /* --retry: failed reconnects, tried again */                           \
-	X(cut_acks)	   /* --retry: partial acks dropped at a close or reset */
+	X(resets)	     /* --retry: resets, reconnected */                                    \
+	X(connect_retries)   /* --retry: failed reconnects, tried again */                         \
+	X(cut_acks)	     /* --retry: partial acks dropped at a close or reset */               \
+	X(handshakes)	     /* TLS handshakes done (without --tls: --handshakes' connects) */     \
+	X(handshakes_window) /* of them, done inside [warm_end, end] */                            \
+	X(resumed)	     /* TLS handshakes that resumed a session */
 
 /* What one thread counted; the main thread adds them up after the join (report_add). */
 struct bench_result {
@@ -109,6 +120,9 @@ struct bench_result {
 #undef X
 	uint64_t last_ack; /* time of the last Submit ack; in a sum, the latest */
 	uint64_t results[BENCH_RES_N];
+	/* The last TLS handshake's protocol and cipher (OpenSSL's static strings); NULL: none. */
+	const char *tls_version;
+	const char *tls_cipher;
 };
 
 struct bench_thread {

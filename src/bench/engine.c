@@ -2,8 +2,13 @@
  * One thread's share of the connections: an edge-triggered epoll loop that
  * connects, fills each connection's output buffer with as many requests as
  * its window allows, writes it in one call, and verifies every ack.
+ *
+ * With --tls a connection goes through a non-blocking TLS handshake first
+ * and then reads and writes through its SSL; the plaintext path stays a
+ * direct read() and send() (one test of c->ssl per call).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +18,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "buf.h"
 #include "engine.h"
@@ -32,6 +41,7 @@
 enum bconn_state {
 	BC_NEW,	       /* not connected yet */
 	BC_CONNECTING, /* non-blocking connect in progress */
+	BC_HANDSHAKE,  /* --tls: connected, TLS handshake in progress */
 	BC_READY,      /* connected, nothing sent yet (a Conn goes first if asked) */
 	BC_CONNACK,    /* Conn sent; no Submit before its ConnAck */
 	BC_RUN,	       /* streaming Submits */
@@ -43,9 +53,16 @@ struct bconn {
 	int idx; /* global slot number: picks the source address and the random sizes */
 	int num; /* connection number in messages and the ack log; new on reconnect */
 	uint8_t state;
-	uint8_t writable;      /* last write did not hit EAGAIN */
-	uint8_t queued;	       /* on the work list */
-	uint8_t conn_inflight; /* the oldest unacked request is the Conn */
+	uint8_t writable;	  /* last write did not hit EAGAIN */
+	uint8_t queued;		  /* on the work list */
+	uint8_t conn_inflight;	  /* the oldest unacked request is the Conn */
+	uint8_t hs_sent;	  /* --handshakes: this connection's Submit is queued */
+	uint8_t hs_reserved;	  /* --handshakes -n: holds one of the budget, not queued yet */
+	uint8_t tls_rd_wants_out; /* SSL_read wants the socket writable first */
+	uint8_t tls_wr_wants_in;  /* SSL_write wants the socket readable first */
+	SSL *ssl;	   /* --tls: this connection's; NULL until connected, and plaintext */
+	SSL_SESSION *sess; /* --tls-resume: the slot's latest session, kept across connections */
+	uint64_t t_start;  /* when this connection's connect began (--handshakes' latency) */
 	struct buf in;
 	struct buf out;
 	uint8_t next_id[PROTO_ID_LEN]; /* 8 ASCII digits, the id of the next request */
@@ -93,6 +110,7 @@ struct engine {
 	size_t ack_log_len;
 	uint64_t ack_log_errors; /* only the first is reported */
 	int retrying;		 /* --retry: connections waiting in BC_NEW for their retry_at */
+	uint64_t hs_reserved;	 /* --handshakes -n: budget taken by connections not sending yet */
 };
 
 static void id_inc(uint8_t id[PROTO_ID_LEN])
@@ -139,10 +157,21 @@ static void work_add(struct engine *e, struct bconn *c)
 
 static void bconn_close(struct engine *e, struct bconn *c)
 {
+	if (c->ssl != NULL) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		c->tls_rd_wants_out = c->tls_wr_wants_in = 0;
+		/* a failed call's errors would confuse the thread's next SSL_get_error */
+		ERR_clear_error();
+	}
+	if (c->hs_reserved) {
+		c->hs_reserved = 0;
+		e->hs_reserved--;
+	}
 	if (c->fd != -1)
 		close(c->fd);
 	c->fd = -1;
-	if (c->state == BC_CONNECTING)
+	if (c->state == BC_CONNECTING || c->state == BC_HANDSHAKE)
 		e->connecting--;
 	else if (bconn_is_open(c))
 		__atomic_store_n(&e->t->pub.open, e->t->pub.open - 1, __ATOMIC_RELAXED);
@@ -218,11 +247,108 @@ static void bconn_start(struct engine *e, struct bconn *c)
 	}
 	c->fd = fd;
 	c->state = BC_CONNECTING;
+	c->t_start = e->now;
 	e->connecting++;
 	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 	ev.data.ptr = c;
 	if (epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
 		bconn_fail(e, c, "epoll_ctl: %s", strerror(errno));
+}
+
+/* Connected, and past the TLS handshake if any: it may send. */
+static void bconn_ready(struct engine *e, struct bconn *c)
+{
+	e->connecting--;
+	c->state = BC_READY;
+	c->writable = 1;
+	__atomic_store_n(&e->t->pub.open, e->t->pub.open + 1, __ATOMIC_RELAXED);
+	work_add(e, c);
+}
+
+/* Count a TLS handshake, or a --handshakes connect without TLS. */
+static void handshake_done(struct engine *e, struct bconn *c)
+{
+	struct bench_result *res = &e->t->res;
+
+	res->handshakes++;
+	if (e->now >= e->tm->warm_end && e->now <= e->end)
+		res->handshakes_window++;
+	if (c->ssl != NULL) {
+		if (SSL_session_reused(c->ssl))
+			res->resumed++;
+		res->tls_version = SSL_get_version(c->ssl);
+		res->tls_cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl));
+	}
+}
+
+/* What the last TLS call of this connection failed on, for an error line; clears the queue. */
+static const char *tls_reason(struct engine *e, struct bconn *c, int err, char *out, size_t n)
+{
+	unsigned long code = ERR_peek_last_error();
+	long v = e->o->tls_verify && c->ssl != NULL ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+	const char *r;
+
+	if (v != X509_V_OK) {
+		snprintf(out, n, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+	} else if (code != 0) {
+		if ((r = ERR_reason_error_string(code)) != NULL)
+			snprintf(out, n, "%s", r);
+		else
+			ERR_error_string_n(code, out, n);
+	} else if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) {
+		snprintf(out, n, "closed by the server");
+	} else if (err == SSL_ERROR_SYSCALL) {
+		snprintf(out, n, "%s", strerror(errno));
+	} else {
+		snprintf(out, n, "SSL error %d", err);
+	}
+	ERR_clear_error();
+	return out;
+}
+
+static void tls_read(struct engine *e, struct bconn *c);
+
+/* Go on with the handshake; once it is done the connection may send. */
+static void tls_handshake(struct engine *e, struct bconn *c)
+{
+	char why[256];
+	int r, err;
+
+	if ((r = SSL_do_handshake(c->ssl)) == 1) {
+		handshake_done(e, c);
+		bconn_ready(e, c);
+		/* read_ahead may hold the server's first records, which raise no edge */
+		tls_read(e, c);
+		return;
+	}
+	err = SSL_get_error(c->ssl, r);
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+		return; /* both are watched, edge-triggered: the next edge brings us back */
+	if (retry_later(e, c))
+		return;
+	e->t->res.connect_errors++;
+	bconn_fail(e, c, "TLS handshake with %s: %s", e->o->dst_name,
+		   tls_reason(e, c, err, why, sizeof(why)));
+}
+
+/* A TCP connection is up: start its TLS handshake, resuming the slot's session if asked. */
+static void tls_start(struct engine *e, struct bconn *c)
+{
+	const struct bench_opts *o = e->o;
+
+	c->state = BC_HANDSHAKE;
+	if ((c->ssl = SSL_new(o->tls)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+	    (o->tls_servername != NULL &&
+	     SSL_set_tlsext_host_name(c->ssl, o->tls_servername) != 1) ||
+	    (c->sess != NULL && SSL_set_session(c->ssl, c->sess) != 1)) {
+		char why[256];
+
+		bconn_fail(e, c, "TLS: %s", tls_reason(e, c, SSL_ERROR_SSL, why, sizeof(why)));
+		return;
+	}
+	SSL_set_app_data(c->ssl, c);
+	SSL_set_connect_state(c->ssl);
+	tls_handshake(e, c);
 }
 
 static void bconn_connected(struct engine *e, struct bconn *c)
@@ -241,12 +367,14 @@ static void bconn_connected(struct engine *e, struct bconn *c)
 		bconn_fail(e, c, "connect %s: %s", e->o->dst_name, strerror(err));
 		return;
 	}
-	e->connecting--;
 	net_set_nodelay(c->fd);
-	c->state = BC_READY;
-	c->writable = 1;
-	__atomic_store_n(&e->t->pub.open, e->t->pub.open + 1, __ATOMIC_RELAXED);
-	work_add(e, c);
+	if (e->o->tls != NULL) {
+		tls_start(e, c);
+		return;
+	}
+	if (e->o->handshakes)
+		handshake_done(e, c);
+	bconn_ready(e, c);
 }
 
 static int ring_grow(struct bconn *c, uint32_t want)
@@ -324,9 +452,11 @@ static int bconn_fill(struct engine *e, struct bconn *c)
 			if (e->open_loop) {
 				if (c->due == 0)
 					break;
-			} else if (e->nmode && e->budget == 0) {
+			} else if (e->nmode && e->budget == 0 && !c->hs_reserved) {
 				break;
 			}
+			if (c->hs_sent)
+				break;
 			cmd = PROTO_SUBMIT;
 			size = pick_size(o, c);
 		} else {
@@ -356,9 +486,15 @@ static int bconn_fill(struct engine *e, struct bconn *c)
 				e->due--;
 				c->due_g += (uint64_t)e->nconns;
 			} else {
-				stamp = e->now;
-				if (e->nmode)
+				/* --handshakes: the latency of the whole connect, handshake, ack */
+				stamp = o->handshakes ? c->t_start : e->now;
+				c->hs_sent = (uint8_t)o->handshakes;
+				if (c->hs_reserved) {
+					c->hs_reserved = 0;
+					e->hs_reserved--;
+				} else if (e->nmode) {
 					e->budget--;
+				}
 			}
 			e->t->res.sent++;
 			e->t->res.sent_bytes += n;
@@ -392,11 +528,45 @@ static int bconn_reset(struct engine *e, struct bconn *c, int err)
 	return 1;
 }
 
+static int tls_flush(struct engine *e, struct bconn *c)
+{
+	char why[256];
+	size_t len;
+	int n, err;
+
+	while ((len = buf_len(&c->out)) > 0 && c->writable) {
+		/*
+		 * A retry after WANT_WRITE passes at least the bytes of the first
+		 * try, perhaps moved by a compaction (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+		 */
+		n = SSL_write(c->ssl, buf_head(&c->out), len > INT_MAX ? INT_MAX : (int)len);
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_WRITE) {
+			c->writable = 0;
+		} else if (err == SSL_ERROR_WANT_READ) {
+			c->writable = 0;
+			c->tls_wr_wants_in = 1;
+		} else {
+			if (err != SSL_ERROR_SYSCALL || !bconn_reset(e, c, errno))
+				bconn_fail(e, c, "write: TLS: %s",
+					   tls_reason(e, c, err, why, sizeof(why)));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int bconn_flush(struct engine *e, struct bconn *c)
 {
 	ssize_t n;
 	size_t len;
 
+	if (c->ssl != NULL)
+		return tls_flush(e, c);
 	while ((len = buf_len(&c->out)) > 0 && c->writable) {
 		n = send(c->fd, buf_head(&c->out), len, MSG_NOSIGNAL);
 		if (n > 0) {
@@ -535,6 +705,46 @@ static int ack_check(struct engine *e, struct bconn *c, const struct proto_frame
 	return 0;
 }
 
+/* A clean close of a TLS connection sends close_notify first; never blocks. */
+static void tls_goodbye(struct bconn *c)
+{
+	if (c->ssl != NULL && SSL_is_init_finished(c->ssl))
+		SSL_shutdown(c->ssl);
+}
+
+/*
+ * --handshakes: open the slot's next connection while sending lasts; with
+ * -n it takes its request from the budget now, so that no more connections
+ * are opened than requests are left.
+ */
+static void hs_start(struct engine *e, struct bconn *c)
+{
+	if (!e->sending || (e->nmode && e->budget == 0)) {
+		bconn_kill(e, c);
+		return;
+	}
+	if (e->nmode) {
+		e->budget--;
+		e->hs_reserved++;
+		c->hs_reserved = 1;
+	}
+	bconn_start(e, c);
+}
+
+/*
+ * --handshakes: the connection's Submit is acked: close it and open the
+ * slot's next one (a new number, the ids going on), while sending lasts.
+ */
+static void bconn_cycle(struct engine *e, struct bconn *c)
+{
+	tls_goodbye(c);
+	bconn_close(e, c);
+	c->hs_sent = 0;
+	c->state = BC_NEW;
+	c->num = __atomic_fetch_add(&e->t->run->next_conn, 1, __ATOMIC_RELAXED);
+	hs_start(e, c);
+}
+
 static int bconn_parse(struct engine *e, struct bconn *c)
 {
 	struct proto_frame f;
@@ -550,6 +760,10 @@ static int bconn_parse(struct engine *e, struct bconn *c)
 		const uint8_t *p = buf_head(&c->in);
 		bconn_fail(e, c, "bad ack frame: total_len %u, command 0x%02x", proto_get_u32(p),
 			   buf_len(&c->in) > 4 ? p[4] : 0);
+		return -1;
+	}
+	if (e->o->handshakes && c->hs_sent && c->inflight == 0) {
+		bconn_cycle(e, c);
 		return -1;
 	}
 	if (got)
@@ -633,14 +847,81 @@ static void bconn_read(struct engine *e, struct bconn *c, uint32_t events)
 	}
 }
 
+/*
+ * Read and decrypt until OpenSSL needs the socket again: records it read
+ * ahead and has not handed out yet raise no epoll edge.
+ */
+static void tls_read(struct engine *e, struct bconn *c)
+{
+	char why[256];
+	int n, err;
+
+	for (;;) {
+		if (buf_reserve(&c->in, 16384) == -1) {
+			bconn_fail(e, c, "out of memory");
+			return;
+		}
+		n = SSL_read(c->ssl, buf_tail(&c->in),
+			     buf_space(&c->in) > INT_MAX ? INT_MAX : (int)buf_space(&c->in));
+		if (n > 0) {
+			buf_commit(&c->in, (size_t)n);
+			e->now = bench_now();
+			if (bconn_parse(e, c) == -1)
+				return;
+			continue;
+		}
+		err = SSL_get_error(c->ssl, n);
+		if (err == SSL_ERROR_WANT_READ) {
+			return;
+		} else if (err == SSL_ERROR_WANT_WRITE) {
+			c->tls_rd_wants_out = 1;
+			return;
+		} else if (err == SSL_ERROR_ZERO_RETURN) {
+			/*
+			 * close_notify, or a FIN (SSL_OP_IGNORE_UNEXPECTED_EOF). Our
+			 * close_notify back keeps the session resumable: SSL_free
+			 * without one marks it not_resumable, and --tls-resume holds it.
+			 */
+			tls_goodbye(c);
+			bconn_eof(e, c);
+			return;
+		}
+		if (err != SSL_ERROR_SYSCALL || !bconn_reset(e, c, errno))
+			bconn_fail(e, c, "read: TLS: %s", tls_reason(e, c, err, why, sizeof(why)));
+		return;
+	}
+}
+
+static void tls_event(struct engine *e, struct bconn *c, uint32_t events)
+{
+	if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+	    (c->tls_rd_wants_out && (events & EPOLLOUT))) {
+		c->tls_rd_wants_out = 0;
+		tls_read(e, c);
+	}
+	if (bconn_is_open(c) &&
+	    ((events & EPOLLOUT) || (c->tls_wr_wants_in && (events & EPOLLIN)))) {
+		c->tls_wr_wants_in = 0;
+		c->writable = 1;
+		work_add(e, c);
+	}
+}
+
 static void handle_event(struct engine *e, struct bconn *c, uint32_t events)
 {
 	if (c->state == BC_DEAD || c->state == BC_NEW)
 		return;
 	if (c->state == BC_CONNECTING) {
 		bconn_connected(e, c);
-		if (c->state != BC_READY)
+		if (c->state != BC_READY || c->ssl != NULL)
 			return;
+	} else if (c->state == BC_HANDSHAKE) {
+		tls_handshake(e, c);
+		return;
+	}
+	if (c->ssl != NULL) {
+		tls_event(e, c, events);
+		return;
 	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		bconn_read(e, c, events);
@@ -724,7 +1005,7 @@ static int run_done(struct engine *e)
 		return 1;
 	if (e->o->idle)
 		return e->now >= e->end;
-	if (e->nmode && e->budget == 0 && e->due == 0 && e->inflight == 0)
+	if (e->nmode && e->budget == 0 && e->due == 0 && e->inflight == 0 && e->hs_reserved == 0)
 		return 1;
 	return !e->sending && e->inflight == 0;
 }
@@ -739,8 +1020,6 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 
 	for (;;) {
 		e->now = bench_now();
-		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns)
-			bconn_start(e, &e->c[e->next_connect++]);
 		if (e->started) {
 			stop = __atomic_load_n(&e->t->run->stop_ns, __ATOMIC_RELAXED);
 			e->end = e->tm->end;
@@ -754,6 +1033,13 @@ static void loop(struct engine *e, uint64_t connect_deadline)
 				schedule(e);
 			if (e->retrying > 0)
 				retry_due(e);
+		}
+		/* after e->sending is known: --handshakes opens connections only while it lasts */
+		while (e->connecting < MAX_CONNECTING && e->next_connect < e->nconns) {
+			if (e->o->handshakes)
+				hs_start(e, &e->c[e->next_connect++]);
+			else
+				bconn_start(e, &e->c[e->next_connect++]);
 		}
 		for (int i = 0; i < e->nwork; i++) {
 			struct bconn *c = e->work[i];
@@ -840,9 +1126,11 @@ static void connect_all(struct engine *e)
 	loop(e, bench_now() + 10000000000ull + (uint64_t)e->nconns * 1000000ull);
 	for (int i = 0; i < e->nconns; i++) {
 		struct bconn *c = &e->c[i];
-		if (c->state == BC_NEW || c->state == BC_CONNECTING) {
+		if (c->state == BC_NEW || c->state == BC_CONNECTING || c->state == BC_HANDSHAKE) {
 			e->t->res.connect_errors++;
-			bconn_fail(e, c, "connect %s: timed out", e->o->dst_name);
+			bconn_fail(e, c, "%s %s: timed out",
+				   c->state == BC_HANDSHAKE ? "TLS handshake with" : "connect",
+				   e->o->dst_name);
 		}
 	}
 }
@@ -863,12 +1151,16 @@ static void engine_finish(struct engine *e)
 			t->res.unacked += c->inflight;
 			t->res.errors += c->inflight;
 		}
-		if (bconn_is_open(c))
+		if (bconn_is_open(c)) {
 			t->res.open_at_end++;
+			tls_goodbye(c);
+		}
 		bconn_close(e, c);
 	}
-	for (int i = 0; i < e->nconns; i++)
+	for (int i = 0; i < e->nconns; i++) {
 		free(e->c[i].ring);
+		SSL_SESSION_free(e->c[i].sess);
+	}
 	t->res.last_ack = e->last_ack;
 	if (e->ack_log != NULL)
 		ack_log_flush(e);
@@ -889,7 +1181,9 @@ void *engine_thread_main(void *arg)
 	struct engine e;
 
 	engine_init(&e, t);
-	connect_all(&e);
+	/* --handshakes: every connect is measured, the first ones too */
+	if (!t->o->handshakes)
+		connect_all(&e);
 	pthread_barrier_wait(&t->run->barrier); /* connected */
 	pthread_barrier_wait(&t->run->barrier); /* the main thread has set the times */
 	e.started = 1;
@@ -903,4 +1197,36 @@ void *engine_thread_main(void *arg)
 	engine_finish(&e);
 	__atomic_store_n(&t->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/*
+ * --tls-resume: a session the server sent (TLS 1.3: a ticket after the
+ * handshake, read by SSL_read) replaces the slot's previous one; the slot
+ * keeps the reference (return 1).
+ */
+static int tls_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct bconn *c = SSL_get_app_data(ssl);
+
+	if (c == NULL)
+		return 0;
+	SSL_SESSION_free(c->sess);
+	c->sess = sess;
+	return 1;
+}
+
+void engine_tls_setup(struct ssl_ctx_st *ctx, int resume)
+{
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Whole records per read() instead of a header and then a body: half the syscalls. */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	/* A server's FIN without close_notify is an end of stream as in plaintext (bconn_eof). */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	if (resume) {
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+							SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, tls_new_session);
+	} else {
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	}
 }

@@ -16,6 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "bench.h"
 #include "buf.h"
 #include "engine.h"
@@ -32,6 +37,10 @@ struct cli {
 	const char *csv_path;
 	const char *hgrm_path;
 	const char *ack_log_path;
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	int tls;
 	int json;
 	int progress;
 	int duration_set; /* -d given: -n does not default it to 60 s */
@@ -75,6 +84,16 @@ static const char usage_text[] =
     "                        percentile text format (milliseconds)\n"
     "      --ack-log FILE    write \"connection id-in-hex result\" per Submit ack\n"
     "      --tag-payload     payloads start with \"conn:id:size:\" (see the man page)\n"
+    "      --handshakes      a new connection per request: connect, (TLS handshake,)\n"
+    "                        one Submit, its ack, close; reports handshakes/s\n"
+    "      --tls             speak TLS (1.2 or 1.3) to the server\n"
+    "      --tls-ca FILE     verify the server's certificate with these CAs (PEM);\n"
+    "                        without it the server is not verified\n"
+    "      --tls-cert FILE   present this client certificate chain (PEM)\n"
+    "      --tls-key FILE    the client certificate's private key (PEM)\n"
+    "      --tls-resume      reconnections resume the slot's last session (ticket)\n"
+    "      --tls-servername NAME  send NAME as SNI; with --tls-ca, check the\n"
+    "                        certificate against NAME instead of the target's address\n"
     "      --progress        a progress line a second on stderr (default on a tty)\n"
     "  -v, -V, --version     print the version\n"
     "  -h, --help            this text\n"
@@ -99,6 +118,13 @@ enum {
 	OPT_ACK_LOG,
 	OPT_RETRY,
 	OPT_TAG_PAYLOAD,
+	OPT_HANDSHAKES,
+	OPT_TLS,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_RESUME,
+	OPT_TLS_SERVERNAME,
 };
 
 static const struct option longopts[] = {
@@ -124,6 +150,13 @@ static const struct option longopts[] = {
     {"ack-log", required_argument, NULL, OPT_ACK_LOG},
     {"retry", required_argument, NULL, OPT_RETRY},
     {"tag-payload", no_argument, NULL, OPT_TAG_PAYLOAD},
+    {"handshakes", no_argument, NULL, OPT_HANDSHAKES},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
+    {"tls-servername", required_argument, NULL, OPT_TLS_SERVERNAME},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -320,6 +353,13 @@ static int set_option(int ch, struct bench_opts *o, struct cli *cli)
 	    {OPT_IDLE, &o->idle, NULL},
 	    {OPT_ALLOW_REFUSED, &o->allow_refused, NULL},
 	    {OPT_TAG_PAYLOAD, &o->tag_payload, NULL},
+	    {OPT_HANDSHAKES, &o->handshakes, NULL},
+	    {OPT_TLS, &cli->tls, NULL},
+	    {OPT_TLS_RESUME, &o->tls_resume, NULL},
+	    {OPT_TLS_CA, NULL, &cli->tls_ca},
+	    {OPT_TLS_CERT, NULL, &cli->tls_cert},
+	    {OPT_TLS_KEY, NULL, &cli->tls_key},
+	    {OPT_TLS_SERVERNAME, NULL, &o->tls_servername},
 	    {OPT_JSON, &cli->json, NULL},
 	    {OPT_PROGRESS, &cli->progress, NULL},
 	    {OPT_CSV, NULL, &cli->csv_path},
@@ -414,6 +454,23 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	return -1;
 }
 
+/* The combinations of --handshakes and the --tls options that make no sense. */
+static void check_tls_options(struct bench_opts *o, const struct cli *cli)
+{
+	if (o->handshakes && (o->idle || o->rate > 0 || o->reconnect))
+		usage_error("--handshakes opens its own connections: no --idle, -r or --reconnect");
+	if (o->handshakes)
+		o->window = 1; /* one Submit per connection */
+	if (!cli->tls &&
+	    (cli->tls_ca || cli->tls_cert || cli->tls_key || o->tls_resume || o->tls_servername))
+		usage_error("--tls-ca, --tls-cert, --tls-key, --tls-resume and --tls-servername "
+			    "work with --tls");
+	if ((cli->tls_cert == NULL) != (cli->tls_key == NULL))
+		usage_error("--tls-cert and --tls-key go together");
+	if (o->tls_servername != NULL && o->tls_servername[0] == '\0')
+		usage_error("--tls-servername: empty name");
+}
+
 /* The command line into o and cli. -1 to go on, else the exit status. */
 static int parse_options(int argc, char **argv, struct bench_opts *o, struct cli *cli)
 {
@@ -459,6 +516,7 @@ static int parse_options(int argc, char **argv, struct bench_opts *o, struct cli
 		o->duration_ns = 60000000000ull;
 	if (o->rate > 0 && o->rate < o->threads)
 		usage_error("-r: at least one msg/s per thread");
+	check_tls_options(o, cli);
 	return -1;
 }
 
@@ -496,6 +554,138 @@ static int open_outputs(struct bench_opts *o, struct cli *cli)
 		fprintf(stderr, "submit-bench: %s: %s\n", cli->ack_log_path, strerror(errno));
 		return 2;
 	}
+	return 0;
+}
+
+/* "OPTION FILE: reason" on stderr; the exit status of a bad file. */
+static int __attribute__((format(printf, 3, 4)))
+tls_file_error(const char *opt, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "submit-bench: %s %s: ", opt, path);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	ERR_clear_error();
+	return 2;
+}
+
+/* OpenSSL's reason for the last failure, or what the caller expected. */
+static const char *tls_last_reason(const char *otherwise)
+{
+	const char *r = ERR_reason_error_string(ERR_peek_last_error());
+
+	return r != NULL ? r : otherwise;
+}
+
+/*
+ * The PEM certificates of path into out (a store; NULL: only read), at least
+ * one. 0, or the exit status after the error line.
+ */
+static int tls_read_certs(const char *opt, const char *path, X509_STORE *out)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+	int n = 0;
+
+	if (f == NULL)
+		return tls_file_error(opt, path, "cannot read: %s", strerror(errno));
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		if (out != NULL && X509_STORE_add_cert(out, x) != 1) {
+			X509_free(x);
+			fclose(f);
+			return tls_file_error(opt, path, "%s", tls_last_reason("bad certificate"));
+		}
+		X509_free(x);
+		n++;
+	}
+	fclose(f);
+	ERR_clear_error(); /* the end of the file reads as "no start line" */
+	if (n == 0)
+		return tls_file_error(opt, path, "no certificate found (not PEM?)");
+	return 0;
+}
+
+/* --tls-cert and --tls-key into ctx. 0, or the exit status. */
+static int tls_client_cert(SSL_CTX *ctx, const struct cli *cli)
+{
+	int rc;
+
+	if ((rc = tls_read_certs("--tls-cert", cli->tls_cert, NULL)) != 0)
+		return rc;
+	if (SSL_CTX_use_certificate_chain_file(ctx, cli->tls_cert) != 1)
+		return tls_file_error("--tls-cert", cli->tls_cert, "%s",
+				      tls_last_reason("cannot use the certificate"));
+	if (access(cli->tls_key, R_OK) == -1)
+		return tls_file_error("--tls-key", cli->tls_key, "cannot read: %s",
+				      strerror(errno));
+	if (SSL_CTX_use_PrivateKey_file(ctx, cli->tls_key, SSL_FILETYPE_PEM) != 1) {
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+			return tls_file_error("--tls-key", cli->tls_key,
+					      "key does not match certificate %s", cli->tls_cert);
+		return tls_file_error("--tls-key", cli->tls_key, "no private key found (not PEM?)");
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1)
+		return tls_file_error("--tls-key", cli->tls_key,
+				      "key does not match certificate %s", cli->tls_cert);
+	return 0;
+}
+
+/*
+ * --tls-ca: the CAs, and the name the certificate must carry: --tls-servername,
+ * else the target's address. 0, or the exit status.
+ */
+static int tls_verify_setup(SSL_CTX *ctx, struct bench_opts *o, const struct cli *cli)
+{
+	X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+	char host[NET_ADDRSTRLEN];
+	int rc;
+
+	if ((rc = tls_read_certs("--tls-ca", cli->tls_ca, SSL_CTX_get_cert_store(ctx))) != 0)
+		return rc;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	o->tls_verify = 1;
+	if (o->tls_servername != NULL)
+		return X509_VERIFY_PARAM_set1_host(param, o->tls_servername, 0) == 1 ? 0 : 2;
+	/* "127.0.0.1:8443" or "[::1]:8443": the address without the port and brackets */
+	snprintf(host, sizeof(host), "%s", o->dst_name[0] == '[' ? o->dst_name + 1 : o->dst_name);
+	*strrchr(host, o->dst_name[0] == '[' ? ']' : ':') = '\0';
+	if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1) {
+		fprintf(stderr, "submit-bench: --tls-ca: cannot check the address %s\n", host);
+		return 2;
+	}
+	return 0;
+}
+
+/* --tls: the client context the threads share, in o->tls. 0, or the exit status. */
+static int tls_setup(struct bench_opts *o, const struct cli *cli)
+{
+	SSL_CTX *ctx;
+	int rc = 0;
+
+	if (!cli->tls)
+		return 0;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		fprintf(stderr, "submit-bench: TLS: %s\n", tls_last_reason("no context"));
+		return 1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* AES-128-GCM first, as submitd's default tls_ciphersuites */
+	SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+				      "TLS_CHACHA20_POLY1305_SHA256");
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (cli->tls_ca != NULL)
+		rc = tls_verify_setup(ctx, o, cli);
+	if (rc == 0 && cli->tls_cert != NULL)
+		rc = tls_client_cert(ctx, cli);
+	if (rc != 0) {
+		SSL_CTX_free(ctx);
+		return rc;
+	}
+	engine_tls_setup(ctx, o->tls_resume);
+	o->tls = ctx;
 	return 0;
 }
 
@@ -683,6 +873,8 @@ static void measure(const struct bench_run *run, struct report *r)
 	r->measured_ns = end > run->times.warm_end ? end - run->times.warm_end : 1;
 	counted = o->total > 0 ? tot->acked : tot->acked_window;
 	r->rate = (double)counted * 1e9 / (double)r->measured_ns;
+	r->handshake_rate = (double)(o->total > 0 ? tot->handshakes : tot->handshakes_window) *
+			    1e9 / (double)r->measured_ns;
 	mean_frame = tot->sent ? (double)tot->sent_bytes / (double)tot->sent : 0;
 	r->mbps = r->rate * mean_frame / 1e6;
 }
@@ -728,6 +920,8 @@ int main(int argc, char **argv)
 
 	if ((rc = parse_options(argc, argv, &o, &cli)) != -1)
 		return rc;
+	if ((rc = tls_setup(&o, &cli)) != 0)
+		return rc;
 	if ((rc = open_outputs(&o, &cli)) != 0)
 		return rc;
 	if ((payload = make_payload(o.size_max)) == NULL) {
@@ -768,5 +962,6 @@ int main(int argc, char **argv)
 	report_verdict(&r);
 	free(payload);
 	free(th);
+	SSL_CTX_free(o.tls);
 	return rc;
 }

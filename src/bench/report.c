@@ -39,6 +39,10 @@ void report_add(struct bench_result *sum, const struct bench_result *r)
 #undef X
 	if (r->last_ack > sum->last_ack)
 		sum->last_ack = r->last_ack;
+	if (r->tls_version != NULL) {
+		sum->tls_version = r->tls_version;
+		sum->tls_cipher = r->tls_cipher;
+	}
 	for (int i = 0; i < BENCH_RES_N; i++)
 		sum->results[i] += r->results[i];
 }
@@ -89,6 +93,15 @@ void report_csv_row(FILE *csv, const struct report_tick *k, const struct hist *i
 		(double)hist_quantile(ival, 0.5) / 1e3, (double)hist_quantile(ival, 0.99) / 1e3);
 }
 
+/* "key":"value", with null for NULL; the values are OpenSSL's names, nothing to escape. */
+static void json_str(const char *key, const char *v)
+{
+	if (v != NULL)
+		printf("\"%s\":\"%s\",", key, v);
+	else
+		printf("\"%s\":null,", key);
+}
+
 void report_json(const struct report *r)
 {
 	const struct bench_opts *o = r->o;
@@ -126,7 +139,14 @@ void report_json(const struct report *r)
 		report_pct_key(r->pcts[i], key, sizeof(key));
 		printf(",\"%s\":%.1f", key, (double)hist_quantile(h, r->pcts[i] / 100) / 1e3);
 	}
-	printf(",\"max\":%.1f},\"ok\":%s}\n", (double)h->max / 1e3, r->ok ? "true" : "false");
+	printf(",\"max\":%.1f},", (double)h->max / 1e3);
+	json_str("tls_version", tot->tls_version);
+	json_str("tls_cipher", tot->tls_cipher);
+	printf("\"tls\":%s,\"handshake_mode\":%s,\"handshakes\":%llu,\"resumed\":%llu,"
+	       "\"handshake_rate\":%.1f,\"ok\":%s}\n",
+	       o->tls != NULL ? "true" : "false", o->handshakes ? "true" : "false",
+	       (unsigned long long)tot->handshakes, (unsigned long long)tot->resumed,
+	       r->handshake_rate, r->ok ? "true" : "false");
 }
 
 /* The first line: what was run. */
@@ -144,13 +164,15 @@ static void print_target(const struct bench_opts *o)
 		snprintf(sz, sizeof(sz), "payload %u-%u B", o->size_min, o->size_max);
 	if (o->idle)
 		snprintf(mode, sizeof(mode), "idle");
+	else if (o->handshakes)
+		snprintf(mode, sizeof(mode), "a new connection per request");
 	else if (o->rate > 0)
 		snprintf(mode, sizeof(mode), "open loop at %.0f msgs/s", o->rate);
 	else
 		snprintf(mode, sizeof(mode), "closed loop");
-	printf("target      %s, %d connections, %d thread%s, %s, %s, %s%s\n", o->dst_name, o->conns,
-	       o->threads, o->threads == 1 ? "" : "s", win, sz, mode,
-	       o->send_conn ? ", Conn first" : "");
+	printf("target      %s%s, %d connections, %d thread%s, %s, %s, %s%s\n", o->dst_name,
+	       o->tls != NULL ? " (TLS)" : "", o->conns, o->threads, o->threads == 1 ? "" : "s",
+	       win, sz, mode, o->send_conn ? ", Conn first" : "");
 }
 
 static void print_latency(const struct report *r)
@@ -203,6 +225,15 @@ void report_text(const struct report *r)
 		       (unsigned long long)tot->cut_acks);
 	printf("connections %llu open at the end of %d\n", (unsigned long long)tot->open_at_end,
 	       o->conns);
+	if (o->tls != NULL)
+		printf("tls         %s %s, %llu handshakes, %llu resumed\n",
+		       tot->tls_version != NULL ? tot->tls_version : "-",
+		       tot->tls_cipher != NULL ? tot->tls_cipher : "-",
+		       (unsigned long long)tot->handshakes, (unsigned long long)tot->resumed);
+	if (o->handshakes)
+		printf("handshakes  %.0f/s%s, %llu done; latency: connect to ack\n",
+		       r->handshake_rate, o->tls != NULL ? "" : " (TCP connects)",
+		       (unsigned long long)tot->handshakes);
 	if (tot->hist.count > 0)
 		print_latency(r);
 }

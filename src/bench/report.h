@@ -31,7 +31,8 @@ struct report {
 	uint64_t measured_ns;
 	double rate; /* acks counted in the measured time, per second */
 	double mbps;
-	const double *pcts; /* --percentiles, sorted, without duplicates */
+	double handshake_rate; /* handshakes done in the measured time, per second */
+	const double *pcts;    /* --percentiles, sorted, without duplicates */
 	int npcts;
 	int ok; /* the exit status is 0 */
 };
