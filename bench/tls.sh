@@ -32,7 +32,6 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 . bench/lib.sh
 . test/helpers/haproxy.bash
-. bench/tls-certs.sh
 trap 'hap_stop; bench_cleanup' EXIT
 trap 'exit 130' INT TERM
 
@@ -53,7 +52,7 @@ done
 command -v haproxy >/dev/null || die "haproxy is not installed (tools/deps.sh)"
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((FLOOD * 3 + 500)) ] || die "open files limit $(ulimit -n) is too low for a flood of $FLOOD"
-tls_certs "$CERTS" || die "bench/tls-certs.sh failed"
+sh test/helpers/tls-certs.sh "$CERTS" || die "test/helpers/tls-certs.sh failed"
 T0=$SECONDS
 
 # --- The servers ---
@@ -274,7 +273,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 	echo "- machine: $(nproc) CPUs, $cpu, kernel $(uname -r); load average at start $load_start"
 	echo "- command: \`bench/tls.sh\` (BENCH_ROUNDS=$ROUNDS BENCH_SECONDS=$SECS TLS_FLOOD_CONNS=$FLOOD), $elapsed s"
 	echo "- $(openssl version); $(haproxy -v | head -1 | cut -d' ' -f1-3); submitd: 1 worker; haproxy: 1 process, nbthread 1, TCP mode, in front of the same worker's plaintext port"
-	echo "- TLS 1.3, $SUITE, ECDSA P-256 server chain (leaf + intermediate, bench/tls-certs.sh); submit-bench on the same CPUs. Medians of $ROUNDS rounds; ratios within each round."
+	echo "- TLS 1.3, $SUITE, ECDSA P-256 server chain (leaf + CA, test/helpers/tls-certs.sh); submit-bench on the same CPUs. Medians of $ROUNDS rounds; ratios within each round."
 	[ -n "$NATIVE" ] || echo "- native TLS: not measured: $NATIVE_WHY"
 	echo
 	echo "| case | plaintext | native TLS | HAProxy TLS | native/plain | HAProxy/plain | native/HAProxy |"

@@ -1,22 +1,20 @@
 #!/usr/bin/env bats
 # submit-bench --tls against what exists today: HAProxy terminating TLS in
 # front of a plaintext submitd (test/helpers/haproxy.bash), with the test
-# certificates of bench/tls-certs.sh. One submitd and one haproxy for the
+# certificates of helpers/tls-certs.sh. One submitd and one haproxy for the
 # file, with two TLS frontends: f0 asks for no client certificate, f1
 # requires one from the test CA (verify required). Every run is bounded
 # (timeout, -d or -n).
 
 load helpers/common
 source "$SD_ROOT/test/helpers/haproxy.bash"
-source "$SD_ROOT/bench/tls-certs.sh"
 
 BENCH=$SD_ROOT/build/submit-bench
 
 setup_file() {
 	command -v haproxy >/dev/null || skip "haproxy is not installed"
-	export CERTS=$BATS_FILE_TMPDIR/certs OTHER=$BATS_FILE_TMPDIR/other
-	tls_certs "$CERTS"
-	tls_certs "$OTHER" "another test"
+	export CERTS=$BATS_FILE_TMPDIR/certs
+	sh "$SD_ROOT/test/helpers/tls-certs.sh" "$CERTS"
 	SD_DIR=$BATS_FILE_TMPDIR sd_start 'workers = 1' 'idle_timeout = 0'
 	export SD_DIR=$BATS_FILE_TMPDIR
 	HAP_GLOBAL='ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256' \
@@ -54,10 +52,10 @@ bench_json() {
 }
 
 @test "--tls-ca with another CA: the handshake fails with the reason, exit 1" {
-	bench_json -d 0.5 -c 2 --tls --tls-ca "$OTHER/ca.pem" "127.0.0.1:$TLS_PORT"
+	bench_json -d 0.5 -c 2 --tls --tls-ca "$CERTS/other-ca.pem" "127.0.0.1:$TLS_PORT"
 	assert_failure 1
 	jq -e '.acked == 0 and .connect_errors == 2 and .ok == false' <<<"$output"
-	[[ $stderr == *"connection 0: TLS handshake with 127.0.0.1:$TLS_PORT: certificate verify failed: unable to get local issuer certificate"* ]]
+	[[ $stderr == *"connection 0: TLS handshake with 127.0.0.1:$TLS_PORT: certificate verify failed: self-signed certificate in certificate chain"* ]]
 }
 
 @test "--tls-ca checks the name: the target's address, or --tls-servername" {
@@ -78,9 +76,9 @@ bench_json() {
 	run --separate-stderr "$BENCH" --tls --tls-ca "$CERTS/client.key" "127.0.0.1:$TLS_PORT"
 	assert_failure 2
 	[ "$stderr" = "submit-bench: --tls-ca $CERTS/client.key: no certificate found (not PEM?)" ]
-	run --separate-stderr "$BENCH" --tls --tls-cert "$CERTS/client.pem" --tls-key "$OTHER/client.key" "127.0.0.1:$TLS_PORT"
+	run --separate-stderr "$BENCH" --tls --tls-cert "$CERTS/client.pem" --tls-key "$CERTS/badclient.key" "127.0.0.1:$TLS_PORT"
 	assert_failure 2
-	[ "$stderr" = "submit-bench: --tls-key $OTHER/client.key: key does not match certificate $CERTS/client.pem" ]
+	[ "$stderr" = "submit-bench: --tls-key $CERTS/badclient.key: key does not match certificate $CERTS/client.pem" ]
 	run --separate-stderr "$BENCH" --tls --tls-cert "$CERTS/client.pem" --tls-key "$CERTS/ca.pem" "127.0.0.1:$TLS_PORT"
 	assert_failure 2
 	[[ $stderr == *"--tls-key $CERTS/ca.pem: no private key found"* ]]
@@ -103,7 +101,7 @@ bench_json() {
 	assert_failure 1
 	jq -e '.acked == 0 and .errors == 3' <<<"$output"
 	[[ $stderr == *"TLS: tlsv13 alert certificate required"* ]]
-	bench_json -d 0.5 -c 3 --tls --tls-cert "$OTHER/client.pem" --tls-key "$OTHER/client.key" \
+	bench_json -d 0.5 -c 3 --tls --tls-cert "$CERTS/badclient.pem" --tls-key "$CERTS/badclient.key" \
 		"127.0.0.1:$MTLS_PORT"
 	assert_failure 1
 	jq -e '.acked == 0' <<<"$output"

@@ -16,6 +16,7 @@
 #   other-ca.pem other-ca.key     another CA
 #   badclient.pem badclient.key   a client certificate from other-ca.pem
 #   rsa.pem rsa.key               an RSA 2048 server certificate + chain
+#   haproxy.pem                   server.pem and server.key in one file (haproxy's crt)
 #
 # Exit 0 with the files there, non-zero (openssl's message on stderr) if not.
 set -eu
@@ -128,3 +129,5 @@ ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/rsa.key"
 leaf rsa localhost server ca -days 825
 chain rsa
 chmod 600 "$dir"/*.key
+cat "$dir/server.pem" "$dir/server.key" >"$dir/haproxy.pem"
+chmod 600 "$dir/haproxy.pem"
