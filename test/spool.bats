@@ -229,29 +229,8 @@ cached() {
 	sd_bench "$BATS_TEST_TMPDIR/bench.json" -c 8 -d 8
 	sd_bench_wait "$SD_BENCH_PID" "$BATS_TEST_TMPDIR/bench.json" 30
 	sd_kill_spawned
-	# The gauge is refreshed once a second. Past the first half of the load
-	# (the buffer pool fills in the first rounds), it must not move.
-	run python3 - "$BATS_TEST_TMPDIR/scrapes" <<'PY'
-import os, sys
-d = sys.argv[1]
-rows = []
-for f in sorted(os.listdir(d)):
-    text = open(os.path.join(d, f)).read()
-    if not text.endswith("\n"):
-        continue
-    v = {}
-    for line in text.splitlines():
-        if line.startswith(("submitd_worker_allocated_bytes", "submitd_spool_records_total")):
-            k = line.split("{")[0]
-            v[k] = v.get(k, 0) + float(line.rsplit(" ", 1)[1])
-    rows.append((v["submitd_spool_records_total"], v["submitd_worker_allocated_bytes"]))
-final = rows[-1][0]
-load = [r for r in rows if 0 < r[0] < final]
-late = load[len(load) // 2:]
-print("%d scrapes under load, allocated in the second half: %s, records %d .. %d"
-      % (len(load), sorted(set(a for _, a in late)), late[0][0], late[-1][0]))
-sys.exit(0 if len(late) >= 5 and len(set(a for _, a in late)) == 1 else 1)
-PY
+	# Past the first half of the load the gauge must not move.
+	run python3 "$SD_ROOT/test/helpers/allocflat.py" "$BATS_TEST_TMPDIR/scrapes" submitd_spool_records_total
 	echo "$output"
 	assert_success
 }
