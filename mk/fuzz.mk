@@ -9,13 +9,15 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-fno-omit-frame-pointer -DSUBMITD_PLAIN_MALLOC
-FUZZ_TARGETS := proto conn
+FUZZ_TARGETS := proto conn proxy
 FUZZ_SRC_proto := src/proto.c
+FUZZ_SRC_proxy := src/proxy.c
 # conn's TLS mode: the daemon's tls.c, without conf.c (the target stubs conf_user_may).
 FUZZ_SRC_conn  := src/conn.c src/transport.c src/tls.c src/buf.c src/mem.c src/proto.c src/stats.c
 FUZZ_LIBS_conn  = $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 # conn: room for frames a few times the smallest pool chunk.
 FUZZ_ARGS_proto := -max_len=4100
+FUZZ_ARGS_proxy := -max_len=1100
 FUZZ_ARGS_conn  := -max_len=16384
 
 .PHONY: fuzz fuzz-smoke fuzz-build test-asan

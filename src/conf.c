@@ -762,6 +762,27 @@ int conf_load(const char *path, struct conf *out, char *err, size_t errlen)
 
 #define NOPTS (NINT + 32)
 
+static int validate_proxy_from(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct proxy_net net;
+	const char *why;
+	unsigned n = cfg_opt_size(opt);
+
+	if (n > CONF_MAX_PROXY_FROM) {
+		opt_error(cfg, opt->name, "proxy_protocol_from: at most %d networks",
+			  CONF_MAX_PROXY_FROM);
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const char *s = cfg_opt_getnstr(opt, i);
+		if (proxy_net_parse(s, &net, &why) == -1) {
+			opt_error(cfg, opt->name, "proxy_protocol_from: \"%s\": %s", s, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The schema: every option, its default and its validator; NULL if libconfuse cannot start. */
 static cfg_t *schema(cfg_opt_t opts[NOPTS])
 {
@@ -794,6 +815,7 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	opts[k++] = (cfg_opt_t)CFG_STR("tls_min_version", "TLSv1.2", CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphers", CONF_TLS_CIPHERS, CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphersuites", CONF_TLS_CIPHERSUITES, CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR_LIST("proxy_protocol_from", "{}", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
 		opts[k++] = (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE,
 						  int_opts[i].is_flag ? parse_flag : parse_int);
@@ -818,6 +840,7 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	cfg_set_validate_func(cfg, "tls_min_version", validate_tls);
 	cfg_set_validate_func(cfg, "tls_ciphers", validate_tls);
 	cfg_set_validate_func(cfg, "tls_ciphersuites", validate_tls);
+	cfg_set_validate_func(cfg, "proxy_protocol_from", validate_proxy_from);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
 	return cfg;
@@ -986,6 +1009,14 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 	c.ack_after = name_index(ack_after_names, 2, cfg_getstr(cfg, "ack_after"));
 	if (extract_tls(cfg, &c) == -1)
 		goto oom;
+	c.nproxy_from = (int)cfg_size(cfg, "proxy_protocol_from");
+	for (int i = 0; i < c.nproxy_from; i++) {
+		const char *why;
+		if ((c.proxy_from_str[i] =
+			 dup_value(cfg_getnstr(cfg, "proxy_protocol_from", (unsigned)i))) == NULL)
+			goto oom;
+		proxy_net_parse(c.proxy_from_str[i], &c.proxy_from[i], &why); /* validated */
+	}
 	*out = c;
 	return 0;
 oom:
@@ -1197,6 +1228,8 @@ void conf_free(struct conf *c)
 	free(c->tls_ca);
 	free(c->tls_ciphers);
 	free(c->tls_ciphersuites);
+	for (int i = 0; i < c->nproxy_from; i++)
+		free(c->proxy_from_str[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1276,5 +1309,8 @@ void conf_print(const struct conf *c, FILE *f)
 	print_str(f, c->tls_ciphers);
 	fprintf(f, "\ntls_ciphersuites = ");
 	print_str(f, c->tls_ciphersuites);
-	fputc('\n', f);
+	fprintf(f, "\nproxy_protocol_from = {");
+	for (int i = 0; i < c->nproxy_from; i++)
+		fprintf(f, "%s\"%s\"", i ? ", " : "", c->proxy_from_str[i]);
+	fprintf(f, "}\n");
 }

@@ -10,11 +10,13 @@
 #include <stdio.h>
 
 #include "net.h"
+#include "proxy.h"
 
-#define CONF_DEFAULT_PATH "/etc/submitd/submitd.conf"
-#define CONF_MAX_LISTEN	  16
-#define CONF_MAX_WORKERS  256
-#define CONF_MAX_SIZE	  (1024 * 1024) /* bytes: a config file is text, not data */
+#define CONF_DEFAULT_PATH   "/etc/submitd/submitd.conf"
+#define CONF_MAX_LISTEN	    16
+#define CONF_MAX_WORKERS    256
+#define CONF_MAX_PROXY_FROM 64
+#define CONF_MAX_SIZE	    (1024 * 1024) /* bytes: a config file is text, not data */
 
 enum conf_spool_sync { CONF_SYNC_ALWAYS, CONF_SYNC_INTERVAL, CONF_SYNC_NONE };
 enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
@@ -86,6 +88,13 @@ struct conf {
 	int tls_min_version;   /* CONF_TLS1_2 or CONF_TLS1_3 */
 	char *tls_ciphers, *tls_ciphersuites;
 	long tls_handshake_timeout; /* seconds */
+	/*
+	 * PROXY protocol: a connection from these networks must begin with a
+	 * PROXY header, v1 or v2 (docs/OPERATIONS.md); none: off.
+	 */
+	int nproxy_from;
+	char *proxy_from_str[CONF_MAX_PROXY_FROM];
+	struct proxy_net proxy_from[CONF_MAX_PROXY_FROM];
 };
 
 /*

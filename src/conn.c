@@ -49,7 +49,14 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		if (r == PROTO_NEED_MORE)
 			break;
 		if (r < 0) {
-			stats_add(x->stats, perr_counter[-r], 1);
+			/*
+			 * A PROXY header where a frame belongs: from outside
+			 * proxy_protocol_from (the trusted gave theirs already).
+			 */
+			if (proxy_looks_like(buf_head(&c->in), buf_len(&c->in)))
+				stats_add(x->stats, STATS_proxy_untrusted, 1);
+			else
+				stats_add(x->stats, perr_counter[-r], 1);
 			/* Nothing after a bad frame is trusted: drop it unread. */
 			buf_consume(&c->in, buf_len(&c->in));
 			conn_set_state(c, CONN_FLUSHING, CONN_R_PROTOCOL);

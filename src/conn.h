@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "proxy.h"
 #include "stats.h"
 #include "transport.h"
 
@@ -29,6 +30,17 @@ enum conn_reason {
 	CONN_R_ERROR,
 	CONN_R_SEND_TIMEOUT,
 	CONN_R_HANDSHAKE, /* TLS: closed before its handshake completed */
+	CONN_R_PROXY,	  /* closed for its PROXY header (or its absence) */
+};
+
+/* conn.hs: what the connection does before its first frame (worker.c). */
+#define CONN_HS_PROXY 1 /* waits for a PROXY header: c->proxy holds its first bytes */
+#define CONN_HS_TLS   2 /* the TLS handshake is not done */
+
+/* A PROXY header's bytes so far, while it is incomplete. */
+struct conn_proxy {
+	uint16_t have;
+	uint8_t buf[PROXY_MAX];
 };
 
 struct conn;
@@ -116,7 +128,7 @@ struct conn_acks {
 
 struct conn {
 	int fd;
-	uint8_t hs;	 /* TLS: the handshake is not done yet (worker.c) */
+	uint8_t hs;	 /* CONN_HS_*: before the first frame (worker.c) */
 	uint8_t again;	 /* on the worker's list to read again: TLS holds input epoll cannot see */
 	uint8_t state;	 /* enum conn_state: change it with conn_set_state() */
 	uint8_t reason;	 /* enum conn_reason, once state > CONN_ACTIVE */
@@ -139,6 +151,7 @@ struct conn {
 	uint64_t hs_us;	     /* TLS: when the handshake began, CLOCK_MONOTONIC us */
 	uint64_t read_round; /* the worker's round of the last read */
 	struct conn *next_again;
+	struct conn_proxy *proxy; /* CONN_HS_PROXY: the header so far */
 	struct buf in;
 	struct buf out;
 	/*

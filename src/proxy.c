@@ -215,6 +215,7 @@ int proxy_parse(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **wh
 {
 	size_t k;
 
+	memset(h, 0, sizeof(*h));
 	if (n == 0)
 		return 0;
 	if (p[0] == v1_sig[0]) {

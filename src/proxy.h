@@ -28,10 +28,10 @@ struct proxy_hdr {
 };
 
 /*
- * Parses the header at the start of p[0..n). Returns its length (> 0) with
- * *h filled, 0 if all of p is a valid beginning of a header and more is
- * needed, or -1 if it is not a header: *why says what is wrong. A length
- * returned is at most PROXY_MAX; what follows it is the client's.
+ * Parses the header at the start of p[0..n), into *h (zeroed first).
+ * Returns its length (> 0), 0 if all of p is a valid beginning of a header
+ * and more is needed, or -1 if it is not a header: *why says what is wrong.
+ * A length returned is at most PROXY_MAX; what follows it is the client's.
  */
 int proxy_parse(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why);
 

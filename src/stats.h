@@ -33,6 +33,7 @@
 	X(closed_error, "connections_closed_total", "reason=\"error\"", "")                        \
 	X(closed_send_timeout, "connections_closed_total", "reason=\"send_timeout\"", "")          \
 	X(closed_handshake, "connections_closed_total", "reason=\"handshake\"", "")                \
+	X(closed_proxy, "connections_closed_total", "reason=\"proxy\"", "")                        \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \
@@ -75,7 +76,18 @@
 	X(tls_hs_protocol, "tls_handshakes_total", "result=\"protocol\"", "")                      \
 	X(tls_hs_closed, "tls_handshakes_total", "result=\"closed\"", "")                          \
 	X(tls_resumed, "tls_resumed_handshakes_total", "",                                         \
-	  "TLS handshakes that resumed a session by ticket (of the ok ones).")
+	  "TLS handshakes that resumed a session by ticket (of the ok ones).")                     \
+	X(proxy_v1, "proxy_headers_total", "version=\"1\"",                                        \
+	  "PROXY protocol headers accepted from proxy_protocol_from, by version.")                 \
+	X(proxy_v2, "proxy_headers_total", "version=\"2\"", "")                                    \
+	X(proxy_malformed, "proxy_header_failures_total", "reason=\"malformed\"",                  \
+	  "Connections closed for their PROXY header, by reason: malformed, a header from "        \
+	  "outside "                                                                               \
+	  "proxy_protocol_from (untrusted), none within tls_handshake_timeout (timeout), closed "  \
+	  "before it was complete (closed).")                                                      \
+	X(proxy_untrusted, "proxy_header_failures_total", "reason=\"untrusted\"", "")              \
+	X(proxy_timeout, "proxy_header_failures_total", "reason=\"timeout\"", "")                  \
+	X(proxy_closed, "proxy_header_failures_total", "reason=\"closed\"", "")
 
 enum stats_counter {
 #define STATS_ENUM(f, fam, lab, help) STATS_##f,

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <linux/sockios.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -66,7 +67,7 @@ static uint64_t now;	       /* ms, CLOCK_MONOTONIC, once per round */
 static int draining, stopping; /* SIGTERM, SIGINT */
 static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
-static uint64_t accept_resume_ms, last_limit_log, last_accept_log;
+static uint64_t accept_resume_ms, last_limit_log, last_accept_log, last_proxy_log;
 static int label;
 static unsigned generation;
 static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
@@ -93,6 +94,7 @@ static const enum stats_counter close_counter[] = {
     [CONN_R_ERROR] = STATS_closed_error,
     [CONN_R_SEND_TIMEOUT] = STATS_closed_send_timeout,
     [CONN_R_HANDSHAKE] = STATS_closed_handshake,
+    [CONN_R_PROXY] = STATS_closed_proxy,
 };
 
 static const enum stats_counter handshake_counter[] = {
@@ -116,6 +118,14 @@ static void unlist_again(struct conn *c)
 	c->again = 0;
 }
 
+/* The PROXY header's bytes go once it is read, or the connection closes. */
+static void proxy_done(struct conn *c)
+{
+	mem_free(c->proxy, sizeof(*c->proxy));
+	c->proxy = NULL;
+	c->hs &= (uint8_t)~CONN_HS_PROXY;
+}
+
 /* Close now; the memory goes after the round, as events may still name it. */
 static void finish(struct conn *c, enum conn_reason why)
 {
@@ -136,6 +146,7 @@ static void finish(struct conn *c, enum conn_reason why)
 	conns[c->fd] = NULL;
 	buf_free(&c->in);
 	buf_free(&c->out);
+	proxy_done(c);
 	stats_add(slot, close_counter[c->reason], 1);
 	nconns--;
 	STATS_STORE(slot->connected, nconns);
@@ -436,17 +447,29 @@ static void on_accept(int li)
 			continue;
 		}
 		conn_init(c, fd, now);
-		if (listen_tls[li]) {
-			if (tls_accept(tls, &c->tr) == -1) {
+		peer_addr(c, &ss);
+		if (cf->nproxy_from > 0 &&
+		    proxy_net_match(cf->proxy_from, cf->nproxy_from, c->addr)) {
+			if ((c->proxy = mem_alloc(sizeof(*c->proxy))) == NULL) {
 				close(fd);
 				mem_free(c, sizeof(*c));
 				stats_add(slot, STATS_closed_error, 1);
 				continue;
 			}
-			c->hs = 1;
+			c->proxy->have = 0;
+			c->hs = CONN_HS_PROXY;
+		}
+		if (listen_tls[li]) {
+			if (tls_accept(tls, &c->tr) == -1) {
+				mem_free(c->proxy, sizeof(*c->proxy));
+				close(fd);
+				mem_free(c, sizeof(*c));
+				stats_add(slot, STATS_closed_error, 1);
+				continue;
+			}
+			c->hs |= CONN_HS_TLS;
 			c->hs_us = mono_us();
 		}
-		peer_addr(c, &ss);
 		c->seq = ++conn_seq;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		ev.events = EPOLLIN;
@@ -570,10 +593,15 @@ static void tick(void)
 			continue;
 		}
 		if (c->hs) {
-			/* last_frame_ms is the accept's time until the handshake is done. */
+			/*
+			 * last_frame_ms is the accept's time until the handshake
+			 * is done: the PROXY header and TLS share the bound.
+			 */
 			if (now - c->last_frame_ms >= hs_ms) {
-				stats_add(slot, STATS_tls_hs_timeout, 1);
-				finish(c, CONN_R_HANDSHAKE);
+				int proxy = c->hs & CONN_HS_PROXY;
+				stats_add(slot, proxy ? STATS_proxy_timeout : STATS_tls_hs_timeout,
+					  1);
+				finish(c, proxy ? CONN_R_PROXY : CONN_R_HANDSHAKE);
 			}
 			continue;
 		}
@@ -803,6 +831,95 @@ static void serve(struct conn *c, uint32_t e)
 	}
 }
 
+/* The peer's address for a log line: "192.0.2.1:5000" or "[2001:db8::1]:5000". */
+static void addr_str(const struct conn *c, char *s, size_t n)
+{
+	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	char a[INET6_ADDRSTRLEN];
+
+	if (memcmp(c->addr, v4, sizeof(v4)) == 0) {
+		inet_ntop(AF_INET, c->addr + 12, a, sizeof(a));
+		snprintf(s, n, "%s:%u", a, c->port);
+	} else {
+		inet_ntop(AF_INET6, c->addr, a, sizeof(a));
+		snprintf(s, n, "[%s]:%u", a, c->port);
+	}
+}
+
+/* A PROXY header problem, logged at most once a second, with the peer's address. */
+static void log_proxy(const struct conn *c, const char *why)
+{
+	char a[INET6_ADDRSTRLEN + 16];
+
+	if (now - last_proxy_log < 1000)
+		return;
+	last_proxy_log = now;
+	addr_str(c, a, sizeof(a));
+	log_warnx("%s: PROXY header refused: %s", a, why);
+}
+
+/* The bytes a TLS port refused begin like a PROXY header. */
+static int proxy_sent(const struct conn *c)
+{
+	uint8_t b[12];
+	ssize_t n = recv(c->fd, b, sizeof(b), MSG_PEEK);
+
+	return n > 0 && proxy_looks_like(b, (size_t)n);
+}
+
+/*
+ * One step of a PROXY header from a trusted peer: what has arrived is
+ * peeked at and taken only as far as it is header, so what follows (the
+ * first frame, or the TLS ClientHello) stays in the socket for its reader.
+ * Once the header is complete, its source address is the client's.
+ */
+static void on_proxy(struct conn *c)
+{
+	struct conn_proxy *p = c->proxy;
+	struct proxy_hdr h;
+	const char *why = "";
+	ssize_t n, take;
+	int r;
+
+	n = recv(c->fd, p->buf + p->have, sizeof(p->buf) - p->have, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		stats_add(slot, STATS_proxy_closed, 1);
+		finish(c, n == 0 || errno == ECONNRESET ? CONN_R_PROXY : CONN_R_ERROR);
+		return;
+	}
+	r = proxy_parse(p->buf, p->have + (size_t)n, &h, &why);
+	if (r == -1) {
+		stats_add(slot, STATS_proxy_malformed, 1);
+		log_proxy(c, why);
+		finish(c, CONN_R_PROXY);
+		return;
+	}
+	/* All of it is header so far, or the header ends inside it. */
+	take = r == 0 ? n : r - p->have;
+	if (recv(c->fd, p->buf + p->have, (size_t)take, 0) != take) {
+		finish(c, CONN_R_ERROR);
+		return;
+	}
+	p->have = (uint16_t)(p->have + take);
+	if (r == 0)
+		return;
+	stats_add(slot, h.version == 1 ? STATS_proxy_v1 : STATS_proxy_v2, 1);
+	if (h.kind == PROXY_ADDR) {
+		memcpy(c->addr, h.addr, sizeof(c->addr));
+		c->port = h.port;
+	}
+	proxy_done(c);
+	if (c->hs & CONN_HS_TLS) {
+		/* The ClientHello, when it is there, is a handshake step of the next round. */
+		c->hs_us = mono_us();
+		return;
+	}
+	c->last_frame_ms = now; /* idle from here */
+	serve(c, EPOLLIN);
+}
+
 /* One step of c's TLS handshake; once done, what the client sent with it is read. */
 static void on_handshake(struct conn *c)
 {
@@ -817,6 +934,12 @@ static void on_handshake(struct conn *c)
 		watch(c, EPOLLOUT);
 		return;
 	case TLS_FAILED:
+		if (why == TLS_F_NOT_TLS && proxy_sent(c)) {
+			stats_add(slot, STATS_proxy_untrusted, 1);
+			log_proxy(c, "a PROXY header from outside proxy_protocol_from");
+			finish(c, CONN_R_PROXY);
+			return;
+		}
 		stats_add(slot, handshake_counter[why], 1);
 		log_debug("fd %d: TLS handshake failed: %s", c->fd, detail);
 		finish(c, CONN_R_HANDSHAKE);
@@ -876,7 +999,9 @@ static void dispatch(const struct epoll_event *evs, int n)
 		struct conn *c = p;
 		if (c->state == CONN_CLOSED)
 			continue;
-		if (c->hs)
+		if (c->hs & CONN_HS_PROXY)
+			on_proxy(c); /* a peek and a read: not rationed */
+		else if (c->hs)
 			hs[nhs++] = c;
 		else
 			serve(c, e);

@@ -13,7 +13,8 @@
 # timeout process, which forwards SIGTERM) and HAP_PORTS (an array, in the
 # order of the BIND_OPTIONS). Lines in HAP_GLOBAL (a newline-separated string)
 # go into the global section, e.g. "ssl-default-bind-ciphersuites ...".
-# HAP_TIMEOUT_S (300) bounds its life, HAP_CLIENT_TIMEOUT (30s) is haproxy's
+# HAP_SERVER_OPTS goes after the server line's address (e.g. "send-proxy-v2
+# source 127.0.0.3"). HAP_TIMEOUT_S (300) bounds its life, HAP_CLIENT_TIMEOUT (30s) is haproxy's
 # timeout client (which also ends a stalled handshake). A port that another
 # process took between the pick and haproxy's bind is retried (5 tries).
 # Returns 1 with the config and haproxy's output on stderr.
@@ -58,7 +59,7 @@ _hap_config() {
 			echo "  default_backend b"
 		done
 		echo "backend b"
-		echo "  server s 127.0.0.1:$backend"
+		echo "  server s 127.0.0.1:$backend ${HAP_SERVER_OPTS:-}"
 	} >"$dir/haproxy.cfg"
 }
 
