@@ -12,15 +12,19 @@ UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h src/bench/*.h)
 UNIT_SRC_test_metrics := src/stats.c src/metrics.c
 UNIT_LIBS_test_metrics = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 UNIT_SRC_test_hist    := src/bench/hist.c
-UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/conn.c src/ackq.c
+UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/auth.c src/conn.c src/ackq.c
+UNIT_LIBS_test_ackq    = $(shell pkg-config --libs libcrypto 2>/dev/null)
 UNIT_SRC_test_ctl_pos := src/ctl.c
 # tls.c with conf.c for conf_user_may (tls_check's user test).
-UNIT_SRC_test_tls     := src/conf.c src/transport.c src/tls.c
+UNIT_SRC_test_tls     := src/auth.c src/conf.c src/transport.c src/tls.c
 UNIT_LIBS_test_tls     = $(shell pkg-config --libs openssl libconfuse 2>/dev/null)
 # conf.c is compiled into its test (#include), which replaces conf.c's own
 # allocations (not libconfuse's) to make each of them fail in turn.
 UNIT_DEP_test_conf    := src/conf.c
-UNIT_LIBS_test_conf    = $(shell pkg-config --libs libconfuse 2>/dev/null)
+UNIT_SRC_test_conf    := src/auth.c
+UNIT_LIBS_test_conf    = $(shell pkg-config --libs libconfuse libcrypto 2>/dev/null)
+UNIT_SRC_test_auth    := src/auth.c
+UNIT_LIBS_test_auth    = $(shell pkg-config --libs libcrypto 2>/dev/null)
 unit_src = $(LIB_SRC) $(UNIT_SRC_$(1))
 
 .SECONDEXPANSION:

@@ -52,6 +52,7 @@ static const struct int_opt int_opts[] = {
     IOPT(nats_stream_max_bytes, 0, 0, 1L << 50),
     IOPT(nats_dup_window, 120, 1, 86400),
     IOPT(tls_handshake_timeout, 10, 1, 3600),
+    IOPT(auth_timeout, 5, 1, 3600),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 
@@ -426,6 +427,18 @@ const char *conf_retention_name(int v)
 }
 
 static const char *const verify_names[] = {"none", "optional", "required"};
+static const char *const auth_names[] = {"none", "token", "certificate", "certificate_or_token"};
+static const char *const identity_names[] = {"cn", "san_dns", "san_uri", "san_email"};
+
+const char *conf_auth_name(int v)
+{
+	return v >= 0 && v < 4 ? auth_names[v] : "?";
+}
+
+const char *conf_identity_name(int v)
+{
+	return v >= 0 && v < 4 ? identity_names[v] : "?";
+}
 static const char *const tls_version_names[] = {"TLSv1.2", "TLSv1.3"};
 static const int tls_versions[] = {CONF_TLS1_2, CONF_TLS1_3};
 
@@ -451,6 +464,17 @@ static int validate_tls(cfg_t *cfg, cfg_opt_t *opt)
 	if (strcmp(opt->name, "tls_min_version") == 0 && name_index(tls_version_names, 2, s) < 0) {
 		opt_error(cfg, opt->name, "tls_min_version = \"%s\": expected TLSv1.2 or TLSv1.3",
 			  s);
+		return -1;
+	}
+	if (strcmp(opt->name, "auth") == 0 && name_index(auth_names, 4, s) < 0) {
+		opt_error(
+		    cfg, opt->name,
+		    "auth = \"%s\": expected none, token, certificate or certificate_or_token", s);
+		return -1;
+	}
+	if (strcmp(opt->name, "tls_identity") == 0 && name_index(identity_names, 4, s) < 0) {
+		opt_error(cfg, opt->name,
+			  "tls_identity = \"%s\": expected cn, san_dns, san_uri or san_email", s);
 		return -1;
 	}
 	if ((strcmp(opt->name, "tls_ciphers") == 0 || strcmp(opt->name, "tls_ciphersuites") == 0) &&
@@ -816,6 +840,9 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphers", CONF_TLS_CIPHERS, CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR("tls_ciphersuites", CONF_TLS_CIPHERSUITES, CFGF_NONE);
 	opts[k++] = (cfg_opt_t)CFG_STR_LIST("proxy_protocol_from", "{}", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("auth", "none", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("auth_tokens_file", "", CFGF_NONE);
+	opts[k++] = (cfg_opt_t)CFG_STR("tls_identity", "cn", CFGF_NONE);
 	for (size_t i = 0; i < NINT; i++)
 		opts[k++] = (cfg_opt_t)CFG_INT_CB(int_opts[i].name, int_opts[i].def, CFGF_NONE,
 						  int_opts[i].is_flag ? parse_flag : parse_int);
@@ -841,6 +868,8 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 	cfg_set_validate_func(cfg, "tls_ciphers", validate_tls);
 	cfg_set_validate_func(cfg, "tls_ciphersuites", validate_tls);
 	cfg_set_validate_func(cfg, "proxy_protocol_from", validate_proxy_from);
+	cfg_set_validate_func(cfg, "auth", validate_tls);
+	cfg_set_validate_func(cfg, "tls_identity", validate_tls);
 	for (size_t i = 0; i < NINT; i++)
 		cfg_set_validate_func(cfg, int_opts[i].name, validate_int);
 	return cfg;
@@ -848,6 +877,8 @@ static cfg_t *schema(cfg_opt_t opts[NOPTS])
 
 static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, size_t errlen);
 static int check_combinations(const struct conf *c, const char *path, char *err, size_t errlen);
+
+static int load_tokens(struct conf *c, char *err, size_t errlen);
 
 static int load(const char *path, struct conf *out, char *err, size_t errlen)
 {
@@ -879,7 +910,7 @@ static int load(const char *path, struct conf *out, char *err, size_t errlen)
 	cfg_free(cfg);
 	if (r == -1)
 		return -1;
-	if (check_combinations(&c, path, err, errlen) == -1) {
+	if (check_combinations(&c, path, err, errlen) == -1 || load_tokens(&c, err, errlen) == -1) {
 		conf_free(&c);
 		return -1;
 	}
@@ -1009,6 +1040,10 @@ static int extract(cfg_t *cfg, const char *path, struct conf *out, char *err, si
 	c.ack_after = name_index(ack_after_names, 2, cfg_getstr(cfg, "ack_after"));
 	if (extract_tls(cfg, &c) == -1)
 		goto oom;
+	c.auth = name_index(auth_names, 4, cfg_getstr(cfg, "auth"));
+	c.tls_identity = name_index(identity_names, 4, cfg_getstr(cfg, "tls_identity"));
+	if ((c.auth_tokens_file = dup_value(cfg_getstr(cfg, "auth_tokens_file"))) == NULL)
+		goto oom;
 	c.nproxy_from = (int)cfg_size(cfg, "proxy_protocol_from");
 	for (int i = 0; i < c.nproxy_from; i++) {
 		const char *why;
@@ -1025,6 +1060,66 @@ oom:
 fail:
 	conf_free(&c);
 	return -1;
+}
+
+/*
+ * auth's needs: tokens need their file; certificates need a verified one,
+ * so every listener must be TLS with tls_verify_client = required (or, with
+ * certificate_or_token, at least optional).
+ */
+static int check_auth(const struct conf *c, const char *path, char *err, size_t errlen)
+{
+	int tokens = c->auth == CONF_AUTH_TOKEN || c->auth == CONF_AUTH_CERT_OR_TOKEN;
+	const char *name = conf_auth_name(c->auth);
+
+	if (tokens && c->auth_tokens_file[0] == '\0') {
+		snprintf(err, errlen, "%s:%d: auth = %s: needs auth_tokens_file", path,
+			 option_line("auth"), name);
+		return -1;
+	}
+	if (c->auth == CONF_AUTH_CERTIFICATE) {
+		for (int i = 0; i < c->nlisten; i++) {
+			if (!c->listen_tls[i]) {
+				snprintf(err, errlen,
+					 "%s:%d: auth = certificate: listen \"%s\" is not tls:// "
+					 "(its clients could never authenticate)",
+					 path, option_line("auth"), c->listen[i]);
+				return -1;
+			}
+		}
+		if (c->tls_verify_client != CONF_VERIFY_REQUIRED) {
+			snprintf(err, errlen,
+				 "%s:%d: auth = certificate: needs tls_verify_client = required",
+				 path, option_line("auth"));
+			return -1;
+		}
+	}
+	if (c->auth == CONF_AUTH_CERT_OR_TOKEN && c->tls_verify_client == CONF_VERIFY_NONE &&
+	    c->nlisten_tls > 0) {
+		snprintf(
+		    err, errlen,
+		    "%s:%d: auth = certificate_or_token: needs tls_verify_client = optional or "
+		    "required",
+		    path, option_line("auth"));
+		return -1;
+	}
+	return 0;
+}
+
+/* The tokens file auth_tokens_file names, into c->tokens: 0, or -1 with err ("FILE:LINE: ..."). */
+static int load_tokens(struct conf *c, char *err, size_t errlen)
+{
+	char *text;
+	int r;
+
+	if (c->auth_tokens_file[0] == '\0' || c->auth == CONF_AUTH_NONE ||
+	    c->auth == CONF_AUTH_CERTIFICATE)
+		return 0;
+	if ((text = read_file(c->auth_tokens_file, err, errlen)) == NULL)
+		return -1;
+	r = auth_tokens_parse(c->auth_tokens_file, text, &c->tokens, err, errlen);
+	free(text);
+	return r;
 }
 
 /* A tls:// listener needs a certificate and its key; verifying clients needs their CAs. */
@@ -1067,7 +1162,8 @@ static int check_combinations(const struct conf *c, const char *path, char *err,
 		snprintf(err, errlen, "%s:%d: %s", path, fs.line, need);
 		return -1;
 	}
-	if (check_addresses(c, err, errlen) == -1 || check_tls(c, path, err, errlen) == -1)
+	if (check_addresses(c, err, errlen) == -1 || check_tls(c, path, err, errlen) == -1 ||
+	    check_auth(c, path, err, errlen) == -1)
 		return -1;
 	/* A bound below one segment could never hold the segment being written. */
 	if (c->spool_max_size != 0 && c->spool_max_size < c->spool_segment_size) {
@@ -1230,6 +1326,8 @@ void conf_free(struct conf *c)
 	free(c->tls_ciphersuites);
 	for (int i = 0; i < c->nproxy_from; i++)
 		free(c->proxy_from_str[i]);
+	free(c->auth_tokens_file);
+	auth_tokens_free(&c->tokens);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1309,6 +1407,11 @@ void conf_print(const struct conf *c, FILE *f)
 	print_str(f, c->tls_ciphers);
 	fprintf(f, "\ntls_ciphersuites = ");
 	print_str(f, c->tls_ciphersuites);
+	fprintf(f, "\nauth = %s\n", conf_auth_name(c->auth));
+	fprintf(f, "auth_tokens_file = ");
+	print_str(f, c->auth_tokens_file);
+	fprintf(f, "  # %d tokens\n", c->tokens.n);
+	fprintf(f, "tls_identity = %s", conf_identity_name(c->tls_identity));
 	fprintf(f, "\nproxy_protocol_from = {");
 	for (int i = 0; i < c->nproxy_from; i++)
 		fprintf(f, "%s\"%s\"", i ? ", " : "", c->proxy_from_str[i]);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "auth.h"
 #include "net.h"
 #include "proxy.h"
 
@@ -23,6 +24,9 @@ enum conf_spool_full { CONF_FULL_REFUSE, CONF_FULL_DROP_OLDEST };
 enum conf_ack_after { CONF_ACK_SPOOL, CONF_ACK_STREAM };
 enum conf_retention { CONF_RET_LIMITS, CONF_RET_INTEREST, CONF_RET_WORKQUEUE };
 enum conf_verify { CONF_VERIFY_NONE, CONF_VERIFY_OPTIONAL, CONF_VERIFY_REQUIRED };
+enum conf_auth { CONF_AUTH_NONE, CONF_AUTH_TOKEN, CONF_AUTH_CERTIFICATE, CONF_AUTH_CERT_OR_TOKEN };
+/* Where a client certificate's identity comes from (tls_identity). */
+enum conf_identity { CONF_ID_CN, CONF_ID_SAN_DNS, CONF_ID_SAN_URI, CONF_ID_SAN_EMAIL };
 #define CONF_TLS_PREFIX "tls://"
 #define CONF_TLS1_2	0x0303 /* the protocol's numbers, as OpenSSL's TLS1_2_VERSION */
 #define CONF_TLS1_3	0x0304
@@ -95,6 +99,12 @@ struct conf {
 	int nproxy_from;
 	char *proxy_from_str[CONF_MAX_PROXY_FROM];
 	struct proxy_net proxy_from[CONF_MAX_PROXY_FROM];
+	/* Who may submit (docs/OPERATIONS.md, "Client identity"). */
+	int auth;		   /* enum conf_auth */
+	char *auth_tokens_file;	   /* "" for none */
+	struct auth_tokens tokens; /* the file's, read with the configuration */
+	long auth_timeout;	   /* seconds from the connection (or its handshake) to its Conn */
+	int tls_identity;	   /* enum conf_identity */
 };
 
 /*
@@ -129,6 +139,8 @@ const char *conf_spool_full_name(int v);
 const char *conf_ack_after_name(int v);
 const char *conf_retention_name(int v);
 const char *conf_verify_name(int v);
+const char *conf_auth_name(int v);
+const char *conf_identity_name(int v);
 const char *conf_tls_version_name(int v);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "proto.h"
 
 void conn_init(struct conn *c, int fd, uint64_t now_ms)
@@ -38,6 +39,38 @@ static const enum stats_counter perr_counter[] = {
     [-PROTO_E_BODY_TOO_SHORT] = STATS_perr_body_too_short,
 };
 
+/*
+ * The frame of a connection that has not authenticated: a Conn whose
+ * token is in the tokens file authenticates it (result 0); anything else
+ * is refused with result 3, and the connection closes after that ack. No
+ * ack is held before it (nothing was accepted yet), so it is written as
+ * it is, whatever the batch holds for others.
+ */
+static uint8_t authenticate(struct conn *c, const struct conn_ctx *x, const struct proto_frame *f)
+{
+	const char *id = NULL;
+
+	if (f->cmd == PROTO_CONN && !c->auth_no_identity)
+		id = auth_token_check(x->tokens, f->payload, f->payload_len);
+	if (id != NULL) {
+		c->identity = id;
+		c->auth_need = 0;
+		stats_add(x->stats, STATS_auth_token, 1);
+		return PROTO_RESULT_OK;
+	}
+	if (c->auth_no_identity) {
+		c->auth_fail = CONN_AUTH_NO_IDENTITY;
+		stats_add(x->stats, STATS_authf_no_identity, 1);
+	} else if (f->cmd == PROTO_CONN) {
+		c->auth_fail = CONN_AUTH_BAD_TOKEN;
+		stats_add(x->stats, STATS_authf_bad_token, 1);
+	} else {
+		c->auth_fail = CONN_AUTH_NO_CONN;
+		stats_add(x->stats, STATS_authf_no_conn, 1);
+	}
+	return PROTO_RESULT_NOT_AUTHORIZED;
+}
+
 int conn_process(struct conn *c, const struct conn_ctx *x)
 {
 	struct proto_frame f;
@@ -66,6 +99,29 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		    buf_reserve(&c->out, PROTO_ACK_LEN) == -1) {
 			ret = -1;
 			break;
+		}
+		if (c->auth_need) {
+			uint8_t res = authenticate(c, x, &f);
+			proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, res);
+			buf_commit(&c->out, PROTO_ACK_LEN);
+			stats_add(x->stats,
+				  f.cmd == PROTO_SUBMIT ? STATS_req_submit : STATS_req_conn, 1);
+			stats_add(x->stats,
+				  f.cmd == PROTO_SUBMIT ? STATS_rsp_submit : STATS_rsp_conn, 1);
+			if (f.cmd == PROTO_SUBMIT)
+				stats_add(x->stats, STATS_ack_result_3, 1);
+			if (res != PROTO_RESULT_OK) {
+				/* Nothing after it is read: the client is not who may submit. */
+				buf_consume(&c->in, buf_len(&c->in));
+				conn_set_state(c, CONN_FLUSHING, CONN_R_AUTH);
+				ret = ret == -1 ? -1 : ret + 1;
+				break;
+			}
+			memcpy(c->conn_id, f.id, sizeof(c->conn_id));
+			c->has_conn_id = 1;
+			buf_consume(&c->in, f.len);
+			ret++;
+			continue;
 		}
 		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, PROTO_RESULT_OK);
 		buf_commit(&c->out, PROTO_ACK_LEN);
@@ -111,7 +167,7 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		stats_add(x->stats, STATS_req_conn, nconn);
 		stats_add(x->stats, STATS_rsp_conn, nconn);
 	}
-	return ret == -1 ? -1 : (int)(nsubmit + nconn);
+	return ret == -1 ? -1 : ret + (int)(nsubmit + nconn);
 }
 
 /* What a read(2) returned, named; errno stays as read left it. */

@@ -31,6 +31,15 @@ enum conn_reason {
 	CONN_R_SEND_TIMEOUT,
 	CONN_R_HANDSHAKE, /* TLS: closed before its handshake completed */
 	CONN_R_PROXY,	  /* closed for its PROXY header (or its absence) */
+	CONN_R_AUTH,	  /* not authenticated: after a result 3, or at auth_timeout */
+};
+
+/* conn.auth_fail: why a connection was refused with result 3 (for the log). */
+enum conn_auth_fail {
+	CONN_AUTH_OK,
+	CONN_AUTH_NO_CONN,
+	CONN_AUTH_BAD_TOKEN,
+	CONN_AUTH_NO_IDENTITY,
 };
 
 /* conn.hs: what the connection does before its first frame (worker.c). */
@@ -91,8 +100,9 @@ struct conn_ctx {
 	uint32_t max_frame;
 	uint32_t read_size;
 	uint32_t max_output;
-	struct stats_slot *stats; /* this worker's slot */
-	struct conn_batch *batch; /* NULL: no spool, acks leave at once with result 0 */
+	struct stats_slot *stats;	  /* this worker's slot */
+	const struct auth_tokens *tokens; /* auth = token or certificate_or_token */
+	struct conn_batch *batch;	  /* NULL: no spool, acks leave at once with result 0 */
 };
 
 /*
@@ -142,10 +152,20 @@ struct conn {
 	uint64_t deadline_ms; /* lingering: when to give up on the peer's FIN */
 	uint32_t lingered;    /* bytes discarded while lingering */
 	uint8_t has_conn_id;
-	uint16_t port;	    /* the peer's, for the records */
-	uint8_t addr[16];   /* the peer's, IPv6 or IPv4-mapped */
-	uint8_t conn_id[8]; /* the last Conn id seen */
-	uint64_t seq;	    /* the connection's number in this worker, from 1 */
+	/*
+	 * auth: 1 until the connection authenticated; then its first frame
+	 * is a Conn with a token, or it is refused (result 3). no_identity:
+	 * its certificate had none, so it is refused whatever it sends.
+	 */
+	uint8_t auth_need;
+	uint8_t auth_fail; /* enum conn_auth_fail, once refused */
+	uint8_t auth_no_identity;
+	const char *identity; /* who it authenticated as: the tokens file's, or identity_buf */
+	char *identity_buf;   /* a certificate's identity, allocated (worker.c) */
+	uint16_t port;	      /* the peer's, for the records */
+	uint8_t addr[16];     /* the peer's, IPv6 or IPv4-mapped */
+	uint8_t conn_id[8];   /* the last Conn id seen */
+	uint64_t seq;	      /* the connection's number in this worker, from 1 */
 	struct conn_acks acks;
 	struct transport tr; /* plain TCP or TLS: every byte of the client's goes through it */
 	uint64_t hs_us;	     /* TLS: when the handshake began, CLOCK_MONOTONIC us */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "forwarder.h"
 #include "log.h"
@@ -22,6 +23,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: submitd [-tTqfvh] [-c file] [-s reload|stop|quit|status]\n"
+		   "       submitd --hash-token IDENTITY < token\n"
 		   "  -c, --config FILE   configuration file (default " CONF_DEFAULT_PATH ")\n"
 		   "  -t, --test          check the configuration and exit\n"
 		   "  -T, --dump          like -t, and print the effective configuration\n"
@@ -31,7 +33,44 @@ static void usage(FILE *f)
 		   "                      running master named in pid_file; status: print\n"
 		   "                      its /status page from metrics_listen\n"
 		   "  -v, --version       print the version\n"
+		   "  --hash-token IDENTITY\n"
+		   "                      print the auth_tokens_file line for the token on\n"
+		   "                      standard input (32 bytes or more; one newline at\n"
+		   "                      the end is not part of it)\n"
 		   "  -h, --help          this text\n");
+}
+
+/* --hash-token: "IDENTITY SHA256HEX" for the token on stdin; exit status. */
+static int hash_token(const char *identity)
+{
+	static uint8_t tok[65536 + 2];
+	size_t n = fread(tok, 1, sizeof(tok), stdin);
+	char hex[2 * AUTH_HASH_LEN + 1];
+
+	if (!auth_identity_ok(identity, strlen(identity))) {
+		fprintf(stderr,
+			"submitd: --hash-token \"%s\": an identity is 1 to %d of A-Z a-z 0-9 "
+			". _ @ : / + = -\n",
+			identity, AUTH_IDENTITY_MAX);
+		return 2;
+	}
+	if (ferror(stdin) || n == sizeof(tok)) {
+		fprintf(stderr, "submitd: --hash-token: %s\n",
+			ferror(stdin) ? "cannot read the token" : "a token is at most 65536 bytes");
+		return 1;
+	}
+	if (n > 0 && tok[n - 1] == '\n')
+		n--;
+	if (n < AUTH_TOKEN_MIN) {
+		fprintf(stderr,
+			"submitd: --hash-token: the token is %zu bytes, at least %d are needed "
+			"(random ones: head -c 32 /dev/urandom | base64)\n",
+			n, AUTH_TOKEN_MIN);
+		return 1;
+	}
+	auth_hash_hex(tok, n, hex);
+	printf("%s %s\n", identity, hex);
+	return 0;
 }
 
 /* After getopt_long refused arg: name the long option it was probably meant to be. */
@@ -197,6 +236,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {"version", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"hash-token", required_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -235,6 +275,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'H':
+			return hash_token(optarg);
 		default:
 			suggest_option(longopts, argv[optind - 1]);
 			usage(stderr);

@@ -24,7 +24,8 @@ enum proto_cmd {
 enum proto_result {
 	PROTO_RESULT_OK = 0,
 	PROTO_RESULT_REFUSED = 1,
-	PROTO_RESULT_NOT_STORED = 2, /* storage full or failed; the client may resend */
+	PROTO_RESULT_NOT_STORED = 2,	 /* storage full or failed; the client may resend */
+	PROTO_RESULT_NOT_AUTHORIZED = 3, /* not authenticated: the connection closes after it */
 };
 
 /* Return values of the decoders: a frame, "not yet", or an error. */

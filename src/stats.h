@@ -34,6 +34,7 @@
 	X(closed_send_timeout, "connections_closed_total", "reason=\"send_timeout\"", "")          \
 	X(closed_handshake, "connections_closed_total", "reason=\"handshake\"", "")                \
 	X(closed_proxy, "connections_closed_total", "reason=\"proxy\"", "")                        \
+	X(closed_auth, "connections_closed_total", "reason=\"auth\"", "")                          \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \
@@ -45,9 +46,10 @@
 	  "accept() failures other than EAGAIN (EMFILE, ENFILE, ENOMEM...).")                      \
 	X(ack_result_0, "submit_acks_total", "result=\"0\"",                                       \
 	  "SubmitAcks sent, by result: 0 accepted (stored as spool_sync promises), 1 refused, "    \
-	  "2 not stored.")                                                                         \
+	  "2 not stored, 3 not authorized.")                                                       \
 	X(ack_result_1, "submit_acks_total", "result=\"1\"", "")                                   \
 	X(ack_result_2, "submit_acks_total", "result=\"2\"", "")                                   \
+	X(ack_result_3, "submit_acks_total", "result=\"3\"", "")                                   \
 	X(spool_records, "spool_records_total", "", "Records written to the spool.")               \
 	X(spool_bytes, "spool_written_bytes_total", "",                                            \
 	  "Bytes of records (headers and payloads) written to the spool.")                         \
@@ -87,7 +89,18 @@
 	  "before it was complete (closed).")                                                      \
 	X(proxy_untrusted, "proxy_header_failures_total", "reason=\"untrusted\"", "")              \
 	X(proxy_timeout, "proxy_header_failures_total", "reason=\"timeout\"", "")                  \
-	X(proxy_closed, "proxy_header_failures_total", "reason=\"closed\"", "")
+	X(proxy_closed, "proxy_header_failures_total", "reason=\"closed\"", "")                    \
+	X(auth_token, "authenticated_connections_total", "method=\"token\"",                       \
+	  "Connections authenticated, by method (auth).")                                          \
+	X(auth_certificate, "authenticated_connections_total", "method=\"certificate\"", "")       \
+	X(authf_no_conn, "auth_failures_total", "reason=\"no_conn\"",                              \
+	  "Connections refused with result 3, by reason: a Submit before a Conn that "             \
+	  "authenticated (no_conn), a Conn whose token is wrong or missing (bad_token), no Conn "  \
+	  "within auth_timeout (timeout), a client certificate without the identity tls_identity " \
+	  "names (no_identity).")                                                                  \
+	X(authf_bad_token, "auth_failures_total", "reason=\"bad_token\"", "")                      \
+	X(authf_timeout, "auth_failures_total", "reason=\"timeout\"", "")                          \
+	X(authf_no_identity, "auth_failures_total", "reason=\"no_identity\"", "")
 
 enum stats_counter {
 #define STATS_ENUM(f, fam, lab, help) STATS_##f,

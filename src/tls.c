@@ -13,6 +13,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "auth.h"
 
 #define TLS_RECORD_HANDSHAKE 0x16 /* the content type every ClientHello starts with */
 
@@ -423,4 +426,53 @@ enum tls_step tls_handshake(struct transport *t, enum tls_failure *why, char *de
 	t->flags |= TRANSPORT_DEAD;
 	ERR_clear_error();
 	return TLS_FAILED;
+}
+
+/* The first SAN of type kind (GEN_DNS, GEN_URI, GEN_EMAIL) into buf: its length, or 0. */
+static size_t san(X509 *cert, int kind, char *buf, size_t len)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	size_t n = 0;
+
+	for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names) && n == 0; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		if (g->type != kind)
+			continue;
+		const ASN1_IA5STRING *s = g->d.ia5; /* dNSName, URI and rfc822Name alike */
+		size_t sl = (size_t)ASN1_STRING_length(s);
+		if (sl < len) {
+			memcpy(buf, ASN1_STRING_get0_data(s), sl);
+			buf[sl] = '\0';
+			n = sl;
+		}
+		break;
+	}
+	GENERAL_NAMES_free(names);
+	return n;
+}
+
+size_t tls_peer_identity(const struct transport *t, int which, char *buf, size_t len)
+{
+	X509 *cert;
+	size_t n = 0;
+
+	if (t->tls == NULL || len == 0 || SSL_get_verify_result(t->tls) != X509_V_OK ||
+	    (cert = SSL_get1_peer_certificate(t->tls)) == NULL)
+		return 0;
+	if (which == CONF_ID_CN) {
+		int r = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf,
+						  (int)len);
+		n = r > 0 && (size_t)r < len ? (size_t)r : 0;
+	} else {
+		n = san(cert,
+			which == CONF_ID_SAN_DNS   ? GEN_DNS
+			: which == CONF_ID_SAN_URI ? GEN_URI
+						   : GEN_EMAIL,
+			buf, len);
+	}
+	X509_free(cert);
+	/* An embedded NUL or a byte outside the identity alphabet: no identity. */
+	if (n == 0 || strlen(buf) != n || !auth_identity_ok(buf, n))
+		return 0;
+	return n;
 }

@@ -64,4 +64,13 @@ enum tls_failure {
  */
 enum tls_step tls_handshake(struct transport *t, enum tls_failure *why, char *detail, size_t len);
 
+/*
+ * The identity in the verified client certificate of t's finished
+ * handshake, as which (enum conf_identity) says: the subject's CN, or the
+ * first SAN of that kind. Copied into buf (NUL-terminated) if it is a valid
+ * identity (auth_identity_ok); returns its length, or 0 without a verified
+ * certificate or such an identity.
+ */
+size_t tls_peer_identity(const struct transport *t, int which, char *buf, size_t len);
+
 #endif

@@ -68,6 +68,7 @@ static int draining, stopping; /* SIGTERM, SIGINT */
 static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log, last_proxy_log;
+static uint64_t last_auth_log[5]; /* per enum conn_auth_fail, and [4] for the timeout */
 static int label;
 static unsigned generation;
 static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
@@ -95,6 +96,7 @@ static const enum stats_counter close_counter[] = {
     [CONN_R_SEND_TIMEOUT] = STATS_closed_send_timeout,
     [CONN_R_HANDSHAKE] = STATS_closed_handshake,
     [CONN_R_PROXY] = STATS_closed_proxy,
+    [CONN_R_AUTH] = STATS_closed_auth,
 };
 
 static const enum stats_counter handshake_counter[] = {
@@ -105,6 +107,8 @@ static const enum stats_counter handshake_counter[] = {
     [TLS_F_PROTOCOL] = STATS_tls_hs_protocol,
     [TLS_F_CLOSED] = STATS_tls_hs_closed,
 };
+
+static void log_auth(struct conn *c, int why);
 
 /* Off the list of connections to read again (it is short: TLS ones that filled their buffer). */
 static void unlist_again(struct conn *c)
@@ -147,6 +151,8 @@ static void finish(struct conn *c, enum conn_reason why)
 	buf_free(&c->in);
 	buf_free(&c->out);
 	proxy_done(c);
+	if (c->identity_buf != NULL)
+		mem_free(c->identity_buf, AUTH_IDENTITY_MAX + 1);
 	stats_add(slot, close_counter[c->reason], 1);
 	nconns--;
 	STATS_STORE(slot->connected, nconns);
@@ -219,6 +225,8 @@ static void on_readable(struct conn *c)
 	switch (r) {
 	case CONN_READ_OK: {
 		int n = conn_process(c, &ctx);
+		if (c->auth_fail)
+			log_auth(c, c->auth_fail);
 		if (n > 0)
 			c->last_frame_ms = now;
 		else if (n == -1) {
@@ -471,6 +479,7 @@ static void on_accept(int li)
 			c->hs_us = mono_us();
 		}
 		c->seq = ++conn_seq;
+		c->auth_need = cf->auth != CONF_AUTH_NONE;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		ev.events = EPOLLIN;
 		ev.data.ptr = c;
@@ -581,6 +590,7 @@ static void tick(void)
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
 	uint64_t send_ms = (uint64_t)cf->send_timeout * 1000;
 	uint64_t hs_ms = (uint64_t)cf->tls_handshake_timeout * 1000;
+	uint64_t auth_ms = (uint64_t)cf->auth_timeout * 1000;
 	int past_deadline = draining && now >= drain_deadline;
 
 	for (size_t fd = 0; fd < conns_cap; fd++) {
@@ -603,6 +613,14 @@ static void tick(void)
 					  1);
 				finish(c, proxy ? CONN_R_PROXY : CONN_R_HANDSHAKE);
 			}
+			continue;
+		}
+		/* Connected (and its handshake done) this long ago, without a Conn that
+		 * authenticated. */
+		if (c->auth_need && c->state == CONN_ACTIVE && now - c->last_frame_ms >= auth_ms) {
+			stats_add(slot, STATS_authf_timeout, 1);
+			log_auth(c, 4);
+			finish(c, CONN_R_AUTH);
 			continue;
 		}
 		if (conn_writable(c) > 0 && peer_took(c))
@@ -699,6 +717,7 @@ static void conns_init(const struct worker_args *a)
 	ctx.read_size = (uint32_t)cf->read_buffer_size;
 	ctx.max_output = (uint32_t)cf->max_output_buffer;
 	ctx.stats = slot;
+	ctx.tokens = &cf->tokens;
 
 	/*
 	 * Indexed by fd. Only stdio, the log, the listeners, the signalfd and
@@ -858,6 +877,47 @@ static void log_proxy(const struct conn *c, const char *why)
 	log_warnx("%s: PROXY header refused: %s", a, why);
 }
 
+/*
+ * An authentication failure (enum conn_auth_fail, 4: the timeout), logged
+ * at most once a second per reason, with the peer's address; never a token.
+ */
+static void log_auth(struct conn *c, int why)
+{
+	static const char *const what[] = {
+	    "", "a Submit before a Conn that authenticated", "a Conn with a wrong or no token",
+	    "a client certificate without the identity tls_identity names",
+	    "no Conn within auth_timeout"};
+	char a[INET6_ADDRSTRLEN + 16];
+
+	c->auth_fail = 0;
+	if (now - last_auth_log[why] < 1000)
+		return;
+	last_auth_log[why] = now;
+	addr_str(c, a, sizeof(a));
+	log_warnx("%s: not authorized: %s", a, what[why]);
+}
+
+/*
+ * auth = certificate or certificate_or_token, after the handshake: the
+ * verified certificate's identity authenticates the connection. Without
+ * one, auth = certificate refuses whatever the client sends (result 3);
+ * certificate_or_token still takes a token.
+ */
+static void cert_identity(struct conn *c)
+{
+	char id[AUTH_IDENTITY_MAX + 1];
+	size_t n = tls_peer_identity(&c->tr, cf->tls_identity, id, sizeof(id));
+
+	if (n > 0 && (c->identity_buf = mem_alloc(AUTH_IDENTITY_MAX + 1)) != NULL) {
+		memcpy(c->identity_buf, id, n + 1);
+		c->identity = c->identity_buf;
+		c->auth_need = 0;
+		stats_add(slot, STATS_auth_certificate, 1);
+	} else if (cf->auth == CONF_AUTH_CERTIFICATE) {
+		c->auth_no_identity = 1;
+	}
+}
+
 /* The bytes a TLS port refused begin like a PROXY header. */
 static int proxy_sent(const struct conn *c)
 {
@@ -954,6 +1014,8 @@ static void on_handshake(struct conn *c)
 	if (c->tr.flags & TRANSPORT_RESUMED)
 		stats_add(slot, STATS_tls_resumed, 1);
 	stats_handshake(slot, mono_us() - c->hs_us);
+	if (c->auth_need && cf->auth != CONF_AUTH_TOKEN)
+		cert_identity(c);
 	STATS_STORE(slot->tls_open[v], STATS_LOAD(slot->tls_open[v]) + 1);
 	serve(c, EPOLLIN);
 }

@@ -17,6 +17,9 @@
 #   badclient.pem badclient.key   a client certificate from other-ca.pem
 #   rsa.pem rsa.key               an RSA 2048 server certificate + chain
 #   haproxy.pem                   server.pem and server.key in one file (haproxy's crt)
+#   device.pem device.key         a client certificate from ca.pem with identities: CN
+#                                 device-7.example, SANs DNS:device-7.example,
+#                                 URI:spiffe://fleet/device-7, email:device-7@example.com
 #
 # Exit 0 with the files there, non-zero (openssl's message on stderr) if not.
 set -eu
@@ -63,6 +66,13 @@ basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[device]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = DNS:device-7.example, URI:spiffe://fleet/device-7, email:device-7@example.com
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 [client]
@@ -123,6 +133,8 @@ leaf client "submitd test client" client ca -days 825
 cp "$work/client.crt" "$dir/client.pem"
 leaf expired-client "submitd expired client" client ca -startdate 20200101000000Z -enddate 20210101000000Z
 cp "$work/expired-client.crt" "$dir/expired-client.pem"
+leaf device device-7.example device ca -days 825
+cp "$work/device.crt" "$dir/device.pem"
 leaf badclient "submitd bad client" client other-ca -days 825
 cp "$work/badclient.crt" "$dir/badclient.pem"
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/rsa.key"
