@@ -70,10 +70,10 @@ rules_file() {
 @test "contrib: promtool check rules passes and the alerts exist" {
 	run promtool check rules "$PROM/submitd.rules.yml"
 	assert_success
-	assert_output --partial "SUCCESS: 38 rules found"
+	assert_output --partial "SUCCESS: 39 rules found"
 	for a in SubmitdDown SubmitdWorkersMissing SubmitdReloadFailed SubmitdProtocolErrorsRising SubmitdWorkerRestarts \
 		SubmitdSpoolNearlyFull SubmitdSpoolFsyncSlow SubmitdSpoolFailures SubmitdSubmitsNotStored \
-		SubmitdNatsDisconnected SubmitdNatsLagGrowing SubmitdNatsOldestUnforwarded SubmitdTLSCertificateExpiresSoon; do
+		SubmitdNatsDisconnected SubmitdNatsLagGrowing SubmitdNatsOldestUnforwarded SubmitdTLSCertificateExpiresSoon SubmitdAuthFailures; do
 		grep -q "^ *- alert: $a\$" "$PROM/submitd.rules.yml" || fail "alert $a missing"
 	done
 }
