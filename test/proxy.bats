@@ -123,10 +123,10 @@ local_port() {
 	proxy_start
 	local h n=0
 	for h in \
-		hex:"$(printf 'PROXY TCP4 192.0.2.1 198.51.100.7 99999 443\r\n' | xxd -p | tr -d '\n')" \
-		hex:"$(printf 'PROXY TCP4 2001:db8::1 198.51.100.7 1 443\r\n' | xxd -p | tr -d '\n')" \
-		hex:"$(printf 'PROXY TCP4 192.0.2.1 198.51.100.7 1 443\n' | xxd -p | tr -d '\n')" \
-		hex:"$(printf 'PROXY %0110d\r\n' 0 | xxd -p | tr -d '\n')" \
+		hex:"$(printf 'PROXY TCP4 192.0.2.1 198.51.100.7 99999 443\r\n' | od -An -v -tx1 | tr -d ' \n')" \
+		hex:"$(printf 'PROXY TCP4 2001:db8::1 198.51.100.7 1 443\r\n' | od -An -v -tx1 | tr -d ' \n')" \
+		hex:"$(printf 'PROXY TCP4 192.0.2.1 198.51.100.7 1 443\n' | od -An -v -tx1 | tr -d ' \n')" \
+		hex:"$(printf 'PROXY %0110d\r\n' 0 | od -An -v -tx1 | tr -d ' \n')" \
 		hex:0d0a0d0a000d0a515549540a1111000c \
 		hex:0d0a0d0a000d0a515549540a2111000bc000020100000000000000 \
 		hex:0d0a0d0a000d0a515549540a21110401 \
