@@ -53,6 +53,7 @@ static const struct int_opt int_opts[] = {
     IOPT(nats_dup_window, 120, 1, 86400),
     IOPT(tls_handshake_timeout, 10, 1, 3600),
     IOPT(auth_timeout, 5, 1, 3600),
+    IOPT(max_connections_per_ip, 0, 0, 65535),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 

@@ -105,6 +105,7 @@ struct conf {
 	struct auth_tokens tokens; /* the file's, read with the configuration */
 	long auth_timeout;	   /* seconds from the connection (or its handshake) to its Conn */
 	int tls_identity;	   /* enum conf_identity */
+	long max_connections_per_ip; /* across all workers; 0: off */
 };
 
 /*

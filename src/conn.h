@@ -32,6 +32,7 @@ enum conn_reason {
 	CONN_R_HANDSHAKE, /* TLS: closed before its handshake completed */
 	CONN_R_PROXY,	  /* closed for its PROXY header (or its absence) */
 	CONN_R_AUTH,	  /* not authenticated: after a result 3, or at auth_timeout */
+	CONN_R_LIMIT_IP,  /* over max_connections_per_ip */
 };
 
 /* conn.auth_fail: why a connection was refused with result 3 (for the log). */
@@ -160,6 +161,7 @@ struct conn {
 	uint8_t auth_need;
 	uint8_t auth_fail; /* enum conn_auth_fail, once refused */
 	uint8_t auth_no_identity;
+	int32_t ip_slot;      /* its entry in the per-address table + 1; 0: not counted */
 	const char *identity; /* who it authenticated as: the tokens file's, or identity_buf */
 	char *identity_buf;   /* a certificate's identity, allocated (worker.c) */
 	uint16_t port;	      /* the peer's, for the records */

@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "forwarder.h"
+#include "iplimit.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -79,6 +80,7 @@ static struct respawn respawns[CONF_MAX_WORKERS + 1];
 static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
 static struct tls_ctx *tls_ctx; /* the running generation's; NULL without tls:// listeners */
+static struct iplimit *iplimit; /* connections per address, for every generation's workers */
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
 static uint64_t next_sample_ms;
 static struct metrics *mx;
@@ -276,6 +278,7 @@ static void worker_proc(int s, const struct inherit *in)
 	a.listen_tls = tls;
 	a.nlisten = listen_fds(fds, tls, CONF_MAX_LISTEN);
 	a.tls = tls_ctx;
+	a.iplimit = iplimit;
 	a.close_fds = in->fds;
 	a.nclose = in->n;
 	a.master = in->master;
@@ -920,6 +923,8 @@ static void map_stats(void)
 	if ((shm = stats_map(err, sizeof(err))) == NULL)
 		fatalx("statistics: %s", err);
 	msrc.shm = shm;
+	if ((iplimit = iplimit_map(err, sizeof(err))) == NULL)
+		fatalx("connections per address: %s", err);
 	msrc.slot_label = slot_label;
 	msrc.retired = retired;
 	msrc.nlabels = conf.workers;

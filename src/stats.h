@@ -35,6 +35,10 @@
 	X(closed_handshake, "connections_closed_total", "reason=\"handshake\"", "")                \
 	X(closed_proxy, "connections_closed_total", "reason=\"proxy\"", "")                        \
 	X(closed_auth, "connections_closed_total", "reason=\"auth\"", "")                          \
+	X(closed_limit_ip, "connections_closed_total", "reason=\"limit_ip\"", "")                  \
+	X(ip_untracked, "connections_ip_untracked_total", "",                                      \
+	  "Connections let in without a max_connections_per_ip count: no free entry near their "   \
+	  "address in the shared table.")                                                          \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \

@@ -21,6 +21,7 @@
 #include "ackq.h"
 #include "clock.h"
 #include "conn.h"
+#include "iplimit.h"
 #include "log.h"
 #include "mem.h"
 #include "proc.h"
@@ -55,10 +56,11 @@ static int ep = -1, sfd = -1;
 static int listen_fds[CONF_MAX_LISTEN];
 static uint8_t listen_tls[CONF_MAX_LISTEN];
 static int nlisten;
-static struct tls_ctx *tls; /* the generation's context (the master loaded it) */
-static struct conn *again;  /* to read again at the start of the next round */
-static uint64_t round_no;   /* loop rounds, for reading a connection once a round */
-static struct conn **conns; /* indexed by fd */
+static struct tls_ctx *tls;	/* the generation's context (the master loaded it) */
+static struct iplimit *iplimit; /* connections per address, all workers' */
+static struct conn *again;	/* to read again at the start of the next round */
+static uint64_t round_no;	/* loop rounds, for reading a connection once a round */
+static struct conn **conns;	/* indexed by fd */
 static size_t conns_cap;
 static long nconns;
 static struct conn *pending;   /* to flush at the end of this round */
@@ -97,6 +99,7 @@ static const enum stats_counter close_counter[] = {
     [CONN_R_HANDSHAKE] = STATS_closed_handshake,
     [CONN_R_PROXY] = STATS_closed_proxy,
     [CONN_R_AUTH] = STATS_closed_auth,
+    [CONN_R_LIMIT_IP] = STATS_closed_limit_ip,
 };
 
 static const enum stats_counter handshake_counter[] = {
@@ -109,6 +112,38 @@ static const enum stats_counter handshake_counter[] = {
 };
 
 static void log_auth(struct conn *c, int why);
+static void addr_str(const struct conn *c, char *s, size_t n);
+static uint64_t last_ip_log;
+
+/*
+ * max_connections_per_ip: counts c against its address (across all
+ * workers); 1 if the address has its limit already, logged at most once a
+ * second. A connection the table has no room for is let in, counted.
+ */
+static int ip_over(struct conn *c)
+{
+	char a[INET6_ADDRSTRLEN + 16];
+	int r;
+
+	if (cf->max_connections_per_ip == 0)
+		return 0;
+	r = iplimit_acquire(iplimit, c->addr, (unsigned)cf->max_connections_per_ip);
+	if (r >= 0) {
+		c->ip_slot = r + 1;
+		return 0;
+	}
+	if (r == IPLIMIT_UNTRACKED) {
+		stats_add(slot, STATS_ip_untracked, 1);
+		return 0;
+	}
+	if (now - last_ip_log >= 1000) {
+		last_ip_log = now;
+		addr_str(c, a, sizeof(a));
+		log_warnx("%s: max_connections_per_ip (%ld) reached, refusing its connections", a,
+			  cf->max_connections_per_ip);
+	}
+	return 1;
+}
 
 /* Off the list of connections to read again (it is short: TLS ones that filled their buffer). */
 static void unlist_again(struct conn *c)
@@ -151,6 +186,8 @@ static void finish(struct conn *c, enum conn_reason why)
 	buf_free(&c->in);
 	buf_free(&c->out);
 	proxy_done(c);
+	if (c->ip_slot > 0)
+		iplimit_release(iplimit, c->ip_slot - 1);
 	if (c->identity_buf != NULL)
 		mem_free(c->identity_buf, AUTH_IDENTITY_MAX + 1);
 	stats_add(slot, close_counter[c->reason], 1);
@@ -496,6 +533,9 @@ static void on_accept(int li)
 		nconns++;
 		STATS_STORE(slot->connected, nconns);
 		log_debug("fd %d: accepted on listener %d", fd, li);
+		/* Behind a balancer the client's address is known once its PROXY header is read. */
+		if (!(c->hs & CONN_HS_PROXY) && ip_over(c))
+			finish(c, CONN_R_LIMIT_IP);
 	}
 }
 
@@ -787,6 +827,7 @@ static void setup(const struct worker_args *a)
 	memcpy(listen_fds, a->listen_fds, (size_t)nlisten * sizeof(int));
 	memcpy(listen_tls, a->listen_tls, (size_t)nlisten);
 	tls = a->tls;
+	iplimit = a->iplimit;
 	drop_and_watch(a);
 	listen_set(LISTEN_LT);
 	now = mono_ms();
@@ -971,6 +1012,10 @@ static void on_proxy(struct conn *c)
 		c->port = h.port;
 	}
 	proxy_done(c);
+	if (ip_over(c)) {
+		finish(c, CONN_R_LIMIT_IP);
+		return;
+	}
 	if (c->hs & CONN_HS_TLS) {
 		/* The ClientHello, when it is there, is a handshake step of the next round. */
 		c->hs_us = mono_us();

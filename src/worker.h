@@ -8,6 +8,8 @@
 #include "stats.h"
 #include "tls.h"
 
+struct iplimit;
+
 struct worker_args {
 	const struct conf *conf;
 	int index;		     /* the worker label, 0..workers-1 */
@@ -17,8 +19,9 @@ struct worker_args {
 	const int *listen_fds;	     /* shared with the master and the other workers */
 	const uint8_t *listen_tls;   /* per listener: 1 for tls:// */
 	int nlisten;
-	struct tls_ctx *tls;  /* the generation's TLS context (the master's), NULL without TLS */
-	const int *close_fds; /* the master's descriptors, closed at start */
+	struct tls_ctx *tls;	 /* the generation's TLS context (the master's), NULL without TLS */
+	struct iplimit *iplimit; /* connections per address, shared by all workers */
+	const int *close_fds;	 /* the master's descriptors, closed at start */
 	int nclose;
 	pid_t master; /* getppid() while the master lives (1 when it is a container's init) */
 };

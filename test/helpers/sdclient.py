@@ -36,7 +36,8 @@ def ack(cmd, id8, result=0):
 
 
 def connect(args):
-    s = socket.create_connection((args.host, args.port), timeout=args.timeout)
+    src = (args.bind, 0) if getattr(args, "bind", None) else None
+    s = socket.create_connection((args.host, args.port), timeout=args.timeout, source_address=src)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -340,6 +341,7 @@ def parser(description=__doc__):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("SD_PORT", "0")))
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--bind", help="the source address (127.0.0.2: another client address)")
     sub = p.add_subparsers(dest="sub", required=True)
 
     a = sub.add_parser("roundtrip")
