@@ -252,3 +252,15 @@ cert_start() {
 	run sd_metric submitd_authenticated_connections_total '{method="token"}'
 	assert_output 2
 }
+
+@test "submit-bench --token: every connection authenticates with its Conn and gets every ack; a wrong token is an error" {
+	token_start
+	run --separate-stderr "$SD_ROOT/build/submit-bench" --json -c 4 -n 2000 --token "$BATS_TEST_TMPDIR/t1" "127.0.0.1:$SD_PORT"
+	assert_success
+	jq -e '.acked == 2000 and .conn_acked == 4 and .errors == 0 and .conn == true' <<<"$output"
+	run sd_metric submitd_authenticated_connections_total '{method="token"}'
+	assert_output 4
+	run --separate-stderr "$SD_ROOT/build/submit-bench" --json -c 1 -n 10 --token "$BATS_TEST_TMPDIR/wrong" "127.0.0.1:$SD_PORT"
+	assert_failure 1
+	jq -e '.acked == 0 and .ok == false' <<<"$output"
+}

@@ -467,12 +467,13 @@ static int bconn_fill(struct engine *e, struct bconn *c)
 			    ring_grow(c, c->ring_cap ? c->ring_cap * 2 : RING_START) == -1)
 				break;
 		}
-		if (buf_reserve(&c->out, PROTO_MIN_REQUEST + (size_t)size) == -1) {
+		if (buf_reserve(&c->out, PROTO_MIN_REQUEST + (size_t)size + o->token_len) == -1) {
 			bconn_fail(e, c, "out of memory");
 			return -1;
 		}
 		n = proto_encode_request(buf_tail(&c->out), buf_space(&c->out), cmd, c->next_id,
-					 o->payload, size);
+					 cmd == PROTO_CONN && o->token ? o->token : o->payload,
+					 cmd == PROTO_CONN && o->token ? o->token_len : size);
 		if (o->tag_payload && cmd == PROTO_SUBMIT)
 			tag_payload(c, buf_tail(&c->out) + PROTO_MIN_REQUEST, size);
 		buf_commit(&c->out, n);

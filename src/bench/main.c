@@ -40,6 +40,7 @@ struct cli {
 	const char *tls_ca;
 	const char *tls_cert;
 	const char *tls_key;
+	const char *token_path;
 	int tls;
 	int json;
 	int progress;
@@ -65,6 +66,8 @@ static const char usage_text[] =
     "  -w, --window N        requests in flight per connection; 0 = unbounded (64)\n"
     "  -s, --size N[-M]      payload bytes, or a range picked at random (20)\n"
     "      --conn            send Conn first on each connection, require its ConnAck\n"
+    "      --token FILE      --conn with the file's bytes (one trailing newline off) as the\n"
+    "                        Conn's client data: the token of a server with auth = token\n"
     "  -r, --rate R          open loop: R msgs/s in total on a fixed schedule; latency\n"
     "                        counts from the scheduled time (default: closed loop)\n"
     "  -n, --requests N      send exactly N requests, then stop when all are acked;\n"
@@ -125,6 +128,7 @@ enum {
 	OPT_TLS_KEY,
 	OPT_TLS_RESUME,
 	OPT_TLS_SERVERNAME,
+	OPT_TOKEN,
 };
 
 static const struct option longopts[] = {
@@ -157,6 +161,7 @@ static const struct option longopts[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
     {"tls-servername", required_argument, NULL, OPT_TLS_SERVERNAME},
+    {"token", required_argument, NULL, OPT_TOKEN},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -360,6 +365,7 @@ static int set_option(int ch, struct bench_opts *o, struct cli *cli)
 	    {OPT_TLS_CERT, NULL, &cli->tls_cert},
 	    {OPT_TLS_KEY, NULL, &cli->tls_key},
 	    {OPT_TLS_SERVERNAME, NULL, &o->tls_servername},
+	    {OPT_TOKEN, NULL, &cli->token_path},
 	    {OPT_JSON, &cli->json, NULL},
 	    {OPT_PROGRESS, &cli->progress, NULL},
 	    {OPT_CSV, NULL, &cli->csv_path},
@@ -454,6 +460,26 @@ static int parse_option(int ch, struct bench_opts *o, struct cli *cli)
 	return -1;
 }
 
+/* --token FILE: the Conn's client data, and Conn first. Exits 2 if it cannot be read. */
+static void read_token(struct bench_opts *o, const char *path)
+{
+	static uint8_t tok[65536];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL) {
+		fprintf(stderr, "submit-bench: --token %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	n = fread(tok, 1, sizeof(tok), f);
+	fclose(f);
+	if (n > 0 && tok[n - 1] == '\n')
+		n--;
+	o->token = tok;
+	o->token_len = (uint32_t)n;
+	o->send_conn = 1;
+}
+
 /* The combinations of --handshakes and the --tls options that make no sense. */
 static void check_tls_options(struct bench_opts *o, const struct cli *cli)
 {
@@ -517,6 +543,8 @@ static int parse_options(int argc, char **argv, struct bench_opts *o, struct cli
 	if (o->rate > 0 && o->rate < o->threads)
 		usage_error("-r: at least one msg/s per thread");
 	check_tls_options(o, cli);
+	if (cli->token_path != NULL)
+		read_token(o, cli->token_path);
 	return -1;
 }
 
