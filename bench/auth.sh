@@ -1,0 +1,98 @@
+#!/bin/bash
+# Who-may-submit costs, as ratios in the same run (docs/BENCHMARKS.md):
+#  1. pipelined, 1 worker, 100 connections, window 64, 20 B payloads:
+#     auth = token (each connection's Conn carries its token, submit-bench
+#     --token) against auth = none;
+#  2. the same with max_connections_per_ip = 65535 (counted, never reached)
+#     against off.
+# Every round runs every case once, in a rotating order, each on a fresh
+# submitd; each ratio is taken within its round against the round's none
+# run; the table shows the medians over the rounds. Prints a markdown table
+# and writes it to bench/results/<date>-<commit>-auth.md (BENCH_AUTH_OUT).
+# Environment: BENCH_ROUNDS (5), BENCH_SECONDS (2).
+#
+# $(rotate ...) is a word list, unquoted on purpose:
+# shellcheck disable=SC2046
+set -u
+cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
+trap 'bench_cleanup' EXIT
+trap 'exit 130' INT TERM
+
+ROUNDS=${BENCH_ROUNDS:-5}
+SECS=${BENCH_SECONDS:-2}
+COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+OUT=${BENCH_AUTH_OUT:-bench/results/$(date -u +%Y-%m-%d)-$COMMIT-auth.md}
+BENCH="$BUILD/submit-bench"
+for b in "$BUILD/submitd" "$BENCH"; do
+	[ -x "$b" ] || die "$b is not built (make all)"
+done
+head -c 32 /dev/urandom | base64 -w0 >"$BENCH_TMP/secret"
+"$BUILD/submitd" --hash-token bench-device <"$BENCH_TMP/secret" >"$BENCH_TMP/tokens.list" ||
+	die "submitd --hash-token failed"
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# run CASE: a fresh submitd for CASE, one measured run, its JSON line into $BENCH_TMP/CASE.
+run() {
+	local extra=() args=()
+	case $1 in
+	token)
+		extra=('auth = token' "auth_tokens_file = \"$BENCH_TMP/tokens.list\"")
+		args=(--token "$BENCH_TMP/secret")
+		;;
+	iplimit) extra=('max_connections_per_ip = 65535') ;;
+	esac
+	sd_start 'workers = 1' "${BENCH_CONF[@]}" "${extra[@]}" || die "submitd did not start ($1)"
+	timeout 60 "$BENCH" --json --warmup 0.5 -d "$SECS" -c 100 -w 64 -s 20 "${args[@]}" \
+		"127.0.0.1:$SD_PORT" 2>>"$BENCH_TMP/bench.err" | tail -1 >>"$BENCH_TMP/$1" ||
+		echo '{"rate":0,"errors":1,"connect_errors":0}' >>"$BENCH_TMP/$1"
+	sd_stop
+}
+
+rotate() {
+	local r=$1
+	shift
+	local a=("$@") i
+	for i in $(seq 0 $(($# - 1))); do
+		echo "${a[$(((i + r) % $#))]}"
+	done
+}
+
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+T0=$SECONDS
+for r in $(seq "$ROUNDS"); do
+	echo "bench: round $r of $ROUNDS" >&2
+	for c in $(rotate "$r" none token iplimit); do
+		run "$c"
+	done
+done
+
+rate() { jq -r '.rate // 0' "$BENCH_TMP/$1"; }
+ratio() { paste <(rate "$1") <(rate none) | awk '$2 > 0 { print $1 / $2 }' | median | xargs printf '%.3f'; }
+errors=$(cat "$BENCH_TMP"/{none,token,iplimit} | jq -s 'map(.errors + .connect_errors) | add')
+{
+	echo "# submitd auth benchmark, $(date -u +%Y-%m-%d), commit $COMMIT"
+	echo
+	echo "- machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), load average at start $load_start"
+	echo "- command: \`bench/auth.sh\` (BENCH_ROUNDS=$ROUNDS BENCH_SECONDS=$SECS), $((SECONDS - T0)) s; 1 worker, submit-bench -c 100 -w 64 -s 20 on the same CPUs; medians of $ROUNDS rounds, ratios within each round"
+	echo
+	echo "| case | msgs/s | vs auth = none | target |"
+	echo "|---|---|---|---|"
+	echo "| auth = none | $(rate none | median | xargs printf '%.0f') | 1 | |"
+	echo "| auth = token (a Conn with the token per connection) | $(rate token | median | xargs printf '%.0f') | $(ratio token) | >= 0.95 |"
+	echo "| max_connections_per_ip = 65535 | $(rate iplimit | median | xargs printf '%.0f') | $(ratio iplimit) | >= 0.95 |"
+	echo
+	echo "- errors reported by submit-bench over all runs: $errors"
+} >"$BENCH_TMP/table.md"
+mkdir -p "$(dirname "$OUT")"
+cp "$BENCH_TMP/table.md" "$OUT"
+cat "$BENCH_TMP/table.md"
+echo "bench: written to $OUT" >&2
+if [ -s "$BENCH_TMP/bench.err" ]; then
+	echo "bench: submit-bench reported:" >&2
+	head -5 "$BENCH_TMP/bench.err" >&2
+fi
+[ "$errors" -eq 0 ]
