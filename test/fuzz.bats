@@ -26,5 +26,5 @@ setup_file() {
 	refute_output --partial "ERROR:"
 	refute_output --partial "runtime error"
 	# One "Done N runs" per target: each really ran.
-	[ "$(grep -c '^Done [0-9]* runs' <<<"$output")" -eq 2 ]
+	[ "$(grep -c '^Done [0-9]* runs' <<<"$output")" -eq 3 ]
 }

@@ -22,7 +22,8 @@ teardown() {
 	w0=$(sd_metric submitd_client_connected '{worker="0"}')
 	w1=$(sd_metric submitd_client_connected '{worker="1"}')
 	echo "per worker: $w0 + $w1"
-	[ "$w0" -gt 0 ] && [ "$w1" -gt 0 ]
+	[ "$w0" -gt 0 ]
+	[ "$w1" -gt 0 ]
 	# The 9th and 10th from 127.0.0.1: closed at once, whichever worker takes them.
 	run $SDC --port "$SD_PORT" maxconn 0
 	assert_success
