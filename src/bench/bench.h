@@ -35,10 +35,10 @@ struct bench_opts {
 	uint32_t window;   /* 0: unbounded */
 	uint32_t size_min; /* payload bytes */
 	uint32_t size_max;
-	int send_conn; /* Conn first, ConnAck required */
+	int send_conn;	      /* Conn first, ConnAck required */
 	const uint8_t *token; /* --token: the Conn's client data */
 	uint32_t token_len;
-	double rate;   /* msgs/s, 0: closed loop */
+	double rate; /* msgs/s, 0: closed loop */
 	int reconnect;
 	uint64_t total;		/* -n; 0: run for the duration */
 	int idle;		/* connect and hold, send nothing */
