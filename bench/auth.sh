@@ -49,18 +49,7 @@ run() {
 	sd_stop
 }
 
-rotate() {
-	local r=$1
-	shift
-	local a=("$@") i
-	for i in $(seq 0 $(($# - 1))); do
-		echo "${a[$(((i + r) % $#))]}"
-	done
-}
 
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 T0=$SECONDS
 for r in $(seq "$ROUNDS"); do

@@ -1,8 +1,8 @@
-# Shared by bench/run.sh, bench/profile.sh, bench/callgrind.sh and
-# bench/spool.sh: start and stop submitd (sd_start CONFIG LINES... and
-# sd_stop, from test/helpers/daemon.bash, as the tests do) and the reference
-# server on free ports, read metrics. Every process started here is stopped
-# by pid in bench_cleanup.
+# Shared by bench/run.sh, bench/profile.sh, bench/callgrind.sh,
+# bench/spool.sh, bench/tls.sh and bench/auth.sh: start and stop submitd
+# (sd_start CONFIG LINES... and sd_stop, from test/helpers/daemon.bash, as
+# the tests do) and the reference server on free ports, read metrics, take
+# medians. Every process started here is stopped by pid in bench_cleanup.
 
 BUILD=${BUILD:-build}
 BENCH_TMP=$(mktemp -d /tmp/submitd-bench.XXXXXX)
@@ -85,4 +85,20 @@ sd_rss_kb() {
 		s=$((s + ${v:-0}))
 	done
 	echo $s
+}
+
+# median: the median of the numbers on stdin, one a line (0 for none).
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# rotate R WORD...: the words rotated left by R, one a line, so that each
+# case of a round leads in turn.
+rotate() {
+	local r=$1
+	shift
+	local a=("$@") i
+	for i in $(seq 0 $(($# - 1))); do
+		echo "${a[$(((i + r) % $#))]}"
+	done
 }

@@ -40,9 +40,6 @@ run_bench() {
 	echo "$line"
 }
 
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # Human numbers: 1234567 -> 1.23 M
 si() {

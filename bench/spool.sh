@@ -85,9 +85,6 @@ start() {
 	}
 }
 
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # run NAME POLICY ARGS...: one bench run against a fresh server. Appends
 # "rate p99_us fsyncs_per_s records_per_fsync" to $BENCH_TMP/NAME.

@@ -98,9 +98,6 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Helpers ---
 
-median() {
-	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 # ticks PID: the CPU time PID has used, in clock ticks (utime + stime).
 ticks() {
@@ -142,15 +139,6 @@ pid_of() {
 	esac
 }
 
-# rotate R WORD...: the words rotated left by R, so each case leads in turn.
-rotate() {
-	local r=$1
-	shift
-	local a=("$@") i n=$#
-	for i in $(seq 0 $((n - 1))); do
-		echo "${a[$(((i + r) % n))]}"
-	done
-}
 
 # col LABEL JQ: the field of each round, one per line.
 col() {
