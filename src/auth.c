@@ -14,8 +14,7 @@ int auth_identity_ok(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || strchr("._@:/+=-", ch) != NULL) ||
-		    ch == '\0')
+		      (ch >= '0' && ch <= '9') || memchr("._@:/+=-", ch, 8) != NULL))
 			return 0;
 	}
 	return 1;

@@ -114,7 +114,7 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 				/* Nothing after it is read: the client is not who may submit. */
 				buf_consume(&c->in, buf_len(&c->in));
 				conn_set_state(c, CONN_FLUSHING, CONN_R_AUTH);
-				ret = ret == -1 ? -1 : ret + 1;
+				ret++;
 				break;
 			}
 			memcpy(c->conn_id, f.id, sizeof(c->conn_id));

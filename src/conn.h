@@ -41,6 +41,7 @@ enum conn_auth_fail {
 	CONN_AUTH_NO_CONN,
 	CONN_AUTH_BAD_TOKEN,
 	CONN_AUTH_NO_IDENTITY,
+	CONN_AUTH_TIMEOUT, /* the worker's: no Conn within auth_timeout */
 };
 
 /* conn.hs: what the connection does before its first frame (worker.c). */

@@ -70,7 +70,7 @@ static int draining, stopping; /* SIGTERM, SIGINT */
 static uint64_t drain_deadline, hard_deadline;
 static int accept_paused;
 static uint64_t accept_resume_ms, last_limit_log, last_accept_log, last_proxy_log;
-static uint64_t last_auth_log[5]; /* per enum conn_auth_fail, and [4] for the timeout */
+static uint64_t last_auth_log[CONN_AUTH_TIMEOUT + 1]; /* per enum conn_auth_fail */
 static int label;
 static unsigned generation;
 static uint64_t conn_seq; /* connections accepted by this process, for the spool's records */
@@ -659,7 +659,7 @@ static void tick(void)
 		 * authenticated. */
 		if (c->auth_need && c->state == CONN_ACTIVE && now - c->last_frame_ms >= auth_ms) {
 			stats_add(slot, STATS_authf_timeout, 1);
-			log_auth(c, 4);
+			log_auth(c, CONN_AUTH_TIMEOUT);
 			finish(c, CONN_R_AUTH);
 			continue;
 		}
@@ -919,7 +919,7 @@ static void log_proxy(const struct conn *c, const char *why)
 }
 
 /*
- * An authentication failure (enum conn_auth_fail, 4: the timeout), logged
+ * An authentication failure (enum conn_auth_fail), logged
  * at most once a second per reason, with the peer's address; never a token.
  */
 static void log_auth(struct conn *c, int why)
