@@ -38,6 +38,7 @@
 #include "conn.h"
 #include "fuzz.h"
 #include "proto.h"
+#include "proxy.h"
 #include "tls.h"
 
 /* tls_check's user test is all tls.c wants of conf.c; the target never calls it. */
@@ -53,7 +54,8 @@ int conf_user_may(const struct stat *st, const struct passwd *pw, int perm)
 struct model {
 	size_t nvalid;
 	size_t nconn;
-	int error; /* 0, or the PROTO_E_* the first bad frame gets */
+	int error;	  /* 0, or the PROTO_E_* the first bad frame gets */
+	size_t error_off; /* where that frame starts */
 	uint8_t *cmds;
 	const uint8_t **ids;
 };
@@ -75,20 +77,24 @@ static void model_build(struct model *m, const uint8_t *p, size_t n, uint32_t ma
 		      (uint32_t)p[off + 2] << 8 | p[off + 3];
 		if (len < 5) {
 			m->error = PROTO_E_FRAME_TOO_SHORT;
+			m->error_off = off;
 			return;
 		}
 		if (len > max) {
 			m->error = PROTO_E_FRAME_TOO_LARGE;
+			m->error_off = off;
 			return;
 		}
 		if (left < 5)
 			return;
 		if (p[off + 4] != 0x01 && p[off + 4] != 0x02) {
 			m->error = PROTO_E_UNKNOWN_COMMAND;
+			m->error_off = off;
 			return;
 		}
 		if (len < 13) {
 			m->error = PROTO_E_BODY_TOO_SHORT;
+			m->error_off = off;
 			return;
 		}
 		if (left < len)
@@ -453,10 +459,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    [-PROTO_E_BODY_TOO_SHORT] = STATS_perr_body_too_short,
 		};
 		CHECK(c.state == CONN_FLUSHING && c.reason == CONN_R_PROTOCOL);
-		CHECK(perr == 1 && slot.c[which[-m.error]] == 1);
+		/*
+		 * A bad frame that begins as a PROXY header would is counted as
+		 * one from an untrusted peer instead; conn.c sees only what was
+		 * read, at least the 4 bytes of the length.
+		 */
+		size_t left = slen - m.error_off;
+		if (slot.c[STATS_proxy_untrusted] != 0)
+			CHECK(slot.c[STATS_proxy_untrusted] == 1 && perr == 0 &&
+			      proxy_looks_like(data + m.error_off, left < 4 ? left : 4));
+		else
+			CHECK(perr == 1 && slot.c[which[-m.error]] == 1);
 		CHECK(buf_len(&c.in) == 0);
 	} else {
-		CHECK(c.state == CONN_ACTIVE && perr == 0);
+		CHECK(c.state == CONN_ACTIVE && perr == 0 && slot.c[STATS_proxy_untrusted] == 0);
 	}
 	if (flags & 2) {
 		CHECK(slot.c[STATS_bytes_sent] == m.nvalid * PROTO_ACK_LEN);
