@@ -54,6 +54,7 @@ static uint8_t authenticate(struct conn *c, const struct conn_ctx *x, const stru
 		id = auth_token_check(x->tokens, f->payload, f->payload_len);
 	if (id != NULL) {
 		c->identity = id;
+		c->identity_len = (uint8_t)strlen(id);
 		c->auth_need = 0;
 		stats_add(x->stats, STATS_auth_token, 1);
 		return PROTO_RESULT_OK;

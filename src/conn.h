@@ -164,6 +164,7 @@ struct conn {
 	uint8_t auth_no_identity;
 	int32_t ip_slot;      /* its entry in the per-address table + 1; 0: not counted */
 	const char *identity; /* who it authenticated as: the tokens file's, or identity_buf */
+	uint8_t identity_len; /* its length; 0 with no identity */
 	char *identity_buf;   /* a certificate's identity, allocated (worker.c) */
 	uint16_t port;	      /* the peer's, for the records */
 	uint8_t addr[16];     /* the peer's, IPv6 or IPv4-mapped */

@@ -461,14 +461,14 @@ static void pump(struct chain *c)
 		}
 		if (rc != 1)
 			break;
-		uint64_t end = off + SPOOL_REC_HDR + r.len;
+		uint64_t end = off + spool_rec_size(&r);
 		if (c->where == WH_ACTIVE && end > c->limit)
 			break; /* written, not yet what the worker promised: it may be taken back */
 		if (fwdnats_publish(c->subject, c->name, off, &r, payload, now_ms) == -1)
 			break;
 		struct ent *e = &c->ring[(c->head + c->n) % ring_cap];
 		e->off = off;
-		e->len = SPOOL_REC_HDR + r.len;
+		e->len = spool_rec_size(&r);
 		e->ts_ns = r.ts_ns;
 		e->st = E_INFLIGHT;
 		e->tries = 1;

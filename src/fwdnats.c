@@ -248,6 +248,10 @@ int fwdnats_publish(const char *subject, const char *seg, uint64_t off, const st
 		hex(v, r->conn_id, 8);
 		natsMsgHeader_Set(m, "Submit-Conn-Id", v);
 	}
+	if (r->identity_len > 0) {
+		snprintf(v, sizeof(v), "%.*s", (int)r->identity_len, (const char *)r->identity);
+		natsMsgHeader_Set(m, "Submit-Identity", v);
+	}
 	spool_client_str(r->addr, r->port, v, sizeof(v));
 	natsMsgHeader_Set(m, "Submit-Client", v);
 	snprintf(v, sizeof(v), "%u", r->worker);

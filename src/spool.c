@@ -54,10 +54,10 @@ static uint64_t get64(const uint8_t *p)
 
 /* ---- record and file headers ---- */
 
-/* The header's fields after the crc. */
-static void rec_put(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r)
+/* The header's fields after the crc, and the identity after the header. */
+static void rec_put(uint8_t *hdr, const struct spool_rec *r)
 {
-	put32(hdr + 4, SPOOL_REC_HDR + r->len);
+	put32(hdr + 4, (uint32_t)spool_rec_size(r));
 	put64(hdr + 8, r->ts_ns);
 	put64(hdr + 16, r->conn_seq);
 	memcpy(hdr + 24, r->submit_id, 8);
@@ -67,27 +67,32 @@ static void rec_put(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r)
 	put16(hdr + 58, r->worker);
 	hdr[60] = r->type;
 	hdr[61] = r->flags;
-	hdr[62] = 0;
+	hdr[62] = r->identity_len;
 	hdr[63] = 0;
+	if (r->identity_len > 0)
+		memcpy(hdr + SPOOL_REC_HDR, r->identity, r->identity_len);
 }
 
-void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p)
+size_t spool_rec_header(uint8_t *out, const struct spool_rec *r, const void *p)
 {
+	size_t n = SPOOL_REC_HDR + (size_t)r->identity_len;
 	uint32_t crc;
 
-	rec_put(hdr, r);
-	crc = crc32c(0, hdr + 4, SPOOL_REC_HDR - 4);
-
+	rec_put(out, r);
+	crc = crc32c(0, out + 4, n - 4);
 	if (r->len > 0)
 		crc = crc32c(crc, p, r->len);
-	put32(hdr, crc);
+	put32(out, crc);
+	return n;
 }
 
 size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p)
 {
+	size_t n = SPOOL_REC_HDR + (size_t)r->identity_len;
+
 	rec_put(out, r);
-	memcpy(out + SPOOL_REC_HDR, p, r->len);
-	return SPOOL_REC_HDR + (size_t)r->len;
+	memcpy(out + n, p, r->len);
+	return n + r->len;
 }
 
 void spool_rec_crc_fill(uint8_t *const rec[], size_t n)
@@ -109,21 +114,22 @@ void spool_rec_crc_fill(uint8_t *const rec[], size_t n)
 	}
 }
 
-size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
-			     const void *p, uint32_t len, int copy)
+size_t spool_rec_encode_like(uint8_t *out, const uint8_t *prev, const uint8_t id[8], const void *p,
+			     uint32_t len, int copy)
 {
+	size_t n = SPOOL_REC_HDR + (size_t)prev[62]; /* header and identity */
 	uint32_t crc;
 
-	memcpy(out + 8, prev + 8, SPOOL_REC_HDR - 8);
-	put32(out + 4, SPOOL_REC_HDR + len);
+	memcpy(out + 8, prev + 8, n - 8);
+	put32(out + 4, (uint32_t)(n + len));
 	memcpy(out + 24, id, 8);
 	if (!copy) {
-		crc = crc32c(0, out + 4, SPOOL_REC_HDR - 4);
+		crc = crc32c(0, out + 4, n - 4);
 		put32(out, len > 0 ? crc32c(crc, p, len) : crc);
-		return SPOOL_REC_HDR;
+		return n;
 	}
-	memcpy(out + SPOOL_REC_HDR, p, len);
-	return SPOOL_REC_HDR + (size_t)len;
+	memcpy(out + n, p, len);
+	return n + len;
 }
 
 uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc)
@@ -140,11 +146,15 @@ uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r,
 	r->worker = get16(hdr + 58);
 	r->type = hdr[60];
 	r->flags = hdr[61];
-	if (rec_len < SPOOL_REC_HDR || rec_len > SPOOL_REC_MAX) {
+	r->identity_len = hdr[62];
+	r->identity = NULL;
+	if (rec_len < SPOOL_REC_HDR + (uint32_t)hdr[62] || rec_len > SPOOL_REC_MAX ||
+	    hdr[62] > SPOOL_IDENTITY_MAX || hdr[63] != 0) {
+		r->identity_len = 0;
 		r->len = 0;
 		return 0;
 	}
-	r->len = rec_len - SPOOL_REC_HDR;
+	r->len = rec_len - SPOOL_REC_HDR - hdr[62];
 	return rec_len;
 }
 
@@ -152,7 +162,7 @@ void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr 
 {
 	memset(out, 0, SPOOL_FILE_HDR);
 	memcpy(out, SPOOL_MAGIC, 8);
-	put16(out + 8, SPOOL_VERSION);
+	put16(out + 8, h->version);
 	put16(out + 10, SPOOL_FILE_HDR);
 	put32(out + 12, h->worker);
 	put32(out + 16, h->pid);
@@ -173,7 +183,7 @@ int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_
 	h->gen = get32(in + 20);
 	h->created_ns = get64(in + 24);
 	h->flags = get32(in + 32);
-	if (h->version != SPOOL_VERSION || h->hdr_len != SPOOL_FILE_HDR)
+	if (h->version < 1 || h->version > SPOOL_VERSION || h->hdr_len != SPOOL_FILE_HDR)
 		return -1;
 	return 0;
 }
@@ -464,6 +474,7 @@ int spool_seg_open_flags(struct spool_seg *s, const char *dir, unsigned worker, 
 		goto fail;
 	}
 	memset(&fh, 0, sizeof(fh));
+	fh.version = SPOOL_VERSION;
 	fh.worker = worker;
 	fh.pid = (uint32_t)pid;
 	fh.gen = gen;
@@ -826,7 +837,14 @@ int spool_read_next(struct spool_reader *r, struct spool_rec *rec, const uint8_t
 		r->why = "bad CRC";
 		goto forget;
 	}
-	*payload = p + SPOOL_REC_HDR;
+	if (rec->identity_len > 0 && r->fh.version < 2) {
+		rc = SPOOL_BAD;
+		r->why = "an identity in a version 1 segment";
+		goto forget;
+	}
+	if (rec->identity_len > 0)
+		rec->identity = p + SPOOL_REC_HDR;
+	*payload = p + SPOOL_REC_HDR + rec->identity_len;
 	r->off = x + rec_len;
 	return 1;
 forget:
@@ -864,8 +882,9 @@ static int record_after(int fd, uint64_t from, uint64_t end)
 		h = r.buf + (y - r.boff);
 		rec_len = get32(h + 4);
 		if (h[60] != SPOOL_TYPE_SUBMIT || (h[61] & ~SPOOL_FLAG_CONN_ID) != 0 ||
-		    h[62] != 0 || h[63] != 0 || rec_len < SPOOL_REC_HDR ||
-		    rec_len > SPOOL_REC_MAX || rec_len > end - y)
+		    h[62] > SPOOL_IDENTITY_MAX || h[63] != 0 ||
+		    rec_len < SPOOL_REC_HDR + (uint32_t)h[62] || rec_len > SPOOL_REC_MAX ||
+		    rec_len > end - y)
 			continue;
 		if (++candidates > 64) {
 			found = 1;

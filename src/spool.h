@@ -13,12 +13,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define SPOOL_FILE_HDR 64
-#define SPOOL_REC_HDR  64
-#define SPOOL_REC_MAX  (64u * 1024 * 1024 + 64)
-#define SPOOL_MAGIC    "SUBSPOOL"
-#define SPOOL_VERSION  1
-#define SPOOL_NAME_MAX 64 /* a segment name with its NUL fits */
+#define SPOOL_FILE_HDR	   64
+#define SPOOL_REC_HDR	   64
+#define SPOOL_IDENTITY_MAX 128 /* bytes of a record's identity (version 2) */
+#define SPOOL_REC_MAX	   (64u * 1024 * 1024 + SPOOL_REC_HDR + SPOOL_IDENTITY_MAX)
+#define SPOOL_MAGIC	   "SUBSPOOL"
+#define SPOOL_VERSION	   2  /* what the writer writes; readers read 1 and 2 */
+#define SPOOL_NAME_MAX	   64 /* a segment name with its NUL fits */
 
 /*
  * A writer keeps the last SPOOL_CACHE_BEHIND bytes of its open segment in
@@ -70,15 +71,32 @@ struct spool_rec {
 	uint8_t submit_id[8], conn_id[8], addr[16];
 	uint16_t port, worker;
 	uint8_t type, flags;
+	/*
+	 * Who the client authenticated as (version 2; 0 bytes: no identity).
+	 * Encoding reads identity_len bytes there; decoding points into the
+	 * record (after spool_read_next, valid as its payload is).
+	 */
+	uint8_t identity_len;
+	const uint8_t *identity;
 	uint32_t len; /* payload length */
 };
 
-/* Fill the 64-byte header for r and payload p (computes rec_len and crc over hdr+payload). */
-void spool_rec_header(uint8_t hdr[SPOOL_REC_HDR], const struct spool_rec *r, const void *p);
+/* The bytes r takes in a segment: header, identity and payload. */
+static inline uint64_t spool_rec_size(const struct spool_rec *r)
+{
+	return SPOOL_REC_HDR + (uint64_t)r->identity_len + r->len;
+}
+
 /*
- * The whole record into out (64 + r->len bytes): the header and a copy of
- * payload p, without its CRC: spool_rec_crc_fill computes it, for a batch
- * of records at once. Returns 64 + r->len.
+ * Fill the 64-byte header for r followed by its identity (out has room for
+ * 64 + identity_len bytes), the crc over both and payload p. Returns 64 +
+ * identity_len: the payload goes after that.
+ */
+size_t spool_rec_header(uint8_t *out, const struct spool_rec *r, const void *p);
+/*
+ * The whole record into out (spool_rec_size bytes): the header, the
+ * identity and a copy of payload p, without its CRC: spool_rec_crc_fill
+ * computes it, for a batch of records at once. Returns spool_rec_size(r).
  */
 size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
 /*
@@ -88,18 +106,21 @@ size_t spool_rec_encode(uint8_t *out, const struct spool_rec *r, const void *p);
  */
 void spool_rec_crc_fill(uint8_t *const rec[], size_t n);
 /*
- * The next record of a writer whose previous record header prev (already
- * encoded) has the same fields but for rec_len and submit_id: one copy
- * instead of field by field. With copy, as spool_rec_encode (header and
- * payload into out, the CRC left to spool_rec_crc_fill, returns 64 + len);
- * without, only the header, CRC over it and p included, returns 64.
+ * The next record of a writer whose previous record prev (already encoded,
+ * its identity after its header) has the same fields but for rec_len and
+ * submit_id: one copy instead of field by field. With copy, as
+ * spool_rec_encode (header, identity and payload into out, the CRC left to
+ * spool_rec_crc_fill, returns their size); without, only the header and
+ * identity, CRC over them and p included, returns 64 + identity length.
  */
-size_t spool_rec_encode_like(uint8_t *out, const uint8_t prev[SPOOL_REC_HDR], const uint8_t id[8],
-			     const void *p, uint32_t len, int copy);
+size_t spool_rec_encode_like(uint8_t *out, const uint8_t *prev, const uint8_t id[8], const void *p,
+			     uint32_t len, int copy);
 /*
- * Decode a record header. Returns rec_len (64 + payload length), or 0 if
- * rec_len is out of range [64, SPOOL_REC_MAX]; *crc gets the stored CRC.
- * The CRC is not checked here (it covers the payload too).
+ * Decode a record header. Returns rec_len (64 + identity length + payload
+ * length), or 0 if rec_len is out of range [64 + identity length,
+ * SPOOL_REC_MAX], the identity length over SPOOL_IDENTITY_MAX or byte 63
+ * not zero; *crc gets the stored CRC. r->identity is left NULL: it and the
+ * payload follow the header. The CRC is not checked here (it covers them too).
  */
 uint32_t spool_rec_decode(const uint8_t hdr[SPOOL_REC_HDR], struct spool_rec *r, uint32_t *crc);
 
@@ -110,8 +131,12 @@ struct spool_file_hdr {
 	uint32_t worker, pid, gen, flags;
 	uint64_t created_ns;
 };
+/*
+ * h->version is written as it is: SPOOL_VERSION for a writer (1 only to
+ * make segments of the first format, for tests of the readers).
+ */
 void spool_file_header(uint8_t out[SPOOL_FILE_HDR], const struct spool_file_hdr *h);
-/* 0 if magic, version, length and CRC are right (h filled), -1 if not. */
+/* 0 if magic, version (1 or 2), length and CRC are right (h filled), -1 if not. */
 int spool_file_header_check(const uint8_t in[SPOOL_FILE_HDR], struct spool_file_hdr *h);
 
 /* "<created_ns:020>-w<worker:03>-p<pid>.seg"; out needs SPOOL_NAME_MAX bytes. */

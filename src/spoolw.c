@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
@@ -24,6 +25,8 @@
  * syncs once.
  */
 #define BATCH_CAP 1024
+/* A connection's identity (conn.identity_len) fits a record's. */
+_Static_assert(AUTH_IDENTITY_MAX <= SPOOL_IDENTITY_MAX, "identity longer than a record holds");
 /*
  * Payloads up to this size are copied, with their header, into the staging
  * buffer, so a round of small records is one or a few large iovecs instead
@@ -296,13 +299,13 @@ static int stage_batch(const struct conn_batch *b, uint32_t n)
 		h.worker = (uint16_t)worker;
 		h.type = SPOOL_TYPE_SUBMIT;
 		h.flags = c->has_conn_id ? SPOOL_FLAG_CONN_ID : 0;
+		h.identity_len = c->identity_len;
+		h.identity = (const uint8_t *)c->identity;
 		h.len = r->len;
-		if (copy) {
+		if (copy)
 			len = spool_rec_encode(sp, &h, r->payload);
-		} else {
-			spool_rec_header(sp, &h, r->payload);
-			len = SPOOL_REC_HDR;
-		}
+		else
+			len = spool_rec_header(sp, &h, r->payload);
 		prev_c = c;
 	staged:
 		prev = sp;
@@ -367,7 +370,7 @@ static void flush(struct conn_batch *b)
 	if (n == 0 || round_failed)
 		return;
 	for (uint32_t i = 0; i < n; i++)
-		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].len;
+		bytes += SPOOL_REC_HDR + (uint64_t)b->rec[i].c->identity_len + b->rec[i].len;
 	if (!room_for(bytes)) {
 		fail_round(STATS_spool_fail_full, 0,
 			   "at spool_max_size: refusing Submits (result 2)");
@@ -405,7 +408,7 @@ struct conn_batch *spoolw_init(const struct conf *c, int index, unsigned gen, st
 	generation = gen;
 	conn_batch_init(&batch, mem_alloc(BATCH_CAP * sizeof(*batch.rec)), BATCH_CAP, flush);
 	iov = mem_alloc(2 * BATCH_CAP * sizeof(*iov));
-	stage = mem_alloc(BATCH_CAP * (SPOOL_REC_HDR + STAGE_MAX));
+	stage = mem_alloc(BATCH_CAP * (SPOOL_REC_HDR + SPOOL_IDENTITY_MAX + STAGE_MAX));
 	if (batch.rec == NULL || iov == NULL || stage == NULL)
 		fatalx("spool: out of memory for the batch");
 	snprintf(ready_dir, sizeof(ready_dir), "%s/%s", c->spool_dir, SPOOL_READY);

@@ -338,6 +338,11 @@ static void print_rec(FILE *f, const char *seg, uint64_t off, const struct spool
 		hex(f, r->conn_id, 8);
 		fputs("\",", f);
 	}
+	if (r->identity_len > 0) {
+		fputs("\"identity\":\"", f);
+		json_text(f, r->identity, r->identity_len);
+		fputs("\",", f);
+	}
 	fputs("\"submit_id\":\"", f);
 	hex(f, r->submit_id, 8);
 	fprintf(f, "\",\"len\":%u,\"payload_encoding\":\"%s\",\"payload\":\"", r->len,

@@ -952,6 +952,7 @@ static void cert_identity(struct conn *c)
 	if (n > 0 && (c->identity_buf = mem_alloc(AUTH_IDENTITY_MAX + 1)) != NULL) {
 		memcpy(c->identity_buf, id, n + 1);
 		c->identity = c->identity_buf;
+		c->identity_len = (uint8_t)n;
 		c->auth_need = 0;
 		stats_add(slot, STATS_auth_certificate, 1);
 	} else if (cf->auth == CONF_AUTH_CERTIFICATE) {

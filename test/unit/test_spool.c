@@ -367,25 +367,26 @@ static void test_encode(void)
 		     "gives each the CRC of spool_rec_header");
 }
 
-/* The worked example of docs/SPOOL.md, byte for byte. */
+/* The worked example of docs/SPOOL.md (version 1), byte for byte. */
+static const uint8_t golden_v1[133] = {
+    0x53, 0x55, 0x42, 0x53, 0x50, 0x4f, 0x4f, 0x4c, 0x01, 0x00, 0x40, 0x00, 0x02, 0x00, 0x00,
+    0x00, 0x12, 0xa1, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x15, 0xcd, 0xde, 0x49, 0x48, 0x18,
+    0xee, 0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x08, 0x7a, 0xf6, 0x6b, 0x89, 0x66, 0x0d, 0xe5, 0x45, 0x00, 0x00, 0x00, 0x00, 0xc2, 0x6e,
+    0x4e, 0x48, 0x18, 0xee, 0x18, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02,
+    0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x01,
+    0x50, 0xc3, 0x02, 0x00, 0x01, 0x01, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
 static void test_golden(void)
 {
-	static const uint8_t want[133] = {
-	    0x53, 0x55, 0x42, 0x53, 0x50, 0x4f, 0x4f, 0x4c, 0x01, 0x00, 0x40, 0x00, 0x02, 0x00,
-	    0x00, 0x00, 0x12, 0xa1, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x15, 0xcd, 0xde, 0x49,
-	    0x48, 0x18, 0xee, 0x18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	    0x00, 0x00, 0x00, 0x00, 0x08, 0x7a, 0xf6, 0x6b, 0x89, 0x66, 0x0d, 0xe5, 0x45, 0x00,
-	    0x00, 0x00, 0x00, 0xc2, 0x6e, 0x4e, 0x48, 0x18, 0xee, 0x18, 0x01, 0x00, 0x00, 0x00,
-	    0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xa0, 0xa1,
-	    0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	    0x00, 0x00, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x01, 0x50, 0xc3, 0x02, 0x00, 0x01, 0x01,
-	    0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
-	};
 	struct spool_file_hdr fh = {0};
 	struct spool_rec r;
 	uint8_t got[133];
 
+	fh.version = 1;
 	fh.worker = 2;
 	fh.pid = 41234;
 	fh.gen = 1;
@@ -408,8 +409,212 @@ static void test_golden(void)
 	r.len = 5;
 	spool_rec_header(got + 64, &r, "hello");
 	memcpy(got + 128, "hello", 5);
-	ok(memcmp(got, want, sizeof(want)) == 0,
+	ok(memcmp(got, golden_v1, sizeof(golden_v1)) == 0,
 	   "the worked example of docs/SPOOL.md, byte for byte");
+}
+
+/* The worked example of version 2 in docs/SPOOL.md: the same record with identity "device-7". */
+static const uint8_t golden_v2[141] = {
+    0x53, 0x55, 0x42, 0x53, 0x50, 0x4f, 0x4f, 0x4c, 0x02, 0x00, 0x40, 0x00, 0x02, 0x00, 0x00, 0x00,
+    0x12, 0xa1, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x15, 0xcd, 0xde, 0x49, 0x48, 0x18, 0xee, 0x18,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x11, 0xa9, 0x82,
+    0x77, 0xbc, 0x65, 0x6e, 0x4d, 0x00, 0x00, 0x00, 0x00, 0xc2, 0x6e, 0x4e, 0x48, 0x18, 0xee, 0x18,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0xff, 0xff, 0x7f, 0x00, 0x00, 0x01, 0x50, 0xc3, 0x02, 0x00, 0x01, 0x01, 0x08, 0x00,
+    0x64, 0x65, 0x76, 0x69, 0x63, 0x65, 0x2d, 0x37, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
+static void rec_ident(struct spool_rec *r, const char *ident)
+{
+	rec_of(r, 1);
+	r->identity = (const uint8_t *)ident;
+	r->identity_len = (uint8_t)strlen(ident);
+}
+
+/* The first record of the segment at path, with its identity and payload: the reader's return. */
+static int read_first(const char *path, struct spool_rec *rec, uint8_t *ident, uint8_t *pay,
+		      const char **why)
+{
+	struct spool_reader rd;
+	const uint8_t *p;
+	uint64_t off;
+	int fd = open(path, O_RDONLY), rc;
+
+	if (fd < 0)
+		return -1;
+	rc = spool_reader_open(&rd, fd);
+	if (rc == 0)
+		rc = spool_read_next(&rd, rec, &p, &off);
+	if (rc == 1) {
+		if (rec->identity_len > 0)
+			memcpy(ident, rec->identity, rec->identity_len);
+		memcpy(pay, p, rec->len);
+	}
+	*why = rd.why != NULL ? rd.why : "";
+	spool_reader_close(&rd);
+	close(fd);
+	return rc;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/*
+ * Format version 2: the identity after the header, its length in byte 62.
+ * The reader and recovery read versions 1 and 2 alike; an identity only in 2.
+ */
+static void test_versions(void)
+{
+	static uint8_t got[141], buf[64 + 128 + 700], want[64 + 128 + 700], ident[128], pay[700];
+	struct spool_file_hdr fh = {0}, h3;
+	struct spool_rec r, d;
+	struct spool_recovery rv;
+	const char *why;
+	char dir[PATH_MAX], path[PATH_MAX], err[256], name[SPOOL_NAME_MAX];
+	uint8_t *one[1] = {buf};
+	uint32_t crc;
+	size_t n;
+	int like = 1;
+
+	fh.version = 2;
+	fh.worker = 2;
+	fh.pid = 41234;
+	fh.gen = 1;
+	fh.created_ns = 1796400000123456789ull;
+	spool_file_header(got, &fh);
+	memset(&r, 0, sizeof(r));
+	r.ts_ns = 1796400000200000000ull;
+	r.conn_seq = 1;
+	for (int i = 0; i < 8; i++) {
+		r.submit_id[i] = (uint8_t)(i + 1);
+		r.conn_id[i] = (uint8_t)(0xa0 + i);
+	}
+	r.addr[10] = r.addr[11] = 0xff;
+	r.addr[12] = 127;
+	r.addr[15] = 1;
+	r.port = 50000;
+	r.worker = 2;
+	r.type = SPOOL_TYPE_SUBMIT;
+	r.flags = SPOOL_FLAG_CONN_ID;
+	r.identity = (const uint8_t *)"device-7";
+	r.identity_len = 8;
+	r.len = 5;
+	is_int((int)spool_rec_header(got + 64, &r, "hello"), 72,
+	       "spool_rec_header returns 64 + the identity's length");
+	memcpy(got + 136, "hello", 5);
+	ok(memcmp(got, golden_v2, sizeof(golden_v2)) == 0,
+	   "the version 2 worked example of docs/SPOOL.md, byte for byte");
+	is_int((int)spool_rec_size(&r), 77, "spool_rec_size: header, identity and payload");
+	memset(buf, 0xa5, sizeof(buf));
+	n = spool_rec_encode(buf, &r, "hello");
+	spool_rec_crc_fill(one, 1);
+	ok(n == 77 && memcmp(buf, golden_v2 + 64, 77) == 0 && buf[77] == 0xa5,
+	   "spool_rec_encode with an identity: the same bytes");
+
+	/* encode_like after a record with an identity, at payload lengths 0..600. */
+	uint8_t prev[64 + 128];
+	rec_ident(&r, "spiffe://fleet/device-7");
+	r.len = 3;
+	spool_rec_header(prev, &r, "abc");
+	for (uint32_t len = 0; len <= 600 && like; len += 13) {
+		for (int copy = 0; copy <= 1; copy++) {
+			for (uint32_t k = 0; k < len; k++)
+				pay[k] = (uint8_t)(k * 13 + len);
+			memcpy(r.submit_id, pay + 1, 8);
+			r.len = len;
+			size_t hn = spool_rec_header(want, &r, pay);
+			memcpy(want + hn, pay, len);
+			memset(buf, 0xa5, sizeof(buf));
+			n = spool_rec_encode_like(buf, prev, r.submit_id, pay, len, copy);
+			if (copy)
+				spool_rec_crc_fill(one, 1);
+			like = like && n == (copy ? hn + len : hn) && memcmp(buf, want, n) == 0 &&
+			       buf[n] == 0xa5;
+		}
+	}
+	ok(like, "spool_rec_encode_like keeps the previous record's identity, with and without "
+		 "the copy");
+
+	/* Decoding: the bounds of the identity's length. */
+	rec_ident(&r, "device-7");
+	r.len = 10;
+	memset(pay, 'x', 10);
+	spool_rec_header(buf, &r, pay);
+	is_int((int)spool_rec_decode(buf, &d, &crc), 64 + 8 + 10,
+	       "decode: rec_len with the identity");
+	ok(d.identity_len == 8 && d.len == 10 && d.identity == NULL,
+	   "decode: identity 8 bytes, payload 10, the identity's place left to the reader");
+	buf[62] = 129;
+	is_int((int)spool_rec_decode(buf, &d, &crc), 0,
+	       "decode: an identity over 128 bytes is bad");
+	buf[62] = 19;
+	is_int((int)spool_rec_decode(buf, &d, &crc), 0, "decode: an identity past rec_len is bad");
+	buf[62] = 18;
+	is_int((int)spool_rec_decode(buf, &d, &crc), 82, "decode: an identity up to rec_len fits");
+	buf[62] = 8;
+	buf[63] = 1;
+	is_int((int)spool_rec_decode(buf, &d, &crc), 0, "decode: byte 63 not zero is bad");
+
+	/* The reader, on files of both versions. */
+	fresh(dir, sizeof(dir), "versions");
+	pathf(path, sizeof(path), "%s/v2.seg", dir);
+	spit(path, golden_v2, sizeof(golden_v2));
+	memset(&d, 0, sizeof(d));
+	is_int(read_first(path, &d, ident, pay, &why), 1, "reader: the version 2 example");
+	ok(d.identity_len == 8 && memcmp(ident, "device-7", 8) == 0 && d.len == 5 &&
+	       memcmp(pay, "hello", 5) == 0 && d.port == 50000,
+	   "reader: identity device-7, payload hello");
+	pathf(path, sizeof(path), "%s/v1.seg", dir);
+	spit(path, golden_v1, sizeof(golden_v1));
+	d.identity = (const uint8_t *)"stale";
+	is_int(read_first(path, &d, ident, pay, &why), 1, "reader: the version 1 example");
+	ok(d.identity_len == 0 && d.identity == NULL && d.len == 5 && memcmp(pay, "hello", 5) == 0,
+	   "reader: a version 1 record has no identity; payload hello");
+	/* A version 1 record that claims an identity, its CRC right: bad. */
+	memcpy(buf, golden_v1, sizeof(golden_v1));
+	buf[64 + 62] = 2;
+	put_le32(buf + 64, crc32c(0, buf + 64 + 4, sizeof(golden_v1) - 64 - 4));
+	spit(path, buf, sizeof(golden_v1));
+	is_int(read_first(path, &d, ident, pay, &why), SPOOL_BAD,
+	       "reader: an identity in a version 1 segment is bad (%s)", why);
+	memcpy(buf, golden_v2, 64);
+	buf[8] = 3;
+	put_le32(buf + 60, crc32c(0, buf, 60));
+	is_int(spool_file_header_check(buf, &h3), -1, "file header: version 3 is refused");
+	is_int(spool_file_header_check(golden_v1, &h3), 0, "file header: version 1 is read");
+	is_int(h3.version, 1, "file header: version 1 as such");
+
+	/* Recovery of a version 1 segment a writer left with a torn tail. */
+	spool_seg_name(name, 1796400000123456789ull, 2, 41234);
+	pathf(path, sizeof(path), "%s/active/%s", dir, name);
+	memcpy(buf, golden_v1, sizeof(golden_v1));
+	memcpy(buf + sizeof(golden_v1), golden_v1 + 64, 30); /* half a second record */
+	spit(path, buf, sizeof(golden_v1) + 30);
+	is_int(spool_recover(dir, name, &rv, err, sizeof(err)), 0, "recover a version 1 segment");
+	ok(rv.action == SPOOL_ACT_TRUNCATED && rv.records == 1 && rv.truncated_bytes == 30,
+	   "its torn tail is cut, its record kept (%s)", spool_recover_action_str(rv.action));
+	pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+	is_int(read_first(path, &d, ident, pay, &why), 1, "the sealed version 1 segment reads");
+	ok(d.identity_len == 0 && memcmp(pay, "hello", 5) == 0, "its record as written");
+	/* And a version 2 segment with an identity, torn the same way. */
+	spool_seg_name(name, 1796400000123456790ull, 2, 41234);
+	pathf(path, sizeof(path), "%s/active/%s", dir, name);
+	memcpy(buf, golden_v2, sizeof(golden_v2));
+	memcpy(buf + sizeof(golden_v2), golden_v2 + 64, 70);
+	spit(path, buf, sizeof(golden_v2) + 70);
+	is_int(spool_recover(dir, name, &rv, err, sizeof(err)), 0, "recover a version 2 segment");
+	ok(rv.action == SPOOL_ACT_TRUNCATED && rv.records == 1 && rv.truncated_bytes == 70,
+	   "its torn tail is cut, its record kept");
+	pathf(path, sizeof(path), "%s/ready/%s", dir, name);
+	is_int(read_first(path, &d, ident, pay, &why), 1, "the sealed version 2 segment reads");
+	ok(d.identity_len == 8 && memcmp(ident, "device-7", 8) == 0, "its identity kept");
 }
 
 /* ---- headers and names ---- */
@@ -422,16 +627,17 @@ static void test_headers(void)
 	uint32_t crc;
 	int all_bad = 1;
 
+	fh.version = SPOOL_VERSION;
 	fh.worker = 7;
 	fh.pid = 123456;
 	fh.gen = 9;
 	fh.created_ns = 1796400000123456789ull;
 	spool_file_header(b, &fh);
-	ok(memcmp(b, "SUBSPOOL", 8) == 0 && b[8] == 1 && b[9] == 0 && b[10] == 64 && b[11] == 0,
-	   "file header: magic, version 1, length 64 (little-endian)");
+	ok(memcmp(b, "SUBSPOOL", 8) == 0 && b[8] == 2 && b[9] == 0 && b[10] == 64 && b[11] == 0,
+	   "file header: magic, version 2, length 64 (little-endian)");
 	is_int(spool_file_header_check(b, &got), 0, "file header checks");
 	ok(got.worker == 7 && got.pid == 123456 && got.gen == 9 &&
-	       got.created_ns == 1796400000123456789ull && got.version == 1 && got.hdr_len == 64,
+	       got.created_ns == 1796400000123456789ull && got.version == 2 && got.hdr_len == 64,
 	   "file header round trip");
 	for (int i = 0; i < SPOOL_FILE_HDR; i++) {
 		b[i] ^= 0x10;
@@ -1012,6 +1218,7 @@ int main(void)
 	test_headers();
 	test_encode();
 	test_golden();
+	test_versions();
 	test_names();
 	test_writer();
 	test_reader_growing();
