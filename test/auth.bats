@@ -119,6 +119,40 @@ records() {
 	assert_output 0
 }
 
+@test "every stored record says who: the token's or the certificate's identity, read by submit-spool cat and by a second reader; auth = none stores none" {
+	token_start
+	run $AC --port "$SD_PORT" --token-file "$BATS_TEST_TMPDIR/t1" --submits 3
+	assert_success
+	run $AC --port "$TLS_PORT" --tls "$CERTS/ca.pem" --token-file "$BATS_TEST_TMPDIR/t2" --submits 2
+	assert_success
+	sd_stop
+	"$SD_ROOT/build/submit-spool" cat "$SPOOL" >"$BATS_TEST_TMPDIR/cat"
+	run jq -r '.identity // "-"' "$BATS_TEST_TMPDIR/cat"
+	assert_equal "$(sort <<<"$output" | uniq -c | awk '{print $2 "=" $1}' | paste -sd' ')" \
+		'device-1=3 device-2@fleet=2'
+	# The same from the format as docs/SPOOL.md gives it (test/helpers/spoolcheck.py).
+	run python3 "$SD_ROOT/test/helpers/spoolcheck.py" read "$SPOOL"
+	assert_success
+	assert_equal "$(awk '{print $4}' <<<"$output" | sort | uniq -c | awk '{print $2 "=" $1}' | paste -sd' ')" \
+		'device-1=3 device-2@fleet=2'
+	# A certificate's identity, and none without auth.
+	rm -rf "$SPOOL"
+	cert_start san_uri
+	run $AC --port "$SD_PORT" --tls "$CERTS/ca.pem" --cert "$CERTS/device.pem" \
+		--key "$CERTS/device.key" --no-conn --submits 2
+	assert_success
+	sd_stop
+	run jq -r .identity <("$SD_ROOT/build/submit-spool" cat "$SPOOL")
+	assert_output "$(printf 'spiffe://fleet/device-7\nspiffe://fleet/device-7')"
+	rm -rf "$SPOOL"
+	tls_start 'workers = 1' "spool_dir = \"$SPOOL\""
+	run $AC --port "$SD_PORT" --token-file "$BATS_TEST_TMPDIR/t1" --submits 2
+	assert_success
+	sd_stop
+	run jq -r '.identity // "none"' <("$SD_ROOT/build/submit-spool" cat "$SPOOL")
+	assert_output "$(printf 'none\nnone')"
+}
+
 @test "auth_timeout = 1: a connection that sends no Conn is closed without an ack (timeout), plaintext and TLS" {
 	token_start 'auth_timeout = 1'
 	run $AC --port "$SD_PORT" --no-conn --submits 0 --expect closed

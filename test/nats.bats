@@ -203,6 +203,38 @@ roundtrip() {
 	[[ "${lines[1]}" =~ " Nats-Msg-Id: "[0-9]{20}-w000-p[0-9]+:133: ]]
 }
 
+@test "Submit-Identity byte for byte; version 1 segments left from before the upgrade are recovered and forwarded as they are" {
+	nats_start
+	# A spool from before identities: 3 sealed records, and 2 in active/ of a writer that died.
+	"$SD_ROOT/build/test/spool-gen" -1 -n 3 "$SPOOL" >/dev/null
+	"$SD_ROOT/build/test/spool-gen" -1 -g 3 -n 2 -a "$SPOOL" >/dev/null
+	head -c 32 /dev/urandom | base64 -w0 >"$BATS_TEST_TMPDIR/token"
+	"$SD_BIN" --hash-token 'spiffe://fleet/device-7' <"$BATS_TEST_TMPDIR/token" >"$BATS_TEST_TMPDIR/tokens"
+	sd_nats 'nats_create_stream = 1' 'workers = 1' 'auth = token' \
+		"auth_tokens_file = \"$BATS_TEST_TMPDIR/tokens\""
+	run "$SD_BENCH" -c 1 -n 3 -s 5 --token "$BATS_TEST_TMPDIR/token" --ack-log "$ACKS" \
+		"127.0.0.1:$SD_PORT"
+	assert_success
+	wait_for -t 30 drained
+	# spool-gen's record g has the Submit id g.
+	local g
+	for g in 0 1 2 3 4; do
+		printf '99 %016x 0\n' "$g" >>"$ACKS"
+	done
+	verify -d 8
+	assert_success
+	assert_output --partial 'acked0 8 other 0 stream 8 read 8 missing 0 unexpected 0 duplicated 0'
+	local old new
+	old=$(grep -c ' Submit-Id: 000000000000000[0-4]' <<<"$output")
+	new=$(grep -Ec ' Submit-Id: 30303030303030[0-9a-f]{2}( .*)? Submit-Identity: spiffe://fleet/device-7( |$)|Submit-Identity: spiffe://fleet/device-7( .*)? Submit-Id: 30303030303030' <<<"$output")
+	assert_equal "$old" 5
+	assert_equal "$new" 3
+	# The old records carry no identity; nothing else carries one.
+	assert_equal "$(grep -c 'Submit-Identity' <<<"$output")" 3
+	assert_equal "$(grep -o 'Submit-Identity: [^ ]*' <<<"$output" | sort -u)" \
+		'Submit-Identity: spiffe://fleet/device-7'
+}
+
 @test "NATS stopped under load, then started again: the spool grows, then drains; exactly once" {
 	nats_start
 	sd_nats 'nats_create_stream = 1' 'spool_sync = interval' 'spool_sync_interval = 20'

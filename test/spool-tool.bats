@@ -217,6 +217,42 @@ one_segment() {
 	diff <(spool cat "$SP/ready") <(spool cat "$SEG")
 }
 
+@test "format versions: version 1 segments (before identities) and version 2 ones with an identity, side by side: ls, verify, cat, take" {
+	local v1 v2 v1a
+	v1=$("$SPOOL_GEN" -1 -n 4 "$SP")
+	v2=$("$SPOOL_GEN" -I device-7@fleet -g 4 -n 4 "$SP")
+	v1a=$("$SPOOL_GEN" -1 -g 8 -n 2 -a "$SP")
+	# Version 1 records are as before (the segment ends at 347); each of version 2 has 14 identity bytes more.
+	[ "$(od -An -tu2 -j8 -N2 "$SP/ready/$v1" | tr -d ' ')" = 1 ]
+	[ "$(od -An -tu2 -j8 -N2 "$SP/ready/$v2" | tr -d ' ')" = 2 ]
+	[ "$(stat -c %s "$SP/ready/$v1")" -eq 347 ]
+	[ "$(stat -c %s "$SP/ready/$v2")" -eq $((347 + 4 * 14)) ]
+	run spool verify
+	assert_success
+	assert_output "3 segments, 10 records, $((3 * 64 + 10 * 64 + 4 * 14 + 27 + 27 + 10)) bytes: ok"
+	run spool ls
+	assert_success
+	assert_line --partial "ready             4          347"
+	assert_line --partial "ready             4          403"
+	assert_line --partial "active            2"
+	run spool cat
+	assert_success
+	[ "${#lines[@]}" -eq 10 ]
+	assert_equal "$(spool cat | jq -r '.identity // "-"' | paste -sd' ')" '- - - - device-7@fleet device-7@fleet device-7@fleet device-7@fleet - -'
+	# The version 2 record is the version 1 record with the identity after the conn_id.
+	assert_line --index 5 "{\"segment\":\"$v2\",\"offset\":147,\"ts\":\"2026-12-04T16:00:00.000005000Z\",\"ts_ns\":1796400000000005000,\"worker\":1,\"conn_seq\":2,\"addr\":\"::1\",\"port\":40005,\"conn_id\":\"63306e6e00000005\",\"identity\":\"device-7@fleet\",\"submit_id\":\"0000000000000005\",\"len\":5,\"payload_encoding\":\"text\",\"payload\":\"rec-5\"}"
+	run spool take
+	assert_success
+	[ "${#lines[@]}" -eq 4 ]
+	refute_output --partial identity
+	run spool take
+	assert_success
+	[ "$(grep -c '"identity":"device-7@fleet"' <<<"$output")" -eq 4 ]
+	[ ! -e "$SP/ready/$v1" ]
+	[ ! -e "$SP/ready/$v2" ]
+	[ -e "$SP/active/$v1a" ]
+}
+
 @test "cat: a spool in creation order across states; a corrupt sealed segment exits 1 after its prefix" {
 	"$SPOOL_GEN" -n 2 -s 3 "$SP" >/dev/null
 	"$SPOOL_GEN" -g 6 -n 2 -a "$SP" >/dev/null

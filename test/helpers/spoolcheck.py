@@ -67,14 +67,23 @@ class Bad(Exception):
     pass
 
 
+IDENTITIES = {}  # (path, offset) -> the record's identity (format version 2), if it has one
+
+
 def read_segment(path, allow_torn=False):
-    """Records of one segment: list of (offset, id, conn_id, flags, payload). Bad: raises."""
+    """Records of one segment: list of (offset, id, conn_id, flags, payload). Bad: raises.
+
+    Format versions 1 and 2 (docs/SPOOL.md); a version 2 record's identity
+    goes into IDENTITIES."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 64 or data[:8] != b"SUBSPOOL":
         raise Bad("%s: bad file header" % path)
     if crc32c(data[:60]) != struct.unpack_from("<I", data, 60)[0]:
         raise Bad("%s: file header CRC" % path)
+    version = struct.unpack_from("<H", data, 8)[0]
+    if version not in (1, 2):
+        raise Bad("%s: format version %d" % (path, version))
     # flags (offset 32) bit 0: zeros written ahead may follow the last record
     # of an active/ segment; there a record header reads as rec_len 0, the
     # end of what is written (allow_torn). Sealed segments end at their last record.
@@ -96,7 +105,12 @@ def read_segment(path, allow_torn=False):
         flags = data[off + 61]
         if data[off + 60] != 1:
             raise Bad("%s: type %d at %d" % (path, data[off + 60], off))
-        out.append((off, sid, cid, flags, data[off + 64:off + rec_len]))
+        ilen = data[off + 62]
+        if ilen > 128 or 64 + ilen > rec_len or data[off + 63] != 0 or (version == 1 and ilen):
+            raise Bad("%s: identity length %d at %d (version %d)" % (path, ilen, off, version))
+        if ilen:
+            IDENTITIES[(path, off)] = data[off + 64:off + 64 + ilen].decode("ascii")
+        out.append((off, sid, cid, flags, data[off + 64 + ilen:off + rec_len]))
         off += rec_len
     return out
 
@@ -392,8 +406,10 @@ def cmd_torn(args):
 
 
 def cmd_read(args):
+    """A line per record: where, offset, id (hex), identity or "-", payload (hex) or "-"."""
     for where, (off, sid, cid, flags, payload) in spool_records(args.spool, args.dirs or DIRS):
-        print(where, off, sid.hex())
+        ident = IDENTITIES.get((os.path.join(args.spool, where), off), "-")
+        print(where, off, sid.hex(), ident, payload.hex() or "-")
 
 
 def cmd_consume(args):
