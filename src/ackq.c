@@ -28,8 +28,8 @@ void ackq_init(struct stats_slot *s, struct ctl_slot *c, int str)
 
 /*
  * The SubmitAcks in len bytes of fresh acks at p (a round's, none refused
- * yet) are stored (failed = 0) or not: result 2 on the failed ones; the
- * results counted.
+ * yet but those over their rate, result 1 and counted then) are stored
+ * (failed = 0) or not: result 2 on the failed ones; the results counted.
  */
 static void settle(uint8_t *p, uint32_t len, int failed)
 {
@@ -38,14 +38,17 @@ static void settle(uint8_t *p, uint32_t len, int failed)
 	if (failed) {
 		for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN) {
 			uint8_t *ack = p + off;
-			if (proto_ack_get_cmd(ack) != PROTO_SUBMITACK)
-				continue; /* ConnAcks are never refused */
+			/* ConnAcks are never refused; a Submit over its rate was (result 1). */
+			if (proto_ack_get_cmd(ack) != PROTO_SUBMITACK ||
+			    proto_ack_get_result(ack) != PROTO_RESULT_OK)
+				continue;
 			proto_ack_set_result(ack, PROTO_RESULT_NOT_STORED);
 			n++;
 		}
 	} else {
 		for (uint32_t off = 0; off + PROTO_ACK_LEN <= len; off += PROTO_ACK_LEN)
-			n += proto_ack_get_cmd(p + off) == PROTO_SUBMITACK;
+			n += proto_ack_get_cmd(p + off) == PROTO_SUBMITACK &&
+			     proto_ack_get_result(p + off) == PROTO_RESULT_OK;
 	}
 	stats_add(slot, failed ? STATS_ack_result_2 : STATS_ack_result_0, n);
 }

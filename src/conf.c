@@ -54,6 +54,8 @@ static const struct int_opt int_opts[] = {
     IOPT(tls_handshake_timeout, 10, 1, 3600),
     IOPT(auth_timeout, 5, 1, 3600),
     IOPT(max_connections_per_ip, 0, 0, 65535),
+    IOPT(rate_limit, 0, 0, 10000000),
+    IOPT(rate_burst, 0, 0, 10000000),
 };
 #define NINT (sizeof(int_opts) / sizeof(int_opts[0]))
 

@@ -106,6 +106,8 @@ struct conf {
 	long auth_timeout;	   /* seconds from the connection (or its handshake) to its Conn */
 	int tls_identity;	   /* enum conf_identity */
 	long max_connections_per_ip; /* across all workers; 0: off */
+	long rate_limit; /* Submits per second per identity (or address), all workers; 0: off */
+	long rate_burst; /* Submits at once within it; 0: rate_limit (one second's) */
 };
 
 /*

@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "proto.h"
+#include "ratelimit.h"
 
 void conn_init(struct conn *c, int fd, uint64_t now_ms)
 {
@@ -72,10 +73,42 @@ static uint8_t authenticate(struct conn *c, const struct conn_ctx *x, const stru
 	return PROTO_RESULT_NOT_AUTHORIZED;
 }
 
+/*
+ * rate_limit: 1 when c's client is within its rate for one more Submit
+ * (or not tracked: a full table refuses no one), 0 when over. Takes
+ * rl_chunk Submits of the rate at a time, and one at a time where fewer
+ * are left; what a connection took and did not use is lost when it
+ * closes, so its client may get up to rl_chunk less.
+ */
+static int within_rate(struct conn *c, const struct conn_ctx *x)
+{
+	int32_t slot;
+	int r;
+
+	if (c->rl_credit > 0) {
+		c->rl_credit--;
+		return 1;
+	}
+	if (c->rl_key == 0)
+		c->rl_key = ratelimit_key(x->rl, c->identity, c->identity_len, c->addr);
+	slot = c->rl_slot - 1;
+	r = ratelimit_take(x->rl, c->rl_key, &slot, x->now_ns, x->rl_interval_ns, x->rl_burst,
+			   x->rl_chunk);
+	if (r == RATELIMIT_OVER && x->rl_chunk > 1)
+		r = ratelimit_take(x->rl, c->rl_key, &slot, x->now_ns, x->rl_interval_ns,
+				   x->rl_burst, 1);
+	else if (r == RATELIMIT_OK)
+		c->rl_credit = x->rl_chunk - 1;
+	c->rl_slot = slot + 1;
+	if (r == RATELIMIT_UNTRACKED)
+		stats_add(x->stats, STATS_rate_untracked, 1);
+	return r != RATELIMIT_OVER;
+}
+
 int conn_process(struct conn *c, const struct conn_ctx *x)
 {
 	struct proto_frame f;
-	uint64_t nsubmit = 0, nconn = 0;
+	uint64_t nsubmit = 0, nconn = 0, nrefused = 0;
 	int r, ret = 0;
 
 	while (c->state == CONN_ACTIVE) {
@@ -124,7 +157,14 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 			ret++;
 			continue;
 		}
-		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, PROTO_RESULT_OK);
+		/* Over its client's rate: result 1, not stored, in order with the acks before it.
+		 */
+		uint8_t res = PROTO_RESULT_OK;
+		if (f.cmd == PROTO_SUBMIT && x->rl != NULL && !within_rate(c, x)) {
+			res = PROTO_RESULT_REFUSED;
+			nrefused++;
+		}
+		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, res);
 		buf_commit(&c->out, PROTO_ACK_LEN);
 		if (x->batch != NULL) {
 			struct conn_batch *b = x->batch;
@@ -135,7 +175,7 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 				c->acks.next_touched = b->touched;
 				b->touched = c;
 			}
-			if (f.cmd == PROTO_SUBMIT) {
+			if (f.cmd == PROTO_SUBMIT && res == PROTO_RESULT_OK) {
 				if (b->n == b->cap)
 					b->full(b);
 				struct conn_rec *rec = &b->rec[b->n++];
@@ -143,7 +183,7 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 				rec->id = f.id;
 				rec->payload = f.payload;
 				rec->len = (uint32_t)f.payload_len;
-			} else {
+			} else if (f.cmd == PROTO_CONN) {
 				memcpy(c->conn_id, f.id, sizeof(c->conn_id));
 				c->has_conn_id = 1;
 			}
@@ -162,7 +202,11 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		stats_add(x->stats, STATS_rsp_submit, nsubmit);
 		/* With the spool, the result is known when the batch is stored. */
 		if (x->batch == NULL)
-			stats_add(x->stats, STATS_ack_result_0, nsubmit);
+			stats_add(x->stats, STATS_ack_result_0, nsubmit - nrefused);
+	}
+	if (nrefused) {
+		stats_add(x->stats, STATS_ack_result_1, nrefused);
+		stats_add(x->stats, STATS_rate_limited, nrefused);
 	}
 	if (nconn) {
 		stats_add(x->stats, STATS_req_conn, nconn);

@@ -105,6 +105,16 @@ struct conn_ctx {
 	struct stats_slot *stats;	  /* this worker's slot */
 	const struct auth_tokens *tokens; /* auth = token or certificate_or_token */
 	struct conn_batch *batch;	  /* NULL: no spool, acks leave at once with result 0 */
+	/*
+	 * rate_limit (NULL: off): Submits per client over all workers, by
+	 * identity or else by address. A connection takes rl_chunk of its
+	 * client's rate at a time (one compare-and-swap in shared memory for
+	 * that many Submits), one where fewer are left.
+	 */
+	struct ratelimit *rl;
+	uint64_t rl_interval_ns, rl_burst;
+	uint32_t rl_chunk;
+	uint64_t now_ns; /* CLOCK_MONOTONIC at the round's start */
 };
 
 /*
@@ -163,6 +173,9 @@ struct conn {
 	uint8_t auth_fail; /* enum conn_auth_fail, once refused */
 	uint8_t auth_no_identity;
 	int32_t ip_slot;      /* its entry in the per-address table + 1; 0: not counted */
+	int32_t rl_slot;      /* its client's entry in the rate table + 1; 0: not looked up */
+	uint32_t rl_credit;   /* Submits of its client's rate taken and not used yet */
+	uint64_t rl_key;      /* its client's key there; 0: not computed yet */
 	const char *identity; /* who it authenticated as: the tokens file's, or identity_buf */
 	uint8_t identity_len; /* its length; 0 with no identity */
 	char *identity_buf;   /* a certificate's identity, allocated (worker.c) */

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "forwarder.h"
 #include "iplimit.h"
+#include "ratelimit.h"
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -79,8 +80,9 @@ static struct stats_slot retired[CONF_MAX_WORKERS];
 static struct respawn respawns[CONF_MAX_WORKERS + 1];
 static pid_t pids[STATS_MAX_SLOTS + 2]; /* the master, the workers, the forwarder */
 static struct metrics_src msrc;
-static struct tls_ctx *tls_ctx; /* the running generation's; NULL without tls:// listeners */
-static struct iplimit *iplimit; /* connections per address, for every generation's workers */
+static struct tls_ctx *tls_ctx;	    /* the running generation's; NULL without tls:// listeners */
+static struct iplimit *iplimit;	    /* connections per address, for every generation's workers */
+static struct ratelimit *ratelimit; /* Submits per second per client, the same */
 static struct metrics_worker wview[STATS_MAX_SLOTS]; /* for /status */
 static uint64_t next_sample_ms;
 static struct metrics *mx;
@@ -279,6 +281,7 @@ static void worker_proc(int s, const struct inherit *in)
 	a.nlisten = listen_fds(fds, tls, CONF_MAX_LISTEN);
 	a.tls = tls_ctx;
 	a.iplimit = iplimit;
+	a.ratelimit = ratelimit;
 	a.close_fds = in->fds;
 	a.nclose = in->n;
 	a.master = in->master;
@@ -925,6 +928,8 @@ static void map_stats(void)
 	msrc.shm = shm;
 	if ((iplimit = iplimit_map(err, sizeof(err))) == NULL)
 		fatalx("connections per address: %s", err);
+	if ((ratelimit = ratelimit_map(err, sizeof(err))) == NULL)
+		fatalx("Submits per client: %s", err);
 	msrc.slot_label = slot_label;
 	msrc.retired = retired;
 	msrc.nlabels = conf.workers;

@@ -39,6 +39,12 @@
 	X(ip_untracked, "connections_ip_untracked_total", "",                                      \
 	  "Connections let in without a max_connections_per_ip count: no free entry near their "   \
 	  "address in the shared table.")                                                          \
+	X(rate_limited, "rate_limited_submits_total", "",                                          \
+	  "Submits refused with result 1 (not stored): their client, by identity or else by "      \
+	  "address, was over rate_limit.")                                                         \
+	X(rate_untracked, "rate_limit_untracked_submits_total", "",                                \
+	  "Submits let in without a rate_limit check: no free entry near their client in the "     \
+	  "shared table.")                                                                         \
 	X(perr_frame_too_short, "protocol_errors_total", "reason=\"frame_too_short\"",             \
 	  "Protocol errors, by reason; each closes its connection.")                               \
 	X(perr_frame_too_large, "protocol_errors_total", "reason=\"frame_too_large\"", "")         \

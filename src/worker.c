@@ -758,6 +758,17 @@ static void conns_init(const struct worker_args *a)
 	ctx.max_output = (uint32_t)cf->max_output_buffer;
 	ctx.stats = slot;
 	ctx.tokens = &cf->tokens;
+	if (cf->rate_limit > 0) {
+		ctx.rl = a->ratelimit;
+		ctx.rl_interval_ns = 1000000000u / (uint64_t)cf->rate_limit;
+		ctx.rl_burst = (uint64_t)(cf->rate_burst > 0 ? cf->rate_burst : cf->rate_limit);
+		/* A CAS per 16 Submits where the burst allows it, one per Submit where it is small.
+		 */
+		ctx.rl_chunk = (uint32_t)(ctx.rl_burst / 16 < 1	   ? 1
+					  : ctx.rl_burst / 16 > 16 ? 16
+								   : ctx.rl_burst / 16);
+		ctx.now_ns = mono_ns();
+	}
 
 	/*
 	 * Indexed by fd. Only stdio, the log, the listeners, the signalfd and
@@ -1158,6 +1169,8 @@ void worker_main(const struct worker_args *a)
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		now = mono_ms();
+		if (ctx.rl != NULL)
+			ctx.now_ns = mono_ns();
 		STATS_STORE(ctl->heartbeat_ms, now);
 		round_no++;
 		spoolw_round_begin();

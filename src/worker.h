@@ -9,6 +9,7 @@
 #include "tls.h"
 
 struct iplimit;
+struct ratelimit;
 
 struct worker_args {
 	const struct conf *conf;
@@ -21,7 +22,8 @@ struct worker_args {
 	int nlisten;
 	struct tls_ctx *tls;	 /* the generation's TLS context (the master's), NULL without TLS */
 	struct iplimit *iplimit; /* connections per address, shared by all workers */
-	const int *close_fds;	 /* the master's descriptors, closed at start */
+	struct ratelimit *ratelimit; /* Submits per second per client, shared by all workers */
+	const int *close_fds;	     /* the master's descriptors, closed at start */
 	int nclose;
 	pid_t master; /* getppid() while the master lives (1 when it is a container's init) */
 };

@@ -2,7 +2,8 @@
 """authclient.py: a client of a server that requires authentication, for tests.
 
   authclient.py --port P [--tls CA [--cert C --key K]] [--token-file F | --no-conn]
-                [--submits K] [--pipeline] [--expect ok|refused|closed]
+                [--submits K] [--pipeline] [--expect ok|refused|closed|results]
+                [--bind ADDR]
 
 Sends a Conn whose client data is the token (the bytes of --token-file, one
 trailing newline off; an empty Conn with --token-file /dev/null), or with
@@ -13,6 +14,9 @@ trailing newline off; an empty Conn with --token-file /dev/null), or with
 without another byte; prints "refused CMD" (connack or submitack).
 --expect closed: the server closes without an ack byte (auth_timeout: send
 nothing with --no-conn --submits 0); prints "closed".
+--expect results: every ack arrives, in order; prints "results " and each
+ack's result digit, the ConnAck's first (rate_limit: 0 stored, 1 refused).
+--bind: the source address (127.0.0.2: another client).
 Exit 1, with the reason, if the server did otherwise.
 """
 import argparse
@@ -56,11 +60,13 @@ def main():
     p.add_argument("--no-conn", action="store_true")
     p.add_argument("--submits", type=int, default=3)
     p.add_argument("--pipeline", action="store_true")
-    p.add_argument("--expect", choices=["ok", "refused", "closed"], default="ok")
+    p.add_argument("--expect", choices=["ok", "refused", "closed", "results"], default="ok")
+    p.add_argument("--bind")
     p.add_argument("--timeout", type=float, default=10)
     a = p.parse_args()
 
-    s = socket.create_connection(("127.0.0.1", a.port), timeout=a.timeout)
+    s = socket.create_connection(("127.0.0.1", a.port), timeout=a.timeout,
+                                 source_address=(a.bind, 0) if a.bind else None)
     if a.tls:
         ctx = ssl.create_default_context(cafile=a.tls)
         if a.cert:
@@ -95,6 +101,7 @@ def main():
             fail("expected a close without an ack, got %r" % got)
         print("closed")
         return 0
+    results = ""
     for k, (cmd, id8, body) in enumerate(reqs):
         if not a.pipeline:
             s.sendall(frame(cmd, id8, body))
@@ -103,6 +110,9 @@ def main():
         if len(got) != 14 or got[:4] != struct.pack("!I", 14) or got[4] != want_cmd or got[5:13] != id8:
             fail("request %d: got %r" % (k, got))
         result = got[13]
+        results += str(result)
+        if a.expect == "results":
+            continue
         if a.expect == "refused":
             if result != 3:
                 fail("request %d: result %d, want 3" % (k, result))
@@ -115,6 +125,10 @@ def main():
             fail("request %d: result %d, want 0" % (k, result))
     if a.expect == "refused":
         fail("no result 3")
+    if a.expect == "results":
+        print("results " + results)
+        s.close()
+        return 0
     print("ok %d" % len(reqs))
     s.close()
     return 0
