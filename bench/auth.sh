@@ -4,7 +4,13 @@
 #     auth = token (each connection's Conn carries its token, submit-bench
 #     --token) against auth = none;
 #  2. the same with max_connections_per_ip = 65535 (counted, never reached)
-#     against off.
+#     against off;
+#  3. the same with rate_limit = rate_burst = 10000000 (checked on every
+#     Submit, never reached: the load stays below it) against off;
+#  4. once, after the rounds: 50,000 idle connections from 4 source
+#     addresses (4 submit-bench processes: 20,000 descriptors a process)
+#     with max_connections_per_ip = 20000 on 4 workers: the RSS of the
+#     shared per-address table in each worker (smaps), against its size.
 # Every round runs every case once, in a rotating order, each on a fresh
 # submitd; each ratio is taken within its round against the round's none
 # run; the table shows the medians over the rounds. Prints a markdown table
@@ -41,6 +47,7 @@ run() {
 		args=(--token "$BENCH_TMP/secret")
 		;;
 	iplimit) extra=('max_connections_per_ip = 65535') ;;
+	rate) extra=('rate_limit = 10000000' 'rate_burst = 10000000') ;;
 	esac
 	sd_start 'workers = 1' "${BENCH_CONF[@]}" "${extra[@]}" || die "submitd did not start ($1)"
 	timeout 60 "$BENCH" --json --warmup 0.5 -d "$SECS" -c 100 -w 64 -s 20 "${args[@]}" \
@@ -54,14 +61,44 @@ run() {
 T0=$SECONDS
 for r in $(seq "$ROUNDS"); do
 	echo "bench: round $r of $ROUNDS" >&2
-	for c in $(rotate "$r" none token iplimit); do
+	for c in $(rotate "$r" none token iplimit rate); do
 		run "$c"
 	done
 done
 
 rate() { jq -r '.rate // 0' "$BENCH_TMP/$1"; }
 ratio() { paste <(rate "$1") <(rate none) | awk '$2 > 0 { print $1 / $2 }' | median | xargs printf '%.3f'; }
-errors=$(cat "$BENCH_TMP"/{none,token,iplimit} | jq -s 'map(.errors + .connect_errors) | add')
+errors=$(cat "$BENCH_TMP"/{none,token,iplimit,rate} | jq -s 'map(.errors + .connect_errors) | add')
+
+# table_rss: "KIB_MAX KIB_SUM" of the per-address table's mapping (516 KiB,
+# the only one of that size) over the workers' smaps.
+table_rss() {
+	local w
+	for w in $(sd_workers); do
+		awk '/^[0-9a-f]+-[0-9a-f]+ / { m = 0 } /^Size: +516 kB/ { m = 1 } m && /^Rss:/ { print $2; m = 0 }' \
+			"/proc/$w/smaps" 2>/dev/null
+	done | awk '{ if ($1 > mx) mx = $1; s += $1 } END { printf "%d %d\n", mx, s }'
+}
+echo "bench: 50,000 connections from 4 addresses" >&2
+sd_start 'workers = 4' "${BENCH_CONF[@]}" 'max_connections_per_ip = 20000' 'backlog = 4096' ||
+	die "submitd did not start (50,000 connections)"
+for i in 0 1 2 3; do
+	timeout 120 "$BENCH" --json --idle --conn -c 12500 -d 60s --source "127.0.0.$((i + 2))" \
+		"127.0.0.1:$SD_PORT" >"$BENCH_TMP/idle.$i" 2>>"$BENCH_TMP/bench.err" &
+	BENCH_PIDS+=($!)
+done
+n=0 open=0
+while [ $n -lt 1200 ]; do
+	open=$(metric submitd_client_connected)
+	[ "$open" -ge 50000 ] && break
+	sleep 0.1
+	n=$((n + 1))
+done
+read -r rss_max rss_sum < <(table_rss)
+for p in "${BENCH_PIDS[@]}"; do
+	kill -TERM "$p" 2>/dev/null
+done
+sd_stop
 {
 	echo "# submitd auth benchmark, $(date -u +%Y-%m-%d), commit $COMMIT"
 	echo
@@ -73,6 +110,9 @@ errors=$(cat "$BENCH_TMP"/{none,token,iplimit} | jq -s 'map(.errors + .connect_e
 	echo "| auth = none | $(rate none | median | xargs printf '%.0f') | 1 | |"
 	echo "| auth = token (a Conn with the token per connection) | $(rate token | median | xargs printf '%.0f') | $(ratio token) | >= 0.95 |"
 	echo "| max_connections_per_ip = 65535 | $(rate iplimit | median | xargs printf '%.0f') | $(ratio iplimit) | >= 0.95 |"
+	echo "| rate_limit = rate_burst = 10000000 | $(rate rate | median | xargs printf '%.0f') | $(ratio rate) | >= 0.95 |"
+	echo
+	echo "Per-address table with $open connections open from 4 addresses (max_connections_per_ip = 20000, 4 workers): RSS of its 516 KiB mapping $rss_max KiB in the worker that touched most, $rss_sum KiB over the 4 workers (each maps only the pages it touched, with those the kernel maps around them)."
 	echo
 	echo "- errors reported by submit-bench over all runs: $errors"
 } >"$BENCH_TMP/table.md"
