@@ -48,7 +48,7 @@ fuzz-smoke: fuzz-build
 
 # The bats suites against the sanitizer build. Workers leave with exit(),
 # so leak checking is off; any sanitizer report in a log fails the run.
-ASAN_SUITES ?= test/protocol.bats test/limits.bats test/workers.bats test/tls.bats test/proxy.bats test/auth.bats
+ASAN_SUITES ?= test/protocol.bats test/limits.bats test/workers.bats test/tls.bats test/proxy.bats test/auth.bats test/ratelimit.bats
 test-asan: deps
 	$(MAKE) all $(BUILD)/asan/submitd
 	test/fuzz/run-asan.sh $(ASAN_SUITES)

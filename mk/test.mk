@@ -16,6 +16,7 @@ UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/auth.c src/ra
 UNIT_LIBS_test_ackq    = $(shell pkg-config --libs libcrypto 2>/dev/null)
 UNIT_SRC_test_ctl_pos := src/ctl.c
 UNIT_SRC_test_iplimit := src/iplimit.c
+UNIT_SRC_test_ratelimit := src/ratelimit.c
 # tls.c with conf.c for conf_user_may (tls_check's user test).
 UNIT_SRC_test_tls     := src/auth.c src/conf.c src/transport.c src/tls.c
 UNIT_LIBS_test_tls     = $(shell pkg-config --libs openssl libconfuse 2>/dev/null)

@@ -95,7 +95,8 @@ if [ $do_bats -eq 1 ]; then
 	run_tap bats timeout -k 10 "$BATS_TIMEOUT" bats --tap test/
 	# The core suites again, against the ASan+UBSan build of the daemon.
 	run_tap asan-bats timeout -k 10 "$BATS_TIMEOUT" test/fuzz/run-asan.sh \
-		test/protocol.bats test/limits.bats test/workers.bats test/tls.bats test/proxy.bats test/auth.bats
+		test/protocol.bats test/limits.bats test/workers.bats test/tls.bats test/proxy.bats test/auth.bats \
+		test/ratelimit.bats
 fi
 
 read -r n pass fail skip <"$state"
