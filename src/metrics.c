@@ -623,6 +623,45 @@ static const char *worker_state(const struct metrics_worker *w, uint32_t state)
 	return state == CTL_SLOT_RUNNING ? "running" : "starting";
 }
 
+/* A copy of a worker's identities under its seqlock: 0, or -1 if it kept changing. */
+static int idents_copy(const struct stats_idents *in, struct stats_idents *out)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t seq = __atomic_load_n(&in->seq, __ATOMIC_ACQUIRE);
+		if (seq & 1)
+			continue;
+		memcpy(out, (const void *)in, sizeof(*out));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&in->seq, __ATOMIC_RELAXED) == seq)
+			return 0;
+	}
+	return -1;
+}
+
+/* Per worker: the connections that authenticated, their identities, the most connected. */
+static void status_identities(struct out *o, const struct metrics_src *s)
+{
+	outf(o, "\n%-6s %-13s %-10s %s\n", "worker", "authenticated", "identities",
+	     "most_connected");
+	for (int i = 0; i < STATS_MAX_SLOTS; i++) {
+		const struct metrics_worker *w = &s->workers[i];
+		struct stats_idents id;
+
+		if (w->pid <= 0)
+			continue;
+		if (idents_copy(&s->shm->slot[i].idents, &id) < 0) {
+			outf(o, "%-6d %-13s %-10s %s\n", w->label, "-", "-", "-");
+			continue;
+		}
+		outf(o, "%-6d %-13u %-10u", w->label, id.authenticated, id.distinct);
+		for (uint32_t k = 0; k < id.n && k < STATS_TOP_IDENTITIES; k++) {
+			id.top[k].name[STATS_IDENTITY_LEN - 1] = '\0';
+			outf(o, " %s=%u", id.top[k].name, id.top[k].conns);
+		}
+		outf(o, "%s\n", id.n == 0 ? " -" : "");
+	}
+}
+
 char *metrics_status_render(const struct metrics_src *s, size_t *len)
 {
 	struct out o = {NULL, 0, 4096, 0};
@@ -675,6 +714,7 @@ char *metrics_status_render(const struct metrics_src *s, size_t *len)
 		     (long long)STATS_LOAD(sl->connected), worker_rate(w, slot_requests(sl), now),
 		     age);
 	}
+	status_identities(&o, s);
 	if (o.bad) {
 		free(o.p);
 		return NULL;

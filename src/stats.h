@@ -181,6 +181,26 @@ struct stats_fwd {
 	uint64_t starts; /* forwarder processes started (written by the master) */
 };
 
+/*
+ * Who is connected to a worker (/status), written by it once a second:
+ * the open connections that authenticated, how many identities they are,
+ * and the STATS_TOP_IDENTITIES with the most connections. A seqlock: seq
+ * is odd while the worker writes; a reader copies, then checks seq again.
+ */
+#define STATS_TOP_IDENTITIES 5
+#define STATS_IDENTITY_LEN   129 /* an identity (auth.h's 128 bytes) and its NUL */
+struct stats_idents {
+	uint32_t seq;
+	uint32_t authenticated;
+	uint32_t distinct; /* identities among them; STATS_IDENTS_COUNTED at most */
+	uint32_t n;	   /* entries in top */
+	struct {
+		uint32_t conns;
+		char name[STATS_IDENTITY_LEN];
+	} top[STATS_TOP_IDENTITIES];
+};
+#define STATS_IDENTS_COUNTED 4096
+
 struct stats_slot {
 	uint64_t c[STATS_NCOUNTERS];
 	uint64_t batch[STATS_NBATCH];
@@ -194,6 +214,7 @@ struct stats_slot {
 	int64_t connected;
 	int64_t tls_open[2]; /* gauges: established TLS connections, [0] TLS 1.2, [1] TLS 1.3 */
 	uint64_t allocated;  /* bytes in the worker's arena */
+	struct stats_idents idents;
 } __attribute__((aligned(64)));
 
 struct stats_shm {

@@ -21,6 +21,7 @@
 #include "ackq.h"
 #include "clock.h"
 #include "conn.h"
+#include "auth.h"
 #include "iplimit.h"
 #include "log.h"
 #include "mem.h"
@@ -625,6 +626,79 @@ static int peer_took(struct conn *c)
 }
 
 /* Once a second (and at the drain deadline): timeouts and memory figures. */
+/*
+ * /status's "who is connected": the open connections with an identity,
+ * counted by identity in a table of this tick's (open addressing over
+ * STATS_IDENTS_COUNTED entries; past that, identities are not told apart),
+ * the most connected published under the seqlock of slot->idents.
+ */
+_Static_assert(STATS_IDENTITY_LEN == AUTH_IDENTITY_MAX + 1, "an identity fits /status");
+static void publish_identities(void)
+{
+	static struct {
+		const char *id;
+		uint32_t n;
+		uint8_t len;
+	} tab[STATS_IDENTS_COUNTED];
+	struct stats_idents *out = &slot->idents;
+	uint32_t authenticated = 0, distinct = 0, top[STATS_TOP_IDENTITIES], ntop = 0;
+
+	memset(tab, 0, sizeof(tab));
+	for (size_t fd = 0; fd < conns_cap; fd++) {
+		const struct conn *c = conns[fd];
+		if (c == NULL || c->identity_len == 0)
+			continue;
+		authenticated++;
+		uint32_t h = 2166136261u;
+		for (uint8_t i = 0; i < c->identity_len; i++)
+			h = (h ^ (uint8_t)c->identity[i]) * 16777619u;
+		for (uint32_t k = 0; k < STATS_IDENTS_COUNTED; k++) {
+			uint32_t j = (h + k) % STATS_IDENTS_COUNTED;
+			if (tab[j].id == NULL) {
+				tab[j].id = c->identity;
+				tab[j].len = c->identity_len;
+				tab[j].n = 1;
+				distinct++;
+				break;
+			}
+			if (tab[j].len == c->identity_len &&
+			    memcmp(tab[j].id, c->identity, c->identity_len) == 0) {
+				tab[j].n++;
+				break;
+			}
+		}
+	}
+	/* The most connected, most first (ties: table order): an insertion into top. */
+	for (uint32_t j = 0; j < STATS_IDENTS_COUNTED && distinct > 0; j++) {
+		uint32_t k;
+		if (tab[j].id == NULL)
+			continue;
+		if (ntop < STATS_TOP_IDENTITIES)
+			k = ntop++;
+		else if (tab[j].n > tab[top[STATS_TOP_IDENTITIES - 1]].n)
+			k = STATS_TOP_IDENTITIES - 1;
+		else
+			continue;
+		top[k] = j;
+		for (; k > 0 && tab[top[k]].n > tab[top[k - 1]].n; k--) {
+			uint32_t t = top[k];
+			top[k] = top[k - 1];
+			top[k - 1] = t;
+		}
+	}
+	__atomic_store_n(&out->seq, out->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	out->authenticated = authenticated;
+	out->distinct = distinct;
+	out->n = ntop;
+	for (uint32_t k = 0; k < ntop; k++) {
+		out->top[k].conns = tab[top[k]].n;
+		memcpy(out->top[k].name, tab[top[k]].id, tab[top[k]].len);
+		out->top[k].name[tab[top[k]].len] = '\0';
+	}
+	__atomic_store_n(&out->seq, out->seq + 1, __ATOMIC_RELEASE);
+}
+
 static void tick(void)
 {
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
@@ -690,6 +764,7 @@ static void tick(void)
 		mark_pending(c);
 	}
 	STATS_STORE(slot->allocated, mem_allocated());
+	publish_identities();
 }
 
 /*

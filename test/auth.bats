@@ -153,6 +153,34 @@ records() {
 	assert_output "$(printf 'none\nnone')"
 }
 
+# idents_row W: worker W's row of /status's identities table.
+idents_row() {
+	curl -sf --max-time 5 "http://127.0.0.1:$SD_METRICS_PORT/status" |
+		awk -v w="$1" 'seen && $1 == w { print } /^worker +authenticated +identities/ { seen = 1 }'
+}
+
+@test "/status: per worker the connections that authenticated, their identities, the most connected first" {
+	token_start
+	local i
+	for i in 1 2 3; do
+		sd_spawn "$BATS_TEST_TMPDIR/h1.$i" $AC --port "$SD_PORT" --token-file "$BATS_TEST_TMPDIR/t1" \
+			--submits 1 --hold 60
+	done
+	sd_spawn "$BATS_TEST_TMPDIR/h2" $AC --port "$TLS_PORT" --tls "$CERTS/ca.pem" \
+		--token-file "$BATS_TEST_TMPDIR/t2" --submits 1 --hold 60
+	# And one that has not authenticated: counted nowhere here.
+	sd_spawn "$BATS_TEST_TMPDIR/h3" $AC --port "$SD_PORT" --no-conn --submits 0 --expect closed
+	wait_for -t 10 eval '[ "$(cat "$BATS_TEST_TMPDIR"/h1.* "$BATS_TEST_TMPDIR/h2" | grep -c "^ok 2$")" -eq 4 ]'
+	# Published once a second by the worker.
+	wait_for -t 10 eval '[ "$(idents_row 0 | awk "{print \$2}")" = 4 ]'
+	run idents_row 0
+	assert_output --regexp '^0 +4 +2 +device-1=3 device-2@fleet=1$'
+	sd_kill_spawned
+	wait_for -t 10 eval '[ "$(idents_row 0 | awk "{print \$2}")" = 0 ]'
+	run idents_row 0
+	assert_output --regexp '^0 +0 +0 +-$'
+}
+
 @test "auth_timeout = 1: a connection that sends no Conn is closed without an ack (timeout), plaintext and TLS" {
 	token_start 'auth_timeout = 1'
 	run $AC --port "$SD_PORT" --no-conn --submits 0 --expect closed

@@ -19,7 +19,7 @@ status_field() {
 
 # status_rows: the worker table without its header, one worker a line.
 status_rows() {
-	sd_status | awk 'seen { print } /^worker +slot +pid/ { seen = 1 }'
+	sd_status | awk 'seen && /^$/ { exit } seen { print } /^worker +slot +pid/ { seen = 1 }'
 }
 
 status_field_is() {

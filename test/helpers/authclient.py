@@ -3,7 +3,7 @@
 
   authclient.py --port P [--tls CA [--cert C --key K]] [--token-file F | --no-conn]
                 [--submits K] [--pipeline] [--expect ok|refused|closed|results]
-                [--bind ADDR]
+                [--bind ADDR] [--hold S]
 
 Sends a Conn whose client data is the token (the bytes of --token-file, one
 trailing newline off; an empty Conn with --token-file /dev/null), or with
@@ -17,6 +17,8 @@ nothing with --no-conn --submits 0); prints "closed".
 --expect results: every ack arrives, in order; prints "results " and each
 ack's result digit, the ConnAck's first (rate_limit: 0 stored, 1 refused).
 --bind: the source address (127.0.0.2: another client).
+--hold S: with --expect ok, keep the connection open S seconds after
+printing (until killed), then close it.
 Exit 1, with the reason, if the server did otherwise.
 """
 import argparse
@@ -24,6 +26,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 
 CONN, SUBMIT, CONNACK, SUBMITACK = 0x01, 0x02, 0x80, 0x81
 
@@ -62,6 +65,7 @@ def main():
     p.add_argument("--pipeline", action="store_true")
     p.add_argument("--expect", choices=["ok", "refused", "closed", "results"], default="ok")
     p.add_argument("--bind")
+    p.add_argument("--hold", type=float, default=0)
     p.add_argument("--timeout", type=float, default=10)
     a = p.parse_args()
 
@@ -129,7 +133,9 @@ def main():
         print("results " + results)
         s.close()
         return 0
-    print("ok %d" % len(reqs))
+    print("ok %d" % len(reqs), flush=True)
+    if a.hold > 0:
+        time.sleep(a.hold)  # a connected client, not synchronisation: the test kills it
     s.close()
     return 0
 
