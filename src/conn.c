@@ -162,6 +162,7 @@ int conn_process(struct conn *c, const struct conn_ctx *x)
 		uint8_t res = PROTO_RESULT_OK;
 		if (f.cmd == PROTO_SUBMIT && x->rl != NULL && !within_rate(c, x)) {
 			res = PROTO_RESULT_REFUSED;
+			c->rl_over = 1;
 			nrefused++;
 		}
 		proto_encode_ack(buf_tail(&c->out), proto_ack_cmd(f.cmd), f.id, res);

@@ -175,6 +175,7 @@ struct conn {
 	int32_t ip_slot;      /* its entry in the per-address table + 1; 0: not counted */
 	int32_t rl_slot;      /* its client's entry in the rate table + 1; 0: not looked up */
 	uint32_t rl_credit;   /* Submits of its client's rate taken and not used yet */
+	uint8_t rl_over;      /* a Submit was refused for the rate: the worker logs, clears */
 	uint64_t rl_key;      /* its client's key there; 0: not computed yet */
 	const char *identity; /* who it authenticated as: the tokens file's, or identity_buf */
 	uint8_t identity_len; /* its length; 0 with no identity */

@@ -115,6 +115,22 @@ static const enum stats_counter handshake_counter[] = {
 static void log_auth(struct conn *c, int why);
 static void addr_str(const struct conn *c, char *s, size_t n);
 static uint64_t last_ip_log;
+static uint64_t last_rate_log;
+
+/* A Submit of c's was over rate_limit: say who, at most once a second. */
+static void log_rate(struct conn *c)
+{
+	char a[INET6_ADDRSTRLEN + 16];
+
+	c->rl_over = 0;
+	if (!rate_ok(&last_rate_log, now, 1000))
+		return;
+	addr_str(c, a, sizeof(a));
+	log_warnx("%s%s%s: over rate_limit (%ld a second, rate_burst %ld): refusing Submits "
+		  "(result 1)",
+		  c->identity_len ? c->identity : "", c->identity_len ? " at " : "", a,
+		  cf->rate_limit, cf->rate_burst > 0 ? cf->rate_burst : cf->rate_limit);
+}
 
 /*
  * max_connections_per_ip: counts c against its address (across all
@@ -265,6 +281,8 @@ static void on_readable(struct conn *c)
 		int n = conn_process(c, &ctx);
 		if (c->auth_fail)
 			log_auth(c, c->auth_fail);
+		if (c->rl_over)
+			log_rate(c);
 		if (n > 0)
 			c->last_frame_ms = now;
 		else if (n == -1) {

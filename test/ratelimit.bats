@@ -61,6 +61,8 @@ by_identity() {
 	run sd_metrics
 	assert_success
 	refute_output --partial 'device-1'
+	# Who was refused is in the log (at most once a second), never in a label.
+	wait_for eval "sd_log | grep -Eq 'device-1 at 127\\.0\\.0\\.1:[0-9]+: over rate_limit \\(1 a second, rate_burst 10\\): refusing Submits \\(result 1\\)'"
 	sd_stop
 	assert_equal "$(by_identity)" "device-1=$((8 + zeros)) device-2=8"
 }
@@ -70,6 +72,7 @@ by_identity() {
 	run $AC --port "$SD_PORT" --bind 127.0.0.2 --no-conn --submits 6 --pipeline --expect results
 	assert_success
 	assert_output "results 000111"
+	wait_for eval 'sd_log | grep -Eq "127\.0\.0\.2:[0-9]+: over rate_limit"'
 	run $AC --port "$SD_PORT" --bind 127.0.0.3 --no-conn --submits 6 --pipeline --expect results
 	assert_success
 	assert_output "results 000111"
