@@ -398,6 +398,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 5)
 		return 0;
+	memset(&x, 0, sizeof(x)); /* no tokens, no rate limit */
 	x.max_frame = 13 + ((uint32_t)data[0] << 8 | data[1]);
 	x.read_size = 16 * ((uint32_t)data[2] + 1);
 	x.max_output = 1024;
