@@ -18,7 +18,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Leaf modules shared by the daemon, the bench and the tests.
 LIB_SRC  := src/log.c src/proto.c src/proxy.c src/mem.c src/buf.c src/net.c src/crc32c.c src/spool.c src/spool_recover.c src/version.c
-CORE_SRC := $(LIB_SRC) src/auth.c src/iplimit.c src/ratelimit.c src/transport.c src/tls.c src/ctl.c src/stats.c src/conf.c src/conn.c src/ackq.c src/spoolw.c src/worker.c src/metrics.c src/spoolm.c src/master.c src/listen.c src/proc.c src/fwdnats.c src/fwdchain.c src/forwarder.c
+CORE_SRC := $(LIB_SRC) src/auth.c src/shmtab.c src/iplimit.c src/ratelimit.c src/transport.c src/tls.c src/ctl.c src/stats.c src/conf.c src/conn.c src/ackq.c src/spoolw.c src/worker.c src/metrics.c src/spoolm.c src/master.c src/listen.c src/proc.c src/fwdnats.c src/fwdchain.c src/forwarder.c
 D_SRC    := $(CORE_SRC) src/main.c
 B_SRC    := $(LIB_SRC) $(wildcard src/bench/*.c)
 

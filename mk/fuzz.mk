@@ -13,7 +13,7 @@ FUZZ_TARGETS := proto conn proxy
 FUZZ_SRC_proto := src/proto.c
 FUZZ_SRC_proxy := src/proxy.c
 # conn's TLS mode: the daemon's tls.c, without conf.c (the target stubs conf_user_may).
-FUZZ_SRC_conn  := src/conn.c src/auth.c src/ratelimit.c src/proxy.c src/transport.c src/tls.c src/buf.c src/mem.c src/proto.c src/stats.c
+FUZZ_SRC_conn  := src/conn.c src/auth.c src/shmtab.c src/ratelimit.c src/proxy.c src/transport.c src/tls.c src/buf.c src/mem.c src/proto.c src/stats.c
 FUZZ_LIBS_conn  = $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 # conn: room for frames a few times the smallest pool chunk.
 FUZZ_ARGS_proto := -max_len=4100

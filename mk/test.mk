@@ -12,11 +12,11 @@ UNIT_HDR       := $(wildcard test/unit/*.h) $(wildcard src/*.h src/bench/*.h)
 UNIT_SRC_test_metrics := src/stats.c src/metrics.c
 UNIT_LIBS_test_metrics = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 UNIT_SRC_test_hist    := src/bench/hist.c
-UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/auth.c src/ratelimit.c src/conn.c src/ackq.c
+UNIT_SRC_test_ackq    := src/ctl.c src/stats.c src/transport.c src/auth.c src/shmtab.c src/ratelimit.c src/conn.c src/ackq.c
 UNIT_LIBS_test_ackq    = $(shell pkg-config --libs libcrypto 2>/dev/null)
 UNIT_SRC_test_ctl_pos := src/ctl.c
-UNIT_SRC_test_iplimit := src/iplimit.c
-UNIT_SRC_test_ratelimit := src/ratelimit.c
+UNIT_SRC_test_iplimit := src/shmtab.c src/iplimit.c
+UNIT_SRC_test_ratelimit := src/shmtab.c src/ratelimit.c
 # tls.c with conf.c for conf_user_may (tls_check's user test).
 UNIT_SRC_test_tls     := src/auth.c src/conf.c src/transport.c src/tls.c
 UNIT_LIBS_test_tls     = $(shell pkg-config --libs openssl libconfuse 2>/dev/null)

@@ -2,10 +2,9 @@
 #include "iplimit.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/random.h>
+
+#include "shmtab.h"
 
 #define COUNT_MASK 0xffffu
 
@@ -16,29 +15,7 @@ struct iplimit {
 
 struct iplimit *iplimit_map(char *err, size_t errlen)
 {
-	struct iplimit *t =
-	    mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (t == MAP_FAILED) {
-		snprintf(err, errlen, "mmap of %zu bytes: %m", sizeof(*t));
-		return NULL;
-	}
-	/* A random key: which addresses share a neighbourhood is not for clients to choose. */
-	if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
-		snprintf(err, errlen, "getrandom: %m");
-		munmap(t, sizeof(*t));
-		return NULL;
-	}
-	return t;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
+	return shmtab_map(sizeof(struct iplimit), err, errlen);
 }
 
 static uint64_t hash(const struct iplimit *t, const uint8_t addr[16])
@@ -47,7 +24,7 @@ static uint64_t hash(const struct iplimit *t, const uint8_t addr[16])
 
 	memcpy(&a, addr, 8);
 	memcpy(&b, addr + 8, 8);
-	return mix(mix(a ^ t->seed[0]) ^ b ^ t->seed[1]);
+	return shmtab_mix(shmtab_mix(a ^ t->seed[0]) ^ b ^ t->seed[1]);
 }
 
 /* The tag in the word's high 48 bits; never 0, which marks an empty slot. */

@@ -2,10 +2,9 @@
 #include "ratelimit.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/random.h>
+
+#include "shmtab.h"
 
 /* An entry whose client was within its burst this long ago may be given to another. */
 #define IDLE_NS 1000000000ull
@@ -22,29 +21,7 @@ struct ratelimit {
 
 struct ratelimit *ratelimit_map(char *err, size_t errlen)
 {
-	struct ratelimit *t =
-	    mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (t == MAP_FAILED) {
-		snprintf(err, errlen, "mmap of %zu bytes: %m", sizeof(*t));
-		return NULL;
-	}
-	/* A random key: which clients share a neighbourhood is not for them to choose. */
-	if (getrandom(t->seed, sizeof(t->seed), 0) != (ssize_t)sizeof(t->seed)) {
-		snprintf(err, errlen, "getrandom: %m");
-		munmap(t, sizeof(*t));
-		return NULL;
-	}
-	return t;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
+	return shmtab_map(sizeof(struct ratelimit), err, errlen);
 }
 
 uint64_t ratelimit_key(const struct ratelimit *t, const char *identity, size_t n,
@@ -55,18 +32,19 @@ uint64_t ratelimit_key(const struct ratelimit *t, const char *identity, size_t n
 	if (n > 0) {
 		/* 8 bytes at a time, the tail zero-padded; the length first, so no two collide by
 		 * padding. */
-		h = mix(h ^ n);
+		h = shmtab_mix(h ^ n);
 		for (size_t i = 0; i < n; i += 8) {
 			w = 0;
 			memcpy(&w, identity + i, n - i < 8 ? n - i : 8);
-			h = mix(h ^ w);
+			h = shmtab_mix(h ^ w);
 		}
-		h = mix(h ^ t->seed[1]) | 1ull << 63; /* identities and addresses never meet */
+		h = shmtab_mix(h ^ t->seed[1]) |
+		    1ull << 63; /* identities and addresses never meet */
 	} else {
 		memcpy(&w, addr, 8);
-		h = mix(h ^ w);
+		h = shmtab_mix(h ^ w);
 		memcpy(&w, addr + 8, 8);
-		h = mix(h ^ w ^ t->seed[1]) & ~(1ull << 63);
+		h = shmtab_mix(h ^ w ^ t->seed[1]) & ~(1ull << 63);
 	}
 	return h ? h : 1;
 }

@@ -380,33 +380,43 @@ static const uint8_t golden_v1[133] = {
     0x50, 0xc3, 0x02, 0x00, 0x01, 0x01, 0x00, 0x00, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
 };
 
-static void test_golden(void)
+/*
+ * The worked examples' file header (of version) into out, and their
+ * record's fields but the identity: docs/SPOOL.md, "Worked examples".
+ */
+static void example(uint8_t out[SPOOL_FILE_HDR], uint16_t version, struct spool_rec *r)
 {
 	struct spool_file_hdr fh = {0};
-	struct spool_rec r;
-	uint8_t got[133];
 
-	fh.version = 1;
+	fh.version = version;
 	fh.worker = 2;
 	fh.pid = 41234;
 	fh.gen = 1;
 	fh.created_ns = 1796400000123456789ull;
-	spool_file_header(got, &fh);
-	memset(&r, 0, sizeof(r));
-	r.ts_ns = 1796400000200000000ull;
-	r.conn_seq = 1;
+	spool_file_header(out, &fh);
+	memset(r, 0, sizeof(*r));
+	r->ts_ns = 1796400000200000000ull;
+	r->conn_seq = 1;
 	for (int i = 0; i < 8; i++) {
-		r.submit_id[i] = (uint8_t)(i + 1);
-		r.conn_id[i] = (uint8_t)(0xa0 + i);
+		r->submit_id[i] = (uint8_t)(i + 1);
+		r->conn_id[i] = (uint8_t)(0xa0 + i);
 	}
-	r.addr[10] = r.addr[11] = 0xff;
-	r.addr[12] = 127;
-	r.addr[15] = 1;
-	r.port = 50000;
-	r.worker = 2;
-	r.type = SPOOL_TYPE_SUBMIT;
-	r.flags = SPOOL_FLAG_CONN_ID;
-	r.len = 5;
+	r->addr[10] = r->addr[11] = 0xff;
+	r->addr[12] = 127;
+	r->addr[15] = 1;
+	r->port = 50000;
+	r->worker = 2;
+	r->type = SPOOL_TYPE_SUBMIT;
+	r->flags = SPOOL_FLAG_CONN_ID;
+	r->len = 5;
+}
+
+static void test_golden(void)
+{
+	struct spool_rec r;
+	uint8_t got[133];
+
+	example(got, 1, &r);
 	spool_rec_header(got + 64, &r, "hello");
 	memcpy(got + 128, "hello", 5);
 	ok(memcmp(got, golden_v1, sizeof(golden_v1)) == 0,
@@ -473,7 +483,7 @@ static void put_le32(uint8_t *p, uint32_t v)
 static void test_versions(void)
 {
 	static uint8_t got[141], buf[64 + 128 + 700], want[64 + 128 + 700], ident[128], pay[700];
-	struct spool_file_hdr fh = {0}, h3;
+	struct spool_file_hdr h3;
 	struct spool_rec r, d;
 	struct spool_recovery rv;
 	const char *why;
@@ -483,26 +493,7 @@ static void test_versions(void)
 	size_t n;
 	int like = 1;
 
-	fh.version = 2;
-	fh.worker = 2;
-	fh.pid = 41234;
-	fh.gen = 1;
-	fh.created_ns = 1796400000123456789ull;
-	spool_file_header(got, &fh);
-	memset(&r, 0, sizeof(r));
-	r.ts_ns = 1796400000200000000ull;
-	r.conn_seq = 1;
-	for (int i = 0; i < 8; i++) {
-		r.submit_id[i] = (uint8_t)(i + 1);
-		r.conn_id[i] = (uint8_t)(0xa0 + i);
-	}
-	r.addr[10] = r.addr[11] = 0xff;
-	r.addr[12] = 127;
-	r.addr[15] = 1;
-	r.port = 50000;
-	r.worker = 2;
-	r.type = SPOOL_TYPE_SUBMIT;
-	r.flags = SPOOL_FLAG_CONN_ID;
+	example(got, 2, &r);
 	r.identity = (const uint8_t *)"device-7";
 	r.identity_len = 8;
 	r.len = 5;
