@@ -643,7 +643,6 @@ static int peer_took(struct conn *c)
 	return took;
 }
 
-/* Once a second (and at the drain deadline): timeouts and memory figures. */
 /*
  * /status's "who is connected": the open connections with an identity,
  * counted by identity in a table of this tick's (open addressing over
@@ -717,6 +716,7 @@ static void publish_identities(void)
 	__atomic_store_n(&out->seq, out->seq + 1, __ATOMIC_RELEASE);
 }
 
+/* Once a second (and at the drain deadline): timeouts, memory figures, who is connected. */
 static void tick(void)
 {
 	uint64_t idle_ms = (uint64_t)cf->idle_timeout * 1000;
